@@ -1,0 +1,35 @@
+# The two quick-start commands: `make demo` (a local evaluation, no cluster) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
+
+.PHONY: setup demo test lint typecheck bench clean
+
+$(VENV)/.installed: pyproject.toml scripts/setup-venv.sh
+	bash scripts/setup-venv.sh $(VENV)
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/quanteval run manifests/examples/quickstart.yaml --local
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup
+	bash scripts/run-tests.sh
+
+bench: setup
+	$(PY) benchmarks/engine_throughput.py
+	$(PY) benchmarks/classifier_accuracy.py
+
+clean:
+	rm -rf $(VENV) quanteval-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,202 @@
+"""`quanteval`: run an evaluation locally, validate or plan a manifest, try a classifier.
+
+Exit codes: 0 done; 3 invalid input; 4 a model or precision cannot load here; 5 out of memory;
+6 storage failure; 2 bad command line (argparse).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from quanteval.exitcodes import ExitCode, InvalidSpecError, QuantEvalError
+from quanteval.matrix import expand
+from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
+from quanteval.spec import QuantEval, load_manifest
+
+DEFAULT_OUT = "quanteval-out"
+
+
+def _gguf_note(manifest: QuantEval) -> list[str]:
+    """A warning for models that come from a GGUF file: their 'fp32' is dequantized weights."""
+    notes = []
+    for model in manifest.spec.models:
+        location = model.source
+        if model.source.startswith("package:"):
+            try:
+                from quanteval_worker.sources import package_location
+
+                location = str(package_location(model.source.removeprefix("package:")))
+            except (ImportError, QuantEvalError):
+                continue
+        if location.endswith(".gguf"):
+            notes.append(
+                f"note: {model.name} comes from the GGUF file {Path(location).name}: its weights "
+                "were quantized before we got them, so every precision here starts from "
+                "dequantized low-bit weights. Compare real checkpoints for real conclusions."
+            )
+    return notes
+
+
+def _local_path_problems(manifest: QuantEval) -> list[str]:
+    problems = []
+    for index, model in enumerate(manifest.spec.models):
+        source = model.source
+        if source.startswith("package:"):
+            import importlib.util
+
+            name = source.removeprefix("package:")
+            if importlib.util.find_spec(name) is None:
+                problems.append(
+                    f"spec.models[{index}].source: no installed Python package named {name!r}"
+                )
+        elif source.startswith(("/", "./", "../", "~")) or source.endswith(".gguf"):
+            if not Path(source).expanduser().exists():
+                problems.append(f"spec.models[{index}].source: {source} does not exist")
+    return problems
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    manifest = load_manifest(args.file)
+    problems = _local_path_problems(manifest)
+    if problems:
+        raise InvalidSpecError(f"{args.file}: invalid QuantEval\n" + "\n".join(problems))
+    runs = expand(manifest.spec)
+    console.print(f"{args.file}: valid ({len(runs)} runs: {', '.join(r.id for r in runs)})")
+    return ExitCode.OK
+
+
+def _parameters(source: str) -> int | None:
+    try:
+        from quanteval_worker.inspect import count_parameters
+    except ImportError:
+        return None
+    return count_parameters(source)
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from quanteval.table import human_bytes
+
+    manifest = load_manifest(args.file)
+    spec = manifest.spec
+    gpu_memory = args.gpu_memory_gib or spec.resources.gpu_memory_gib or DEFAULT_GPU_MEMORY_GIB
+    samples = len(spec.prompt_templates) * len(spec.emotion_names)
+    samples *= spec.generation.samples_per_prompt
+    table = Table(title=f"{manifest.metadata.name}: {samples} samples a run, {gpu_memory:g} GiB GPUs")
+    for header in ("run", "model", "precision", "parameters", "weights (est.)", "GPUs"):
+        table.add_column(header)
+    counted: dict[str, int | None] = {}
+    for run in expand(spec):
+        params = run.model.parameters
+        if params is None:
+            if run.model.name not in counted:
+                counted[run.model.name] = _parameters(run.model.source)
+            params = counted[run.model.name]
+        if params is None:
+            table.add_row(run.id, run.model.name, run.precision.value, "unknown", "-", "1 (?)")
+            continue
+        weights = estimate_weights_bytes(params, run.precision)
+        gpus = spec.resources.gpus if spec.resources.gpus != "auto" else gpus_needed(weights, gpu_memory)
+        baseline = " (baseline)" if run.is_baseline else ""
+        table.add_row(
+            run.id, run.model.name, run.precision.value + baseline, f"{params / 1e9:.2f}B",
+            human_bytes(weights), str(gpus),
+        )  # fmt: skip
+    Console(width=160).print(table)
+    if any(v is None for v in counted.values()):
+        console.print("unknown sizes: set spec.models[].parameters (hub models are not fetched)")
+    return ExitCode.OK
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from quanteval.local import run_local
+    from quanteval.summary import compare
+    from quanteval.table import comparison_table
+
+    if not args.local:
+        raise InvalidSpecError(
+            "to run in a cluster, `kubectl apply -f FILE` with the operator installed; "
+            "pass --local to evaluate on this machine"
+        )
+    manifest = load_manifest(args.file)
+    problems = _local_path_problems(manifest)
+    if problems:
+        raise InvalidSpecError(f"{args.file}: invalid QuantEval\n" + "\n".join(problems))
+    out = args.out or f"{DEFAULT_OUT}/{manifest.metadata.name}"
+    results = run_local(manifest, out, args.only, args.force, console)
+    rows = compare([r.outcome for r in results], manifest.spec.baseline_precision)
+    Console(width=200).print(comparison_table(rows, title=f"{manifest.metadata.name} ({out})"))
+    for note in _gguf_note(manifest):
+        console.print(note)
+    failures = [r.exit_code for r in results if r.exit_code != ExitCode.OK]
+    return failures[0] if failures else ExitCode.OK
+
+
+def cmd_classify(args: argparse.Namespace, console: Console) -> int:
+    from quanteval.emotions import resolve_emotions
+    from quanteval.spec import ClassifierSpec
+
+    try:
+        emotions = list(resolve_emotions(args.emotions.split(",") if "," in args.emotions else args.emotions))
+    except ValueError as error:
+        raise InvalidSpecError(f"--emotions: {error}") from None
+    spec = ClassifierSpec(source=args.classifier) if args.classifier else ClassifierSpec(builtin="minilm")
+    from quanteval_worker.classifier import load_classifier, predict
+
+    classifier = load_classifier(spec, emotions)
+    handle = sys.stdin if args.input == "-" else Path(args.input).open()
+    with handle:
+        texts = [line.strip() for line in handle if line.strip()]
+    for text, prediction in zip(texts, predict(classifier, texts), strict=True):
+        probabilities = {k: round(v, 4) for k, v in prediction.probabilities.items()}
+        print(json.dumps({"text": text, "label": prediction.label, "probabilities": probabilities}))
+    return ExitCode.OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quanteval", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="evaluate a QuantEval manifest")
+    run.add_argument("file", help="a QuantEval manifest (YAML)")
+    run.add_argument("--local", action="store_true", help="evaluate on this machine")
+    run.add_argument("--out", help=f"results directory or s3://bucket/prefix (default {DEFAULT_OUT}/NAME)")
+    run.add_argument("--only", action="append", metavar="RUN", help="run only this run id (repeatable)")
+    run.add_argument("--force", action="store_true", help="replace results of another configuration")
+    run.set_defaults(handler=cmd_run)
+
+    validate = commands.add_parser("validate", help="check a manifest offline")
+    validate.add_argument("file")
+    validate.set_defaults(handler=cmd_validate)
+
+    plan = commands.add_parser("plan", help="list the runs with estimated weights memory and GPUs")
+    plan.add_argument("file")
+    plan.add_argument("--gpu-memory-gib", type=float, help=f"memory of one GPU (default {DEFAULT_GPU_MEMORY_GIB:g})")
+    plan.set_defaults(handler=cmd_plan)
+
+    classify = commands.add_parser("classify", help="classify texts, one a line, into emotions")
+    classify.add_argument("input", help="a file with one text a line, or - for standard input")
+    classify.add_argument("--classifier", help="a sequence-classification model (default: builtin)")
+    classify.add_argument("--emotions", default="isear", help="a set name or a comma-separated list")
+    classify.set_defaults(handler=cmd_classify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return int(args.handler(args, console))
+    except QuantEvalError as error:
+        console.print(f"[red]error:[/red] {error.message}", highlight=False)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Exit codes of `quanteval-worker` and the `quanteval` CLI.
+
+The operator's Job `podFailurePolicy` keys on INVALID_SPEC, CANNOT_LOAD and OUT_OF_MEMORY: they are
+deterministic, so retrying the pod cannot help. 1, 2 and 126+ stay for crashes and the shell.
+"""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INVALID_SPEC = 3
+    CANNOT_LOAD = 4
+    OUT_OF_MEMORY = 5
+    STORAGE = 6
+
+
+DETERMINISTIC_FAILURES = (ExitCode.INVALID_SPEC, ExitCode.CANNOT_LOAD, ExitCode.OUT_OF_MEMORY)
+
+
+class QuantEvalError(Exception):
+    """An error with a user-facing message and the exit code it maps to."""
+
+    exit_code: ExitCode = ExitCode.INVALID_SPEC
+    reason: str = "InvalidSpec"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidSpecError(QuantEvalError):
+    exit_code = ExitCode.INVALID_SPEC
+    reason = "InvalidSpec"
+
+
+class CannotLoadError(QuantEvalError):
+    exit_code = ExitCode.CANNOT_LOAD
+    reason = "CannotLoad"
+
+
+class OutOfMemoryError(QuantEvalError):
+    exit_code = ExitCode.OUT_OF_MEMORY
+    reason = "OutOfMemory"
+
+
+class StorageError(QuantEvalError):
+    exit_code = ExitCode.STORAGE
+    reason = "StorageFailed"

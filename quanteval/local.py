@@ -1,0 +1,141 @@
+"""`quanteval run --local`: every run as its own worker process, then the comparison table.
+
+A process per run keeps each run's memory peak its own, exactly as one pod per run does.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from quanteval.exitcodes import ExitCode, InvalidSpecError
+from quanteval.matrix import Run, build_run_spec, expand
+from quanteval.results import RESULT_FILE, RunResult
+from quanteval.spec import QuantEval
+from quanteval.storage import open_storage
+from quanteval.summary import RunOutcome
+
+
+@dataclass(frozen=True)
+class LocalRunOutcome:
+    run: Run
+    exit_code: int
+    outcome: RunOutcome
+
+
+def select_runs(runs: list[Run], only: list[str] | None) -> list[Run]:
+    if not only:
+        return runs
+    known = {r.id for r in runs}
+    unknown = [o for o in only if o not in known]
+    if unknown:
+        raise InvalidSpecError(
+            f"--only: no run named {', '.join(unknown)}; the runs are {', '.join(sorted(known))}"
+        )
+    return [r for r in runs if r.id in only]
+
+
+def _outcome_from_result(result: RunResult) -> RunOutcome:
+    m = result.metrics
+    return RunOutcome(
+        run_id=result.run_id,
+        model=result.model,
+        precision=result.precision,
+        state="Succeeded",
+        f1_macro=m.f1_macro,
+        accuracy=m.accuracy,
+        intensity=m.intensity,
+        weights_bytes=m.weights_bytes,
+        peak_memory_bytes=m.peak_memory_bytes,
+        load_seconds=m.load_seconds,
+        generation_seconds=m.generation_seconds,
+        tokens_per_second=m.tokens_per_second,
+    )
+
+
+def _run_worker(
+    run: Run, spec_json: str, force: bool, progress: Progress, console: Console
+) -> tuple[int, dict[str, object]]:
+    """Run one worker process; follow its progress events; return its exit code and message."""
+    with tempfile.TemporaryDirectory(prefix="quanteval-") as tmp:
+        spec_file = Path(tmp) / "runspec.json"
+        spec_file.write_text(spec_json)
+        termination = Path(tmp) / "termination-log"
+        env = os.environ | {"QUANTEVAL_TERMINATION_LOG": str(termination)}
+        command = [sys.executable, "-m", "quanteval_worker.main", "--spec", str(spec_file)]
+        if force:
+            command.append("--force")
+        task = progress.add_task(run.id, total=None)
+        tail: deque[str] = deque(maxlen=20)
+        with subprocess.Popen(
+            command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        ) as process:
+            assert process.stderr is not None
+            for line in process.stderr:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    tail.append(line.rstrip())
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if event.get("event") == "progress":
+                    progress.update(task, completed=event["done"], total=event["total"])
+                elif event.get("level") in ("warning", "error"):
+                    console.print(f"[yellow]{run.id}: {event.get('message')}[/yellow]")
+        progress.update(task, visible=False)
+        try:
+            message: dict[str, object] = json.loads(termination.read_text())
+        except (OSError, json.JSONDecodeError):
+            message = {"state": "Failed", "reason": "Crashed", "message": "\n".join(tail)}
+        return process.returncode, message
+
+
+def run_local(
+    manifest: QuantEval,
+    out: str,
+    only: list[str] | None = None,
+    force: bool = False,
+    console: Console | None = None,
+) -> list[LocalRunOutcome]:
+    console = console or Console(stderr=True)
+    runs = select_runs(expand(manifest.spec), only)
+    storage = open_storage(out)
+    outcomes = []
+    columns = (
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        for run in runs:
+            spec_json = build_run_spec(manifest, run, storage.uri).to_json()
+            exit_code, message = _run_worker(run, spec_json, force, progress, console)
+            outcome = RunOutcome(
+                run_id=run.id,
+                model=run.model.name,
+                precision=run.precision,
+                state="Failed",
+                reason=f"{message.get('reason', '')}: {message.get('message', '')}".strip(": "),
+            )
+            if exit_code == ExitCode.OK:
+                text = storage.child(f"runs/{run.id}").read_text(RESULT_FILE)
+                try:
+                    outcome = _outcome_from_result(RunResult.model_validate_json(text or ""))
+                except ValidationError:
+                    outcome = RunOutcome(
+                        run.id, run.model.name, run.precision, "Failed", reason="NoResult"
+                    )
+            else:
+                console.print(f"[red]{run.id} failed (exit {exit_code}): {outcome.reason}[/red]")
+            outcomes.append(LocalRunOutcome(run, exit_code, outcome))
+    return outcomes

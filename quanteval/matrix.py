@@ -1,0 +1,104 @@
+"""Expansion of a QuantEval into runs (model x precision): ids, content hashes, run specs."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from quanteval.precisions import Precision
+from quanteval.runspec import EvaluationRef, RunSpec
+from quanteval.spec import ModelSpec, QuantEval, QuantEvalSpec
+
+LOCAL_UID = "local"
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    model: ModelSpec
+    precision: Precision
+    baseline: Precision
+    content_hash: str
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.precision == self.baseline
+
+
+def run_id(model: ModelSpec, precision: Precision) -> str:
+    """`<model>-<precision>`: DNS-1123 safe (model names are labels of at most 40 characters)."""
+    return f"{model.name}-{precision.value}"
+
+
+def content_hash(spec: QuantEvalSpec, model: ModelSpec, precision: Precision) -> str:
+    """A hash of everything that determines a run's result, so an unchanged run can be skipped.
+
+    The model's short name and the batch size are left out: neither changes what is generated.
+    """
+    material = {
+        "schema": 1,
+        "source": model.source,
+        "revision": model.revision,
+        "precision": precision.value,
+        "emotions": list(spec.emotion_names),
+        "prompts": list(spec.prompt_templates),
+        "generation": spec.generation.model_dump(mode="json", exclude={"batch_size", "preset"}),
+        "classifier": spec.classifier.model_dump(mode="json"),
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def expand(spec: QuantEvalSpec) -> list[Run]:
+    """One run per (model, precision), in the spec's order."""
+    baseline = spec.baseline_precision
+    return [
+        Run(
+            id=run_id(model, precision),
+            model=model,
+            precision=precision,
+            baseline=baseline,
+            content_hash=content_hash(spec, model, precision),
+        )
+        for model in spec.models
+        for precision in spec.precisions
+    ]
+
+
+def evaluation_ref(manifest: QuantEval) -> EvaluationRef:
+    meta = manifest.metadata
+    return EvaluationRef(name=meta.name, namespace=meta.namespace, uid=meta.uid or LOCAL_UID)
+
+
+def s3_evaluation_root(manifest: QuantEval) -> str:
+    """s3://<bucket>/<prefix>/<namespace>/<eval>-<uid>: where the runs and the report go."""
+    s3 = manifest.spec.output.s3
+    if s3 is None:
+        raise ValueError("spec.output.s3 is not set")
+    ref = evaluation_ref(manifest)
+    parts = [p for p in (s3.prefix.strip("/"), ref.namespace, f"{ref.name}-{ref.uid}") if p]
+    return f"s3://{s3.bucket}/{'/'.join(parts)}"
+
+
+def run_output_uri(evaluation_root: str, run: Run) -> str:
+    return f"{evaluation_root.rstrip('/')}/runs/{run.id}"
+
+
+def build_run_spec(manifest: QuantEval, run: Run, evaluation_root: str) -> RunSpec:
+    spec = manifest.spec
+    s3 = spec.output.s3
+    return RunSpec(
+        evaluation=evaluation_ref(manifest),
+        run_id=run.id,
+        model=run.model,
+        precision=run.precision,
+        baseline=run.baseline,
+        emotions=list(spec.emotion_names),
+        prompts=list(spec.prompt_templates),
+        generation=spec.generation,
+        classifier=spec.classifier,
+        output_uri=run_output_uri(evaluation_root, run),
+        s3_endpoint=s3.endpoint if s3 else "",
+        s3_region=s3.region if s3 else "",
+        gpu_memory_gib=spec.resources.gpu_memory_gib,
+        content_hash=run.content_hash,
+    )

@@ -1,0 +1,50 @@
+"""The run spec: everything one worker needs to evaluate one (model, precision), as versioned JSON.
+
+The operator passes it in QUANTEVAL_RUN_SPEC; `quanteval run --local` in a file. It is the
+contract between the control plane and the worker.
+"""
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from quanteval.precisions import Precision
+from quanteval.spec import ClassifierSpec, GenerationSpec, ModelSpec
+
+RUNSPEC_SCHEMA = "quanteval.io/runspec/v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
+    )
+
+
+class EvaluationRef(_Model):
+    name: str
+    namespace: str
+    uid: str
+
+
+class RunSpec(_Model):
+    schema_version: Literal["quanteval.io/runspec/v1"] = RUNSPEC_SCHEMA
+    evaluation: EvaluationRef
+    run_id: Annotated[str, Field(min_length=1, max_length=63)]
+    model: ModelSpec
+    precision: Precision
+    baseline: Precision
+    emotions: Annotated[list[str], Field(min_length=1)]
+    prompts: Annotated[list[str], Field(min_length=1)]
+    generation: GenerationSpec
+    classifier: ClassifierSpec
+    # The run's directory: file:///abs/path or s3://bucket/key/prefix.
+    output_uri: str
+    s3_endpoint: str = ""
+    s3_region: str = ""
+    gpu_memory_gib: float | None = None
+    content_hash: str
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)

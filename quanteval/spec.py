@@ -1,0 +1,320 @@
+"""The QuantEval resource (quanteval.io/v1alpha1) as pydantic models, and manifest loading.
+
+Field names are the resource's camelCase names; Python code uses snake_case attributes. The CRD's
+OpenAPI schema is checked against these models by a test: one source of truth for both.
+"""
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel, to_snake
+
+from quanteval import API_GROUP, API_VERSION, KIND
+from quanteval.emotions import ALL_BUILTIN_EMOTIONS, BUILTIN_EMOTION_SETS, resolve_emotions
+from quanteval.exitcodes import InvalidSpecError
+from quanteval.precisions import Precision, default_baseline
+from quanteval.prompts import BUILTIN_PROMPT_SETS, PLACEHOLDER
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Job names are <eval, cut>-<model, cut>-<precision>-<hash>: these bounds keep run ids readable.
+MAX_EVAL_NAME = 52
+MAX_MODEL_NAME = 40
+EMOTION_NAME = r"^[a-z][a-z_-]{0,31}$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
+    )
+
+
+class ModelSpec(_Model):
+    """A model under evaluation: a short name and where its weights come from."""
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME, pattern=DNS1123_LABEL)]
+    source: Annotated[str, Field(min_length=1, max_length=512)]
+    revision: Annotated[str | None, Field(max_length=128)] = None
+    parameters: Annotated[float | None, Field(gt=0, le=1e13)] = None
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The study's settings: sampling with top-k 10, top-p 0.9, temperature 0.9, one sample per
+    # prompt, at most 100 tokens counting the prompt.
+    "paper": {
+        "doSample": True,
+        "temperature": 0.9,
+        "topK": 10,
+        "topP": 0.9,
+        "samplesPerPrompt": 1,
+        "maxLength": 100,
+        "maxNewTokens": 64,
+    },
+    "greedy": {
+        "doSample": False,
+        "temperature": 1.0,
+        "topK": 0,
+        "topP": 1.0,
+        "samplesPerPrompt": 1,
+        "maxLength": None,
+        "maxNewTokens": 64,
+    },
+}
+
+
+class GenerationSpec(_Model):
+    """Generation settings; a preset fills every field the spec leaves out."""
+
+    preset: Literal["paper", "greedy"] = "paper"
+    max_new_tokens: Annotated[int, Field(ge=1, le=4096)] = 64
+    max_length: Annotated[int | None, Field(ge=2, le=32768)] = 100
+    temperature: Annotated[float, Field(gt=0, le=10)] = 0.9
+    top_k: Annotated[int, Field(ge=0, le=100000)] = 10
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.9
+    do_sample: bool = True
+    samples_per_prompt: Annotated[int, Field(ge=1, le=100)] = 1
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 1234
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        preset = data.get("preset", "paper")
+        if preset not in PRESETS:
+            return data  # the Literal check reports it with the field's name
+        merged = dict(data)
+        for key, value in PRESETS[preset].items():
+            if key not in data and to_snake(key) not in data:
+                merged[key] = value
+        return merged
+
+
+class ClassifierSpec(_Model):
+    """The emotion classifier: the embedded offline one, or any sequence-classification model."""
+
+    builtin: Literal["minilm"] | None = None
+    source: Annotated[str | None, Field(min_length=1, max_length=512)] = None
+    revision: Annotated[str | None, Field(max_length=128)] = None
+    # Classifier label -> emotion name, for labels that are not spelled as the emotion.
+    label_map: Annotated[dict[str, str], Field(max_length=64)] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.builtin is None) == (self.source is None):
+            raise ValueError("set exactly one of classifier.builtin and classifier.source")
+        if self.builtin is not None and self.label_map:
+            raise ValueError("classifier.labelMap applies to a classifier.source only")
+        return self
+
+
+class SecretKeyRef(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "token"
+
+
+class S3SecretRef(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    access_key_id_key: Annotated[str, Field(min_length=1, max_length=253)] = "AWS_ACCESS_KEY_ID"
+    secret_access_key_key: Annotated[str, Field(min_length=1, max_length=253)] = (
+        "AWS_SECRET_ACCESS_KEY"
+    )
+
+
+class S3OutputSpec(_Model):
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+$")]
+    prefix: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9!_.*'()/-]*$")] = "quanteval"
+    endpoint: Annotated[str, Field(max_length=512)] = ""
+    region: Annotated[str, Field(max_length=64)] = ""
+    secret_ref: S3SecretRef | None = None
+
+
+class OutputSpec(_Model):
+    s3: S3OutputSpec | None = None
+
+
+class Toleration(_Model):
+    key: Annotated[str | None, Field(max_length=253)] = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: Annotated[str | None, Field(max_length=253)] = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class ResourcesSpec(_Model):
+    gpus: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
+    gpu_resource_name: Annotated[str, Field(min_length=1, max_length=253)] = "nvidia.com/gpu"
+    gpu_memory_gib: Annotated[float | None, Field(gt=0, le=4096)] = None
+    node_selector: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
+    priority_class_name: Annotated[str, Field(max_length=253)] = ""
+    memory: Annotated[str, Field(max_length=32, pattern=f"({QUANTITY})|^$")] = ""
+    cpu: Annotated[str, Field(max_length=32, pattern=f"({QUANTITY})|^$")] = ""
+
+
+class HuggingFaceSpec(_Model):
+    token_secret_ref: SecretKeyRef | None = None
+    cache_volume_claim: Annotated[str, Field(max_length=253)] = ""
+
+
+EmotionName = Annotated[str, Field(pattern=EMOTION_NAME)]
+PromptTemplate = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class QuantEvalSpec(_Model):
+    models: Annotated[list[ModelSpec], Field(min_length=1, max_length=64)]
+    precisions: Annotated[list[Precision], Field(min_length=1, max_length=6)]
+    emotions: (
+        Annotated[str, Field(max_length=32)]
+        | Annotated[list[EmotionName], Field(min_length=2, max_length=32)]
+    ) = "isear"
+    baseline: Precision | None = None
+    prompt_set: Annotated[str | None, Field(max_length=32)] = None
+    prompts: Annotated[list[PromptTemplate], Field(min_length=1, max_length=200)] | None = None
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    classifier: ClassifierSpec = Field(default_factory=lambda: ClassifierSpec(builtin="minilm"))
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    hugging_face: HuggingFaceSpec = Field(default_factory=HuggingFaceSpec)
+    parallelism: Annotated[int, Field(ge=1, le=1000)] = 4
+    suspend: bool = False
+    backoff_limit: Annotated[int, Field(ge=0, le=10)] = 1
+    active_deadline_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 21600
+    queue_name: Annotated[str, Field(max_length=63)] = ""
+
+    @field_validator("precisions")
+    @classmethod
+    def _unique_precisions(cls, value: list[Precision]) -> list[Precision]:
+        if len(set(value)) != len(value):
+            raise ValueError("each precision may appear once")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _unique_model_names(cls, value: list[ModelSpec]) -> list[ModelSpec]:
+        names = [m.name for m in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate model names: {', '.join(duplicates)}")
+        return value
+
+    @field_validator("emotions")
+    @classmethod
+    def _known_emotions(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            resolve_emotions(value)  # raises with the known set names
+        elif len(set(value)) != len(value):
+            raise ValueError("each emotion may appear once")
+        return value
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> Self:
+        if self.prompts is not None and self.prompt_set is not None:
+            raise ValueError("set promptSet or prompts, not both")
+        if self.prompt_set is not None and self.prompt_set not in BUILTIN_PROMPT_SETS:
+            known = ", ".join(sorted(BUILTIN_PROMPT_SETS))
+            raise ValueError(f"promptSet: unknown prompt set {self.prompt_set!r}; use {known}")
+        for index, prompt in enumerate(self.prompts or []):
+            if PLACEHOLDER not in prompt:
+                raise ValueError(
+                    f"prompts[{index}] must contain {PLACEHOLDER}, where the emotion name goes"
+                )
+        if self.baseline is not None and self.baseline not in self.precisions:
+            raise ValueError(f"baseline {self.baseline} is not one of precisions")
+        if self.classifier.builtin is not None:
+            unknown = [e for e in self.emotion_names if e not in ALL_BUILTIN_EMOTIONS]
+            if unknown:
+                raise ValueError(
+                    f"emotions {unknown} are not known to the builtin classifier (it knows "
+                    f"{', '.join(ALL_BUILTIN_EMOTIONS)}); set classifier.source and labelMap"
+                )
+        return self
+
+    @property
+    def emotion_names(self) -> tuple[str, ...]:
+        return resolve_emotions(self.emotions)
+
+    @property
+    def prompt_templates(self) -> tuple[str, ...]:
+        if self.prompts is not None:
+            return tuple(self.prompts)
+        return BUILTIN_PROMPT_SETS[self.prompt_set or "paper"]
+
+    @property
+    def baseline_precision(self) -> Precision:
+        return self.baseline or default_baseline(self.precisions)
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_EVAL_NAME, pattern=DNS1123_LABEL)]
+    namespace: Annotated[str, Field(max_length=63, pattern=DNS1123_LABEL)] = "default"
+    uid: str | None = None
+    generation: int | None = None
+
+
+class QuantEval(BaseModel):
+    """A whole QuantEval manifest: the same document a user applies with kubectl."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    api_version: Literal["quanteval.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["QuantEval"]
+    metadata: Metadata
+    spec: QuantEvalSpec
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the field as a user writes it (spec.models[0].name)."""
+    lines = []
+    for item in error.errors():
+        parts: list[str] = []
+        for loc in item["loc"]:
+            if isinstance(loc, int):
+                parts[-1:] = [f"{parts[-1]}[{loc}]"] if parts else [f"[{loc}]"]
+            elif re.fullmatch(r"(int|str|float|list\[.*\]|literal\[.*\]|function-.*)", str(loc)):
+                continue  # a union branch, not a field
+            else:
+                parts.append(str(loc))
+        field = ".".join(parts) or "(document)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{field}: {message}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def parse_manifest(document: Any, source: str = "manifest") -> QuantEval:
+    if not isinstance(document, dict):
+        raise InvalidSpecError(f"{source}: expected a QuantEval manifest (a YAML mapping)")
+    if document.get("apiVersion") != f"{API_GROUP}/{API_VERSION}" or document.get("kind") != KIND:
+        raise InvalidSpecError(
+            f"{source}: apiVersion/kind must be {API_GROUP}/{API_VERSION} {KIND}, got "
+            f"{document.get('apiVersion')!r} {document.get('kind')!r}"
+        )
+    try:
+        return QuantEval.model_validate(document)
+    except ValidationError as error:
+        raise InvalidSpecError(f"{source}: invalid QuantEval\n{format_validation_error(error)}")
+
+
+def load_manifest(path: str | Path) -> QuantEval:
+    """Load the one QuantEval in a YAML file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InvalidSpecError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        raise InvalidSpecError(f"{path}: invalid YAML: {error}") from None
+    evals = [d for d in documents if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(evals) != 1:
+        if len(documents) == 1:
+            return parse_manifest(documents[0], str(path))
+        raise InvalidSpecError(f"{path}: expected exactly one QuantEval document, found {len(evals)}")
+    return parse_manifest(evals[0], str(path))

@@ -1,0 +1,82 @@
+"""The comparison of each run against its model's baseline precision: plain data in, rows out.
+
+Shared by the local table, the report and the operator's status summary.
+"""
+
+from dataclasses import dataclass
+
+from quanteval.precisions import Precision
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    model: str
+    precision: Precision
+    state: str  # Succeeded, Failed, ...
+    f1_macro: float | None = None
+    accuracy: float | None = None
+    intensity: float | None = None
+    weights_bytes: int | None = None
+    peak_memory_bytes: int | None = None
+    load_seconds: float | None = None
+    generation_seconds: float | None = None
+    tokens_per_second: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    outcome: RunOutcome
+    is_baseline: bool
+    memory_saving_pct: float | None  # peak memory saved against the baseline, in %
+    weights_saving_pct: float | None
+    f1_delta_pp: float | None  # F1 change against the baseline, in percentage points
+    time_ratio: float | None  # generation time / the baseline's
+
+
+def _saving(value: int | None, base: int | None) -> float | None:
+    if value is None or not base:
+        return None
+    return 100.0 * (1 - value / base)
+
+
+def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]:
+    """Each run against the same model's run at `baseline` (None where either is missing)."""
+    baselines = {
+        o.model: o for o in outcomes if o.precision == baseline and o.state == "Succeeded"
+    }
+    rows = []
+    for outcome in outcomes:
+        base = baselines.get(outcome.model)
+        ok = outcome.state == "Succeeded" and base is not None
+        rows.append(
+            Comparison(
+                outcome=outcome,
+                is_baseline=outcome.precision == baseline,
+                memory_saving_pct=_saving(outcome.peak_memory_bytes, base.peak_memory_bytes)
+                if ok and base
+                else None,
+                weights_saving_pct=_saving(outcome.weights_bytes, base.weights_bytes)
+                if ok and base
+                else None,
+                f1_delta_pp=100.0 * (outcome.f1_macro - base.f1_macro)
+                if ok and base and outcome.f1_macro is not None and base.f1_macro is not None
+                else None,
+                time_ratio=outcome.generation_seconds / base.generation_seconds
+                if ok
+                and base
+                and outcome.generation_seconds is not None
+                and base.generation_seconds
+                else None,
+            )
+        )
+    return rows
+
+
+def best_run(outcomes: list[RunOutcome]) -> RunOutcome | None:
+    """The succeeded run with the highest F1; on a tie, the one with less peak memory."""
+    done = [o for o in outcomes if o.state == "Succeeded" and o.f1_macro is not None]
+    if not done:
+        return None
+    return max(done, key=lambda o: (o.f1_macro or 0.0, -(o.peak_memory_bytes or 0)))

@@ -1,0 +1,53 @@
+"""The comparison table printed at the end of a local run."""
+
+from rich.table import Table
+
+from quanteval.summary import Comparison
+
+
+def human_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _signed(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, "+" + fmt)
+
+
+def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -> Table:
+    table = Table(title=title)
+    headers = [
+        "run", "state", "F1 macro", "accuracy", "intensity", "weights", "peak memory",
+        "load s", "gen s", "tokens/s", "memory saving %", "F1 Δ pp", "time ×",
+    ]  # fmt: skip
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("run", "state") else "right")
+    for row in rows:
+        o = row.outcome
+        baseline = " (baseline)" if row.is_baseline else ""
+        table.add_row(
+            o.run_id + baseline,
+            o.state,
+            _num(o.f1_macro, ".3f"),
+            _num(o.accuracy, ".3f"),
+            _num(o.intensity, ".1f"),
+            human_bytes(o.weights_bytes),
+            human_bytes(o.peak_memory_bytes),
+            _num(o.load_seconds, ".1f"),
+            _num(o.generation_seconds, ".1f"),
+            _num(o.tokens_per_second, ".1f"),
+            _signed(row.memory_saving_pct, ".1f"),
+            _signed(row.f1_delta_pp, ".1f"),
+            _num(row.time_ratio, ".2f"),
+        )
+    return table

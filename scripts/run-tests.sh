@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole suite: lint, types, then pytest. pytest's exit code 5 (no test collected) fails too.
+set -euo pipefail
+venv=${VENV:-.venv}
+export HF_HUB_OFFLINE=1
+"$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
+"$venv/bin/mypy"
+"$venv/bin/python" -m tests.infra.minio --build
+set +e
+"$venv/bin/python" -m pytest "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  echo "run-tests: pytest collected no tests; that is a failure" >&2
+  exit 1
+fi
+exit "$code"

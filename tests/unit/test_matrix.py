@@ -1,0 +1,272 @@
+"""Expansion into runs: order, ids, content hashes, baselines, S3 roots and run specs."""
+
+import copy
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from quanteval.matrix import (
+    build_run_spec,
+    content_hash,
+    expand,
+    run_output_uri,
+    s3_evaluation_root,
+)
+from quanteval.precisions import Precision, default_baseline
+from quanteval.runspec import RunSpec
+from quanteval.spec import QuantEval, load_manifest, parse_manifest
+
+from .conftest import Manifest
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _parse(document: Manifest) -> QuantEval:
+    return parse_manifest(document)
+
+
+def test_runs_are_models_times_precisions_in_order(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["models"].append({"name": "tiny-llama", "source": "org/tiny"})
+    quickstart_dict["spec"]["precisions"] = ["nf4", "fp16", "fp32"]
+    runs = expand(_parse(quickstart_dict).spec)
+
+    assert [(r.model.name, r.precision) for r in runs] == [
+        ("smollm2-135m", Precision.NF4),
+        ("smollm2-135m", Precision.FP16),
+        ("smollm2-135m", Precision.FP32),
+        ("tiny-llama", Precision.NF4),
+        ("tiny-llama", Precision.FP16),
+        ("tiny-llama", Precision.FP32),
+    ]
+    assert [r.id for r in runs] == [
+        "smollm2-135m-nf4",
+        "smollm2-135m-fp16",
+        "smollm2-135m-fp32",
+        "tiny-llama-nf4",
+        "tiny-llama-fp16",
+        "tiny-llama-fp32",
+    ]
+
+
+def test_quickstart_has_four_runs(quickstart_path: Path) -> None:
+    runs = expand(load_manifest(quickstart_path).spec)
+
+    assert [r.id for r in runs] == [
+        "smollm2-135m-fp32",
+        "smollm2-135m-bf16",
+        "smollm2-135m-int8",
+        "smollm2-135m-nf4",
+    ]
+    assert [r.is_baseline for r in runs] == [True, False, False, False]
+    assert {r.baseline for r in runs} == {Precision.FP32}
+
+
+@pytest.mark.parametrize("name", ["a", "m1", "smollm2-135m", "a" * 40, "x-" * 19 + "yz"])
+def test_run_ids_are_dns1123_labels(quickstart_dict: Manifest, name: str) -> None:
+    quickstart_dict["spec"]["models"][0]["name"] = name
+    quickstart_dict["spec"]["precisions"] = [p.value for p in Precision]
+
+    for run in expand(_parse(quickstart_dict).spec):
+        assert DNS1123_LABEL.fullmatch(run.id), run.id
+        assert len(run.id) <= 63
+        assert run.id == f"{name}-{run.precision.value}"
+
+
+def _first_hash(document: Manifest) -> str:
+    return expand(_parse(document).spec)[0].content_hash
+
+
+def test_content_hash_is_stable(quickstart_dict: Manifest) -> None:
+    first = _first_hash(quickstart_dict)
+
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    assert _first_hash(copy.deepcopy(quickstart_dict)) == first
+    assert _first_hash(quickstart_dict) == first
+
+
+def _mutation(key: str, value: object) -> Callable[[Manifest], None]:
+    def mutate(document: Manifest) -> None:
+        document["spec"]["generation"][key] = value
+
+    return mutate
+
+
+def _model_field(key: str, value: object) -> Callable[[Manifest], None]:
+    def mutate(document: Manifest) -> None:
+        document["spec"]["models"][0][key] = value
+
+    return mutate
+
+
+def _spec_field(key: str, value: object) -> Callable[[Manifest], None]:
+    def mutate(document: Manifest) -> None:
+        document["spec"][key] = value
+
+    return mutate
+
+
+def _custom_prompts(document: Manifest) -> None:
+    del document["spec"]["promptSet"]
+    document["spec"]["prompts"] = ["I felt <class>"]
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(_mutation("batchSize", 8), id="batch-size"),
+        pytest.param(_model_field("name", "renamed-model"), id="model-name"),
+        pytest.param(_spec_field("parallelism", 7), id="parallelism"),
+        pytest.param(_spec_field("suspend", True), id="suspend"),
+    ],
+)
+def test_content_hash_ignores_what_does_not_change_results(
+    quickstart_dict: Manifest, mutate: Callable[[Manifest], None]
+) -> None:
+    before = _first_hash(quickstart_dict)
+    mutate(quickstart_dict)
+
+    assert _first_hash(quickstart_dict) == before
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(_mutation("temperature", 0.7), id="temperature"),
+        pytest.param(_mutation("topK", 50), id="top-k"),
+        pytest.param(_mutation("seed", 7), id="seed"),
+        pytest.param(_model_field("source", "org/other-model"), id="source"),
+        pytest.param(_model_field("revision", "abc123"), id="revision"),
+        pytest.param(_spec_field("emotions", ["joy", "anger"]), id="emotions"),
+        pytest.param(_spec_field("emotions", "ekman7"), id="emotion-set"),
+        pytest.param(_custom_prompts, id="prompts"),
+        pytest.param(_spec_field("classifier", {"source": "org/classifier"}), id="classifier"),
+    ],
+)
+def test_content_hash_changes_with_what_changes_results(
+    quickstart_dict: Manifest, mutate: Callable[[Manifest], None]
+) -> None:
+    before = _first_hash(quickstart_dict)
+    mutate(quickstart_dict)
+
+    assert _first_hash(quickstart_dict) != before
+
+
+def test_content_hash_differs_per_precision(quickstart_dict: Manifest) -> None:
+    spec = _parse(quickstart_dict).spec
+    model = spec.models[0]
+    hashes = {content_hash(spec, model, p) for p in Precision}
+
+    assert len(hashes) == len(Precision)
+    assert len({r.content_hash for r in expand(spec)}) == len(spec.precisions)
+
+
+@pytest.mark.parametrize(
+    ("precisions", "expected"),
+    [
+        (["fp32", "bf16", "fp16", "int8", "nf4", "fp4"], Precision.FP32),
+        (["fp4", "nf4", "int8", "fp16", "bf16", "fp32"], Precision.FP32),
+        (["int8", "bf16", "nf4"], Precision.BF16),
+        (["fp16", "int8"], Precision.FP16),
+        (["nf4", "int8"], Precision.INT8),
+        (["fp4", "nf4"], Precision.NF4),
+        (["fp4"], Precision.FP4),
+        (["bf16", "fp16"], Precision.BF16),
+    ],
+)
+def test_default_baseline_is_the_highest_precision_present(
+    quickstart_dict: Manifest, precisions: list[str], expected: Precision
+) -> None:
+    quickstart_dict["spec"]["precisions"] = precisions
+    spec = _parse(quickstart_dict).spec
+
+    assert default_baseline([Precision(p) for p in precisions]) == expected
+    assert spec.baseline_precision == expected
+    runs = expand(spec)
+    assert {r.baseline for r in runs} == {expected}
+    assert [r.precision for r in runs if r.is_baseline] == [expected]
+
+
+def test_spec_baseline_overrides_the_default(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["baseline"] = "int8"
+    spec = _parse(quickstart_dict).spec
+
+    assert spec.baseline_precision == Precision.INT8
+    runs = expand(spec)
+    assert {r.baseline for r in runs} == {Precision.INT8}
+    assert [r.id for r in runs if r.is_baseline] == ["smollm2-135m-int8"]
+
+
+def test_s3_evaluation_root(quickstart_dict: Manifest) -> None:
+    quickstart_dict["metadata"].update(namespace="team-a", uid="1234-abcd")
+
+    assert s3_evaluation_root(_parse(quickstart_dict)) == (
+        "s3://quanteval/results/team-a/quickstart-1234-abcd"
+    )
+
+
+def test_s3_evaluation_root_defaults(quickstart_dict: Manifest) -> None:
+    # No namespace and no uid (a local run): "default" and "local".
+    assert s3_evaluation_root(_parse(quickstart_dict)) == (
+        "s3://quanteval/results/default/quickstart-local"
+    )
+
+
+def test_s3_evaluation_root_normalises_the_prefix(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["output"]["s3"]["prefix"] = "/a/b/"
+    assert s3_evaluation_root(_parse(quickstart_dict)) == (
+        "s3://quanteval/a/b/default/quickstart-local"
+    )
+
+    quickstart_dict["spec"]["output"]["s3"]["prefix"] = ""
+    assert s3_evaluation_root(_parse(quickstart_dict)) == (
+        "s3://quanteval/default/quickstart-local"
+    )
+
+
+def test_s3_evaluation_root_without_s3_output(quickstart_dict: Manifest) -> None:
+    del quickstart_dict["spec"]["output"]
+
+    with pytest.raises(ValueError, match=r"spec\.output\.s3"):
+        s3_evaluation_root(_parse(quickstart_dict))
+
+
+def test_run_spec_round_trips_through_json(quickstart_dict: Manifest) -> None:
+    quickstart_dict["metadata"].update(namespace="team-a", uid="uid-1")
+    quickstart_dict["spec"]["output"]["s3"].update(endpoint="http://minio:9000", region="eu-1")
+    quickstart_dict["spec"]["resources"] = {"gpuMemoryGib": 24}
+    quickstart_dict["spec"]["generation"] = {"preset": "greedy", "temperature": 0.5}
+    manifest = _parse(quickstart_dict)
+    root = s3_evaluation_root(manifest)
+
+    for run in expand(manifest.spec):
+        run_spec = build_run_spec(manifest, run, root)
+        text = run_spec.to_json()
+        again = RunSpec.model_validate_json(text)
+
+        assert again == run_spec
+        assert again.to_json() == text
+        assert again.output_uri == f"{root}/runs/{run.id}"
+        assert again.output_uri == run_output_uri(root, run)
+        assert again.run_id == run.id
+        assert again.precision == run.precision
+        assert again.baseline == Precision.FP32
+        assert again.content_hash == run.content_hash
+        assert again.evaluation.name == "quickstart"
+        assert again.evaluation.namespace == "team-a"
+        assert again.evaluation.uid == "uid-1"
+        assert again.emotions == list(manifest.spec.emotion_names)
+        assert again.prompts == list(manifest.spec.prompt_templates)
+        assert again.generation.temperature == pytest.approx(0.5)
+        assert again.generation.do_sample is False
+        assert again.s3_endpoint == "http://minio:9000"
+        assert again.s3_region == "eu-1"
+        assert again.gpu_memory_gib == pytest.approx(24)
+
+
+def test_run_output_uri_with_a_trailing_slash(quickstart_dict: Manifest) -> None:
+    run = expand(_parse(quickstart_dict).spec)[0]
+
+    assert run_output_uri("s3://b/p/", run) == "s3://b/p/runs/smollm2-135m-fp32"
+    assert run_output_uri("file:///tmp/out", run) == "file:///tmp/out/runs/smollm2-135m-fp32"

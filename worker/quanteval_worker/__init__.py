@@ -1,0 +1,1 @@
+"""The QuantEval worker: evaluates one (model, precision) run and writes its results."""

@@ -1,0 +1,86 @@
+"""Memory measurement per phase: CUDA allocator peaks and NVML, or the process's peak RSS.
+
+On Linux, writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM), so each phase's CPU
+peak is exact rather than sampled.
+"""
+
+import ctypes
+import gc
+from pathlib import Path
+
+import torch
+
+
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _release_freed_memory() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _nvml_used_bytes() -> int:
+    try:
+        import pynvml
+    except ImportError:
+        return 0
+    pynvml.nvmlInit()
+    try:
+        total = 0
+        for index in range(torch.cuda.device_count()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            total += int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+        return total
+    finally:
+        pynvml.nvmlShutdown()
+
+
+class MemoryMeter:
+    """Peaks per phase, above the memory the process held when the meter was made."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.figures: dict[str, int] = {}
+        _release_freed_memory()
+        if device == "cuda":
+            self.start = sum(
+                torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count())
+            )
+        else:
+            self.start = _status_bytes("VmRSS")
+        self.figures["startBytes"] = self.start
+
+    def begin(self) -> None:
+        _release_freed_memory()
+        if self.device == "cuda":
+            for index in range(torch.cuda.device_count()):
+                torch.cuda.reset_peak_memory_stats(index)
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                pass  # the peak then covers the process's whole life, an upper bound
+
+    def end(self, phase: str) -> int:
+        """Record the phase's figures; return its peak above the start."""
+        if self.device == "cuda":
+            count = torch.cuda.device_count()
+            allocated = sum(torch.cuda.max_memory_allocated(i) for i in range(count))
+            reserved = sum(torch.cuda.max_memory_reserved(i) for i in range(count))
+            self.figures[f"{phase}MaxAllocatedBytes"] = allocated
+            self.figures[f"{phase}MaxReservedBytes"] = reserved
+            self.figures[f"{phase}NvmlUsedBytes"] = _nvml_used_bytes()
+            peak = allocated - self.start
+        else:
+            hwm = _status_bytes("VmHWM")
+            self.figures[f"{phase}PeakRssBytes"] = hwm
+            peak = hwm - self.start
+        self.figures[f"{phase}PeakBytes"] = max(peak, 0)
+        return max(peak, 0)
