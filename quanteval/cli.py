@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from quanteval.exitcodes import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.matrix import expand
@@ -52,9 +53,10 @@ def _local_path_problems(manifest: QuantEval) -> list[str]:
                 problems.append(
                     f"spec.models[{index}].source: no installed Python package named {name!r}"
                 )
-        elif source.startswith(("/", "./", "../", "~")) or source.endswith(".gguf"):
-            if not Path(source).expanduser().exists():
-                problems.append(f"spec.models[{index}].source: {source} does not exist")
+        elif (source.startswith(("/", "./", "../", "~")) or source.endswith(".gguf")) and not Path(
+            source
+        ).expanduser().exists():
+            problems.append(f"spec.models[{index}].source: {source} does not exist")
     return problems
 
 
@@ -86,7 +88,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     gpu_memory = args.gpu_memory_gib or spec.resources.gpu_memory_gib or DEFAULT_GPU_MEMORY_GIB
     samples = len(spec.prompt_templates) * len(spec.emotion_names)
     samples *= spec.generation.samples_per_prompt
-    table = Table(title=f"{manifest.metadata.name}: {samples} samples a run, {gpu_memory:g} GiB GPUs")
+    table = Table(
+        title=f"{manifest.metadata.name}: {samples} samples a run, {gpu_memory:g} GiB GPUs"
+    )
     for header in ("run", "model", "precision", "parameters", "weights (est.)", "GPUs"):
         table.add_column(header)
     counted: dict[str, int | None] = {}
@@ -100,7 +104,11 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             table.add_row(run.id, run.model.name, run.precision.value, "unknown", "-", "1 (?)")
             continue
         weights = estimate_weights_bytes(params, run.precision)
-        gpus = spec.resources.gpus if spec.resources.gpus != "auto" else gpus_needed(weights, gpu_memory)
+        gpus = (
+            spec.resources.gpus
+            if spec.resources.gpus != "auto"
+            else gpus_needed(weights, gpu_memory)
+        )
         baseline = " (baseline)" if run.is_baseline else ""
         table.add_row(
             run.id, run.model.name, run.precision.value + baseline, f"{params / 1e9:.2f}B",
@@ -141,16 +149,27 @@ def cmd_classify(args: argparse.Namespace, console: Console) -> int:
     from quanteval.spec import ClassifierSpec
 
     try:
-        emotions = list(resolve_emotions(args.emotions.split(",") if "," in args.emotions else args.emotions))
+        emotions = list(
+            resolve_emotions(args.emotions.split(",") if "," in args.emotions else args.emotions)
+        )
     except ValueError as error:
         raise InvalidSpecError(f"--emotions: {error}") from None
-    spec = ClassifierSpec(source=args.classifier) if args.classifier else ClassifierSpec(builtin="minilm")
+    spec = (
+        ClassifierSpec(source=args.classifier)
+        if args.classifier
+        else ClassifierSpec(builtin="minilm")
+    )
     from quanteval_worker.classifier import load_classifier, predict
 
     classifier = load_classifier(spec, emotions)
-    handle = sys.stdin if args.input == "-" else Path(args.input).open()
-    with handle:
-        texts = [line.strip() for line in handle if line.strip()]
+    if args.input == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            lines = Path(args.input).read_text().splitlines()
+        except OSError as error:
+            raise InvalidSpecError(f"{args.input}: cannot read: {error.strerror}") from None
+    texts = [line.strip() for line in lines if line.strip()]
     for text, prediction in zip(texts, predict(classifier, texts), strict=True):
         probabilities = {k: round(v, 4) for k, v in prediction.probabilities.items()}
         print(json.dumps({"text": text, "label": prediction.label, "probabilities": probabilities}))
@@ -164,9 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="evaluate a QuantEval manifest")
     run.add_argument("file", help="a QuantEval manifest (YAML)")
     run.add_argument("--local", action="store_true", help="evaluate on this machine")
-    run.add_argument("--out", help=f"results directory or s3://bucket/prefix (default {DEFAULT_OUT}/NAME)")
-    run.add_argument("--only", action="append", metavar="RUN", help="run only this run id (repeatable)")
-    run.add_argument("--force", action="store_true", help="replace results of another configuration")
+    run.add_argument(
+        "--out", help=f"results directory or s3://bucket/prefix (default {DEFAULT_OUT}/NAME)"
+    )
+    run.add_argument(
+        "--only", action="append", metavar="RUN", help="run only this run id (repeatable)"
+    )
+    run.add_argument(
+        "--force", action="store_true", help="replace results of another configuration"
+    )
     run.set_defaults(handler=cmd_run)
 
     validate = commands.add_parser("validate", help="check a manifest offline")
@@ -175,13 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="list the runs with estimated weights memory and GPUs")
     plan.add_argument("file")
-    plan.add_argument("--gpu-memory-gib", type=float, help=f"memory of one GPU (default {DEFAULT_GPU_MEMORY_GIB:g})")
+    plan.add_argument(
+        "--gpu-memory-gib",
+        type=float,
+        help=f"memory of one GPU (default {DEFAULT_GPU_MEMORY_GIB:g})",
+    )
     plan.set_defaults(handler=cmd_plan)
 
     classify = commands.add_parser("classify", help="classify texts, one a line, into emotions")
     classify.add_argument("input", help="a file with one text a line, or - for standard input")
     classify.add_argument("--classifier", help="a sequence-classification model (default: builtin)")
-    classify.add_argument("--emotions", default="isear", help="a set name or a comma-separated list")
+    classify.add_argument(
+        "--emotions", default="isear", help="a set name or a comma-separated list"
+    )
     classify.set_defaults(handler=cmd_classify)
     return parser
 
@@ -192,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args, console))
     except QuantEvalError as error:
-        console.print(f"[red]error:[/red] {error.message}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
         return int(error.exit_code)
     except KeyboardInterrupt:
         return 130

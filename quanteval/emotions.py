@@ -19,5 +19,7 @@ def resolve_emotions(emotions: str | list[str]) -> tuple[str, ...]:
             return BUILTIN_EMOTION_SETS[emotions]
         except KeyError:
             known = ", ".join(sorted(BUILTIN_EMOTION_SETS))
-            raise ValueError(f"unknown emotion set {emotions!r}; use one of {known} or a list") from None
+            raise ValueError(
+                f"unknown emotion set {emotions!r}; use one of {known} or a list"
+            ) from None
     return tuple(emotions)

@@ -1,7 +1,7 @@
 """The result of one run (`result.json`, versioned) and its compact termination message."""
 
 import json
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -9,7 +9,7 @@ from pydantic.alias_generators import to_camel
 from quanteval.precisions import Precision
 from quanteval.runspec import EvaluationRef
 
-RESULT_SCHEMA = "quanteval.io/result/v1"
+RESULT_SCHEMA: Final = "quanteval.io/result/v1"
 RESULT_FILE = "result.json"
 GENERATIONS_FILE = "generations.jsonl"
 # The kubelet keeps at most 4096 bytes of a termination message; beyond that the JSON would break.
@@ -103,7 +103,8 @@ def termination_message(
     if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
         return text
     overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT + len(" [truncated]") + 16
-    payload["message"] = message.encode()[: max(0, len(message.encode()) - overflow)].decode(
-        errors="ignore"
-    ) + " [truncated]"
+    payload["message"] = (
+        message.encode()[: max(0, len(message.encode()) - overflow)].decode(errors="ignore")
+        + " [truncated]"
+    )
     return json.dumps(payload, separators=(",", ":"))

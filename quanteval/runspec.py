@@ -5,7 +5,7 @@ contract between the control plane and the worker.
 """
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -13,7 +13,7 @@ from pydantic.alias_generators import to_camel
 from quanteval.precisions import Precision
 from quanteval.spec import ClassifierSpec, GenerationSpec, ModelSpec
 
-RUNSPEC_SCHEMA = "quanteval.io/runspec/v1"
+RUNSPEC_SCHEMA: Final = "quanteval.io/runspec/v1"
 
 
 class _Model(BaseModel):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel, to_snake
 
 from quanteval import API_GROUP, API_VERSION, KIND
-from quanteval.emotions import ALL_BUILTIN_EMOTIONS, BUILTIN_EMOTION_SETS, resolve_emotions
+from quanteval.emotions import ALL_BUILTIN_EMOTIONS, resolve_emotions
 from quanteval.exitcodes import InvalidSpecError
 from quanteval.precisions import Precision, default_baseline
 from quanteval.prompts import BUILTIN_PROMPT_SETS, PLACEHOLDER
@@ -269,6 +269,11 @@ class QuantEval(BaseModel):
     spec: QuantEvalSpec
 
 
+_UNION_BRANCH = re.compile(
+    r"(int|str|float|bool|constrained-\w+|list\[.*\]|dict\[.*\]|literal\[.*\]|function-.*)"
+)
+
+
 def format_validation_error(error: ValidationError) -> str:
     """One line per problem, each naming the field as a user writes it (spec.models[0].name)."""
     lines = []
@@ -277,8 +282,8 @@ def format_validation_error(error: ValidationError) -> str:
         for loc in item["loc"]:
             if isinstance(loc, int):
                 parts[-1:] = [f"{parts[-1]}[{loc}]"] if parts else [f"[{loc}]"]
-            elif re.fullmatch(r"(int|str|float|list\[.*\]|literal\[.*\]|function-.*)", str(loc)):
-                continue  # a union branch, not a field
+            elif _UNION_BRANCH.fullmatch(str(loc)):
+                continue  # pydantic's name of a union branch, not a field
             else:
                 parts.append(str(loc))
         field = ".".join(parts) or "(document)"
@@ -298,7 +303,8 @@ def parse_manifest(document: Any, source: str = "manifest") -> QuantEval:
     try:
         return QuantEval.model_validate(document)
     except ValidationError as error:
-        raise InvalidSpecError(f"{source}: invalid QuantEval\n{format_validation_error(error)}")
+        message = f"{source}: invalid QuantEval\n{format_validation_error(error)}"
+        raise InvalidSpecError(message) from None
 
 
 def load_manifest(path: str | Path) -> QuantEval:
@@ -316,5 +322,7 @@ def load_manifest(path: str | Path) -> QuantEval:
     if len(evals) != 1:
         if len(documents) == 1:
             return parse_manifest(documents[0], str(path))
-        raise InvalidSpecError(f"{path}: expected exactly one QuantEval document, found {len(evals)}")
+        raise InvalidSpecError(
+            f"{path}: expected exactly one QuantEval document, found {len(evals)}"
+        )
     return parse_manifest(evals[0], str(path))

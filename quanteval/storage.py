@@ -101,7 +101,8 @@ class S3Storage:
                 retries={"max_attempts": 4, "mode": "standard"},
                 s3={"addressing_style": "path"},
             )
-            self._client = boto3.client(
+            # A session of its own: boto3's default session caches the first credentials it saw.
+            self._client = boto3.session.Session().client(
                 "s3",
                 endpoint_url=self.endpoint or None,
                 region_name=self.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

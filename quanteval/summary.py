@@ -43,9 +43,7 @@ def _saving(value: int | None, base: int | None) -> float | None:
 
 def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]:
     """Each run against the same model's run at `baseline` (None where either is missing)."""
-    baselines = {
-        o.model: o for o in outcomes if o.precision == baseline and o.state == "Succeeded"
-    }
+    baselines = {o.model: o for o in outcomes if o.precision == baseline and o.state == "Succeeded"}
     rows = []
     for outcome in outcomes:
         base = baselines.get(outcome.model)
@@ -79,4 +77,11 @@ def best_run(outcomes: list[RunOutcome]) -> RunOutcome | None:
     done = [o for o in outcomes if o.state == "Succeeded" and o.f1_macro is not None]
     if not done:
         return None
-    return max(done, key=lambda o: (o.f1_macro or 0.0, -(o.peak_memory_bytes or 0)))
+    unknown = float("inf")  # a run of unknown memory never wins a tie
+    return max(
+        done,
+        key=lambda o: (
+            o.f1_macro or 0.0,
+            -(o.peak_memory_bytes if o.peak_memory_bytes is not None else unknown),
+        ),
+    )

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 
 
 def distinct_n(texts: Iterable[str], n: int) -> float:
-    """Distinct-n: unique word n-grams over all n-grams, across all texts (0 when there are none)."""
+    """Distinct-n: unique word n-grams over all n-grams across all texts (0 when none)."""
     total = 0
     unique: set[tuple[str, ...]] = set()
     for text in texts:

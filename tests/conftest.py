@@ -1,4 +1,4 @@
-"""Shared fixtures: a real S3 server (MinIO, see tests/infra/minio.py) for storage and worker tests."""
+"""Shared fixtures: a real S3 server (MinIO, tests/infra/minio.py) for storage and worker tests."""
 
 from __future__ import annotations
 

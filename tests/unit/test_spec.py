@@ -258,11 +258,6 @@ def test_two_quantevals_in_one_file_are_rejected(quickstart_path: Path, tmp_path
         load_manifest(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: format_validation_error keeps pydantic's 'constrained-str'/'constrained-int' "
-    "union tags in the field path (spec.emotions.constrained-str)",
-)
 @pytest.mark.parametrize(
     ("path", "value", "field"),
     [

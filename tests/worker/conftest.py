@@ -51,7 +51,7 @@ def tiny_classifier_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: P
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     labels = ["ANGRY", "HAPPY", "AFRAID", "other"]
-    config = LlamaConfig(
+    config = LlamaConfig(  # type: ignore[call-arg]
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,

@@ -5,14 +5,14 @@ from typing import Any
 
 import pytest
 import torch
-
-from quanteval.prompts import expand_samples
-from quanteval.spec import GenerationSpec
 from quanteval_worker.generation import Generator, SeededRowSampler, filter_logits, token_budget
 from quanteval_worker.loading import load_causal_lm, load_tokenizer
 from quanteval_worker.precision_strategies import STRATEGIES
-from quanteval.precisions import Precision
 from quanteval_worker.sources import ResolvedSource
+
+from quanteval.precisions import Precision
+from quanteval.prompts import expand_samples
+from quanteval.spec import GenerationSpec
 
 
 def _load(directory: Path) -> tuple[Any, Any]:
@@ -66,7 +66,7 @@ def test_token_budget_counts_the_prompt_as_the_study_did() -> None:
 @pytest.mark.parametrize("preset", ["paper", "greedy"])
 def test_texts_do_not_depend_on_batch_size(tiny_llama_dir: Path, preset: str) -> None:
     model, tokenizer = _load(tiny_llama_dir)
-    spec = GenerationSpec(preset=preset, max_new_tokens=12)  # type: ignore[arg-type]
+    spec = GenerationSpec(preset=preset, max_new_tokens=12)
     samples = expand_samples(
         ["Write a text that expresses <class>", "<class> sentence"], ["joy", "fear"], 2, 7
     )
@@ -84,9 +84,11 @@ def test_texts_do_not_depend_on_batch_size(tiny_llama_dir: Path, preset: str) ->
 def test_generation_stops_at_max_length(tiny_llama_dir: Path) -> None:
     model, tokenizer = _load(tiny_llama_dir)
     samples = expand_samples(["Write a text that expresses <class>"], ["joy"], 1, 1)
-    prompt_tokens = Generator(model, tokenizer, GenerationSpec(), "cpu").generate_all(
-        samples, None
-    )[0][0].prompt_tokens
+    prompt_tokens = (
+        Generator(model, tokenizer, GenerationSpec(), "cpu")
+        .generate_all(samples, None)[0][0]
+        .prompt_tokens
+    )
     spec = GenerationSpec(max_length=prompt_tokens + 5, max_new_tokens=64)
     [generation], _ = Generator(model, tokenizer, spec, "cpu").generate_all(samples, None)
     assert generation.new_tokens <= 5

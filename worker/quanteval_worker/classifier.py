@@ -38,7 +38,9 @@ def predict(classifier: EmotionClassifier, texts: list[str]) -> list[Prediction]
     return [
         Prediction(
             label=classifier.labels[int(np.argmax(row))],
-            probabilities={label: float(p) for label, p in zip(classifier.labels, row, strict=True)},
+            probabilities={
+                label: float(p) for label, p in zip(classifier.labels, row, strict=True)
+            },
         )
         for row in probabilities
     ]

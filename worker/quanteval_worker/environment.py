@@ -29,9 +29,7 @@ def describe_environment(device: str) -> dict[str, Any]:
     }
     if device == "cuda":
         info["cuda"] = torch.version.cuda
-        info["gpus"] = [
-            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-        ]
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         try:
             import pynvml
 

@@ -39,7 +39,9 @@ def gumbel_noise(seed: int, step: int, size: int) -> torch.Tensor:
     return -torch.log(-torch.log(uniform)).float()
 
 
-def filter_logits(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+def filter_logits(
+    scores: torch.Tensor, temperature: float, top_k: int, top_p: float
+) -> torch.Tensor:
     """Temperature, then top-k, then top-p (nucleus), as transformers' warpers order them."""
     scores = scores / temperature
     if 0 < top_k < scores.shape[-1]:
@@ -186,7 +188,10 @@ class Generator:
         """
         size = batch_size or (CUDA_AUTO_BATCH if self.device == "cuda" else CPU_AUTO_BATCH)
         size = max(1, min(size, len(samples)))
-        lengths = [len(self.tokenizer(format_prompt(self.tokenizer, s.prompt))["input_ids"]) for s in samples]
+        lengths = [
+            len(self.tokenizer(format_prompt(self.tokenizer, s.prompt))["input_ids"])
+            for s in samples
+        ]
         order = sorted(range(len(samples)), key=lambda i: (-lengths[i], i))
         results: dict[int, Generation] = {}
         position = 0

@@ -27,5 +27,5 @@ def count_parameters(source: str) -> int | None:
         config = AutoConfig.from_pretrained(str(location))
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
-        return sum(p.numel() for p in model.parameters())
+        return int(sum(p.numel() for p in model.parameters()))
     return None

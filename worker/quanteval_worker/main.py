@@ -111,7 +111,9 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     strategy = STRATEGIES[spec.precision]
     strategy.check(device)
     log("resolving model", source=spec.model.source, precision=spec.precision.value, device=device)
-    source = resolve_source(spec.model.source, spec.model.revision, spec.s3_endpoint, spec.s3_region)
+    source = resolve_source(
+        spec.model.source, spec.model.revision, spec.s3_endpoint, spec.s3_region
+    )
     tokenizer = load_tokenizer(source)
     samples = expand_samples(
         spec.prompts, spec.emotions, spec.generation.samples_per_prompt, spec.generation.seed
@@ -241,7 +243,9 @@ def run(spec_path: str | None, force: bool) -> int:
     except MemoryError:
         message = "out of memory (host RAM)"
         log(message, level="error", reason="OutOfMemory")
-        write_termination_message(termination_message(run_id, "Failed", reason="OutOfMemory", message=message))
+        write_termination_message(
+            termination_message(run_id, "Failed", reason="OutOfMemory", message=message)
+        )
         return ExitCode.OUT_OF_MEMORY
     log("run complete", uri=storage.uri, f1Macro=round(result.metrics.f1_macro, 4))
     write_termination_message(termination_message(run_id, "Succeeded", result.metrics))

@@ -4,6 +4,7 @@ On Linux, writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM), so eac
 peak is exact rather than sampled.
 """
 
+import contextlib
 import ctypes
 import gc
 from pathlib import Path
@@ -20,10 +21,8 @@ def _status_bytes(field: str) -> int:
 
 def _release_freed_memory() -> None:
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _nvml_used_bytes() -> int:
@@ -63,10 +62,9 @@ class MemoryMeter:
             for index in range(torch.cuda.device_count()):
                 torch.cuda.reset_peak_memory_stats(index)
         else:
-            try:
+            # Without it, the peak covers the process's whole life: an upper bound.
+            with contextlib.suppress(OSError):
                 Path("/proc/self/clear_refs").write_text("5")
-            except OSError:
-                pass  # the peak then covers the process's whole life, an upper bound
 
     def end(self, phase: str) -> int:
         """Record the phase's figures; return its peak above the start."""

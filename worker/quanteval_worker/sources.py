@@ -84,7 +84,9 @@ def dequantize_gguf(gguf_path: Path) -> Path:
 
         folder, name = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, dtype=torch.float32
+        )
         # A GGUF-loaded model cannot save_pretrained, and its config names the GGUF quantization:
         # rebuild a plain model from a clean config and copy the weights over.
         config_dict = gguf_model.config.to_dict()

@@ -1,0 +1,193 @@
+"""The `quanteval` command line: exit codes and what a user reads on the terminal."""
+
+from pathlib import Path
+
+import pytest
+
+from quanteval.cli import main
+
+from .conftest import Manifest, WriteManifest
+
+QUICKSTART_RUN_IDS = [
+    "smollm2-135m-fp32",
+    "smollm2-135m-bf16",
+    "smollm2-135m-int8",
+    "smollm2-135m-nf4",
+]
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich wraps at the terminal width: a wide one keeps long tmp paths on one line."""
+    monkeypatch.setenv("COLUMNS", "400")
+
+
+def test_validate_quickstart(quickstart_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(quickstart_path)]) == 0
+
+    err = capsys.readouterr().err
+    assert "valid" in err
+    assert "4 runs" in err
+    for run_id in QUICKSTART_RUN_IDS:
+        assert run_id in err
+    assert "error" not in err
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        ("precisions", ["fp32", "fp12"], "spec.precisions"),
+        ("parallelism", 0, "spec.parallelism"),
+        ("emotions", "plutchik", "spec.emotions"),
+    ],
+)
+def test_validate_bad_manifest_names_the_field(
+    quickstart_dict: Manifest,
+    write_manifest: WriteManifest,
+    capsys: pytest.CaptureFixture[str],
+    key: str,
+    value: object,
+    field: str,
+) -> None:
+    quickstart_dict["spec"][key] = value
+    path = write_manifest(quickstart_dict)
+
+    assert main(["validate", str(path)]) == 3
+
+    captured = capsys.readouterr()
+    assert field in captured.err
+    assert str(path) in captured.err
+    assert "error" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_validate_bad_model_name(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart_dict["spec"]["models"].append({"name": "Bad_Name", "source": "org/model"})
+
+    assert main(["validate", str(write_manifest(quickstart_dict))]) == 3
+
+    err = capsys.readouterr().err
+    assert "spec.models[1].name" in err
+    assert "Traceback" not in err
+
+
+def test_validate_invalid_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("spec: [unclosed\n")
+
+    assert main(["validate", str(path)]) == 3
+
+    err = capsys.readouterr().err
+    assert "invalid YAML" in err
+    assert "Traceback" not in err
+
+
+def test_validate_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nope.yaml"
+
+    assert main(["validate", str(path)]) == 3
+
+    err = capsys.readouterr().err
+    assert str(path) in err
+    assert "cannot read" in err
+    assert "Traceback" not in err
+
+
+def test_validate_missing_local_model_path(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart_dict["spec"]["models"][0]["source"] = "/nonexistent/model.gguf"
+
+    assert main(["validate", str(write_manifest(quickstart_dict))]) == 3
+
+    err = capsys.readouterr().err
+    assert "spec.models[0].source" in err
+    assert "/nonexistent/model.gguf" in err
+    assert "does not exist" in err
+    assert "Traceback" not in err
+
+
+def test_validate_missing_package_source(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart_dict["spec"]["models"][0]["source"] = "package:no_such_quanteval_package_xyz"
+
+    assert main(["validate", str(write_manifest(quickstart_dict))]) == 3
+
+    err = capsys.readouterr().err
+    assert "spec.models[0].source" in err
+    assert "no_such_quanteval_package_xyz" in err
+
+
+def test_validate_existing_local_model_path(
+    quickstart_dict: Manifest,
+    write_manifest: WriteManifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"GGUF")
+    quickstart_dict["spec"]["models"][0]["source"] = str(weights)
+
+    assert main(["validate", str(write_manifest(quickstart_dict))]) == 0
+    assert "valid" in capsys.readouterr().err
+
+
+def test_run_without_local_points_to_kubectl(
+    quickstart_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(quickstart_path)]) == 3
+
+    captured = capsys.readouterr()
+    assert "kubectl" in captured.err
+    assert "--local" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_plan_quickstart_lists_the_runs(
+    quickstart_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", str(quickstart_path)]) == 0
+
+    out = capsys.readouterr().out
+    for run_id in QUICKSTART_RUN_IDS:
+        assert run_id in out
+    assert "70 samples a run" in out
+    assert "baseline" in out
+
+
+def test_plan_bad_manifest(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart_dict["spec"]["precisions"] = []
+
+    assert main(["plan", str(write_manifest(quickstart_dict))]) == 3
+    assert "spec.precisions" in capsys.readouterr().err
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["frobnicate"])
+
+    assert caught.value.code == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_error_message_with_closing_tag_text_is_printed_not_parsed(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart_dict["spec"]["emotions"] = "[/x]"
+
+    assert main(["validate", str(write_manifest(quickstart_dict))]) == 3
+    assert "[/x]" in capsys.readouterr().err
+
+
+def test_error_message_keeps_square_brackets_of_a_path(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart_dict["spec"]["models"][0]["source"] = "/models/[old]/m.gguf"
+
+    assert main(["validate", str(write_manifest(quickstart_dict))]) == 3
+    assert "/models/[old]/m.gguf" in capsys.readouterr().err
