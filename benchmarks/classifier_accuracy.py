@@ -12,11 +12,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import yaml
-from quanteval_worker.classifier import load_classifier, predict
 from sklearn.metrics import accuracy_score, f1_score
 
 from quanteval.emotions import BUILTIN_EMOTION_SETS
 from quanteval.spec import ClassifierSpec
+from quanteval_worker.classifier import load_classifier, predict
 
 EVAL_SET = Path(__file__).parent / "data" / "emotion_eval.yaml"
 

@@ -8,7 +8,7 @@ python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 if ! command -v uv >/dev/null; then
   echo "setup: installing uv" >&2
-  "$python" -m pip install --quiet --user uv || "$python" -m pip install --quiet uv
+  "$python" -m pip install --quiet --user "uv==0.13.9" || "$python" -m pip install --quiet "uv==0.13.9"
   export PATH="$HOME/.local/bin:$PATH"
 fi
 echo "setup: creating $venv (first time: downloads torch, several GB)" >&2

@@ -1,6 +1,6 @@
 """A real S3 server for storage tests: MinIO, built from its Go module and cached outside the repo.
 
-The binary lives at ``$QUANTEVAL_CACHE/minio/<MINIO_VERSION>/minio`` (cache root defaults to
+The binary lives at ``$QUANTEVAL_CACHE_DIR/minio/<MINIO_VERSION>/minio`` (cache root defaults to
 ``~/.cache/quanteval``). The first call to :func:`ensure_minio` builds it with the Go toolchain
 (several minutes on 2 cores, ~1.3 GiB of Go modules downloaded through the module proxy).
 
@@ -55,8 +55,8 @@ class MinioUnavailableError(RuntimeError):
 
 
 def cache_root() -> Path:
-    """The quanteval cache root: ``$QUANTEVAL_CACHE`` or ``~/.cache/quanteval``."""
-    env = os.environ.get("QUANTEVAL_CACHE")
+    """The quanteval cache root: ``$QUANTEVAL_CACHE_DIR`` or ``~/.cache/quanteval``."""
+    env = os.environ.get("QUANTEVAL_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "quanteval"
 
 

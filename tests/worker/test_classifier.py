@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
-from quanteval_worker.classifier import load_classifier, predict
 
 from quanteval.exitcodes import CannotLoadError
 from quanteval.spec import ClassifierSpec
+from quanteval_worker.classifier import load_classifier, predict
 
 
 def test_a_sequence_classifier_is_mapped_onto_the_emotions(tiny_classifier_dir: Path) -> None:

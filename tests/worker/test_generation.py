@@ -5,14 +5,14 @@ from typing import Any
 
 import pytest
 import torch
-from quanteval_worker.generation import Generator, SeededRowSampler, filter_logits, token_budget
-from quanteval_worker.loading import load_causal_lm, load_tokenizer
-from quanteval_worker.precision_strategies import STRATEGIES
-from quanteval_worker.sources import ResolvedSource
 
 from quanteval.precisions import Precision
 from quanteval.prompts import expand_samples
 from quanteval.spec import GenerationSpec
+from quanteval_worker.generation import Generator, SeededRowSampler, filter_logits, token_budget
+from quanteval_worker.loading import load_causal_lm, load_tokenizer
+from quanteval_worker.precision_strategies import STRATEGIES
+from quanteval_worker.sources import ResolvedSource
 
 
 def _load(directory: Path) -> tuple[Any, Any]:

@@ -4,9 +4,9 @@ import os
 from pathlib import Path
 
 import pytest
-from quanteval_worker.sources import package_location, resolve_source
 
 from quanteval.exitcodes import CannotLoadError
+from quanteval_worker.sources import package_location, resolve_source
 
 
 def test_a_package_source_finds_the_gguf_the_wheel_ships() -> None:

