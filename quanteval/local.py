@@ -55,6 +55,7 @@ def _outcome_from_result(result: RunResult) -> RunOutcome:
         intensity=m.intensity,
         weights_bytes=m.weights_bytes,
         peak_memory_bytes=m.peak_memory_bytes,
+        load_peak_memory_bytes=m.load_peak_memory_bytes,
         load_seconds=m.load_seconds,
         generation_seconds=m.generation_seconds,
         tokens_per_second=m.tokens_per_second,

@@ -86,7 +86,7 @@ def _rounded_metrics(metrics: RunMetrics) -> dict[str, float | int]:
 
 def termination_message(
     run_id: str,
-    state: Literal["Succeeded", "Failed", "Skipped"],
+    state: Literal["Succeeded", "Failed"],
     metrics: RunMetrics | None = None,
     reason: str = "",
     message: str = "",

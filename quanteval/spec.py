@@ -28,7 +28,11 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
 
@@ -36,9 +40,17 @@ class ModelSpec(_Model):
     """A model under evaluation: a short name and where its weights come from."""
 
     name: Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME, pattern=DNS1123_LABEL)]
+    """Short name of the model: a DNS-1123 label of at most 40 characters, part of run ids and Job
+    names.
+    """
     source: Annotated[str, Field(min_length=1, max_length=512)]
+    """Where the weights come from: a Hugging Face hub id, a local folder, an s3:// prefix, a .gguf
+    file, or package:NAME for a model an installed Python package ships.
+    """
     revision: Annotated[str | None, Field(max_length=128)] = None
+    """Hub revision (branch, tag or commit) to pin for reproducibility."""
     parameters: Annotated[float | None, Field(gt=0, le=1e13)] = None
+    """Parameter count, for GPU sizing (gpus: auto) without inspecting the model."""
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -69,15 +81,29 @@ class GenerationSpec(_Model):
     """Generation settings; a preset fills every field the spec leaves out."""
 
     preset: Literal["paper", "greedy"] = "paper"
+    """Settings the other fields default to: paper (the study's sampling: top-k 10, top-p 0.9,
+    temperature 0.9, maxLength 100) or greedy.
+    """
     max_new_tokens: Annotated[int, Field(ge=1, le=4096)] = 64
+    """At most this many new tokens per sample."""
     max_length: Annotated[int | None, Field(ge=2, le=32768)] = 100
+    """At most this many tokens per sample counting the prompt (after the chat template), as the
+    study counted.
+    """
     temperature: Annotated[float, Field(gt=0, le=10)] = 0.9
+    """Sampling temperature."""
     top_k: Annotated[int, Field(ge=0, le=100000)] = 10
+    """Keep the k most likely tokens when sampling; 0 keeps all."""
     top_p: Annotated[float, Field(gt=0, le=1)] = 0.9
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
     do_sample: bool = True
+    """Sample (true) or decode greedily (false)."""
     samples_per_prompt: Annotated[int, Field(ge=1, le=100)] = 1
+    """Generations per prompt and emotion, each with a seed of its own."""
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 1234
+    """Base seed; each sample's seed derives from it, its prompt, emotion and index."""
     batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = "auto"
+    """Prompts per batch, or auto (fits the device; halves on out-of-memory)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -98,10 +124,15 @@ class ClassifierSpec(_Model):
     """The emotion classifier: the embedded offline one, or any sequence-classification model."""
 
     builtin: Literal["minilm"] | None = None
+    """The embedded offline classifier (MiniLM embeddings and a head trained on our sentences)."""
     source: Annotated[str | None, Field(min_length=1, max_length=512)] = None
+    """A Hugging Face sequence-classification model: hub id, folder, s3:// prefix or package:NAME.
+    """
     revision: Annotated[str | None, Field(max_length=128)] = None
+    """Hub revision of the classifier."""
     # Classifier label -> emotion name, for labels that are not spelled as the emotion.
     label_map: Annotated[dict[str, str], Field(max_length=64)] = Field(default_factory=dict)
+    """Classifier label -> emotion name, for labels not spelled as the emotion."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
@@ -114,51 +145,79 @@ class ClassifierSpec(_Model):
 
 class SecretKeyRef(_Model):
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of a Secret in the QuantEval's namespace."""
     key: Annotated[str, Field(min_length=1, max_length=253)] = "token"
+    """Key within the Secret."""
 
 
 class S3SecretRef(_Model):
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of a Secret in the QuantEval's namespace holding S3 credentials."""
     access_key_id_key: Annotated[str, Field(min_length=1, max_length=253)] = "AWS_ACCESS_KEY_ID"
+    """Key of the access key id in the Secret."""
     secret_access_key_key: Annotated[str, Field(min_length=1, max_length=253)] = (
         "AWS_SECRET_ACCESS_KEY"
     )
+    """Key of the secret access key in the Secret."""
 
 
 class S3OutputSpec(_Model):
     bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+$")]
+    """Bucket for results and the report."""
     prefix: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9!_.*'()/-]*$")] = "quanteval"
+    """Key prefix; results go under <prefix>/<namespace>/<name>-<uid>/."""
     endpoint: Annotated[str, Field(max_length=512)] = ""
+    """S3 endpoint URL (MinIO, Ceph, ...); empty: AWS."""
     region: Annotated[str, Field(max_length=64)] = ""
+    """S3 region."""
     secret_ref: S3SecretRef | None = None
+    """Secret with the credentials, passed to the workers as environment references only."""
 
 
 class OutputSpec(_Model):
     s3: S3OutputSpec | None = None
+    """Where results go; fields left out take the operator's defaults."""
 
 
 class Toleration(_Model):
     key: Annotated[str | None, Field(max_length=253)] = None
+    """Taint key."""
     operator: Literal["Exists", "Equal"] | None = None
+    """Exists or Equal."""
     value: Annotated[str | None, Field(max_length=253)] = None
+    """Taint value."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect."""
     toleration_seconds: int | None = None
+    """How long a NoExecute taint is tolerated."""
 
 
 class ResourcesSpec(_Model):
     gpus: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
+    """GPUs per run, or auto: from models[].parameters and the precision against gpuMemoryGiB
+    (unknown size: 1 GPU and a condition).
+    """
     gpu_resource_name: Annotated[str, Field(min_length=1, max_length=253)] = "nvidia.com/gpu"
+    """Extended resource name of a GPU."""
     gpu_memory_gib: Annotated[float | None, Field(gt=0, le=4096)] = None
+    """Memory of one GPU in GiB, for gpus: auto (default: the operator's setting)."""
     node_selector: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
+    """Node selector of the worker pods."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
+    """Tolerations of the worker pods."""
     priority_class_name: Annotated[str, Field(max_length=253)] = ""
+    """Priority class of the worker pods."""
     memory: Annotated[str, Field(max_length=32, pattern=f"({QUANTITY})|^$")] = ""
+    """Memory request and limit of a worker (a Kubernetes quantity)."""
     cpu: Annotated[str, Field(max_length=32, pattern=f"({QUANTITY})|^$")] = ""
+    """CPU request of a worker (a Kubernetes quantity)."""
 
 
 class HuggingFaceSpec(_Model):
     token_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a hub token (as HF_TOKEN in the worker; never logged)."""
     cache_volume_claim: Annotated[str, Field(max_length=253)] = ""
+    """PersistentVolumeClaim mounted as the model cache (shared across runs)."""
 
 
 EmotionName = Annotated[str, Field(pattern=EMOTION_NAME)]
@@ -167,24 +226,43 @@ PromptTemplate = Annotated[str, Field(min_length=1, max_length=2048)]
 
 class QuantEvalSpec(_Model):
     models: Annotated[list[ModelSpec], Field(min_length=1, max_length=64)]
+    """Models to evaluate; each runs at every precision."""
     precisions: Annotated[list[Precision], Field(min_length=1, max_length=6)]
+    """Precisions: fp32, bf16, fp16 (torch dtypes), int8 (bitsandbytes LLM.int8), nf4, fp4
+    (bitsandbytes 4-bit, bf16 compute).
+    """
     emotions: (
         Annotated[str, Field(max_length=32)]
         | Annotated[list[EmotionName], Field(min_length=2, max_length=32)]
     ) = "isear"
+    """A built-in emotion set (isear, ekman7) or an explicit list of emotion names."""
     baseline: Precision | None = None
+    """Precision the others are compared with; default: the highest present."""
     prompt_set: Annotated[str | None, Field(max_length=32)] = None
+    """A built-in prompt set: paper (the study's ten seed prompts). Default when prompts is not set.
+    """
     prompts: Annotated[list[PromptTemplate], Field(min_length=1, max_length=200)] | None = None
+    """Prompt templates; <class> is replaced by the emotion name."""
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    """Generation settings."""
     classifier: ClassifierSpec = Field(default_factory=lambda: ClassifierSpec(builtin="minilm"))
+    """The emotion classifier that scores the generations."""
     output: OutputSpec = Field(default_factory=OutputSpec)
+    """Where results and the report go."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """Resources and placement of the worker pods."""
     hugging_face: HuggingFaceSpec = Field(default_factory=HuggingFaceSpec)
+    """Hugging Face hub access and model cache."""
     parallelism: Annotated[int, Field(ge=1, le=1000)] = 4
+    """Runs active at once (mutable)."""
     suspend: bool = False
+    """True: no new run starts; running ones finish (mutable)."""
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 1
+    """Retries of a run's pod on failures other than the worker's deterministic exit codes."""
     active_deadline_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 21600
+    """Seconds a run may take before its Job fails."""
     queue_name: Annotated[str, Field(max_length=63)] = ""
+    """Kueue LocalQueue: Jobs are created suspended with the queue label."""
 
     @field_validator("precisions")
     @classmethod

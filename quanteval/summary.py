@@ -18,7 +18,8 @@ class RunOutcome:
     accuracy: float | None = None
     intensity: float | None = None
     weights_bytes: int | None = None
-    peak_memory_bytes: int | None = None
+    peak_memory_bytes: int | None = None  # generation phase: weights, activations, KV cache
+    load_peak_memory_bytes: int | None = None
     load_seconds: float | None = None
     generation_seconds: float | None = None
     tokens_per_second: float | None = None

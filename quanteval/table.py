@@ -27,7 +27,7 @@ def _signed(value: float | None, fmt: str) -> str:
 def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -> Table:
     table = Table(title=title)
     headers = [
-        "run", "state", "F1 macro", "accuracy", "intensity", "weights", "peak memory",
+        "run", "state", "F1 macro", "accuracy", "intensity", "weights", "load peak", "peak memory",
         "load s", "gen s", "tokens/s", "memory saving %", "F1 Δ pp", "time ×",
     ]  # fmt: skip
     for header in headers:
@@ -42,6 +42,7 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
             _num(o.accuracy, ".3f"),
             _num(o.intensity, ".1f"),
             human_bytes(o.weights_bytes),
+            human_bytes(o.load_peak_memory_bytes),
             human_bytes(o.peak_memory_bytes),
             _num(o.load_seconds, ".1f"),
             _num(o.generation_seconds, ".1f"),

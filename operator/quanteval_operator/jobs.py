@@ -1,0 +1,220 @@
+"""Rendering one batch/v1 Job per run: plain data in, a manifest dict out."""
+
+import hashlib
+from typing import Any
+
+from quanteval import API_GROUP, API_VERSION, KIND
+from quanteval.exitcodes import DETERMINISTIC_FAILURES
+from quanteval.matrix import Run, build_run_spec, s3_evaluation_root
+from quanteval.sizing import estimate_weights_bytes, gpus_needed
+from quanteval.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
+from quanteval_operator.settings import Settings
+
+LABEL_EVAL = f"{API_GROUP}/eval"
+LABEL_EVAL_UID = f"{API_GROUP}/eval-uid"
+LABEL_RUN = f"{API_GROUP}/run"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+CONTAINER = "worker"
+CACHE_DIR = "/var/cache/quanteval"
+MAX_NAME = 63
+
+
+class SpecProblem(ValueError):
+    """The spec is valid on its own but cannot run in this cluster (named field, actionable)."""
+
+
+def _cut(text: str, length: int) -> str:
+    return text[:length].rstrip("-")
+
+
+def job_name(eval_name: str, uid: str, run: Run) -> str:
+    """`<eval, cut>-<model, cut>-<precision>-<hash>`, at most 63 characters.
+
+    The hash covers the eval's uid, so a deleted and recreated eval never meets its old Jobs.
+    """
+    digest = hashlib.sha256(f"{uid}/{run.id}".encode()).hexdigest()[:6]
+    room = MAX_NAME - len(run.precision.value) - len(digest) - 3
+    eval_part = _cut(eval_name, room // 2)
+    model_part = _cut(run.model.name, room - len(eval_part))
+    return f"{eval_part}-{model_part}-{run.precision.value}-{digest}"
+
+
+def effective_manifest(manifest: QuantEval, settings: Settings) -> QuantEval:
+    """The manifest with the operator's defaults filled in where the spec leaves them out."""
+    s3 = manifest.spec.output.s3
+    bucket = s3.bucket if s3 else settings.s3_bucket
+    if not bucket:
+        raise SpecProblem(
+            "spec.output.s3.bucket: not set, and the operator has no default bucket "
+            "(Helm value worker.s3.bucket)"
+        )
+    secret = s3.secret_ref if s3 and s3.secret_ref else None
+    if secret is None and settings.s3_secret_name:
+        secret = S3SecretRef(name=settings.s3_secret_name)
+    merged = S3OutputSpec(
+        bucket=bucket,
+        prefix=s3.prefix if s3 else "quanteval",
+        endpoint=(s3.endpoint if s3 else "") or settings.s3_endpoint,
+        region=s3.region if s3 else "",
+        secret_ref=secret,
+    )
+    spec = manifest.spec.model_copy(update={"output": OutputSpec(s3=merged)})
+    return manifest.model_copy(update={"spec": spec})
+
+
+def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:
+    """GPUs for a run: the spec's number, or sized from `parameters`; None when unknown."""
+    resources = manifest.spec.resources
+    if resources.gpus != "auto":
+        return resources.gpus
+    if run.model.parameters is None:
+        return None
+    gpu_memory = resources.gpu_memory_gib or settings.gpu_memory_gib
+    return gpus_needed(estimate_weights_bytes(run.model.parameters, run.precision), gpu_memory)
+
+
+def labels_for(manifest: QuantEval, run: Run) -> dict[str, str]:
+    meta = manifest.metadata
+    return {
+        "app.kubernetes.io/name": "quanteval-worker",
+        "app.kubernetes.io/instance": meta.name,
+        "app.kubernetes.io/component": "run",
+        "app.kubernetes.io/part-of": "quanteval",
+        "app.kubernetes.io/managed-by": "quanteval-operator",
+        LABEL_EVAL: meta.name,
+        LABEL_EVAL_UID: meta.uid or "",
+        LABEL_RUN: run.id,
+    }
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _env(manifest: QuantEval, run: Run, settings: Settings) -> list[dict[str, Any]]:
+    s3 = manifest.spec.output.s3
+    assert s3 is not None  # effective_manifest fills it
+    root = s3_evaluation_root(manifest)
+    run_spec = build_run_spec(manifest, run, root)
+    env: list[dict[str, Any]] = [
+        {"name": "QUANTEVAL_RUN_SPEC", "value": run_spec.to_json()},
+        {"name": "QUANTEVAL_CACHE_DIR", "value": CACHE_DIR},
+        {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
+    ]
+    if s3.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": s3.endpoint})
+    if s3.secret_ref is not None:
+        ref = s3.secret_ref
+        env.append(_secret_env("AWS_ACCESS_KEY_ID", ref.name, ref.access_key_id_key))
+        env.append(_secret_env("AWS_SECRET_ACCESS_KEY", ref.name, ref.secret_access_key_key))
+    token = manifest.spec.hugging_face.token_secret_ref
+    if token is not None:
+        env.append(_secret_env("HF_TOKEN", token.name, token.key))
+    return env
+
+
+def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, Any]:
+    """The Job of one run. `manifest` must carry metadata.uid (it is the owner)."""
+    spec = manifest.spec
+    meta = manifest.metadata
+    if not meta.uid:
+        raise ValueError("the QuantEval has no uid: render Jobs from the stored object")
+    labels = labels_for(manifest, run)
+    resources = spec.resources
+    gpu_name = resources.gpu_resource_name or settings.gpu_resource_name
+    gpus = gpus_for(manifest, run, settings)
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if gpus is None or gpus > 0:
+        limits[gpu_name] = str(gpus or 1)
+    if resources.memory:
+        limits["memory"] = requests["memory"] = resources.memory
+    if resources.cpu:
+        requests["cpu"] = resources.cpu
+    cache_claim = spec.hugging_face.cache_volume_claim or settings.hf_cache_claim
+    cache_volume: dict[str, Any] = (
+        {"name": "cache", "persistentVolumeClaim": {"claimName": cache_claim}}
+        if cache_claim
+        else {"name": "cache", "emptyDir": {}}
+    )
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": settings.worker_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": list(settings.worker_command),
+        "env": _env(manifest, run, settings),
+        "resources": {"limits": limits, "requests": requests},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
+        "volumeMounts": [
+            {"name": "cache", "mountPath": CACHE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_user,
+            "fsGroup": settings.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [cache_volume, {"name": "tmp", "emptyDir": {}}],
+    }
+    if resources.node_selector:
+        pod_spec["nodeSelector"] = dict(resources.node_selector)
+    if resources.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in resources.tolerations
+        ]
+    if resources.priority_class_name:
+        pod_spec["priorityClassName"] = resources.priority_class_name
+    job_labels = dict(labels)
+    if spec.queue_name:
+        job_labels[KUEUE_QUEUE_LABEL] = spec.queue_name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(meta.name, meta.uid, run),
+            "namespace": meta.namespace,
+            "labels": job_labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                    "kind": KIND,
+                    "name": meta.name,
+                    "uid": meta.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": spec.backoff_limit,
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            # Kueue admits a suspended Job by unsuspending it.
+            "suspend": bool(spec.queue_name),
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "In",
+                            "values": [int(code) for code in DETERMINISTIC_FAILURES],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,52 @@
+"""The few Kubernetes API calls the operator makes itself (kopf does the watching and Events)."""
+
+import os
+from typing import Any, cast
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from quanteval import API_GROUP, API_VERSION
+
+PLURAL = "quantevals"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeClient:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    @classmethod
+    async def connect(cls) -> "KubeClient":
+        """In a pod: its ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config."""
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config()
+        return cls(client.ApiClient())
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def create_job(self, namespace: str, job: dict[str, Any]) -> bool:
+        """Create the Job; False when it exists already (a restarted operator, a lost race)."""
+        try:
+            await self.batch.create_namespaced_job(namespace, cast(Any, job))
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """A merge patch of the status subresource: lists in it are replaced whole."""
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status},
+                **cast(dict[str, Any], {"_content_type": MERGE_PATCH}),
+            )  # fmt: skip
+        except ApiException as error:
+            if error.status != 404:  # deleted meanwhile: nothing to report on
+                raise

@@ -1,0 +1,281 @@
+"""Status aggregation: what the Jobs and pods of an evaluation say, as the QuantEval's status.
+
+Plain data in, a status dict out; the handlers only gather observations and patch the result.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from quanteval.matrix import Run
+from quanteval.precisions import Precision
+from quanteval.summary import RunOutcome, best_run, compare
+
+TERMINAL = ("Succeeded", "Failed")
+# The metrics kept in status: a handful of rounded numbers; everything else is in S3.
+STATUS_METRICS = {
+    "f1Macro": 4,
+    "accuracy": 4,
+    "intensity": 2,
+    "peakMemoryBytes": 0,
+    "weightsBytes": 0,
+    "generationSeconds": 2,
+    "tokensPerSecond": 2,
+    "latencyP50Ms": 1,
+    "latencyP95Ms": 1,
+}
+MAX_REASON = 300
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    name: str
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    complete: bool = False
+    failed_condition: bool = False
+    condition_reason: str = ""
+    condition_message: str = ""
+    suspended: bool = False
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    name: str
+    created: str
+    phase: str
+    waiting_reason: str = ""
+    waiting_message: str = ""
+    unschedulable_message: str = ""
+    exit_code: int | None = None
+    termination_message: str = ""
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+def parse_termination_message(text: str) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def status_metrics(metrics: dict[str, Any]) -> dict[str, float | int]:
+    kept: dict[str, float | int] = {}
+    for name, digits in STATUS_METRICS.items():
+        value = metrics.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            kept[name] = int(value) if digits == 0 else round(float(value), digits)
+    return kept
+
+
+def _failure_reason(job: JobObservation, pod: PodObservation | None) -> str:
+    if pod is not None and pod.termination_message:
+        message = parse_termination_message(pod.termination_message)
+        if message is not None:
+            detail = str(message.get("message", ""))
+            return _short(f"{message.get('reason', 'Failed')}: {detail}".rstrip(": "))
+        last_line = pod.termination_message.strip().splitlines()[-1:]
+        return _short(f"ExitCode{pod.exit_code}: {' '.join(last_line)}")
+    detail = f": {job.condition_message}" if job.condition_message else ""
+    return _short(f"{job.condition_reason or 'JobFailed'}{detail}")
+
+
+def run_status(
+    run: Run,
+    job: JobObservation | None,
+    pods: list[PodObservation],
+    suspended: bool,
+) -> dict[str, Any]:
+    """One entry of status.runs."""
+    entry: dict[str, Any] = {
+        "id": run.id,
+        "model": run.model.name,
+        "precision": run.precision.value,
+    }
+    latest = max(pods, key=lambda p: (p.created, p.name)) if pods else None
+    if job is None:
+        entry["state"] = "Pending"
+        entry["attempts"] = 0
+        if suspended:
+            entry["reason"] = "Suspended: spec.suspend is true"
+        return entry
+    entry["attempts"] = job.active + job.succeeded + job.failed
+    if job.complete:
+        entry["state"] = "Succeeded"
+        done = next((p for p in sorted(pods, key=lambda p: p.created, reverse=True)
+                     if p.phase == "Succeeded"), None)  # fmt: skip
+        parsed = parse_termination_message(done.termination_message) if done else None
+        if parsed and isinstance(parsed.get("metrics"), dict):
+            entry["metrics"] = status_metrics(parsed["metrics"])
+        return entry
+    if job.failed_condition:
+        failed = [p for p in pods if p.phase == "Failed"]
+        last_failed = max(failed, key=lambda p: (p.created, p.name)) if failed else None
+        entry["state"] = "Failed"
+        entry["reason"] = _failure_reason(job, last_failed)
+        return entry
+    if job.suspended:
+        entry["state"] = "Queued"
+        entry["reason"] = "Suspended until the queue admits it"
+        return entry
+    if latest is not None and latest.phase == "Running":
+        entry["state"] = "Running"
+        return entry
+    entry["state"] = "Pending"
+    if latest is not None and latest.waiting_reason:
+        message = f": {latest.waiting_message}" if latest.waiting_message else ""
+        entry["reason"] = _short(f"{latest.waiting_reason}{message}")
+    elif latest is not None and latest.unschedulable_message:
+        entry["reason"] = _short(f"Unschedulable: {latest.unschedulable_message}")
+    return entry
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Conditions as a map keyed by type; lastTransitionTime moves only when status changes."""
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    since = now
+    if previous is not None and previous.get("status") == status:
+        since = previous.get("lastTransitionTime", now)
+    condition = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": _short(message),
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
+    return [c for c in conditions if c.get("type") != type_] + [condition]
+
+
+def _outcome(entry: dict[str, Any]) -> RunOutcome:
+    metrics = entry.get("metrics", {})
+    return RunOutcome(
+        run_id=entry["id"],
+        model=entry["model"],
+        precision=Precision(entry["precision"]),
+        state=entry["state"],
+        f1_macro=metrics.get("f1Macro"),
+        accuracy=metrics.get("accuracy"),
+        intensity=metrics.get("intensity"),
+        weights_bytes=metrics.get("weightsBytes"),
+        peak_memory_bytes=metrics.get("peakMemoryBytes"),
+        generation_seconds=metrics.get("generationSeconds"),
+        tokens_per_second=metrics.get("tokensPerSecond"),
+    )
+
+
+def summarize(entries: list[dict[str, Any]], baseline: Precision) -> dict[str, Any]:
+    """Baseline, best run and per run the memory saving, F1 change and time ratio."""
+    outcomes = [_outcome(e) for e in entries]
+    best = best_run(outcomes)
+    rows = []
+    for row in compare(outcomes, baseline):
+        if row.outcome.state != "Succeeded" or row.is_baseline:
+            continue
+        item: dict[str, Any] = {"id": row.outcome.run_id}
+        if row.memory_saving_pct is not None:
+            item["memorySavingPct"] = round(row.memory_saving_pct, 1)
+        if row.f1_delta_pp is not None:
+            item["f1DeltaPp"] = round(row.f1_delta_pp, 1)
+        if row.time_ratio is not None:
+            item["timeRatio"] = round(row.time_ratio, 2)
+        rows.append(item)
+    summary: dict[str, Any] = {"baseline": baseline.value, "comparisons": rows}
+    if best is not None:
+        summary["bestRun"] = best.run_id
+    return summary
+
+
+def aggregate(
+    runs: list[Run],
+    jobs: dict[str, JobObservation],
+    pods: dict[str, list[PodObservation]],
+    previous: dict[str, Any],
+    generation: int,
+    suspended: bool,
+    now: str,
+    baseline: Precision,
+    unsized_models: list[str] | None = None,
+) -> dict[str, Any]:
+    """The whole status (less what other writers own) from the observations."""
+    entries = [run_status(r, jobs.get(r.id), pods.get(r.id, []), suspended) for r in runs]
+    finished = [e for e in entries if e["state"] in TERMINAL]
+    failed = [e for e in entries if e["state"] == "Failed"]
+    conditions: list[dict[str, Any]] = list(previous.get("conditions", []))
+    conditions = set_condition(
+        conditions, "Valid", "True", "SpecValid", f"{len(runs)} runs", generation, now
+    )
+    if unsized_models:
+        conditions = set_condition(
+            conditions, "GPUsEstimated", "False", "ParametersUnknown",
+            f"models {', '.join(unsized_models)} get 1 GPU: set spec.models[].parameters or "
+            "spec.resources.gpus", generation, now,
+        )  # fmt: skip
+    else:
+        conditions = [c for c in conditions if c.get("type") != "GPUsEstimated"]
+    all_done = len(finished) == len(entries)
+    if all_done:
+        conditions = set_condition(
+            conditions, "Progressing", "False", "AllRunsFinished", "", generation, now
+        )
+        if failed:
+            names = ", ".join(f"{e['id']} ({e.get('reason', '').split(':')[0]})" for e in failed)
+            conditions = set_condition(
+                conditions, "Succeeded", "False", "RunsFailed",
+                f"{len(entries) - len(failed)} of {len(entries)} runs succeeded; failed: {names}",
+                generation, now,
+            )  # fmt: skip
+        else:
+            conditions = set_condition(
+                conditions, "Succeeded", "True", "AllRunsSucceeded",
+                f"{len(entries)} runs succeeded", generation, now,
+            )  # fmt: skip
+    else:
+        reason, message = ("Suspended", "spec.suspend is true: no new run starts") if suspended \
+            else ("RunsActive", f"{len(finished)} of {len(entries)} runs finished")  # fmt: skip
+        conditions = set_condition(conditions, "Progressing", "True", reason, message,
+                                   generation, now)  # fmt: skip
+        conditions = set_condition(conditions, "Succeeded", "Unknown", "RunsInProgress",
+                                   message, generation, now)  # fmt: skip
+    started = any(e["attempts"] > 0 for e in entries)
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "progress": f"{len(finished)}/{len(entries)}",
+        "runs": entries,
+        "summary": summarize(entries, baseline),
+    }
+    start_time = previous.get("startTime") or (now if started else None)
+    if start_time:
+        status["startTime"] = start_time
+    if all_done:
+        status["completionTime"] = previous.get("completionTime") or now
+    return status
+
+
+def invalid_status(
+    previous: dict[str, Any], generation: int, now: str, message: str
+) -> dict[str, Any]:
+    conditions = set_condition(
+        list(previous.get("conditions", [])), "Valid", "False", "InvalidSpec", message,
+        generation, now,
+    )  # fmt: skip
+    conditions = set_condition(conditions, "Succeeded", "False", "InvalidSpec", message,
+                               generation, now)  # fmt: skip
+    conditions = set_condition(conditions, "Progressing", "False", "InvalidSpec", message,
+                               generation, now)  # fmt: skip
+    return {"observedGeneration": generation, "conditions": conditions, "progress": "0/0"}

@@ -1,0 +1,309 @@
+"""The QuantEval CRD, generated from the pydantic models: one source of truth for both.
+
+`python -m quanteval.crd > crds/quantevals.quanteval.io.yaml` writes it; a test fails when the
+committed file drifts from what this module generates.
+
+The OpenAPI schema is structural: references inlined, `X | None` as an optional X, int-or-"auto"
+as `x-kubernetes-int-or-string` with a CEL rule, and the string-or-list `emotions` as a
+preserved node checked by CEL. Fields a generation preset fills carry no schema default, so the
+stored object keeps the preset meaning; every other default is in the schema, so stored objects
+carry it.
+"""
+
+import json
+import sys
+from typing import Any
+
+import yaml
+
+from quanteval import API_GROUP, API_VERSION, KIND
+from quanteval.emotions import BUILTIN_EMOTION_SETS
+from quanteval.spec import EMOTION_NAME, MAX_EVAL_NAME, PRESETS, QuantEvalSpec
+
+PLURAL = "quantevals"
+MUTABLE_FIELDS = ("parallelism", "suspend")
+PRESET_FIELDS = {key for preset in PRESETS.values() for key in preset}
+COPIED = ("description", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems",
+          "maxItems", "maxProperties", "enum", "format")  # fmt: skip
+
+
+def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:
+        target = dict(defs[node["$ref"].split("/")[-1]])
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        return target | extra
+    return node
+
+
+def _int_or_auto(node: dict[str, Any], integer: dict[str, Any]) -> dict[str, Any]:
+    low, high = integer.get("minimum", 0), integer.get("maximum", 2**31 - 1)
+    rule = f"type(self) == int ? (self >= {low} && self <= {high}) : self == 'auto'"
+    out: dict[str, Any] = {
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "x-kubernetes-validations": [
+            {"rule": rule, "message": f"must be an integer from {low} to {high}, or auto"}
+        ],
+    }
+    if "description" in node:
+        out["description"] = " ".join(node["description"].split())
+    return out
+
+
+def _emotions(node: dict[str, Any]) -> dict[str, Any]:
+    sets = ", ".join(f"'{name}'" for name in sorted(BUILTIN_EMOTION_SETS))
+    pattern = EMOTION_NAME.replace("\\", "\\\\")
+    rule = (
+        f"type(self) == string ? self in [{sets}] : (type(self) == list && self.size() >= 2 && "
+        f"self.size() <= 32 && self.all(e, type(e) == string && e.matches('{pattern}')))"
+    )
+    return {
+        "description": " ".join(node.get("description", "").split()),
+        "default": node.get("default", "isear"),
+        "x-kubernetes-preserve-unknown-fields": True,
+        "x-kubernetes-validations": [
+            {"rule": rule, "message": f"must be one of {sets} or a list of 2-32 emotion names"}
+        ],
+    }
+
+
+def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """One JSON-schema node of pydantic's as a structural OpenAPI v3 node."""
+    node = _resolve(node, defs)
+    if "anyOf" in node:
+        options = [_resolve(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
+        types = sorted(o.get("type", "") for o in options)
+        if len(options) == 1:
+            merged = options[0] | {k: v for k, v in node.items() if k != "anyOf"}
+            return structural(merged, defs, path)
+        if types == ["integer", "string"]:
+            integer = next(o for o in options if o.get("type") == "integer")
+            return _int_or_auto(node, integer)
+        if types == ["array", "string"] and path.endswith("emotions"):
+            return _emotions(node)
+        raise ValueError(f"{path}: no structural form for anyOf {types}")
+    out: dict[str, Any] = {k: node[k] for k in COPIED if k in node}
+    if "description" in out:
+        out["description"] = " ".join(out["description"].split())
+    if "const" in node:
+        out["enum"] = [node["const"]]
+    if "exclusiveMinimum" in node:
+        out["minimum"] = node["exclusiveMinimum"]
+        out["exclusiveMinimum"] = True
+    kind = node.get("type")
+    out["type"] = kind
+    if kind == "object":
+        properties = node.get("properties", {})
+        if properties:
+            out["properties"] = {
+                name: structural(child, defs, f"{path}.{name}")
+                for name, child in properties.items()
+            }
+            if node.get("required"):
+                out["required"] = list(node["required"])
+        elif isinstance(node.get("additionalProperties"), dict):
+            out["additionalProperties"] = structural(
+                node["additionalProperties"], defs, f"{path}[*]"
+            )
+    elif kind == "array":
+        out["items"] = structural(node["items"], defs, f"{path}[]")
+    default = node.get("default")
+    preset_governed = ".generation." in f"{path}." and path.rsplit(".", 1)[-1] in PRESET_FIELDS
+    if default is not None and not preset_governed:
+        out["default"] = default
+    return out
+
+
+def _immutability_rule(properties: dict[str, Any], required: list[str]) -> str:
+    clauses = []
+    for name in properties:
+        if name in MUTABLE_FIELDS:
+            continue
+        if name in required or "default" in properties[name]:
+            clauses.append(f"self.{name} == oldSelf.{name}")
+        else:
+            clauses.append(
+                f"has(self.{name}) == has(oldSelf.{name}) && "
+                f"(!has(self.{name}) || self.{name} == oldSelf.{name})"
+            )
+    return " && ".join(f"({c})" for c in clauses)
+
+
+def spec_schema() -> dict[str, Any]:
+    schema = QuantEvalSpec.model_json_schema(by_alias=True)
+    defs = schema.pop("$defs", {})
+    spec = structural(schema, defs, "spec")
+    for node in spec["properties"].values():  # an object default that a preset may govern
+        if node.get("type") == "object" and "default" not in node and "properties" in node:
+            node["default"] = {}
+    spec["properties"]["classifier"]["default"] = {"builtin": "minilm"}
+    spec["x-kubernetes-validations"] = [
+        {
+            "rule": _immutability_rule(spec["properties"], spec.get("required", [])),
+            "message": "spec is immutable after creation except parallelism and suspend",
+        },
+        {
+            "rule": "!(has(self.prompts) && has(self.promptSet))",
+            "message": "set promptSet or prompts, not both",
+        },
+        {
+            "rule": "!has(self.baseline) || self.baseline in self.precisions",
+            "message": "baseline must be one of precisions",
+        },
+        {
+            "rule": "self.models.all(m, self.models.exists_one(n, n.name == m.name))",
+            "message": "model names must be unique",
+        },
+        {
+            "rule": "self.precisions.all(p, self.precisions.exists_one(q, q == p))",
+            "message": "each precision may appear once",
+        },
+    ]
+    return spec
+
+
+def _metrics_schema() -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": {"type": "number"}}
+
+
+def status_schema() -> dict[str, Any]:
+    condition = {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "observedGeneration": {"type": "integer"},
+        },
+    }
+    run = {
+        "type": "object",
+        "required": ["id", "state"],
+        "properties": {
+            "id": {"type": "string"},
+            "model": {"type": "string"},
+            "precision": {"type": "string"},
+            "state": {"type": "string"},
+            "attempts": {"type": "integer"},
+            "reason": {"type": "string"},
+            "metrics": _metrics_schema(),
+        },
+    }
+    comparison = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "memorySavingPct": {"type": "number"},
+            "f1DeltaPp": {"type": "number"},
+            "timeRatio": {"type": "number"},
+        },
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "observedGeneration": {"type": "integer"},
+            "conditions": {
+                "type": "array",
+                "items": condition,
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+            "progress": {"type": "string"},
+            "startTime": {"type": "string", "format": "date-time"},
+            "completionTime": {"type": "string", "format": "date-time"},
+            "runs": {"type": "array", "items": run},
+            "summary": {
+                "type": "object",
+                "properties": {
+                    "baseline": {"type": "string"},
+                    "bestRun": {"type": "string"},
+                    "reportUri": {"type": "string"},
+                    "comparisons": {"type": "array", "items": comparison},
+                },
+            },
+        },
+    }
+
+
+def build_crd() -> dict[str, Any]:
+    succeeded = '.status.conditions[?(@.type=="Succeeded")].reason'
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{API_GROUP}",
+            "labels": {
+                "app.kubernetes.io/name": "quanteval",
+                "app.kubernetes.io/part-of": "quanteval",
+            },
+        },
+        "spec": {
+            "group": API_GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["qe"],
+                "categories": ["all"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Status", "type": "string", "jsonPath": succeeded},
+                        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+                        {"name": "Best", "type": "string", "jsonPath": ".status.summary.bestRun"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "An evaluation of models x precisions on affective text "
+                            "generation: one Job per (model, precision).",
+                            "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"self.metadata.name.size() <= {MAX_EVAL_NAME}",
+                                    "message": f"metadata.name: at most {MAX_EVAL_NAME} characters",
+                                }
+                            ],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Writes shared lists out in full: a CRD with YAML anchors is harder to read and diff."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render_crd() -> str:
+    header = "# Generated by `python -m quanteval.crd` from quanteval/spec.py: do not edit.\n"
+    return header + yaml.dump(build_crd(), Dumper=_NoAliases, sort_keys=False, width=100)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--json"]:
+        print(json.dumps(build_crd(), indent=2))
+    else:
+        sys.stdout.write(render_crd())
