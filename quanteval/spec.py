@@ -23,6 +23,8 @@ DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MAX_EVAL_NAME = 52
 MAX_MODEL_NAME = 40
 EMOTION_NAME = r"^[a-z][a-z_-]{0,31}$"
+# Label values, emotion names: what maps hold.
+ShortString = Annotated[str, Field(max_length=63)]
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 
 
@@ -131,7 +133,7 @@ class ClassifierSpec(_Model):
     revision: Annotated[str | None, Field(max_length=128)] = None
     """Hub revision of the classifier."""
     # Classifier label -> emotion name, for labels that are not spelled as the emotion.
-    label_map: Annotated[dict[str, str], Field(max_length=64)] = Field(default_factory=dict)
+    label_map: Annotated[dict[str, ShortString], Field(max_length=64)] = Field(default_factory=dict)
     """Classifier label -> emotion name, for labels not spelled as the emotion."""
 
     @model_validator(mode="after")
@@ -197,11 +199,13 @@ class ResourcesSpec(_Model):
     """GPUs per run, or auto: from models[].parameters and the precision against gpuMemoryGiB
     (unknown size: 1 GPU and a condition).
     """
-    gpu_resource_name: Annotated[str, Field(min_length=1, max_length=253)] = "nvidia.com/gpu"
-    """Extended resource name of a GPU."""
-    gpu_memory_gib: Annotated[float | None, Field(gt=0, le=4096)] = None
+    gpu_resource_name: Annotated[str | None, Field(min_length=1, max_length=253)] = None
+    """Extended resource name of a GPU (default: the operator's setting, nvidia.com/gpu)."""
+    gpu_memory_gib: Annotated[float | None, Field(gt=0, le=4096, alias="gpuMemoryGiB")] = None
     """Memory of one GPU in GiB, for gpus: auto (default: the operator's setting)."""
-    node_selector: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
+    node_selector: Annotated[dict[str, ShortString], Field(max_length=32)] = Field(
+        default_factory=dict
+    )
     """Node selector of the worker pods."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
     """Tolerations of the worker pods."""

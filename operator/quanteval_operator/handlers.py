@@ -71,11 +71,13 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 def jobs_by_eval(
     name: str,
     labels: Mapping[str, str],
+    annotations: Mapping[str, str],
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
     **_: Any,
 ) -> dict[str, tuple[str, JobObservation]]:
-    return {labels[LABEL_EVAL_UID]: (labels.get(LABEL_RUN, ""), observe_job(name, spec, status))}
+    observation = observe_job(name, annotations, spec, status)
+    return {labels[LABEL_EVAL_UID]: (labels.get(LABEL_RUN, ""), observation)}
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_EVAL_UID: kopf.PRESENT})
@@ -154,6 +156,20 @@ async def reconcile(
     spec = manifest.spec
     runs = expand(spec)
     job_by_run = {run_id: job for run_id, job in jobs}
+    changed = [r.id for r in runs if r.id in job_by_run
+               and job_by_run[r.id].content_hash not in ("", r.content_hash)]  # fmt: skip
+    if changed:
+        # CEL keeps the spec immutable but cannot read the untyped spec.emotions.
+        message = (
+            "spec.emotions (or another field that decides results) changed after creation; "
+            f"runs {', '.join(changed)} were started with the old value: revert it, or create "
+            "a new QuantEval"
+        )
+        status = invalid_status(previous, generation, now_iso(), message)
+        if _differs(previous, status):
+            kopf.warn(body, reason="InvalidSpec", message=message)
+            await kube.patch_status(namespace, name, status)
+        return
     active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
     for run in [r for r in runs if r.id not in job_by_run][:room]:

@@ -13,6 +13,7 @@ from quanteval_operator.settings import Settings
 LABEL_EVAL = f"{API_GROUP}/eval"
 LABEL_EVAL_UID = f"{API_GROUP}/eval-uid"
 LABEL_RUN = f"{API_GROUP}/run"
+ANNOTATION_CONTENT_HASH = f"{API_GROUP}/content-hash"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONTAINER = "worker"
 CACHE_DIR = "/var/cache/quanteval"
@@ -186,6 +187,7 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
             "name": job_name(meta.name, meta.uid, run),
             "namespace": meta.namespace,
             "labels": job_labels,
+            "annotations": {ANNOTATION_CONTENT_HASH: run.content_hash},
             "ownerReferences": [
                 {
                     "apiVersion": f"{API_GROUP}/{API_VERSION}",

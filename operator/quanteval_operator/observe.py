@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
+from quanteval_operator.jobs import ANNOTATION_CONTENT_HASH
 from quanteval_operator.status import JobObservation, PodObservation
 
 
@@ -12,7 +13,9 @@ def _condition(conditions: list[Mapping[str, Any]], type_: str) -> Mapping[str, 
     )
 
 
-def observe_job(name: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> JobObservation:
+def observe_job(
+    name: str, annotations: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any]
+) -> JobObservation:
     conditions = list(status.get("conditions") or [])
     complete = _condition(conditions, "Complete")
     failed = _condition(conditions, "Failed")
@@ -26,6 +29,7 @@ def observe_job(name: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -
         condition_reason=str((failed or {}).get("reason", "")),
         condition_message=str((failed or {}).get("message", "")),
         suspended=bool(spec.get("suspend")),
+        content_hash=annotations.get(ANNOTATION_CONTENT_HASH, ""),
     )
 
 
@@ -51,5 +55,6 @@ def observe_pod(name: str, meta: Mapping[str, Any], status: Mapping[str, Any]) -
         waiting_message=str(waiting.get("message", "")),
         unschedulable_message=unschedulable,
         exit_code=int(exit_code) if exit_code is not None else None,
+        terminated_reason=str(terminated.get("reason", "")),
         termination_message=str(terminated.get("message", "")),
     )

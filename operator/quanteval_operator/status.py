@@ -38,6 +38,7 @@ class JobObservation:
     condition_reason: str = ""
     condition_message: str = ""
     suspended: bool = False
+    content_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class PodObservation:
     waiting_message: str = ""
     unschedulable_message: str = ""
     exit_code: int | None = None
+    terminated_reason: str = ""
     termination_message: str = ""
 
 
@@ -75,13 +77,16 @@ def status_metrics(metrics: dict[str, Any]) -> dict[str, float | int]:
 
 
 def _failure_reason(job: JobObservation, pod: PodObservation | None) -> str:
+    if pod is not None and pod.terminated_reason == "OOMKilled":
+        return _short("OOMKilled: the worker ran out of memory; raise spec.resources.memory")
     if pod is not None and pod.termination_message:
         message = parse_termination_message(pod.termination_message)
         if message is not None:
             detail = str(message.get("message", ""))
             return _short(f"{message.get('reason', 'Failed')}: {detail}".rstrip(": "))
         last_line = pod.termination_message.strip().splitlines()[-1:]
-        return _short(f"ExitCode{pod.exit_code}: {' '.join(last_line)}")
+        code = f"ExitCode{pod.exit_code}" if pod.exit_code is not None else "Error"
+        return _short(f"{code}: {' '.join(last_line)}")
     detail = f": {job.condition_message}" if job.condition_message else ""
     return _short(f"{job.condition_reason or 'JobFailed'}{detail}")
 

@@ -235,7 +235,7 @@ def test_s3_evaluation_root_without_s3_output(quickstart_dict: Manifest) -> None
 def test_run_spec_round_trips_through_json(quickstart_dict: Manifest) -> None:
     quickstart_dict["metadata"].update(namespace="team-a", uid="uid-1")
     quickstart_dict["spec"]["output"]["s3"].update(endpoint="http://minio:9000", region="eu-1")
-    quickstart_dict["spec"]["resources"] = {"gpuMemoryGib": 24}
+    quickstart_dict["spec"]["resources"] = {"gpuMemoryGiB": 24}
     quickstart_dict["spec"]["generation"] = {"preset": "greedy", "temperature": 0.5}
     manifest = _parse(quickstart_dict)
     root = s3_evaluation_root(manifest)

@@ -1,0 +1,539 @@
+"""Job rendering: names, labels, ownership, failure policy, GPUs, placement, security, secrets."""
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from quanteval.matrix import Run, expand
+from quanteval.precisions import Precision
+from quanteval.runspec import RunSpec
+from quanteval.spec import QuantEval, parse_manifest
+from quanteval_operator.jobs import (
+    KUEUE_QUEUE_LABEL,
+    SpecProblem,
+    effective_manifest,
+    gpus_for,
+    job_name,
+    render_job,
+)
+from quanteval_operator.settings import Settings
+
+from .conftest import Manifest
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+UID = "6f1c2a9e-3b7d-4c55-9a0e-1d2f3a4b5c6d"
+OTHER_UID = "0b8e7d6c-5a4b-4f3e-8d2c-1b0a9f8e7d6c"
+SETTINGS = Settings(
+    worker_image="registry.example.com/quanteval/worker:1.2.3",
+    worker_command=["python", "-m", "quanteval_worker.main"],
+    image_pull_policy="Always",
+    s3_bucket="operator-default",
+    s3_endpoint="http://minio.storage:9000",
+    s3_secret_name="operator-s3",
+)
+
+
+def _manifest(
+    document: Manifest, uid: str | None = UID, settings: Settings = SETTINGS
+) -> QuantEval:
+    if uid is not None:
+        document["metadata"]["uid"] = uid
+    return effective_manifest(parse_manifest(document), settings)
+
+
+def _run(manifest: QuantEval, precision: Precision, model: str | None = None) -> Run:
+    return next(
+        r
+        for r in expand(manifest.spec)
+        if r.precision == precision and (model is None or r.model.name == model)
+    )
+
+
+def _job(document: Manifest, precision: Precision = Precision.FP32, **kw: Any) -> dict[str, Any]:
+    settings: Settings = kw.pop("settings", SETTINGS)
+    manifest = _manifest(document, settings=settings)
+    return render_job(manifest, _run(manifest, precision), settings)
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    containers = job["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def _env(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in _container(job)["env"]}
+
+
+def _limits(job: dict[str, Any]) -> dict[str, str]:
+    limits: dict[str, str] = _container(job)["resources"]["limits"]
+    return limits
+
+
+def _strings(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string leaf of a JSON-like document with its path."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _strings(value, f"{path}[{index}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+# Names
+
+
+def test_job_names_are_short_dns_labels_for_the_longest_names(quickstart_dict: Manifest) -> None:
+    # 52 and 40 characters, with a hyphen right where each name is cut.
+    eval_name = "a" * 24 + "-" + "b" * 27
+    model_name = "m" * 24 + "-" + "n" * 15
+    assert (len(eval_name), len(model_name)) == (52, 40)
+    quickstart_dict["metadata"]["name"] = eval_name
+    quickstart_dict["spec"]["models"] = [{"name": model_name, "source": "org/model"}]
+    quickstart_dict["spec"]["precisions"] = [p.value for p in Precision]
+    manifest = _manifest(quickstart_dict)
+
+    names = [job_name(eval_name, UID, run) for run in expand(manifest.spec)]
+
+    assert len(names) == 6
+    assert len(set(names)) == 6
+    for name, precision in zip(names, Precision, strict=True):
+        assert len(name) <= 63, name
+        assert DNS1123_LABEL.fullmatch(name), name
+        assert f"-{precision.value}-" in name
+        assert name.startswith("aaaa")
+
+
+def test_job_names_of_short_names_keep_them_whole(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(quickstart_dict)
+    run = _run(manifest, Precision.INT8)
+
+    name = job_name("quickstart", UID, run)
+
+    assert re.fullmatch(r"quickstart-smollm2-135m-int8-[0-9a-f]{6}", name), name
+
+
+def test_job_names_differ_per_uid_and_are_stable(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(quickstart_dict)
+    run = _run(manifest, Precision.FP32)
+
+    first = job_name("quickstart", UID, run)
+
+    assert job_name("quickstart", UID, run) == first
+    assert job_name("quickstart", OTHER_UID, run) != first
+
+
+def test_rendered_job_uses_the_job_name(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(quickstart_dict)
+    run = _run(manifest, Precision.BF16)
+
+    job = render_job(manifest, run, SETTINGS)
+
+    assert job["apiVersion"] == "batch/v1"
+    assert job["kind"] == "Job"
+    assert job["metadata"]["name"] == job_name("quickstart", UID, run)
+    assert job["metadata"]["namespace"] == "default"
+    assert render_job(manifest, run, SETTINGS) == job
+
+
+# Labels and ownership
+
+
+def test_labels_on_job_and_pod_template(quickstart_dict: Manifest) -> None:
+    job = _job(quickstart_dict, Precision.NF4)
+    expected = {
+        "app.kubernetes.io/name": "quanteval-worker",
+        "app.kubernetes.io/instance": "quickstart",
+        "app.kubernetes.io/component": "run",
+        "app.kubernetes.io/part-of": "quanteval",
+        "app.kubernetes.io/managed-by": "quanteval-operator",
+        "quanteval.io/eval": "quickstart",
+        "quanteval.io/eval-uid": UID,
+        "quanteval.io/run": "smollm2-135m-nf4",
+    }
+
+    assert job["metadata"]["labels"] == expected
+    assert job["spec"]["template"]["metadata"]["labels"] == expected
+    for value in expected.values():
+        assert len(value) <= 63
+
+
+def test_owner_reference(quickstart_dict: Manifest) -> None:
+    job = _job(quickstart_dict)
+
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "quanteval.io/v1alpha1",
+            "kind": "QuantEval",
+            "name": "quickstart",
+            "uid": UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def test_render_job_without_uid_raises(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(quickstart_dict, uid=None)
+
+    with pytest.raises(ValueError, match="uid"):
+        render_job(manifest, _run(manifest, Precision.FP32), SETTINGS)
+
+
+# Job spec
+
+
+def test_job_spec_retries_deadline_and_failure_policy(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["backoffLimit"] = 3
+    quickstart_dict["spec"]["activeDeadlineSeconds"] = 7200
+    job = _job(quickstart_dict)
+    spec = job["spec"]
+
+    assert spec["backoffLimit"] == 3
+    assert spec["activeDeadlineSeconds"] == 7200
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert "ttlSecondsAfterFinished" not in spec
+    assert spec["podFailurePolicy"] == {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": "worker", "operator": "In", "values": [3, 4, 5]},
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+    assert _container(job)["name"] == "worker"
+    # Plain ints, not IntEnum members: the body goes to the API server as JSON.
+    values = spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"]
+    assert [type(v) for v in values] == [int, int, int]
+    assert json.loads(json.dumps(job)) == job
+
+
+def test_job_spec_defaults(quickstart_dict: Manifest) -> None:
+    spec = _job(quickstart_dict)["spec"]
+
+    assert spec["backoffLimit"] == 1
+    assert spec["activeDeadlineSeconds"] == 21600
+    assert spec["suspend"] is False
+
+
+def test_queue_name_labels_the_job_and_creates_it_suspended(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["queueName"] = "team-a-gpus"
+    job = _job(quickstart_dict)
+
+    assert job["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "team-a-gpus"
+    assert job["spec"]["suspend"] is True
+    assert KUEUE_QUEUE_LABEL not in job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_without_queue_name_no_queue_label(quickstart_dict: Manifest) -> None:
+    job = _job(quickstart_dict)
+
+    assert KUEUE_QUEUE_LABEL not in job["metadata"]["labels"]
+    assert job["spec"]["suspend"] is False
+
+
+def test_worker_image_and_command_come_from_settings(quickstart_dict: Manifest) -> None:
+    container = _container(_job(quickstart_dict))
+
+    assert container["image"] == "registry.example.com/quanteval/worker:1.2.3"
+    assert container["command"] == ["python", "-m", "quanteval_worker.main"]
+    assert container["imagePullPolicy"] == "Always"
+
+
+def test_default_settings_command(quickstart_dict: Manifest) -> None:
+    settings = Settings(s3_bucket="b-default")
+    container = _container(_job(quickstart_dict, settings=settings))
+
+    assert container["image"] == Settings().worker_image
+    assert container["command"] == ["quanteval-worker"]
+
+
+# GPUs
+
+
+def _sized(document: Manifest, parameters: float | None, **resources: Any) -> Manifest:
+    model: dict[str, Any] = {"name": "big", "source": "org/big"}
+    if parameters is not None:
+        model["parameters"] = parameters
+    document["spec"]["models"] = [model]
+    document["spec"]["precisions"] = [p.value for p in Precision]
+    document["spec"]["resources"] = resources
+    return document
+
+
+def test_explicit_gpus_win_over_sizing(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(_sized(quickstart_dict, 70e9, gpus=2))
+
+    for run in expand(manifest.spec):
+        assert gpus_for(manifest, run, SETTINGS) == 2
+        assert _limits(render_job(manifest, run, SETTINGS))["nvidia.com/gpu"] == "2"
+
+
+def test_auto_gpus_from_parameters_and_precision(quickstart_dict: Manifest) -> None:
+    # 70e9 parameters on 80 GiB GPUs, 85% of each for weights, 15% load overhead.
+    manifest = _manifest(_sized(quickstart_dict, 70e9))
+    expected = {"fp32": 5, "bf16": 3, "fp16": 3, "int8": 2, "nf4": 1, "fp4": 1}
+
+    got = {r.precision.value: gpus_for(manifest, r, SETTINGS) for r in expand(manifest.spec)}
+    limits = {
+        r.precision.value: _limits(render_job(manifest, r, SETTINGS))["nvidia.com/gpu"]
+        for r in expand(manifest.spec)
+    }
+
+    assert got == expected
+    assert limits == {k: str(v) for k, v in expected.items()}
+    assert expected["fp32"] > expected["int8"]
+
+
+def test_auto_gpus_use_the_spec_gpu_memory(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(_sized(quickstart_dict, 70e9, gpuMemoryGiB=40))
+
+    got = {r.precision.value: gpus_for(manifest, r, SETTINGS) for r in expand(manifest.spec)}
+
+    assert got == {"fp32": 9, "bf16": 5, "fp16": 5, "int8": 3, "nf4": 2, "fp4": 2}
+
+
+def test_auto_gpus_use_the_operator_gpu_memory(quickstart_dict: Manifest) -> None:
+    settings = Settings(s3_bucket="b-default", gpu_memory_gib=40.0)
+    manifest = _manifest(_sized(quickstart_dict, 70e9), settings=settings)
+
+    assert gpus_for(manifest, _run(manifest, Precision.FP32), settings) == 9
+
+
+def test_unknown_parameters_get_one_gpu(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(_sized(quickstart_dict, None))
+
+    for run in expand(manifest.spec):
+        assert gpus_for(manifest, run, SETTINGS) is None
+        assert _limits(render_job(manifest, run, SETTINGS))["nvidia.com/gpu"] == "1"
+
+
+def test_zero_gpus_means_no_gpu_limit(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(_sized(quickstart_dict, 70e9, gpus=0))
+
+    for run in expand(manifest.spec):
+        assert gpus_for(manifest, run, SETTINGS) == 0
+        limits = _limits(render_job(manifest, run, SETTINGS))
+        assert not any("gpu" in name for name in limits), limits
+
+
+def test_custom_gpu_resource_name(quickstart_dict: Manifest) -> None:
+    manifest = _manifest(_sized(quickstart_dict, 7e9, gpuResourceName="amd.com/gpu"))
+    job = render_job(manifest, _run(manifest, Precision.BF16), SETTINGS)
+
+    assert _limits(job) == {"amd.com/gpu": "1"}
+
+
+def test_operator_gpu_resource_name_applies_when_the_spec_leaves_it_out(
+    quickstart_dict: Manifest,
+) -> None:
+    settings = Settings(s3_bucket="b-default", gpu_resource_name="amd.com/gpu")
+    job = _job(quickstart_dict, settings=settings)
+
+    assert "amd.com/gpu" in _limits(job)
+
+
+def test_memory_and_cpu(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["resources"] = {"memory": "32Gi", "cpu": "4"}
+    resources = _container(_job(quickstart_dict))["resources"]
+
+    assert resources["limits"]["memory"] == "32Gi"
+    assert resources["requests"] == {"memory": "32Gi", "cpu": "4"}
+    assert "cpu" not in resources["limits"]
+
+
+# Placement
+
+
+def test_node_selector_tolerations_priority_class(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["resources"] = {
+        "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+        "tolerations": [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+            {
+                "key": "spot",
+                "operator": "Equal",
+                "value": "true",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+        ],
+        "priorityClassName": "batch-low",
+    }
+    pod = _job(quickstart_dict)["spec"]["template"]["spec"]
+
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {
+            "key": "spot",
+            "operator": "Equal",
+            "value": "true",
+            "effect": "NoExecute",
+            "tolerationSeconds": 300,
+        },
+    ]
+    assert pod["priorityClassName"] == "batch-low"
+
+
+def test_no_placement_fields_by_default(quickstart_dict: Manifest) -> None:
+    pod = _job(quickstart_dict)["spec"]["template"]["spec"]
+
+    assert "nodeSelector" not in pod
+    assert "tolerations" not in pod
+    assert "priorityClassName" not in pod
+
+
+# Security
+
+
+def test_pod_runs_as_non_root_with_a_restricted_context(quickstart_dict: Manifest) -> None:
+    job = _job(quickstart_dict)
+    pod = job["spec"]["template"]["spec"]
+    container = _container(job)
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert "privileged" not in container["securityContext"]
+
+
+def test_secrets_appear_only_as_secret_key_refs(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["output"]["s3"]["secretRef"] = {
+        "name": "team-s3",
+        "accessKeyIdKey": "id",
+        "secretAccessKeyKey": "secret",
+    }
+    quickstart_dict["spec"]["huggingFace"] = {"tokenSecretRef": {"name": "hf-token", "key": "tk"}}
+    job = _job(quickstart_dict)
+    env = _env(job)
+
+    assert env["AWS_ACCESS_KEY_ID"] == {
+        "name": "AWS_ACCESS_KEY_ID",
+        "valueFrom": {"secretKeyRef": {"name": "team-s3", "key": "id"}},
+    }
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "team-s3", "key": "secret"}},
+    }
+    assert env["HF_TOKEN"] == {
+        "name": "HF_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "tk"}},
+    }
+    assert "envFrom" not in _container(job)
+    # The Secrets' names appear nowhere but in the references (no copy in the run spec, etc.).
+    for path, text in _strings(job):
+        if "team-s3" in text or "hf-token" in text:
+            assert path.endswith(".valueFrom.secretKeyRef.name"), path
+
+
+def test_no_credentials_env_without_a_secret(quickstart_dict: Manifest) -> None:
+    del quickstart_dict["spec"]["output"]["s3"]["secretRef"]
+    settings = Settings(s3_bucket="b-default")
+    env = _env(_job(quickstart_dict, settings=settings))
+
+    assert "AWS_ACCESS_KEY_ID" not in env
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert "HF_TOKEN" not in env
+    assert all("valueFrom" not in item for item in env.values())
+
+
+# The run spec
+
+
+def test_run_spec_env_parses_and_points_at_the_run_output(quickstart_dict: Manifest) -> None:
+    quickstart_dict["metadata"]["namespace"] = "team-a"
+    manifest = _manifest(quickstart_dict)
+    run = _run(manifest, Precision.INT8)
+    env = _env(render_job(manifest, run, SETTINGS))
+
+    run_spec = RunSpec.model_validate_json(env["QUANTEVAL_RUN_SPEC"]["value"])
+
+    assert run_spec.output_uri == (
+        f"s3://quanteval/results/team-a/quickstart-{UID}/runs/smollm2-135m-int8"
+    )
+    assert run_spec.run_id == "smollm2-135m-int8"
+    assert run_spec.precision == Precision.INT8
+    assert run_spec.baseline == Precision.FP32
+    assert run_spec.content_hash == run.content_hash
+    assert run_spec.evaluation.uid == UID
+    assert run_spec.evaluation.namespace == "team-a"
+    assert run_spec.s3_endpoint == "http://minio.storage:9000"
+    assert env["AWS_ENDPOINT_URL_S3"]["value"] == "http://minio.storage:9000"
+
+
+# Operator defaults
+
+
+def test_effective_manifest_fills_s3_from_settings(quickstart_dict: Manifest) -> None:
+    del quickstart_dict["spec"]["output"]
+    quickstart_dict["metadata"]["uid"] = UID
+    manifest = effective_manifest(parse_manifest(quickstart_dict), SETTINGS)
+
+    s3 = manifest.spec.output.s3
+    assert s3 is not None
+    assert s3.bucket == "operator-default"
+    assert s3.endpoint == "http://minio.storage:9000"
+    assert s3.prefix == "quanteval"
+    assert s3.secret_ref is not None
+    assert s3.secret_ref.name == "operator-s3"
+    assert s3.secret_ref.access_key_id_key == "AWS_ACCESS_KEY_ID"
+    env = _env(render_job(manifest, _run(manifest, Precision.FP32), SETTINGS))
+    run_spec = RunSpec.model_validate_json(env["QUANTEVAL_RUN_SPEC"]["value"])
+    assert run_spec.output_uri.startswith(
+        f"s3://operator-default/quanteval/default/quickstart-{UID}/"
+    )
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "operator-s3"
+
+
+def test_effective_manifest_keeps_what_the_spec_sets(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["output"]["s3"]["endpoint"] = "https://s3.example.com"
+    manifest = effective_manifest(parse_manifest(quickstart_dict), SETTINGS)
+
+    s3 = manifest.spec.output.s3
+    assert s3 is not None
+    assert s3.bucket == "quanteval"
+    assert s3.prefix == "results"
+    assert s3.endpoint == "https://s3.example.com"
+    assert s3.secret_ref is not None
+    assert s3.secret_ref.name == "quanteval-s3"
+
+
+def test_effective_manifest_fills_endpoint_and_secret_left_out(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["output"]["s3"] = {"bucket": "mine"}
+    manifest = effective_manifest(parse_manifest(quickstart_dict), SETTINGS)
+
+    s3 = manifest.spec.output.s3
+    assert s3 is not None
+    assert s3.bucket == "mine"
+    assert s3.endpoint == "http://minio.storage:9000"
+    assert s3.secret_ref is not None
+    assert s3.secret_ref.name == "operator-s3"
+
+
+def test_effective_manifest_without_any_bucket(quickstart_dict: Manifest) -> None:
+    del quickstart_dict["spec"]["output"]
+
+    with pytest.raises(SpecProblem, match=r"spec\.output\.s3\.bucket") as caught:
+        effective_manifest(parse_manifest(quickstart_dict), Settings())
+
+    assert isinstance(caught.value, ValueError)
+
+
+def test_effective_manifest_leaves_the_input_unchanged(quickstart_dict: Manifest) -> None:
+    del quickstart_dict["spec"]["output"]
+    original = parse_manifest(quickstart_dict)
+
+    effective_manifest(original, SETTINGS)
+
+    assert original.spec.output.s3 is None

@@ -1,0 +1,851 @@
+"""Status aggregation from Job and pod bodies as the API returns them: runs, conditions, summary."""
+
+import json
+from typing import Any
+
+import pytest
+
+from quanteval.matrix import Run, expand
+from quanteval.precisions import Precision
+from quanteval.results import RunMetrics, termination_message
+from quanteval.spec import parse_manifest
+from quanteval_operator.observe import observe_job, observe_pod
+from quanteval_operator.status import (
+    STATUS_METRICS,
+    JobObservation,
+    PodObservation,
+    aggregate,
+    invalid_status,
+    run_status,
+    set_condition,
+    status_metrics,
+    summarize,
+)
+
+from .conftest import Manifest
+
+GIB = 2**30
+T0 = "2025-03-01T10:00:00Z"
+T1 = "2025-03-01T10:05:00Z"
+T2 = "2025-03-01T10:10:00Z"
+T3 = "2025-03-01T10:15:00Z"
+T4 = "2025-03-01T10:20:00Z"
+
+
+# API bodies, shaped like `kubectl get -o json`
+
+
+def _job_body(
+    name: str,
+    *,
+    conditions: list[dict[str, Any]] | None = None,
+    suspend: bool = False,
+    **counts: int,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"startTime": T0, "uncountedTerminatedPods": {}, "ready": 0}
+    status.update(counts)
+    if conditions:
+        status["conditions"] = [
+            {"lastProbeTime": T1, "lastTransitionTime": T1, **c} for c in conditions
+        ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": "default", "uid": "job-uid"},
+        "spec": {"backoffLimit": 1, "completions": 1, "parallelism": 1, "suspend": suspend},
+        "status": status,
+    }
+
+
+def _job(body: dict[str, Any]) -> JobObservation:
+    return observe_job(
+        body["metadata"]["name"],
+        body["metadata"].get("annotations", {}),
+        body["spec"],
+        body["status"],
+    )
+
+
+def _pod_body(
+    name: str,
+    created: str,
+    phase: str,
+    *,
+    state: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "qosClass": "Burstable"}
+    if conditions is not None:
+        status["conditions"] = conditions
+    if state is not None:
+        status["containerStatuses"] = [
+            {
+                "name": "worker",
+                "image": "ghcr.io/quanteval/quanteval-worker:0.1.0",
+                "imageID": "",
+                "ready": phase == "Running",
+                "restartCount": 0,
+                "started": phase == "Running",
+                "lastState": {},
+                "state": state,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "creationTimestamp": created,
+            "labels": {"quanteval.io/run": "r"},
+        },
+        "spec": {"restartPolicy": "Never"},
+        "status": status,
+    }
+
+
+def _pod(body: dict[str, Any]) -> PodObservation:
+    return observe_pod(body["metadata"]["name"], body["metadata"], body["status"])
+
+
+def _terminated(exit_code: int, message: str = "", reason: str = "Completed") -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "exitCode": exit_code,
+        "reason": reason,
+        "startedAt": T1,
+        "finishedAt": T2,
+        "containerID": "containerd://abc",
+    }
+    if message:
+        state["message"] = message
+    return {"terminated": state}
+
+
+COMPLETE = [
+    {"type": "SuccessCriteriaMet", "status": "True"},
+    {"type": "Complete", "status": "True"},
+]
+
+
+def _metrics(
+    f1: float = 0.5,
+    peak: int = 10 * GIB,
+    seconds: float = 20.0,
+    weights: int = 8 * GIB,
+) -> RunMetrics:
+    return RunMetrics(
+        f1_macro=f1,
+        accuracy=0.612345,
+        intensity=0.734567,
+        distinct1=0.41,
+        distinct2=0.83,
+        weights_bytes=weights,
+        peak_memory_bytes=peak,
+        load_peak_memory_bytes=peak - GIB,
+        generation_peak_memory_bytes=peak,
+        load_seconds=12.5,
+        generation_seconds=seconds,
+        tokens_per_second=123.456789,
+        latency_p50_ms=45.6789,
+        latency_p95_ms=98.7654,
+        generated_tokens=4480,
+        samples=70,
+    )
+
+
+def _succeeded_pod(run: Run, metrics: RunMetrics, created: str = T1) -> PodObservation:
+    message = termination_message(run.id, "Succeeded", metrics)
+    return _pod(_pod_body(f"{run.id}-pod", created, "Succeeded", state=_terminated(0, message)))
+
+
+def _complete_job(run: Run) -> JobObservation:
+    return _job(_job_body(f"job-{run.id}", conditions=COMPLETE, succeeded=1))
+
+
+def _runs(document: Manifest, models: int = 1) -> list[Run]:
+    if models > 1:
+        document["spec"]["models"] = [
+            {"name": f"model-{i}", "source": f"org/model-{i}"} for i in range(models)
+        ]
+    return expand(parse_manifest(document).spec)
+
+
+def _by_id(runs: list[Run]) -> dict[str, Run]:
+    return {r.id: r for r in runs}
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    matches = [c for c in status["conditions"] if c["type"] == type_]
+    assert len(matches) == 1, status["conditions"]
+    condition: dict[str, Any] = matches[0]
+    return condition
+
+
+# observe_job / observe_pod
+
+
+def test_observe_complete_job() -> None:
+    job = _job(_job_body("j", conditions=COMPLETE, succeeded=1))
+
+    assert job == JobObservation(name="j", succeeded=1, complete=True)
+
+
+def test_observe_failed_job() -> None:
+    body = _job_body(
+        "j",
+        failed=2,
+        conditions=[
+            {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+            },
+        ],
+    )
+
+    job = _job(body)
+
+    assert job.failed_condition is True
+    assert job.complete is False
+    assert job.failed == 2
+    assert job.condition_reason == "BackoffLimitExceeded"
+    assert job.condition_message == "Job has reached the specified backoff limit"
+
+
+def test_observe_job_ignores_false_conditions_and_missing_counts() -> None:
+    body = _job_body("j", suspend=True)
+    body["status"] = {"conditions": [{"type": "Complete", "status": "False"}]}
+
+    job = _job(body)
+
+    assert job == JobObservation(name="j", suspended=True)
+
+
+def test_observe_new_job_without_status() -> None:
+    assert observe_job("j", {}, {}, {}) == JobObservation(name="j")
+
+
+def test_observe_terminated_pod() -> None:
+    pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(4, '{"a":1}', reason="Error")))
+
+    assert pod == PodObservation(
+        name="p",
+        created=T1,
+        phase="Failed",
+        exit_code=4,
+        terminated_reason="Error",
+        termination_message='{"a":1}',
+    )
+
+
+def test_observe_waiting_pod() -> None:
+    waiting = {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}
+    pod = _pod(_pod_body("p", T1, "Pending", state=waiting))
+
+    assert pod.waiting_reason == "ImagePullBackOff"
+    assert pod.waiting_message == "Back-off pulling image"
+    assert pod.exit_code is None
+    assert pod.unschedulable_message == ""
+
+
+def test_observe_unschedulable_pod() -> None:
+    scheduled = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        "lastProbeTime": None,
+        "lastTransitionTime": T1,
+    }
+    pod = _pod(_pod_body("p", T1, "Pending", conditions=[scheduled]))
+
+    assert pod.unschedulable_message == "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    assert pod.waiting_reason == ""
+
+
+def test_observe_scheduled_pod_has_no_unschedulable_message() -> None:
+    scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": T1}
+    running = {"running": {"startedAt": T1}}
+    pod = _pod(_pod_body("p", T1, "Running", state=running, conditions=[scheduled]))
+
+    assert pod == PodObservation(name="p", created=T1, phase="Running")
+
+
+# run_status
+
+
+def test_no_job_is_pending(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+
+    assert run_status(run, None, [], suspended=False) == {
+        "id": "smollm2-135m-fp32",
+        "model": "smollm2-135m",
+        "precision": "fp32",
+        "state": "Pending",
+        "attempts": 0,
+    }
+
+
+def test_no_job_while_suspended(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+
+    entry = run_status(run, None, [], suspended=True)
+
+    assert entry["state"] == "Pending"
+    assert entry["attempts"] == 0
+    assert entry["reason"].startswith("Suspended")
+
+
+def test_complete_job_succeeds_with_rounded_status_metrics(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    pod = _succeeded_pod(run, _metrics(f1=0.512345, peak=10 * GIB + 7, seconds=20.0567))
+
+    entry = run_status(run, _complete_job(run), [pod], suspended=False)
+
+    assert entry["state"] == "Succeeded"
+    assert entry["attempts"] == 1
+    assert "reason" not in entry
+    assert entry["metrics"] == {
+        "f1Macro": 0.5123,
+        "accuracy": 0.6123,
+        "intensity": 0.73,
+        "peakMemoryBytes": 10 * GIB + 7,
+        "weightsBytes": 8 * GIB,
+        "generationSeconds": 20.06,
+        "tokensPerSecond": 123.46,
+        "latencyP50Ms": 45.7,
+        "latencyP95Ms": 98.8,
+    }
+    assert set(entry["metrics"]) == set(STATUS_METRICS)
+    assert isinstance(entry["metrics"]["peakMemoryBytes"], int)
+
+
+def test_complete_job_without_a_message_has_no_metrics(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    pod = _pod(_pod_body("p", T1, "Succeeded", state=_terminated(0)))
+
+    entry = run_status(run, _complete_job(run), [pod], suspended=False)
+
+    assert entry["state"] == "Succeeded"
+    assert "metrics" not in entry
+
+
+def test_complete_job_takes_metrics_from_the_newest_succeeded_pod(
+    quickstart_dict: Manifest,
+) -> None:
+    run = _runs(quickstart_dict)[0]
+    old = _succeeded_pod(run, _metrics(f1=0.1), created=T1)
+    new = _succeeded_pod(run, _metrics(f1=0.2), created=T2)
+    failed = _pod(_pod_body("f", T3, "Failed", state=_terminated(137, reason="OOMKilled")))
+
+    entry = run_status(run, _complete_job(run), [new, failed, old], suspended=False)
+
+    assert entry["metrics"]["f1Macro"] == 0.2
+
+
+def test_failed_job_with_the_workers_json_message(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    message = termination_message(
+        run.id, "Failed", reason="CannotLoad", message="package llm_x is not installed"
+    )
+    pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(4, message, reason="Error")))
+    job = _job(
+        _job_body(
+            "j",
+            failed=1,
+            conditions=[
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "PodFailurePolicy",
+                    "message": "Container worker for pod default/p failed with exit code 4 "
+                    "matching FailJob rule at index 0",
+                }
+            ],
+        )
+    )
+
+    entry = run_status(run, job, [pod], suspended=False)
+
+    assert entry["state"] == "Failed"
+    assert entry["attempts"] == 1
+    assert entry["reason"] == "CannotLoad: package llm_x is not installed"
+
+
+def test_failed_job_with_logs_as_the_message(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    logs = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/worker.py", line 10, in <module>\n'
+        "RuntimeError: CUDA error: an illegal memory access was encountered\n"
+    )
+    pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(1, logs, reason="Error")))
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    job = _job(_job_body("j", failed=2, conditions=[failed]))
+
+    entry = run_status(run, job, [pod], suspended=False)
+
+    assert entry["state"] == "Failed"
+    assert entry["attempts"] == 2
+    assert entry["reason"] == (
+        "ExitCode1: RuntimeError: CUDA error: an illegal memory access was encountered"
+    )
+
+
+def test_failed_job_reason_is_short(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    message = termination_message(run.id, "Failed", reason="CannotLoad", message="x" * 3000)
+    pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(4, message, reason="Error")))
+    job = _job(_job_body("j", failed=1, conditions=[{"type": "Failed", "status": "True"}]))
+
+    entry = run_status(run, job, [pod], suspended=False)
+
+    assert entry["reason"].startswith("CannotLoad: xxx")
+    assert len(entry["reason"]) <= 300
+
+
+def test_failed_job_without_pods_uses_its_condition(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    failed = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "DeadlineExceeded",
+        "message": "Job was active longer than specified deadline",
+    }
+    job = _job(_job_body("j", failed=1, conditions=[failed]))
+
+    entry = run_status(run, job, [], suspended=False)
+
+    assert entry["state"] == "Failed"
+    assert entry["reason"] == "DeadlineExceeded: Job was active longer than specified deadline"
+
+
+def test_suspended_job_is_queued(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    suspended = {"type": "Suspended", "status": "True", "reason": "JobSuspended"}
+    job = _job(_job_body("j", suspend=True, conditions=[suspended]))
+
+    entry = run_status(run, job, [], suspended=False)
+
+    assert entry["state"] == "Queued"
+    assert entry["attempts"] == 0
+    assert entry["reason"]
+
+
+def test_running_pod_is_running(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    job = _job(_job_body("j", active=1))
+    pod = _pod(_pod_body("p", T1, "Running", state={"running": {"startedAt": T1}}))
+
+    entry = run_status(run, job, [pod], suspended=False)
+
+    assert entry["state"] == "Running"
+    assert entry["attempts"] == 1
+    assert "reason" not in entry
+
+
+def test_pending_pod_with_a_config_error(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    job = _job(_job_body("j", active=1))
+    waiting = {
+        "waiting": {
+            "reason": "CreateContainerConfigError",
+            "message": 'secret "quanteval-s3" not found',
+        }
+    }
+    pod = _pod(_pod_body("p", T1, "Pending", state=waiting))
+
+    entry = run_status(run, job, [pod], suspended=False)
+
+    assert entry["state"] == "Pending"
+    assert entry["reason"] == 'CreateContainerConfigError: secret "quanteval-s3" not found'
+
+
+def test_unschedulable_pod(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    job = _job(_job_body("j", active=1))
+    scheduled = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 "
+        "nodes are available: 4 No preemption victims found for incoming pod.",
+    }
+    pod = _pod(_pod_body("p", T1, "Pending", conditions=[scheduled]))
+
+    entry = run_status(run, job, [pod], suspended=False)
+
+    assert entry["state"] == "Pending"
+    assert entry["reason"].startswith("Unschedulable: 0/4 nodes are available: 4 Insufficient")
+
+
+def test_attempts_count_active_succeeded_and_failed(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    job = _job(_job_body("j", active=1, failed=2))
+    pod = _pod(_pod_body("p", T3, "Running", state={"running": {"startedAt": T3}}))
+
+    assert run_status(run, job, [pod], suspended=False)["attempts"] == 3
+
+
+def test_the_newest_pod_wins(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    job = _job(_job_body("j", active=1, failed=1))
+    old = _pod(_pod_body("p-old", T1, "Failed", state=_terminated(1, "boom", reason="Error")))
+    new = _pod(_pod_body("p-new", T2, "Running", state={"running": {"startedAt": T2}}))
+    newer_pending = _pod(
+        _pod_body("p-newer", T3, "Pending", state={"waiting": {"reason": "ContainerCreating"}})
+    )
+
+    assert run_status(run, job, [new, old], suspended=False)["state"] == "Running"
+    assert run_status(run, job, [old, new], suspended=False)["state"] == "Running"
+    entry = run_status(run, job, [new, newer_pending, old], suspended=False)
+    assert entry["state"] == "Pending"
+    assert entry["reason"] == "ContainerCreating"
+
+
+def test_status_metrics_keeps_only_known_numbers() -> None:
+    kept = status_metrics(
+        {"f1Macro": 0.123456, "samples": 70, "weightsBytes": 1.0e9, "accuracy": True, "x": 1}
+    )
+
+    assert kept == {"f1Macro": 0.1235, "weightsBytes": 1000000000}
+    assert isinstance(kept["weightsBytes"], int)
+
+
+# set_condition
+
+
+def test_set_condition_keeps_the_transition_time_while_status_holds() -> None:
+    first = set_condition([], "Progressing", "True", "RunsActive", "0 of 4", 1, T0)
+    again = set_condition(first, "Progressing", "True", "RunsActive", "2 of 4", 2, T1)
+    changed = set_condition(again, "Progressing", "False", "AllRunsFinished", "", 2, T2)
+
+    assert again == [
+        {
+            "type": "Progressing",
+            "status": "True",
+            "reason": "RunsActive",
+            "message": "2 of 4",
+            "lastTransitionTime": T0,
+            "observedGeneration": 2,
+        }
+    ]
+    assert changed[0]["lastTransitionTime"] == T2
+    assert changed[0]["status"] == "False"
+    assert len(changed) == 1
+
+
+# aggregate
+
+
+def _aggregate(
+    runs: list[Run],
+    jobs: dict[str, JobObservation],
+    pods: dict[str, list[PodObservation]],
+    previous: dict[str, Any] | None = None,
+    *,
+    now: str = T1,
+    generation: int = 1,
+    suspended: bool = False,
+    unsized: list[str] | None = None,
+) -> dict[str, Any]:
+    return aggregate(
+        runs,
+        jobs,
+        pods,
+        previous or {},
+        generation,
+        suspended,
+        now,
+        runs[0].baseline,
+        unsized,
+    )
+
+
+def _succeed(run: Run, metrics: RunMetrics | None = None) -> tuple[JobObservation, PodObservation]:
+    return _complete_job(run), _succeeded_pod(run, metrics or _metrics())
+
+
+def _fail(run: Run, reason: str = "CannotLoad") -> tuple[JobObservation, PodObservation]:
+    message = termination_message(run.id, "Failed", reason=reason, message="cannot load")
+    pod = _pod(_pod_body(f"{run.id}-p", T1, "Failed", state=_terminated(4, message, "Error")))
+    failed = {"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}
+    return _job(_job_body(f"job-{run.id}", failed=1, conditions=[failed])), pod
+
+
+def _running(run: Run) -> tuple[JobObservation, PodObservation]:
+    pod = _pod(_pod_body(f"{run.id}-p", T1, "Running", state={"running": {"startedAt": T1}}))
+    return _job(_job_body(f"job-{run.id}", active=1)), pod
+
+
+def _observations(
+    pairs: dict[str, tuple[JobObservation, PodObservation]],
+) -> tuple[dict[str, JobObservation], dict[str, list[PodObservation]]]:
+    return {k: v[0] for k, v in pairs.items()}, {k: [v[1]] for k, v in pairs.items()}
+
+
+def test_aggregate_before_any_job(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+
+    status = _aggregate(runs, {}, {}, now=T0, generation=1)
+
+    assert status["progress"] == "0/4"
+    assert status["observedGeneration"] == 1
+    assert [e["state"] for e in status["runs"]] == ["Pending"] * 4
+    assert "startTime" not in status
+    assert "completionTime" not in status
+    assert _condition(status, "Valid")["status"] == "True"
+    assert _condition(status, "Progressing")["status"] == "True"
+    assert _condition(status, "Succeeded")["status"] == "Unknown"
+    assert {c["type"] for c in status["conditions"]} == {"Valid", "Progressing", "Succeeded"}
+    assert status["summary"] == {"baseline": "fp32", "comparisons": []}
+
+
+def test_aggregate_while_suspended(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+
+    status = _aggregate(runs, {}, {}, suspended=True)
+
+    assert _condition(status, "Progressing")["reason"] == "Suspended"
+    assert all(e["reason"].startswith("Suspended") for e in status["runs"])
+
+
+def test_aggregate_progress_and_conditions_over_time(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+    ids = [r.id for r in runs]
+    by_id = _by_id(runs)
+
+    # T1: one succeeded, one running, two without Jobs.
+    jobs, pods = _observations({ids[0]: _succeed(by_id[ids[0]]), ids[1]: _running(by_id[ids[1]])})
+    first = _aggregate(runs, jobs, pods, now=T1, generation=1)
+
+    assert first["progress"] == "1/4"
+    assert first["startTime"] == T1
+    assert "completionTime" not in first
+    assert _condition(first, "Progressing")["status"] == "True"
+    assert _condition(first, "Progressing")["reason"] == "RunsActive"
+    assert _condition(first, "Succeeded")["status"] == "Unknown"
+    for condition in first["conditions"]:
+        assert condition["observedGeneration"] == 1
+        assert condition["lastTransitionTime"] == T1
+
+    # T2, generation 2 (parallelism changed): three finished.
+    jobs, pods = _observations(
+        {
+            ids[0]: _succeed(by_id[ids[0]]),
+            ids[1]: _succeed(by_id[ids[1]]),
+            ids[2]: _succeed(by_id[ids[2]]),
+            ids[3]: _running(by_id[ids[3]]),
+        }
+    )
+    second = _aggregate(runs, jobs, pods, first, now=T2, generation=2)
+
+    assert second["progress"] == "3/4"
+    assert second["observedGeneration"] == 2
+    assert second["startTime"] == T1
+    for condition in second["conditions"]:
+        assert condition["observedGeneration"] == 2
+        assert condition["lastTransitionTime"] == T1  # no status changed
+
+    # T3: all succeeded.
+    jobs, pods = _observations({i: _succeed(by_id[i]) for i in ids})
+    third = _aggregate(runs, jobs, pods, second, now=T3, generation=2)
+
+    assert third["progress"] == "4/4"
+    assert third["startTime"] == T1
+    assert third["completionTime"] == T3
+    progressing = _condition(third, "Progressing")
+    succeeded = _condition(third, "Succeeded")
+    assert (progressing["status"], progressing["lastTransitionTime"]) == ("False", T3)
+    assert (succeeded["status"], succeeded["reason"]) == ("True", "AllRunsSucceeded")
+    assert succeeded["lastTransitionTime"] == T3
+    assert _condition(third, "Valid")["lastTransitionTime"] == T1
+
+    # T4: nothing changes; completionTime and transition times stay.
+    fourth = _aggregate(runs, jobs, pods, third, now=T4, generation=2)
+
+    assert fourth["completionTime"] == T3
+    assert fourth["startTime"] == T1
+    assert _condition(fourth, "Succeeded")["lastTransitionTime"] == T3
+    assert _condition(fourth, "Progressing")["lastTransitionTime"] == T3
+
+
+def test_aggregate_with_a_failed_run(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+    ids = [r.id for r in runs]
+    by_id = _by_id(runs)
+    pairs = {i: _succeed(by_id[i]) for i in ids}
+    pairs["smollm2-135m-int8"] = _fail(by_id["smollm2-135m-int8"])
+    jobs, pods = _observations(pairs)
+
+    status = _aggregate(runs, jobs, pods, now=T2)
+
+    assert status["progress"] == "4/4"
+    assert status["completionTime"] == T2
+    assert _condition(status, "Progressing")["status"] == "False"
+    succeeded = _condition(status, "Succeeded")
+    assert succeeded["status"] == "False"
+    assert succeeded["reason"] == "RunsFailed"
+    assert "smollm2-135m-int8 (CannotLoad)" in succeeded["message"]
+    assert "3 of 4" in succeeded["message"]
+    failed = [e for e in status["runs"] if e["state"] == "Failed"]
+    assert [e["id"] for e in failed] == ["smollm2-135m-int8"]
+    assert failed[0]["reason"] == "CannotLoad: cannot load"
+
+
+def test_gpus_estimated_condition(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+
+    unsized = _aggregate(runs, {}, {}, now=T1, unsized=["smollm2-135m"])
+    condition = _condition(unsized, "GPUsEstimated")
+    sized = _aggregate(runs, {}, {}, unsized, now=T2, unsized=[])
+
+    assert condition["status"] == "False"
+    assert condition["reason"] == "ParametersUnknown"
+    assert "smollm2-135m" in condition["message"]
+    assert "GPUsEstimated" not in {c["type"] for c in sized["conditions"]}
+    assert "GPUsEstimated" not in {
+        c["type"] for c in _aggregate(runs, {}, {}, unsized=None)["conditions"]
+    }
+
+
+def test_summary_from_status_metrics(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["precisions"] = ["fp32", "bf16", "int8", "nf4"]
+    runs = _runs(quickstart_dict)
+    by_id = _by_id(runs)
+    metrics = {
+        "smollm2-135m-fp32": _metrics(f1=0.5, peak=10 * GIB, seconds=20.0),
+        "smollm2-135m-bf16": _metrics(f1=0.52, peak=6 * GIB, seconds=10.0),
+        "smollm2-135m-int8": _metrics(f1=0.51237, peak=5 * GIB, seconds=30.0),
+        "smollm2-135m-nf4": _metrics(f1=0.431, peak=3 * GIB, seconds=50.0),
+    }
+    jobs, pods = _observations({i: _succeed(by_id[i], m) for i, m in metrics.items()})
+
+    summary = _aggregate(runs, jobs, pods)["summary"]
+
+    assert summary["baseline"] == "fp32"
+    assert summary["bestRun"] == "smollm2-135m-bf16"
+    comparisons = {c["id"]: c for c in summary["comparisons"]}
+    assert set(comparisons) == {"smollm2-135m-bf16", "smollm2-135m-int8", "smollm2-135m-nf4"}
+    assert comparisons["smollm2-135m-bf16"] == {
+        "id": "smollm2-135m-bf16",
+        "memorySavingPct": 40.0,
+        "f1DeltaPp": 2.0,
+        "timeRatio": 0.5,
+    }
+    assert comparisons["smollm2-135m-int8"] == {
+        "id": "smollm2-135m-int8",
+        "memorySavingPct": 50.0,
+        "f1DeltaPp": 1.2,
+        "timeRatio": 1.5,
+    }
+    assert comparisons["smollm2-135m-nf4"] == {
+        "id": "smollm2-135m-nf4",
+        "memorySavingPct": 70.0,
+        "f1DeltaPp": -6.9,
+        "timeRatio": 2.5,
+    }
+
+
+def test_summary_skips_failed_runs_and_models_without_a_baseline(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["precisions"] = ["fp32", "nf4"]
+    runs = _runs(quickstart_dict, models=2)
+    by_id = _by_id(runs)
+    pairs = {
+        "model-0-fp32": _succeed(by_id["model-0-fp32"], _metrics(f1=0.6, peak=8 * GIB)),
+        "model-0-nf4": _fail(by_id["model-0-nf4"]),
+        "model-1-fp32": _fail(by_id["model-1-fp32"]),
+        "model-1-nf4": _succeed(by_id["model-1-nf4"], _metrics(f1=0.7, peak=2 * GIB)),
+    }
+    jobs, pods = _observations(pairs)
+
+    summary = _aggregate(runs, jobs, pods)["summary"]
+
+    assert summary["bestRun"] == "model-1-nf4"
+    assert summary["comparisons"] == [{"id": "model-1-nf4"}]
+
+
+def test_summarize_without_succeeded_runs_has_no_best_run() -> None:
+    entries = [
+        {"id": "m-fp32", "model": "m", "precision": "fp32", "state": "Failed", "attempts": 1},
+        {"id": "m-nf4", "model": "m", "precision": "nf4", "state": "Pending", "attempts": 0},
+    ]
+
+    assert summarize(entries, Precision.FP32) == {"baseline": "fp32", "comparisons": []}
+
+
+def test_invalid_status(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+    previous = _aggregate(runs, {}, {}, now=T1, generation=1)
+    message = "spec: invalid QuantEval\nspec.models[0].name: String should match pattern"
+
+    status = invalid_status(previous, 2, T2, message)
+
+    assert status["observedGeneration"] == 2
+    assert status["progress"] == "0/0"
+    valid = _condition(status, "Valid")
+    assert valid["status"] == "False"
+    assert valid["reason"] == "InvalidSpec"
+    assert valid["message"] == " ".join(message.split())
+    assert valid["lastTransitionTime"] == T2
+    assert valid["observedGeneration"] == 2
+    assert _condition(status, "Succeeded")["status"] == "False"
+    assert _condition(status, "Progressing")["status"] == "False"
+
+
+def test_invalid_status_from_nothing() -> None:
+    status = invalid_status({}, 1, T0, "spec.output.s3.bucket: not set")
+
+    assert _condition(status, "Valid")["message"] == "spec.output.s3.bucket: not set"
+    assert len(status["conditions"]) == 3
+
+
+# Size
+
+
+def test_status_of_1000_runs_stays_under_512_kib(quickstart_dict: Manifest) -> None:
+    # The largest matrix a spec allows: 64 models of 40-character names x 6 precisions.
+    quickstart_dict["spec"]["models"] = [
+        {"name": f"model-{i:02d}-" + "x" * 31, "source": f"org/model-{i}"} for i in range(64)
+    ]
+    quickstart_dict["spec"]["precisions"] = [p.value for p in Precision]
+    runs = _runs(quickstart_dict)
+    assert len(runs) == 384
+    assert max(len(r.model.name) for r in runs) == 40
+    pairs = {
+        r.id: _succeed(
+            r,
+            _metrics(
+                f1=0.123456789 + i * 1e-3,
+                peak=123_456_789_012 - i,
+                seconds=12345.678901 + i,
+                weights=98_765_432_109,
+            ),
+        )
+        for i, r in enumerate(runs)
+    }
+    jobs, pods = _observations(pairs)
+
+    status = _aggregate(runs, jobs, pods, unsized=[f"model-{i:02d}" for i in range(64)])
+    size = len(json.dumps(status).encode())
+    per_run = size / len(runs)
+
+    assert status["progress"] == "384/384"
+    assert len(status["summary"]["comparisons"]) == 64 * 5
+    assert per_run * 1000 < 512 * 1024, f"1,000 runs: {per_run * 1000:.0f} bytes"
+
+
+@pytest.mark.parametrize("state", ["Succeeded", "Failed"])
+def test_terminal_entries_count_as_finished(quickstart_dict: Manifest, state: str) -> None:
+    runs = _runs(quickstart_dict)[:1]
+    pair = _succeed(runs[0]) if state == "Succeeded" else _fail(runs[0])
+    jobs, pods = _observations({runs[0].id: pair})
+
+    status = _aggregate(runs, jobs, pods)
+
+    assert status["progress"] == "1/1"
+    assert status["runs"][0]["state"] == state
