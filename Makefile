@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench clean cluster cluster-down operator
 
 $(VENV)/.installed: pyproject.toml scripts/setup-venv.sh
 	bash scripts/setup-venv.sh $(VENV)
@@ -30,6 +30,17 @@ test: setup
 bench: setup
 	$(PY) benchmarks/engine_throughput.py
 	$(PY) benchmarks/classifier_accuracy.py
+
+# A real control plane on loopback (etcd, kube-apiserver, controller-manager, scheduler, and a
+# test node agent) plus MinIO: `make cluster`, then `make operator`, then kubectl apply.
+cluster: setup
+	$(PY) -m tests.infra.devcluster up
+
+cluster-down: setup
+	$(PY) -m tests.infra.devcluster down
+
+operator: setup
+	set -a && . .cluster/operator.env && set +a && $(VENV)/bin/quanteval-operator
 
 clean:
 	rm -rf $(VENV) quanteval-out .pytest_cache .mypy_cache .ruff_cache

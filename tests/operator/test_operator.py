@@ -1,0 +1,202 @@
+"""The operator on a real control plane: Jobs, status, failures, restarts, garbage collection."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quanteval.results import RunResult
+from quanteval.storage import S3Storage
+from tests.infra.kube import Cluster, wait_until
+from tests.infra.minio import MinioServer
+from tests.operator.harness import (
+    BUCKET,
+    OperatorProcess,
+    condition,
+    get_eval,
+    jobs,
+    manifest,
+    max_concurrent,
+    wait_finished,
+)
+
+
+def _runs(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in body["status"]["runs"]}
+
+
+def test_an_evaluation_runs_to_success_within_its_parallelism(
+    cluster: Cluster,
+    eval_namespace: str,
+    tiny_model: str,
+    s3_server: MinioServer,
+    operator: OperatorProcess,
+) -> None:
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        namespace=eval_namespace,
+        input=manifest(
+            "tiny",
+            [{"name": "tiny", "source": tiny_model}],
+            precisions=["fp32", "bf16", "int8"],
+            parallelism=2,
+        ),
+    )
+    body = wait_finished(cluster, eval_namespace, "tiny", timeout=600)
+    assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+    assert condition(body, "Succeeded")["reason"] == "AllRunsSucceeded"
+    assert condition(body, "Valid")["status"] == "True"
+    assert condition(body, "Progressing")["status"] == "False"
+    status = body["status"]
+    assert status["progress"] == "3/3"
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert {"startTime", "completionTime"} <= set(status)
+    runs = _runs(body)
+    assert set(runs) == {"tiny-fp32", "tiny-bf16", "tiny-int8"}
+    for run in runs.values():
+        assert run["state"] == "Succeeded" and run["attempts"] == 1
+        assert 0 <= run["metrics"]["f1Macro"] <= 1 and run["metrics"]["weightsBytes"] > 0
+    assert status["summary"]["baseline"] == "fp32"
+    assert status["summary"]["bestRun"] in runs
+
+    job_items = jobs(cluster, eval_namespace)
+    assert len(job_items) == 3
+    assert max_concurrent(job_items) <= 2
+    for job in job_items:
+        owner = job["metadata"]["ownerReferences"][0]
+        assert owner["kind"] == "QuantEval" and owner["uid"] == body["metadata"]["uid"]
+
+    uid = body["metadata"]["uid"]
+    root = f"s3://{BUCKET}/quanteval/{eval_namespace}/tiny-{uid}"
+    storage = S3Storage(root, s3_server.endpoint)
+    storage._client = s3_server.client()
+    assert storage.list_children("runs") == ["tiny-bf16", "tiny-fp32", "tiny-int8"]
+    result = RunResult.model_validate_json(
+        storage.child("runs/tiny-int8").read_text("result.json") or ""
+    )
+    assert round(result.metrics.f1_macro, 4) == runs["tiny-int8"]["metrics"]["f1Macro"]
+
+    table = cluster.kubectl("get", "quantevals", namespace=eval_namespace).stdout
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "STATUS", "PROGRESS", "BEST", "AGE"]
+    assert row.split()[:4] == ["tiny", "AllRunsSucceeded", "3/3", status["summary"]["bestRun"]]
+    short = cluster.kubectl("get", "qe", "tiny", "-o", "name", namespace=eval_namespace).stdout
+    assert short.strip() == "quanteval.quanteval.io/tiny"
+    events = cluster.kubectl(
+        "get",
+        "events",
+        "-o",
+        "json",
+        "--field-selector",
+        "involvedObject.name=tiny",
+        namespace=eval_namespace,
+    ).stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"RunStarted", "RunSucceeded"} <= reasons
+
+
+def test_a_failing_run_fails_with_its_reason_while_the_others_complete(
+    cluster: Cluster, eval_namespace: str, tiny_model: str
+) -> None:
+    models = [
+        {"name": "tiny", "source": tiny_model},
+        {"name": "missing", "source": "/nonexistent/model.gguf"},
+    ]
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        namespace=eval_namespace,
+        input=manifest("mixed", models, backoffLimit=3),
+    )
+    body = wait_finished(cluster, eval_namespace, "mixed", timeout=600)
+    runs = _runs(body)
+    assert runs["tiny-fp32"]["state"] == "Succeeded"
+    failed = runs["missing-fp32"]
+    assert failed["state"] == "Failed"
+    assert failed["reason"].startswith("CannotLoad: model path /nonexistent/model.gguf")
+    assert failed["attempts"] == 1  # exit code 4 fails the Job at once, despite backoffLimit 3
+    succeeded = condition(body, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "RunsFailed")
+    assert "missing-fp32 (CannotLoad)" in succeeded["message"]
+
+
+def test_a_missing_secret_shows_as_the_runs_reason(
+    cluster: Cluster, namespace: str, tiny_model: str, operator: OperatorProcess
+) -> None:
+    """No S3 Secret in this namespace: the pod cannot start, and the run says why."""
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        namespace=namespace,
+        input=manifest("nosecret", [{"name": "tiny", "source": tiny_model}]),
+    )
+
+    def reason() -> str | None:
+        runs = get_eval(cluster, namespace, "nosecret").get("status", {}).get("runs", [])
+        text = runs[0].get("reason", "") if runs else ""
+        return text if "CreateContainerConfigError" in text else None
+
+    text = wait_until(
+        reason, timeout=120, what="the missing Secret in the run's reason", interval=1
+    )
+    assert "quanteval-s3" in text
+
+
+def test_the_operator_killed_mid_run_resumes_without_duplicates(
+    cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
+) -> None:
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        namespace=eval_namespace,
+        input=manifest(
+            "restart",
+            [{"name": "tiny", "source": tiny_model}],
+            precisions=["fp32", "bf16", "fp16", "int8"],
+            parallelism=2,
+        ),
+    )
+    wait_until(lambda: len(jobs(cluster, eval_namespace)) >= 2, timeout=60, what="two Jobs")
+    operator.kill()
+    try:
+        wait_until(
+            lambda: all(
+                j.get("status", {}).get("succeeded") for j in jobs(cluster, eval_namespace)
+            ),
+            timeout=300,
+            what="the first Jobs to finish while the operator is down",
+        )
+    finally:
+        operator.start()
+    body = wait_finished(cluster, eval_namespace, "restart", timeout=600)
+    assert condition(body, "Succeeded")["status"] == "True"
+    job_items = jobs(cluster, eval_namespace)
+    assert len(job_items) == 4
+    assert len({j["metadata"]["labels"]["quanteval.io/run"] for j in job_items}) == 4
+    assert max_concurrent(job_items) <= 2
+    assert all(r["attempts"] == 1 for r in body["status"]["runs"])
+
+
+def test_deleting_an_evaluation_collects_its_jobs_and_pods(
+    cluster: Cluster, eval_namespace: str, tiny_model: str
+) -> None:
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        namespace=eval_namespace,
+        input=manifest("doomed", [{"name": "tiny", "source": tiny_model}]),
+    )
+    wait_until(lambda: jobs(cluster, eval_namespace), timeout=60, what="the Job")
+    cluster.kubectl("delete", "quanteval", "doomed", "--wait=true", namespace=eval_namespace)
+
+    def gone() -> bool:
+        pods = cluster.kubectl("get", "pods", "-o", "name", namespace=eval_namespace).stdout
+        return not jobs(cluster, eval_namespace) and not pods.strip()
+
+    wait_until(gone, timeout=120, what="the garbage collector to remove Jobs and pods")
