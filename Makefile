@@ -30,6 +30,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/engine_throughput.py
 	$(PY) benchmarks/classifier_accuracy.py
+	PYTHONPATH=. $(PY) benchmarks/operator_scale.py
 
 # A real control plane on loopback (etcd, kube-apiserver, controller-manager, scheduler, and a
 # test node agent) plus MinIO: `make cluster`, then `make operator`, then kubectl apply.

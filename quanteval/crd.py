@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from quanteval import API_GROUP, API_VERSION, KIND
-from quanteval.spec import MAX_EVAL_NAME, PRESETS, QuantEvalSpec
+from quanteval.spec import DNS1123_LABEL, MAX_EVAL_NAME, PRESETS, QuantEvalSpec
 
 PLURAL = "quantevals"
 MUTABLE_FIELDS = ("parallelism", "suspend")
@@ -179,8 +179,6 @@ def status_schema() -> dict[str, Any]:
         "required": ["id", "state"],
         "properties": {
             "id": {"type": "string"},
-            "model": {"type": "string"},
-            "precision": {"type": "string"},
             "state": {"type": "string"},
             "attempts": {"type": "integer"},
             "reason": {"type": "string"},
@@ -268,7 +266,13 @@ def build_crd() -> dict[str, Any]:
                                 {
                                     "rule": f"self.metadata.name.size() <= {MAX_EVAL_NAME}",
                                     "message": f"metadata.name: at most {MAX_EVAL_NAME} characters",
-                                }
+                                },
+                                {
+                                    "rule": f"self.metadata.name.matches('{DNS1123_LABEL}')",
+                                    "message": "metadata.name: a DNS-1123 label (lowercase "
+                                    "letters, digits and '-'; no dots): run ids and Job names "
+                                    "are built from it",
+                                },
                             ],
                             "properties": {
                                 "apiVersion": {"type": "string"},

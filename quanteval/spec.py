@@ -296,22 +296,22 @@ class QuantEvalSpec(_Model):
     @model_validator(mode="after")
     def _check_cross_fields(self) -> Self:
         if self.prompts is not None and self.prompt_set is not None:
-            raise ValueError("set promptSet or prompts, not both")
+            raise ValueError("promptSet: set promptSet or prompts, not both")
         if self.prompt_set is not None and self.prompt_set not in BUILTIN_PROMPT_SETS:
             known = ", ".join(sorted(BUILTIN_PROMPT_SETS))
             raise ValueError(f"promptSet: unknown prompt set {self.prompt_set!r}; use {known}")
         for index, prompt in enumerate(self.prompts or []):
             if PLACEHOLDER not in prompt:
                 raise ValueError(
-                    f"prompts[{index}] must contain {PLACEHOLDER}, where the emotion name goes"
+                    f"prompts[{index}]: must contain {PLACEHOLDER}, where the emotion name goes"
                 )
         if self.baseline is not None and self.baseline not in self.precisions:
-            raise ValueError(f"baseline {self.baseline} is not one of precisions")
+            raise ValueError(f"baseline: {self.baseline} is not one of precisions")
         if self.classifier.builtin is not None:
             unknown = [e for e in self.emotion_names if e not in ALL_BUILTIN_EMOTIONS]
             if unknown:
                 raise ValueError(
-                    f"emotions {unknown} are not known to the builtin classifier (it knows "
+                    f"emotions: {unknown} are not known to the builtin classifier (it knows "
                     f"{', '.join(ALL_BUILTIN_EMOTIONS)}); set classifier.source and labelMap"
                 )
         return self
@@ -356,10 +356,19 @@ _UNION_BRANCH = re.compile(
 )
 
 
+# A model validator's message that names a field inside the model: "prompts[1]: must contain ...".
+_FIELD_MESSAGE = re.compile(r"^([a-zA-Z][\w.\[\]]*): (.*)$", re.DOTALL)
+
+
 def format_validation_error(error: ValidationError) -> str:
-    """One line per problem, each naming the field as a user writes it (spec.models[0].name)."""
-    lines = []
-    for item in error.errors():
+    """One line per problem, each naming the field as a user writes it (spec.models[0].name).
+
+    Of a union's errors, a type mismatch is dropped when another branch got further: a list of
+    emotions with a bad item is not also "not a valid string".
+    """
+    items = error.errors()
+    lines: list[tuple[str, str, str]] = []
+    for item in items:
         parts: list[str] = []
         for loc in item["loc"]:
             if isinstance(loc, int):
@@ -370,8 +379,15 @@ def format_validation_error(error: ValidationError) -> str:
                 parts.append(str(loc))
         field = ".".join(parts) or "(document)"
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{field}: {message}")
-    return "\n".join(dict.fromkeys(lines))
+        named = _FIELD_MESSAGE.match(message)
+        if named and item["type"] == "value_error":
+            field, message = f"{field}.{named[1]}", named[2]
+        lines.append((field, item["type"], f"{field}: {message}"))
+    fields_with_detail = {f for f, kind, _ in lines if not kind.endswith("_type")}
+    kept = [
+        text for f, kind, text in lines if not (kind.endswith("_type") and f in fields_with_detail)
+    ]
+    return "\n".join(dict.fromkeys(kept))
 
 
 def parse_manifest(document: Any, source: str = "manifest") -> QuantEval:

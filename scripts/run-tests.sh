@@ -7,6 +7,8 @@ export HF_HUB_OFFLINE=1
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
 "$venv/bin/python" -m tests.infra.minio --build
+"$venv/bin/python" -m tests.infra.kube --build
+"$venv/bin/python" -m tests.infra.helm --build
 set +e
 "$venv/bin/python" -m pytest "$@"
 code=$?

@@ -98,11 +98,8 @@ def run_status(
     suspended: bool,
 ) -> dict[str, Any]:
     """One entry of status.runs."""
-    entry: dict[str, Any] = {
-        "id": run.id,
-        "model": run.model.name,
-        "precision": run.precision.value,
-    }
+    # Model and precision are not repeated: the run id and the spec say them.
+    entry: dict[str, Any] = {"id": run.id}
     latest = max(pods, key=lambda p: (p.created, p.name)) if pods else None
     if job is None:
         entry["state"] = "Pending"
@@ -166,12 +163,12 @@ def set_condition(
     return [c for c in conditions if c.get("type") != type_] + [condition]
 
 
-def _outcome(entry: dict[str, Any]) -> RunOutcome:
+def _outcome(run: Run, entry: dict[str, Any]) -> RunOutcome:
     metrics = entry.get("metrics", {})
     return RunOutcome(
         run_id=entry["id"],
-        model=entry["model"],
-        precision=Precision(entry["precision"]),
+        model=run.model.name,
+        precision=run.precision,
         state=entry["state"],
         f1_macro=metrics.get("f1Macro"),
         accuracy=metrics.get("accuracy"),
@@ -183,9 +180,11 @@ def _outcome(entry: dict[str, Any]) -> RunOutcome:
     )
 
 
-def summarize(entries: list[dict[str, Any]], baseline: Precision) -> dict[str, Any]:
+def summarize(
+    runs: list[Run], entries: list[dict[str, Any]], baseline: Precision
+) -> dict[str, Any]:
     """Baseline, best run and per run the memory saving, F1 change and time ratio."""
-    outcomes = [_outcome(e) for e in entries]
+    outcomes = [_outcome(r, e) for r, e in zip(runs, entries, strict=True)]
     best = best_run(outcomes)
     rows = []
     for row in compare(outcomes, baseline):
@@ -262,7 +261,7 @@ def aggregate(
         "conditions": conditions,
         "progress": f"{len(finished)}/{len(entries)}",
         "runs": entries,
-        "summary": summarize(entries, baseline),
+        "summary": summarize(runs, entries, baseline),
     }
     start_time = previous.get("startTime") or (now if started else None)
     if start_time:

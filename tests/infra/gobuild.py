@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -51,9 +52,18 @@ def is_executable(path: Path) -> bool:
 
 
 def ensure_built(
-    target_dir: Path, names: list[str], what: str, build: Callable[[Path], None]
+    target_dir: Path,
+    names: list[str],
+    what: str,
+    build: Callable[[Path], None],
+    *,
+    unavailable: type[GoUnavailableError] = GoUnavailableError,
 ) -> Path:
-    """`target_dir` holding every binary in `names`, built by `build(work_dir)` if absent."""
+    """`target_dir` holding every binary in `names`, built by `build(work_dir)` if absent.
+
+    `build` writes the binaries into `work_dir/out`, which replaces `target_dir` in one rename.
+    A missing Go toolchain is raised as `unavailable` (a :class:`GoUnavailableError`).
+    """
     if all(is_executable(target_dir / n) for n in names):
         return target_dir
     target_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -71,19 +81,36 @@ def ensure_built(
         try:
             out = work / "out"
             out.mkdir()
-            build(work)
+            try:
+                build(work)
+            except GoUnavailableError as exc:
+                raise unavailable(
+                    f"{what}: {', '.join(names)} not cached in {target_dir} ({exc})"
+                ) from exc
             missing = [n for n in names if not is_executable(out / n)]
             if missing:
                 raise RuntimeError(f"{what}: the build produced no {', '.join(missing)}")
             shutil.rmtree(target_dir, ignore_errors=True)
             os.replace(out, target_dir)
+            sizes = ", ".join(
+                f"{n} {(target_dir / n).stat().st_size / 2**20:.0f} MiB" for n in names
+            )
+            log(what, f"built {target_dir} ({sizes})")
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return target_dir
 
 
-def run_streaming(what: str, cmd: list[str], *, cwd: Path, env: dict[str, str]) -> None:
+def run_streaming(
+    what: str,
+    cmd: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout_s: float = BUILD_TIMEOUT_S,
+) -> None:
     """Run `cmd`, echoing its output to stderr with a heartbeat while it is silent."""
+    log(what, f"$ {shlex.join(cmd)}  (in {cwd})")
     start = time.monotonic()
     tail: deque[str] = deque(maxlen=40)
     proc = subprocess.Popen(
@@ -106,7 +133,7 @@ def run_streaming(what: str, cmd: list[str], *, cwd: Path, env: dict[str, str]) 
                 break
             except subprocess.TimeoutExpired:
                 elapsed = time.monotonic() - start
-                if elapsed > BUILD_TIMEOUT_S:
+                if elapsed > timeout_s:
                     raise RuntimeError(f"{what} build timed out after {elapsed:.0f}s") from None
                 log(what, f"still building ({elapsed:.0f}s elapsed)")
     except BaseException:
@@ -116,5 +143,7 @@ def run_streaming(what: str, cmd: list[str], *, cwd: Path, env: dict[str, str]) 
     finally:
         reader.join(timeout=5)
     if rc != 0:
-        raise RuntimeError(f"{what} build failed (exit {rc}): {' '.join(cmd)}\n" + "\n".join(tail))
+        raise RuntimeError(
+            f"{what} build failed (exit {rc}): {shlex.join(cmd)}\n" + "\n".join(tail)
+        )
     log(what, f"build finished in {time.monotonic() - start:.0f}s")

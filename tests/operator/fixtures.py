@@ -29,7 +29,7 @@ def operator(
     state = tmp_path_factory.mktemp("operator")
     kubeconfig = service_account_kubeconfig(cluster, account, state / "kubeconfig")
     s3_server.create_bucket(BUCKET)
-    process = OperatorProcess(kubeconfig, s3_server, state)
+    process = OperatorProcess(kubeconfig, state, {"QUANTEVAL_S3_ENDPOINT": s3_server.endpoint})
     process.start()
     yield process
     process.stop()

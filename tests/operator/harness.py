@@ -72,24 +72,27 @@ def service_account_kubeconfig(cluster: Cluster, account: str, path: Path) -> Pa
 class OperatorProcess:
     """`quanteval-operator` as its own process; kill it at any moment, start it again."""
 
-    def __init__(self, kubeconfig: Path, s3: MinioServer, log_dir: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_dir: Path, settings: dict[str, str]) -> None:
         self.kubeconfig = kubeconfig
-        self.s3 = s3
+        self.settings = settings
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def env(self) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBE"))}
-        return keep | {
-            "KUBECONFIG": str(self.kubeconfig),
-            "QUANTEVAL_WORKER_IMAGE": "quanteval-worker:test",
-            "QUANTEVAL_WORKER_COMMAND": json.dumps([str(BIN / "quanteval-worker")]),
-            "QUANTEVAL_S3_ENDPOINT": self.s3.endpoint,
-            "QUANTEVAL_S3_BUCKET": BUCKET,
-            "QUANTEVAL_S3_SECRET_NAME": S3_SECRET,
-            "QUANTEVAL_GPU_MEMORY_GIB": "80",
-        }
+        return (
+            keep
+            | {
+                "KUBECONFIG": str(self.kubeconfig),
+                "QUANTEVAL_WORKER_IMAGE": "quanteval-worker:test",
+                "QUANTEVAL_WORKER_COMMAND": json.dumps([str(BIN / "quanteval-worker")]),
+                "QUANTEVAL_S3_BUCKET": BUCKET,
+                "QUANTEVAL_S3_SECRET_NAME": S3_SECRET,
+                "QUANTEVAL_GPU_MEMORY_GIB": "80",
+            }
+            | self.settings
+        )
 
     def start(self) -> None:
         self.starts += 1

@@ -281,8 +281,6 @@ def test_no_job_is_pending(quickstart_dict: Manifest) -> None:
 
     assert run_status(run, None, [], suspended=False) == {
         "id": "smollm2-135m-fp32",
-        "model": "smollm2-135m",
-        "precision": "fp32",
         "state": "Pending",
         "attempts": 0,
     }
@@ -769,13 +767,14 @@ def test_summary_skips_failed_runs_and_models_without_a_baseline(
     assert summary["comparisons"] == [{"id": "model-1-nf4"}]
 
 
-def test_summarize_without_succeeded_runs_has_no_best_run() -> None:
+def test_summarize_without_succeeded_runs_has_no_best_run(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)[:2]
     entries = [
-        {"id": "m-fp32", "model": "m", "precision": "fp32", "state": "Failed", "attempts": 1},
-        {"id": "m-nf4", "model": "m", "precision": "nf4", "state": "Pending", "attempts": 0},
+        {"id": runs[0].id, "state": "Failed", "attempts": 1},
+        {"id": runs[1].id, "state": "Pending", "attempts": 0},
     ]
 
-    assert summarize(entries, Precision.FP32) == {"baseline": "fp32", "comparisons": []}
+    assert summarize(runs, entries, Precision.FP32) == {"baseline": "fp32", "comparisons": []}
 
 
 def test_invalid_status(quickstart_dict: Manifest) -> None:

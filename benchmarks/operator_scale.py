@@ -1,0 +1,111 @@
+"""The operator at scale: 200 runs whose workers finish at once, parallelism 200.
+
+On the real test control plane (tests/infra/kube.py, with API audit logging), the operator running
+under its chart's ServiceAccount. Prints seconds from apply to all Jobs created and to Succeeded,
+API requests per run (from the audit log, the operator's user only), and the status size in bytes
+with its extrapolation to 1,000 runs (the target: under 512 KiB). No pass/fail.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/operator_scale.py [--models 40] [--precisions 5]
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from quanteval.precisions import PRECISION_ORDER
+from quanteval.results import RunMetrics, termination_message
+from tests.infra.kube import Cluster, wait_until
+from tests.operator.harness import (
+    OPERATOR_NAMESPACE,
+    OperatorProcess,
+    condition,
+    get_eval,
+    install_crd,
+    install_rbac,
+    jobs,
+    service_account_kubeconfig,
+)
+
+METRICS = RunMetrics(
+    f1_macro=0.73456789, accuracy=0.7412345, intensity=61.23456, distinct1=0.4, distinct2=0.8,
+    weights_bytes=13_476_839_424, peak_memory_bytes=14_123_456_789,
+    load_peak_memory_bytes=14_000_000_000, generation_peak_memory_bytes=14_123_456_789,
+    load_seconds=41.5, generation_seconds=812.25, tokens_per_second=35.123,
+    latency_p50_ms=10234.5, latency_p95_ms=12987.25, generated_tokens=4480, samples=70,
+)  # fmt: skip
+
+
+def instant_worker() -> list[str]:
+    """A worker that finishes at once with a realistic termination message."""
+    message = termination_message("run", "Succeeded", METRICS)
+    return ["sh", "-c", f"printf '%s' '{message}' > \"$QUANTEVAL_TERMINATION_LOG\""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=40)
+    parser.add_argument("--precisions", type=int, default=5)
+    args = parser.parse_args()
+    runs = args.models * args.precisions
+    with (
+        tempfile.TemporaryDirectory(prefix="qe-scale-") as tmp,
+        Cluster(Path(tmp) / "cluster", audit=True) as cluster,
+    ):
+        install_crd(cluster)
+        account = install_rbac(cluster)
+        user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}"
+        kubeconfig = service_account_kubeconfig(cluster, account, Path(tmp) / "kubeconfig")
+        operator = OperatorProcess(
+            kubeconfig, Path(tmp), {"QUANTEVAL_WORKER_COMMAND": json.dumps(instant_worker())}
+        )
+        operator.start()
+        cluster.kubectl("create", "namespace", "scale")
+        wait_until(
+            lambda: any(e.get("user", {}).get("username") == user for e in cluster.audit_events()),
+            timeout=60, what="the operator to start watching",
+        )  # fmt: skip
+        time.sleep(2)  # let its initial list calls settle before counting
+        before = sum(1 for e in cluster.audit_events() if e["user"]["username"] == user)
+        manifest = {
+            "apiVersion": "quanteval.io/v1alpha1",
+            "kind": "QuantEval",
+            "metadata": {"name": "scale", "namespace": "scale"},
+            "spec": {
+                "models": [
+                    {"name": f"model-{i:02d}", "source": f"org/model-{i:02d}", "parameters": 7e9}
+                    for i in range(args.models)
+                ],
+                "precisions": [p.value for p in PRECISION_ORDER[: args.precisions]],
+                "output": {"s3": {"bucket": "scale"}},
+                "parallelism": runs,
+            },
+        }
+        started = time.monotonic()
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+        wait_until(lambda: len(jobs(cluster, "scale")) >= runs, timeout=600,
+                   what=f"{runs} Jobs", interval=0.5)  # fmt: skip
+        all_jobs = time.monotonic() - started
+        body = wait_until(
+            lambda: (b := get_eval(cluster, "scale", "scale"))
+            and condition(b, "Succeeded").get("status") == "True" and b,
+            timeout=900, what="Succeeded", interval=1,
+        )  # fmt: skip
+        done = time.monotonic() - started
+        requests = sum(1 for e in cluster.audit_events() if e["user"]["username"] == user) - before
+        operator.stop()
+    status_bytes = len(json.dumps(body["status"], separators=(",", ":")))
+    per_run = status_bytes / runs
+    print(f"runs: {runs} ({args.models} models x {args.precisions} precisions), parallelism {runs}")
+    print(f"apply to all Jobs created: {all_jobs:.1f} s")
+    print(f"apply to Succeeded=True: {done:.1f} s")
+    print(f"operator API requests: {requests} ({requests / runs:.2f} per run)")
+    print(f"status size: {status_bytes} bytes ({per_run:.0f} bytes per run)")
+    print(f"status size at 1,000 runs: {per_run * 1000 / 1024:.0f} KiB (target: under 512 KiB)")
+
+
+if __name__ == "__main__":
+    main()
