@@ -60,7 +60,13 @@ def main() -> None:
         user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}"
         kubeconfig = service_account_kubeconfig(cluster, account, Path(tmp) / "kubeconfig")
         operator = OperatorProcess(
-            kubeconfig, Path(tmp), {"QUANTEVAL_WORKER_COMMAND": json.dumps(instant_worker())}
+            kubeconfig,
+            Path(tmp),
+            # No S3 Secret: the instant worker writes nothing.
+            {
+                "QUANTEVAL_WORKER_COMMAND": json.dumps(instant_worker()),
+                "QUANTEVAL_S3_SECRET_NAME": "",
+            },
         )
         operator.start()
         cluster.kubectl("create", "namespace", "scale")

@@ -1,12 +1,15 @@
-"""The kopf handlers: indexes of Jobs and pods, and one reconciling daemon per QuantEval.
+"""The kopf handlers: indexes of QuantEvals, Jobs and pods, and event-driven reconciliation.
 
 Level-based: each pass reads the QuantEval, the Jobs and pods that the indexes hold for it, creates
 the Jobs that are due (deterministic names, so a restarted operator never duplicates one), and
-writes the whole status (one writer owns `status.runs`). Child events wake the daemon at once; a
-slow timer catches anything missed.
+writes the whole status (one writer owns `status.runs`). Any event of the QuantEval or of its
+Jobs and pods asks for a pass; passes of one QuantEval never overlap, and a burst of events
+coalesces into one more pass.
+
+Only event and index handlers: kopf puts no finalizer on a QuantEval (daemons and timers would),
+so deleting one never waits for the operator.
 """
 
-import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,12 +39,8 @@ from quanteval_operator.status import (
 )
 
 PLURAL = "quantevals"
-RESYNC_SECONDS = 30.0
-_wakeups: dict[str, asyncio.Event] = {}
-
-
-def _wakeup(uid: str) -> asyncio.Event:
-    return _wakeups.setdefault(uid, asyncio.Event())
+_running: set[str] = set()
+_pending: set[str] = set()
 
 
 def now_iso() -> str:
@@ -54,7 +53,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=API_GROUP, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.peering.standalone = True
     settings.posting.level = 20  # INFO: our own Events only (loggers are not posted)
     settings.watching.server_timeout = 300
@@ -65,6 +63,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.kube.close()
+
+
+@kopf.index(API_GROUP, API_VERSION, PLURAL)
+def evals_by_uid(uid: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    return {uid: dict(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_EVAL_UID: kopf.PRESENT})
@@ -93,13 +96,39 @@ def pods_by_eval(
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_EVAL_UID: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={LABEL_EVAL_UID: kopf.PRESENT})
-def child_changed(labels: Mapping[str, str], **_: Any) -> None:
-    _wakeup(labels[LABEL_EVAL_UID]).set()
+async def child_changed(labels: Mapping[str, str], memo: kopf.Memo, **kwargs: Any) -> None:
+    await request_pass(labels[LABEL_EVAL_UID], memo, kwargs)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def eval_changed(uid: str, **_: Any) -> None:
-    _wakeup(uid).set()
+async def eval_changed(uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    await request_pass(uid, memo, kwargs)
+
+
+async def request_pass(uid: str, memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
+    """Reconcile the QuantEval `uid` now, or once more after the pass already under way."""
+    if uid in _running:
+        _pending.add(uid)
+        return
+    _running.add(uid)
+    try:
+        while True:
+            _pending.discard(uid)
+            bodies = list(indexes["evals_by_uid"].get(uid, []))
+            if not bodies:
+                return  # deleted: its Jobs go with it through owner references
+            await reconcile(
+                kopf.Body(bodies[0]),
+                list(indexes["jobs_by_eval"].get(uid, [])),
+                list(indexes["pods_by_eval"].get(uid, [])),
+                memo.kube,
+                memo.settings,
+                indexes["logger"],
+            )
+            if uid not in _pending:
+                return
+    finally:
+        _running.discard(uid)
 
 
 def _manifest(body: kopf.Body, settings: Settings) -> QuantEval:
@@ -196,41 +225,3 @@ async def reconcile(
 
 def _differs(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return any(previous.get(key) != value for key, value in status.items())
-
-
-@kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10)
-async def run_evaluation(
-    body: kopf.Body,
-    uid: str,
-    stopped: kopf.DaemonStopped,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    **kwargs: Any,
-) -> None:
-    jobs_by_eval: kopf.Index[str, tuple[str, JobObservation]] = kwargs["jobs_by_eval"]
-    pods_by_eval: kopf.Index[str, tuple[str, PodObservation]] = kwargs["pods_by_eval"]
-    wakeup = _wakeup(uid)
-
-    async def stop() -> None:
-        await stopped.wait()
-
-    stopping = asyncio.create_task(stop())
-    try:
-        while not stopped:
-            wakeup.clear()
-            await reconcile(
-                body,
-                list(jobs_by_eval.get(uid, [])),
-                list(pods_by_eval.get(uid, [])),
-                memo.kube,
-                memo.settings,
-                logger,
-            )
-            woken = asyncio.create_task(wakeup.wait())
-            await asyncio.wait(
-                {woken, stopping}, timeout=RESYNC_SECONDS, return_when="FIRST_COMPLETED"
-            )
-            woken.cancel()
-    finally:
-        stopping.cancel()
-        _wakeups.pop(uid, None)

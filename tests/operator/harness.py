@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,12 @@ RELEASE = "qe"
 BUCKET = "quanteval-e2e"
 S3_SECRET = "quanteval-s3"
 BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def install_crd(cluster: Cluster) -> None:
@@ -98,7 +105,11 @@ class OperatorProcess:
         self.starts += 1
         log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            [str(BIN / "quanteval-operator"), "--liveness", "http://127.0.0.1:0/healthz"],
+            [
+                str(BIN / "quanteval-operator"),
+                "--liveness",
+                f"http://127.0.0.1:{free_port()}/healthz",
+            ],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -52,6 +52,8 @@ def test_an_evaluation_runs_to_success_within_its_parallelism(
     assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
     assert condition(body, "Succeeded")["reason"] == "AllRunsSucceeded"
     assert condition(body, "Valid")["status"] == "True"
+    # No finalizer: deleting a QuantEval never waits for the operator.
+    assert not body["metadata"].get("finalizers")
     assert condition(body, "Progressing")["status"] == "False"
     status = body["status"]
     assert status["progress"] == "3/3"
