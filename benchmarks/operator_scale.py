@@ -12,6 +12,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -43,6 +44,11 @@ def instant_worker() -> list[str]:
     """A worker that finishes at once with a realistic termination message."""
     message = termination_message("run", "Succeeded", METRICS)
     return ["sh", "-c", f"printf '%s' '{message}' > \"$QUANTEVAL_TERMINATION_LOG\""]
+
+
+def _resource(ref: dict[str, str]) -> str:
+    sub = ref.get("subresource")
+    return f"{ref.get('resource', '')}/{sub}" if sub else ref.get("resource", "")
 
 
 def main() -> None:
@@ -101,7 +107,9 @@ def main() -> None:
             timeout=900, what="Succeeded", interval=1,
         )  # fmt: skip
         done = time.monotonic() - started
-        requests = sum(1 for e in cluster.audit_events() if e["user"]["username"] == user) - before
+        mine = [e for e in cluster.audit_events() if e["user"]["username"] == user][before:]
+        requests = len(mine)
+        kinds = Counter(f"{e['verb']} {_resource(e.get('objectRef', {}))}" for e in mine)
         operator.stop()
     status_bytes = len(json.dumps(body["status"], separators=(",", ":")))
     per_run = status_bytes / runs
@@ -109,6 +117,7 @@ def main() -> None:
     print(f"apply to all Jobs created: {all_jobs:.1f} s")
     print(f"apply to Succeeded=True: {done:.1f} s")
     print(f"operator API requests: {requests} ({requests / runs:.2f} per run)")
+    print("  by verb and resource: " + ", ".join(f"{k}: {v}" for k, v in kinds.most_common()))
     print(f"status size: {status_bytes} bytes ({per_run:.0f} bytes per run)")
     print(f"status size at 1,000 runs: {per_run * 1000 / 1024:.0f} KiB (target: under 512 KiB)")
 

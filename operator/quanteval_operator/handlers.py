@@ -10,6 +10,7 @@ Only event and index handlers: kopf puts no finalizer on a QuantEval (daemons an
 so deleting one never waits for the operator.
 """
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +40,10 @@ from quanteval_operator.status import (
 )
 
 PLURAL = "quantevals"
+COALESCE_SECONDS = 0.5
 _running: set[str] = set()
 _pending: set[str] = set()
+_written: dict[str, dict[str, Any]] = {}
 
 
 def now_iso() -> str:
@@ -113,9 +116,13 @@ async def request_pass(uid: str, memo: kopf.Memo, indexes: Mapping[str, Any]) ->
     _running.add(uid)
     try:
         while True:
+            # Events come in bursts (a Job and its pod change together, 200 Jobs finish within
+            # seconds): wait a moment so one pass and one status patch answer the whole burst.
+            await asyncio.sleep(COALESCE_SECONDS)
             _pending.discard(uid)
             bodies = list(indexes["evals_by_uid"].get(uid, []))
             if not bodies:
+                _written.pop(uid, None)
                 return  # deleted: its Jobs go with it through owner references
             await reconcile(
                 kopf.Body(bodies[0]),
@@ -169,9 +176,11 @@ async def reconcile(
     logger: kopf.Logger,
 ) -> None:
     meta = body.metadata
-    namespace, name = str(meta.namespace), str(meta.name)
+    namespace = str(meta.namespace)
     generation = int(meta.get("generation") or 0)
-    previous = dict(body.get("status") or {})
+    # The status this operator wrote last: the indexed body can lag behind our own patch, and
+    # comparing with a stale status would post every run's Events again.
+    previous = _written.get(str(meta.uid)) or dict(body.get("status") or {})
     try:
         manifest = _manifest(body, settings)
     except (InvalidSpecError, SpecProblem) as error:
@@ -180,7 +189,7 @@ async def reconcile(
         status = invalid_status(previous, generation, now_iso(), message)
         if _differs(previous, status):
             kopf.warn(body, reason="InvalidSpec", message=message)
-            await kube.patch_status(namespace, name, status)
+            await _patch_status(kube, body, status)
         return
     spec = manifest.spec
     runs = expand(spec)
@@ -197,7 +206,7 @@ async def reconcile(
         status = invalid_status(previous, generation, now_iso(), message)
         if _differs(previous, status):
             kopf.warn(body, reason="InvalidSpec", message=message)
-            await kube.patch_status(namespace, name, status)
+            await _patch_status(kube, body, status)
         return
     active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
@@ -220,7 +229,13 @@ async def reconcile(
     )  # fmt: skip
     if _differs(previous, status):
         _post_run_events(body, list(previous.get("runs") or []), status["runs"])
-        await kube.patch_status(namespace, name, status)
+        await _patch_status(kube, body, status)
+
+
+async def _patch_status(kube: KubeClient, body: kopf.Body, status: dict[str, Any]) -> None:
+    meta = body.metadata
+    await kube.patch_status(str(meta.namespace), str(meta.name), status)
+    _written[str(meta.uid)] = status
 
 
 def _differs(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
