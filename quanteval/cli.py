@@ -1,4 +1,5 @@
-"""`quanteval`: run an evaluation locally, validate or plan a manifest, try a classifier.
+"""`quanteval`: run an evaluation locally, report on one, validate or plan a manifest, try a
+classifier.
 
 Exit codes: 0 done; 3 invalid input; 4 a model or precision cannot load here; 5 out of memory;
 6 storage failure; 2 bad command line (argparse).
@@ -8,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +18,10 @@ from quanteval.exitcodes import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.matrix import expand
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
 from quanteval.spec import QuantEval, load_manifest
+
+if TYPE_CHECKING:
+    from quanteval.local import LocalRunOutcome
+    from quanteval.report import ExpectedRun
 
 DEFAULT_OUT = "quanteval-out"
 
@@ -122,6 +128,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from quanteval.local import run_local
+    from quanteval.report import build_report
     from quanteval.summary import compare
     from quanteval.table import comparison_table
 
@@ -140,8 +147,39 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     Console(width=200).print(comparison_table(rows, title=f"{manifest.metadata.name} ({out})"))
     for note in _gguf_note(manifest):
         console.print(note)
+    built = build_report(out, _expected_runs(manifest, results))
+    console.print(
+        f"report: {escape(built.files.html)} (also report.json, .csv, .md, .png)", soft_wrap=True
+    )
     failures = [r.exit_code for r in results if r.exit_code != ExitCode.OK]
     return failures[0] if failures else ExitCode.OK
+
+
+def _expected_runs(manifest: QuantEval, results: "list[LocalRunOutcome]") -> "list[ExpectedRun]":
+    """Every run of the manifest, with the failure reason of those that failed here."""
+    from quanteval.report import ExpectedRun
+
+    reasons = {r.run.id: r.outcome.reason for r in results if r.exit_code != ExitCode.OK}
+    return [
+        ExpectedRun(run.id, run.model.name, run.precision, reasons.get(run.id, ""))
+        for run in expand(manifest.spec)
+    ]
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from quanteval.report import ExpectedRun, build_report
+
+    try:
+        expected = [ExpectedRun.from_id(run_id) for run_id in args.expect]
+    except ValueError as error:
+        raise InvalidSpecError(f"--expect: {error}") from None
+    built = build_report(args.path, expected)
+    print(built.files.markdown)
+    console.print(
+        "report written to:\n" + "\n".join(f"  {escape(uri)}" for uri in built.files.uris),
+        soft_wrap=True,
+    )
+    return ExitCode.OK
 
 
 def cmd_classify(args: argparse.Namespace, console: Console) -> int:
@@ -206,6 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"memory of one GPU (default {DEFAULT_GPU_MEMORY_GIB:g})",
     )
     plan.set_defaults(handler=cmd_plan)
+
+    report = commands.add_parser(
+        "report", help="compare an evaluation's runs: report.{json,csv,md,html,png} next to them"
+    )
+    report.add_argument(
+        "path", help="the evaluation's directory or s3://bucket/prefix/<ns>/<eval>-<uid>"
+    )
+    report.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="a run the evaluation has (repeatable): reported as Missing if it left nothing",
+    )
+    report.set_defaults(handler=cmd_report)
 
     classify = commands.add_parser("classify", help="classify texts, one a line, into emotions")
     classify.add_argument("input", help="a file with one text a line, or - for standard input")

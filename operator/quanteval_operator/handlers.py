@@ -24,10 +24,13 @@ from quanteval.spec import QuantEval, parse_manifest
 from quanteval_operator.jobs import (
     LABEL_EVAL_UID,
     LABEL_RUN,
+    REPORT,
     SpecProblem,
     effective_manifest,
     gpus_for,
     render_job,
+    render_report_job,
+    report_uri,
 )
 from quanteval_operator.kube import KubeClient
 from quanteval_operator.observe import observe_job, observe_pod
@@ -35,6 +38,7 @@ from quanteval_operator.settings import Settings
 from quanteval_operator.status import (
     JobObservation,
     PodObservation,
+    ReportObservation,
     aggregate,
     invalid_status,
 )
@@ -222,10 +226,21 @@ async def reconcile(
     pods_by_run: dict[str, list[PodObservation]] = {}
     for run_id, pod in pods:
         pods_by_run.setdefault(run_id, []).append(pod)
+    report_job = job_by_run.pop(REPORT, None)
+    terminal = all(
+        job_by_run.get(r.id) and (job_by_run[r.id].complete or job_by_run[r.id].failed_condition)
+        for r in runs
+    )
+    if terminal and report_job is None:
+        job = render_report_job(manifest, settings)
+        if await kube.create_job(namespace, job):
+            kopf.info(body, reason="ReportStarted", message=f"Job {job['metadata']['name']}")
+        report_job = JobObservation(name=job["metadata"]["name"], active=1)
+    report = ReportObservation(report_job, pods_by_run.pop(REPORT, []), report_uri(manifest))
     unsized = sorted({r.model.name for r in runs if gpus_for(manifest, r, settings) is None})
     status = aggregate(
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, now_iso(),
-        spec.baseline_precision, unsized,
+        spec.baseline_precision, report, unsized,
     )  # fmt: skip
     if _differs(previous, status):
         _post_run_events(body, list(previous.get("runs") or []), status["runs"])

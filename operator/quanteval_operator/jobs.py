@@ -5,7 +5,7 @@ from typing import Any
 
 from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.exitcodes import DETERMINISTIC_FAILURES
-from quanteval.matrix import Run, build_run_spec, s3_evaluation_root
+from quanteval.matrix import Run, build_run_spec, expand, s3_evaluation_root
 from quanteval.sizing import estimate_weights_bytes, gpus_needed
 from quanteval.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
 from quanteval_operator.settings import Settings
@@ -14,6 +14,8 @@ LABEL_EVAL = f"{API_GROUP}/eval"
 LABEL_EVAL_UID = f"{API_GROUP}/eval-uid"
 LABEL_RUN = f"{API_GROUP}/run"
 ANNOTATION_CONTENT_HASH = f"{API_GROUP}/content-hash"
+# The report Job's value of LABEL_RUN; never a run id (those end in -<precision>).
+REPORT = "report"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONTAINER = "worker"
 CACHE_DIR = "/var/cache/quanteval"
@@ -74,17 +76,18 @@ def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:
     return gpus_needed(estimate_weights_bytes(run.model.parameters, run.precision), gpu_memory)
 
 
-def labels_for(manifest: QuantEval, run: Run) -> dict[str, str]:
+def labels_for(manifest: QuantEval, run: Run | None) -> dict[str, str]:
+    """Labels of a run's Job and pods; with no run, of the report's."""
     meta = manifest.metadata
     return {
         "app.kubernetes.io/name": "quanteval-worker",
         "app.kubernetes.io/instance": meta.name,
-        "app.kubernetes.io/component": "run",
+        "app.kubernetes.io/component": "run" if run else REPORT,
         "app.kubernetes.io/part-of": "quanteval",
         "app.kubernetes.io/managed-by": "quanteval-operator",
         LABEL_EVAL: meta.name,
         LABEL_EVAL_UID: meta.uid or "",
-        LABEL_RUN: run.id,
+        LABEL_RUN: run.id if run else REPORT,
     }
 
 
@@ -92,16 +95,11 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def _env(manifest: QuantEval, run: Run, settings: Settings) -> list[dict[str, Any]]:
+def _credentials_env(manifest: QuantEval) -> list[dict[str, Any]]:
+    """S3 endpoint and credentials, and the hub token: Secrets as references, never values."""
     s3 = manifest.spec.output.s3
     assert s3 is not None  # effective_manifest fills it
-    root = s3_evaluation_root(manifest)
-    run_spec = build_run_spec(manifest, run, root)
-    env: list[dict[str, Any]] = [
-        {"name": "QUANTEVAL_RUN_SPEC", "value": run_spec.to_json()},
-        {"name": "QUANTEVAL_CACHE_DIR", "value": CACHE_DIR},
-        {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
-    ]
+    env: list[dict[str, Any]] = []
     if s3.endpoint:
         env.append({"name": "AWS_ENDPOINT_URL_S3", "value": s3.endpoint})
     if s3.secret_ref is not None:
@@ -114,24 +112,17 @@ def _env(manifest: QuantEval, run: Run, settings: Settings) -> list[dict[str, An
     return env
 
 
-def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, Any]:
-    """The Job of one run. `manifest` must carry metadata.uid (it is the owner)."""
+def _pod_spec(
+    manifest: QuantEval,
+    settings: Settings,
+    command: list[str],
+    env: list[dict[str, Any]],
+    limits: dict[str, str],
+    requests: dict[str, str],
+) -> dict[str, Any]:
+    """A non-root worker pod with a read-only root filesystem, a cache and a /tmp volume."""
     spec = manifest.spec
-    meta = manifest.metadata
-    if not meta.uid:
-        raise ValueError("the QuantEval has no uid: render Jobs from the stored object")
-    labels = labels_for(manifest, run)
     resources = spec.resources
-    gpu_name = resources.gpu_resource_name or settings.gpu_resource_name
-    gpus = gpus_for(manifest, run, settings)
-    limits: dict[str, str] = {}
-    requests: dict[str, str] = {}
-    if gpus is None or gpus > 0:
-        limits[gpu_name] = str(gpus or 1)
-    if resources.memory:
-        limits["memory"] = requests["memory"] = resources.memory
-    if resources.cpu:
-        requests["cpu"] = resources.cpu
     cache_claim = spec.hugging_face.cache_volume_claim or settings.hf_cache_claim
     cache_volume: dict[str, Any] = (
         {"name": "cache", "persistentVolumeClaim": {"claimName": cache_claim}}
@@ -142,8 +133,12 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
         "name": CONTAINER,
         "image": settings.worker_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": list(settings.worker_command),
-        "env": _env(manifest, run, settings),
+        "command": command,
+        "env": [
+            {"name": "QUANTEVAL_CACHE_DIR", "value": CACHE_DIR},
+            {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
+            *env,
+        ],
         "resources": {"limits": limits, "requests": requests},
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
@@ -177,17 +172,31 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
         ]
     if resources.priority_class_name:
         pod_spec["priorityClassName"] = resources.priority_class_name
+    return pod_spec
+
+
+def _owned_job(
+    manifest: QuantEval,
+    name: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    job_spec: dict[str, Any],
+    pod_spec: dict[str, Any],
+) -> dict[str, Any]:
+    meta = manifest.metadata
+    if not meta.uid:
+        raise ValueError("the QuantEval has no uid: render Jobs from the stored object")
     job_labels = dict(labels)
-    if spec.queue_name:
-        job_labels[KUEUE_QUEUE_LABEL] = spec.queue_name
+    if manifest.spec.queue_name:
+        job_labels[KUEUE_QUEUE_LABEL] = manifest.spec.queue_name
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(meta.name, meta.uid, run),
+            "name": name,
             "namespace": meta.namespace,
             "labels": job_labels,
-            "annotations": {ANNOTATION_CONTENT_HASH: run.content_hash},
+            "annotations": annotations,
             "ownerReferences": [
                 {
                     "apiVersion": f"{API_GROUP}/{API_VERSION}",
@@ -200,23 +209,72 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
             ],
         },
         "spec": {
-            "backoffLimit": spec.backoff_limit,
-            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            **job_spec,
             # Kueue admits a suspended Job by unsuspending it.
-            "suspend": bool(spec.queue_name),
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": CONTAINER,
-                            "operator": "In",
-                            "values": [int(code) for code in DETERMINISTIC_FAILURES],
-                        },
-                    },
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-                ]
-            },
+            "suspend": bool(manifest.spec.queue_name),
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, Any]:
+    """The Job of one run. `manifest` must carry metadata.uid (it is the owner)."""
+    spec = manifest.spec
+    resources = spec.resources
+    gpu_name = resources.gpu_resource_name or settings.gpu_resource_name
+    gpus = gpus_for(manifest, run, settings)
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if gpus is None or gpus > 0:
+        limits[gpu_name] = str(gpus or 1)
+    if resources.memory:
+        limits["memory"] = requests["memory"] = resources.memory
+    if resources.cpu:
+        requests["cpu"] = resources.cpu
+    run_spec = build_run_spec(manifest, run, s3_evaluation_root(manifest))
+    env = [{"name": "QUANTEVAL_RUN_SPEC", "value": run_spec.to_json()}, *_credentials_env(manifest)]
+    pod_spec = _pod_spec(manifest, settings, list(settings.worker_command), env, limits, requests)
+    job_spec = {
+        "backoffLimit": spec.backoff_limit,
+        "activeDeadlineSeconds": spec.active_deadline_seconds,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER,
+                        "operator": "In",
+                        "values": [int(code) for code in DETERMINISTIC_FAILURES],
+                    },
+                },
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+    }
+    name = job_name(manifest.metadata.name, manifest.metadata.uid or "", run)
+    annotations = {ANNOTATION_CONTENT_HASH: run.content_hash}
+    return _owned_job(manifest, name, labels_for(manifest, run), annotations, job_spec, pod_spec)
+
+
+def report_job_name(eval_name: str, uid: str) -> str:
+    digest = hashlib.sha256(f"{uid}/{REPORT}".encode()).hexdigest()[:6]
+    return f"{_cut(eval_name, MAX_NAME - len(REPORT) - len(digest) - 2)}-{REPORT}-{digest}"
+
+
+def render_report_job(manifest: QuantEval, settings: Settings) -> dict[str, Any]:
+    """The Job that reads every run from S3 and writes the report next to them (no GPU)."""
+    meta = manifest.metadata
+    root = s3_evaluation_root(manifest)
+    labels = labels_for(manifest, None)
+    # Every run is named, so a run that failed before writing anything shows as Missing.
+    expected = [arg for run in expand(manifest.spec) for arg in ("--expect", run.id)]
+    command = [*settings.report_command, root, *expected]
+    requests = {"cpu": "500m", "memory": "1Gi"}
+    pod_spec = _pod_spec(manifest, settings, command, _credentials_env(manifest), {}, requests)
+    job_spec = {"backoffLimit": 1, "activeDeadlineSeconds": 3600}
+    name = report_job_name(meta.name, meta.uid or "")
+    return _owned_job(manifest, name, labels, {}, job_spec, pod_spec)
+
+
+def report_uri(manifest: QuantEval) -> str:
+    return f"{s3_evaluation_root(manifest)}/report.html"

@@ -21,6 +21,7 @@ class Settings:
     # Always set explicitly on the Job: the test node agent cannot read image entry points, and the
     # scale benchmark swaps in a worker that finishes at once.
     worker_command: list[str] = field(default_factory=lambda: ["quanteval-worker"])
+    report_command: list[str] = field(default_factory=lambda: ["quanteval", "report"])
     image_pull_policy: str = "IfNotPresent"
     gpu_resource_name: str = "nvidia.com/gpu"
     gpu_memory_gib: float = 80.0
@@ -39,6 +40,9 @@ class Settings:
             worker_command=_command(env["QUANTEVAL_WORKER_COMMAND"])
             if env.get("QUANTEVAL_WORKER_COMMAND")
             else defaults.worker_command,
+            report_command=_command(env["QUANTEVAL_REPORT_COMMAND"])
+            if env.get("QUANTEVAL_REPORT_COMMAND")
+            else defaults.report_command,
             image_pull_policy=env.get("QUANTEVAL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
             gpu_resource_name=env.get("QUANTEVAL_GPU_RESOURCE_NAME", defaults.gpu_resource_name),
             gpu_memory_gib=float(env.get("QUANTEVAL_GPU_MEMORY_GIB", defaults.gpu_memory_gib)),

@@ -204,6 +204,56 @@ def summarize(
     return summary
 
 
+@dataclass(frozen=True)
+class ReportObservation:
+    """The report Job of an evaluation (None until all runs are terminal) and where it writes."""
+
+    job: JobObservation | None
+    pods: list[PodObservation]
+    uri: str
+
+
+def _finished_conditions(
+    conditions: list[dict[str, Any]],
+    entries: list[dict[str, Any]],
+    report: ReportObservation,
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """All runs terminal: Succeeded waits for the report (the gate), then says how runs went."""
+    job = report.job
+    if job is None or not (job.complete or job.failed_condition):
+        message = "all runs finished; writing the report"
+        conditions = set_condition(conditions, "Progressing", "True", "Reporting", message,
+                                   generation, now)  # fmt: skip
+        return set_condition(conditions, "Succeeded", "Unknown", "Reporting", message,
+                             generation, now)  # fmt: skip
+    conditions = set_condition(
+        conditions, "Progressing", "False", "AllRunsFinished", "", generation, now
+    )
+    failed = [e for e in entries if e["state"] == "Failed"]
+    if job.complete:
+        conditions = set_condition(conditions, "ReportReady", "True", "ReportWritten",
+                                   report.uri, generation, now)  # fmt: skip
+    else:
+        last = max(report.pods, key=lambda p: (p.created, p.name)) if report.pods else None
+        conditions = set_condition(conditions, "ReportReady", "False", "ReportFailed",
+                                   _failure_reason(job, last), generation, now)  # fmt: skip
+    if failed:
+        names = ", ".join(f"{e['id']} ({e.get('reason', '').split(':')[0]})" for e in failed)
+        return set_condition(
+            conditions, "Succeeded", "False", "RunsFailed",
+            f"{len(entries) - len(failed)} of {len(entries)} runs succeeded; failed: {names}",
+            generation, now,
+        )  # fmt: skip
+    if not job.complete:
+        return set_condition(conditions, "Succeeded", "False", "ReportFailed",
+                             "every run succeeded, but the report failed (see ReportReady); "
+                             "the run results are in S3", generation, now)  # fmt: skip
+    return set_condition(conditions, "Succeeded", "True", "AllRunsSucceeded",
+                         f"{len(entries)} runs succeeded", generation, now)  # fmt: skip
+
+
 def aggregate(
     runs: list[Run],
     jobs: dict[str, JobObservation],
@@ -213,12 +263,12 @@ def aggregate(
     suspended: bool,
     now: str,
     baseline: Precision,
+    report: ReportObservation,
     unsized_models: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The whole status (less what other writers own) from the observations."""
+    """The whole status from the observations."""
     entries = [run_status(r, jobs.get(r.id), pods.get(r.id, []), suspended) for r in runs]
     finished = [e for e in entries if e["state"] in TERMINAL]
-    failed = [e for e in entries if e["state"] == "Failed"]
     conditions: list[dict[str, Any]] = list(previous.get("conditions", []))
     conditions = set_condition(
         conditions, "Valid", "True", "SpecValid", f"{len(runs)} runs", generation, now
@@ -233,21 +283,7 @@ def aggregate(
         conditions = [c for c in conditions if c.get("type") != "GPUsEstimated"]
     all_done = len(finished) == len(entries)
     if all_done:
-        conditions = set_condition(
-            conditions, "Progressing", "False", "AllRunsFinished", "", generation, now
-        )
-        if failed:
-            names = ", ".join(f"{e['id']} ({e.get('reason', '').split(':')[0]})" for e in failed)
-            conditions = set_condition(
-                conditions, "Succeeded", "False", "RunsFailed",
-                f"{len(entries) - len(failed)} of {len(entries)} runs succeeded; failed: {names}",
-                generation, now,
-            )  # fmt: skip
-        else:
-            conditions = set_condition(
-                conditions, "Succeeded", "True", "AllRunsSucceeded",
-                f"{len(entries)} runs succeeded", generation, now,
-            )  # fmt: skip
+        conditions = _finished_conditions(conditions, entries, report, generation, now)
     else:
         reason, message = ("Suspended", "spec.suspend is true: no new run starts") if suspended \
             else ("RunsActive", f"{len(finished)} of {len(entries)} runs finished")  # fmt: skip
@@ -256,12 +292,15 @@ def aggregate(
         conditions = set_condition(conditions, "Succeeded", "Unknown", "RunsInProgress",
                                    message, generation, now)  # fmt: skip
     started = any(e["attempts"] > 0 for e in entries)
+    summary = summarize(runs, entries, baseline)
+    if all_done and report.job is not None and report.job.complete:
+        summary["reportUri"] = report.uri
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": conditions,
         "progress": f"{len(finished)}/{len(entries)}",
         "runs": entries,
-        "summary": summarize(runs, entries, baseline),
+        "summary": summary,
     }
     start_time = previous.get("startTime") or (now if started else None)
     if start_time:

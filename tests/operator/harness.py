@@ -94,6 +94,7 @@ class OperatorProcess:
                 "KUBECONFIG": str(self.kubeconfig),
                 "QUANTEVAL_WORKER_IMAGE": "quanteval-worker:test",
                 "QUANTEVAL_WORKER_COMMAND": json.dumps([str(BIN / "quanteval-worker")]),
+                "QUANTEVAL_REPORT_COMMAND": json.dumps([str(BIN / "quanteval"), "report"]),
                 "QUANTEVAL_S3_BUCKET": BUCKET,
                 "QUANTEVAL_S3_SECRET_NAME": S3_SECRET,
                 "QUANTEVAL_GPU_MEMORY_GIB": "80",
@@ -170,8 +171,10 @@ def wait_finished(cluster: Cluster, namespace: str, name: str, timeout: float) -
     return wait_until(finished, timeout=timeout, what=f"QuantEval {name} to finish", interval=1)
 
 
-def jobs(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    out = cluster.kubectl("get", "jobs", "-o", "json", namespace=namespace).stdout
+def jobs(cluster: Cluster, namespace: str, component: str = "run") -> list[dict[str, Any]]:
+    """The Jobs of the runs (component=run) or the report's (component=report)."""
+    selector = f"app.kubernetes.io/component={component}"
+    out = cluster.kubectl("get", "jobs", "-o", "json", "-l", selector, namespace=namespace).stdout
     items: list[dict[str, Any]] = json.loads(out)["items"]
     return items
 

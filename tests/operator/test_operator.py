@@ -84,6 +84,12 @@ def test_an_evaluation_runs_to_success_within_its_parallelism(
     )
     assert round(result.metrics.f1_macro, 4) == runs["tiny-int8"]["metrics"]["f1Macro"]
 
+    assert status["summary"]["reportUri"] == f"{root}/report.html"
+    assert condition(body, "ReportReady")["status"] == "True"
+    assert len(jobs(cluster, eval_namespace, "report")) == 1
+    assert "<img" in (storage.read_text("report.html") or "")
+    assert storage.read_text("report.json")
+
     table = cluster.kubectl("get", "quantevals", namespace=eval_namespace).stdout
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "STATUS", "PROGRESS", "BEST", "AGE"]
@@ -104,7 +110,7 @@ def test_an_evaluation_runs_to_success_within_its_parallelism(
 
 
 def test_a_failing_run_fails_with_its_reason_while_the_others_complete(
-    cluster: Cluster, eval_namespace: str, tiny_model: str
+    cluster: Cluster, eval_namespace: str, tiny_model: str, s3_server: MinioServer
 ) -> None:
     models = [
         {"name": "tiny", "source": tiny_model},
@@ -127,6 +133,12 @@ def test_a_failing_run_fails_with_its_reason_while_the_others_complete(
     succeeded = condition(body, "Succeeded")
     assert (succeeded["status"], succeeded["reason"]) == ("False", "RunsFailed")
     assert "missing-fp32 (CannotLoad)" in succeeded["message"]
+    # The report is written all the same, with the failed run in it.
+    assert condition(body, "ReportReady")["status"] == "True"
+    uri = body["status"]["summary"]["reportUri"]
+    storage = S3Storage(uri.rsplit("/", 1)[0], s3_server.endpoint)
+    storage._client = s3_server.client()
+    assert "missing-fp32" in (storage.read_text("report.json") or "")
 
 
 def test_a_missing_secret_shows_as_the_runs_reason(

@@ -14,6 +14,7 @@ from quanteval_operator.status import (
     STATUS_METRICS,
     JobObservation,
     PodObservation,
+    ReportObservation,
     aggregate,
     invalid_status,
     run_status,
@@ -538,6 +539,12 @@ def test_set_condition_keeps_the_transition_time_while_status_holds() -> None:
 # aggregate
 
 
+REPORT_URI = "s3://bucket/quanteval/ns/eval-uid/report.html"
+WRITTEN_REPORT = ReportObservation(
+    JobObservation("eval-report", succeeded=1, complete=True), [], REPORT_URI
+)
+
+
 def _aggregate(
     runs: list[Run],
     jobs: dict[str, JobObservation],
@@ -548,6 +555,7 @@ def _aggregate(
     generation: int = 1,
     suspended: bool = False,
     unsized: list[str] | None = None,
+    report: ReportObservation = WRITTEN_REPORT,
 ) -> dict[str, Any]:
     return aggregate(
         runs,
@@ -558,6 +566,7 @@ def _aggregate(
         suspended,
         now,
         runs[0].baseline,
+        report,
         unsized,
     )
 
@@ -848,3 +857,41 @@ def test_terminal_entries_count_as_finished(quickstart_dict: Manifest, state: st
 
     assert status["progress"] == "1/1"
     assert status["runs"][0]["state"] == state
+
+
+def test_succeeded_waits_for_the_report(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+    done = dict(_succeed(r) for r in runs)
+    jobs = {r.id: done_job for r, done_job in zip(runs, done, strict=True)}
+    pods = {r.id: [pod] for r, pod in zip(runs, done.values(), strict=True)}
+    writing = ReportObservation(JobObservation("eval-report", active=1), [], REPORT_URI)
+
+    status = _aggregate(runs, jobs, pods, report=writing)
+
+    assert _condition(status, "Succeeded")["status"] == "Unknown"
+    assert _condition(status, "Succeeded")["reason"] == "Reporting"
+    assert "reportUri" not in status["summary"]
+    written = _aggregate(runs, jobs, pods, status, now=T2)
+    assert _condition(written, "Succeeded")["status"] == "True"
+    assert _condition(written, "ReportReady")["reason"] == "ReportWritten"
+    assert written["summary"]["reportUri"] == REPORT_URI
+
+
+def test_a_failed_report_is_a_condition_and_the_runs_stay(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+    done = dict(_succeed(r) for r in runs)
+    jobs = {r.id: done_job for r, done_job in zip(runs, done, strict=True)}
+    pods = {r.id: [pod] for r, pod in zip(runs, done.values(), strict=True)}
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    report_job = _job(_job_body("eval-report", failed=2, conditions=[failed]))
+    logs = "Traceback ...\nquanteval.exitcodes.StorageError: cannot write report.html"
+    pod = _pod(_pod_body("eval-report-p", T1, "Failed", state=_terminated(6, logs, "Error")))
+
+    status = _aggregate(runs, jobs, pods, report=ReportObservation(report_job, [pod], REPORT_URI))
+
+    ready = _condition(status, "ReportReady")
+    assert (ready["status"], ready["reason"]) == ("False", "ReportFailed")
+    assert "cannot write report.html" in ready["message"]
+    assert _condition(status, "Succeeded")["reason"] == "ReportFailed"
+    assert all(r["state"] == "Succeeded" and r["metrics"] for r in status["runs"])
+    assert "reportUri" not in status["summary"]

@@ -1,0 +1,214 @@
+"""The report from the runs' records: pure, plain data in, plain data out."""
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from quanteval.precisions import PRECISION_ORDER, Precision
+from quanteval.report.claim import ClaimRun, check_claim
+from quanteval.report.data import SUCCEEDED, RunRecord
+from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_means
+from quanteval.report.pareto import Point, pareto_front
+from quanteval.report.samples import DEFAULT_SAMPLES, sample_rows
+from quanteval.report.schema import (
+    BaselineComparison,
+    EvaluationInfo,
+    Report,
+    RunReport,
+)
+from quanteval.summary import Comparison, RunOutcome, best_run, compare
+from quanteval.textstats import distinct_n
+
+
+def run_outcome(record: RunRecord) -> RunOutcome:
+    """The record as quanteval.summary's outcome (the shared comparison's input)."""
+    if record.result is None:
+        return RunOutcome(
+            record.run_id, record.model, record.precision, record.state, reason=record.reason
+        )
+    m = record.result.metrics
+    return RunOutcome(
+        run_id=record.run_id,
+        model=record.model,
+        precision=record.precision,
+        state=record.state,
+        f1_macro=m.f1_macro,
+        accuracy=m.accuracy,
+        intensity=m.intensity,
+        weights_bytes=m.weights_bytes,
+        peak_memory_bytes=m.peak_memory_bytes,
+        load_peak_memory_bytes=m.load_peak_memory_bytes,
+        load_seconds=m.load_seconds,
+        generation_seconds=m.generation_seconds,
+        tokens_per_second=m.tokens_per_second,
+        reason=record.reason,
+    )
+
+
+def order_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """By model (in order of first appearance), then precision, highest first."""
+    models = list(dict.fromkeys(r.model for r in records))
+    return sorted(
+        records, key=lambda r: (models.index(r.model), PRECISION_ORDER.index(r.precision))
+    )
+
+
+def model_baselines(records: Sequence[RunRecord]) -> dict[str, Precision]:
+    """Each model's baseline precision as its results record it (models with none: absent)."""
+    baselines: dict[str, Precision] = {}
+    for record in records:
+        if record.result is not None:
+            baselines.setdefault(record.model, record.result.baseline)
+    return baselines
+
+
+def baseline_runs(
+    records: Sequence[RunRecord], baselines: dict[str, Precision]
+) -> dict[str, RunRecord]:
+    """Each model's succeeded baseline run (models whose baseline run failed: absent)."""
+    return {
+        r.model: r
+        for r in records
+        if r.state == SUCCEEDED and baselines.get(r.model) == r.precision
+    }
+
+
+def _comparisons(
+    records: Sequence[RunRecord], baselines: dict[str, Precision]
+) -> dict[str, Comparison]:
+    rows: dict[str, Comparison] = {}
+    for model, baseline in baselines.items():
+        outcomes = [run_outcome(r) for r in records if r.model == model]
+        rows.update({row.outcome.run_id: row for row in compare(outcomes, baseline)})
+    return rows
+
+
+def against_baseline(
+    record: RunRecord, base: RunRecord | None, comparison: Comparison | None
+) -> BaselineComparison | None:
+    """The run against its model's baseline run; None unless both succeeded."""
+    if record.state != SUCCEEDED or base is None or comparison is None:
+        return None
+    pairs = pair_by_sample(base.generations, record.generations)
+    rouge = rouge_means(pairs)
+    return BaselineComparison(
+        baseline_run_id=base.run_id,
+        weights_saving_pct=comparison.weights_saving_pct,
+        memory_saving_pct=comparison.memory_saving_pct,
+        f1_delta_pp=comparison.f1_delta_pp,
+        time_ratio=comparison.time_ratio,
+        matched_samples=len(pairs),
+        rouge1=rouge.rouge1 if rouge else None,
+        rouge2=rouge.rouge2 if rouge else None,
+        rouge_l=rouge.rouge_l if rouge else None,
+        intensity_drift=intensity_drift(pairs),
+    )
+
+
+def run_report(
+    record: RunRecord,
+    baseline: Precision | None,
+    vs_baseline: BaselineComparison | None,
+    on_front: bool,
+) -> RunReport:
+    """The run's row: its own figures (succeeded runs only) and its comparison."""
+    row = RunReport(
+        run_id=record.run_id,
+        model=record.model,
+        precision=record.precision,
+        state=record.state,
+        reason=record.reason,
+        baseline=baseline,
+        is_baseline=record.precision == baseline,
+        samples=len(record.generations),
+    )
+    if record.result is None or record.state != SUCCEEDED:
+        return row
+    m = record.result.metrics
+    texts = [g.text for g in record.generations]
+    return replace(
+        row,
+        f1_macro=m.f1_macro,
+        accuracy=m.accuracy,
+        intensity=m.intensity,
+        distinct1=distinct_n(texts, 1) if texts else m.distinct1,
+        distinct2=distinct_n(texts, 2) if texts else m.distinct2,
+        weights_bytes=m.weights_bytes,
+        peak_memory_bytes=m.peak_memory_bytes,
+        generation_seconds=m.generation_seconds,
+        tokens_per_second=m.tokens_per_second,
+        per_emotion_f1={e: s.f1 for e, s in record.result.per_emotion.items()},
+        vs_baseline=vs_baseline,
+        on_pareto_front=on_front,
+    )
+
+
+def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
+    return [
+        ClaimRun(
+            r.run_id,
+            r.model,
+            r.precision,
+            r.result.metrics.f1_macro,
+            r.result.metrics.peak_memory_bytes,
+        )
+        for r in records
+        if r.state == SUCCEEDED and r.result is not None
+    ]
+
+
+def compute_report(
+    records: Sequence[RunRecord],
+    *,
+    source: str,
+    generated_at: str,
+    ignored: Sequence[str] = (),
+    sample_count: int = DEFAULT_SAMPLES,
+) -> Report:
+    runs = order_runs(records)
+    baselines = model_baselines(runs)
+    bases = baseline_runs(runs, baselines)
+    comparisons = _comparisons(runs, baselines)
+    succeeded = _claim_runs(runs)
+    front = [
+        p.run_id
+        for p in pareto_front([Point(r.run_id, r.f1, r.peak_memory_bytes) for r in succeeded])
+    ]
+    reports = tuple(
+        run_report(
+            r,
+            baselines.get(r.model),
+            against_baseline(r, bases.get(r.model), comparisons.get(r.run_id)),
+            r.run_id in front,
+        )
+        for r in runs
+    )
+    models = list(dict.fromkeys(r.model for r in runs))
+    claim = check_claim(
+        succeeded,
+        {m: b.result.metrics.weights_bytes for m, b in bases.items() if b.result is not None},
+        models,
+    )
+    best = best_run([run_outcome(r) for r in runs])
+    results = [r.result for r in runs if r.result is not None]
+    evaluation = (
+        EvaluationInfo(
+            results[0].evaluation.name,
+            results[0].evaluation.namespace,
+            results[0].evaluation.uid,
+        )
+        if results
+        else None
+    )
+    emotions = tuple(dict.fromkeys(e for result in results for e in result.per_emotion))
+    return Report(
+        source=source,
+        generated_at=generated_at,
+        evaluation=evaluation,
+        emotions=emotions,
+        runs=reports,
+        best_run=best.run_id if best else None,
+        pareto_front=tuple(front),
+        claim=claim,
+        samples=tuple(row for m in models for row in sample_rows(m, runs, sample_count)),
+        ignored=tuple(ignored),
+    )

@@ -1,0 +1,63 @@
+"""How far a run's generations moved from its baseline's: ROUGE and intensity drift, per sample."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from statistics import fmean
+from typing import Any
+
+from quanteval.report.data import Generation
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+Pair = tuple[Generation, Generation]  # (the baseline's generation, the run's)
+
+
+@dataclass(frozen=True)
+class RougeMeans:
+    rouge1: float
+    rouge2: float
+    rouge_l: float
+
+
+def pair_by_sample(baseline: Sequence[Generation], run: Sequence[Generation]) -> list[Pair]:
+    """Generations of the same sample (prompt id, emotion, sample index) in both, in run order."""
+    base = {g.sample_key: g for g in baseline}
+    return [(base[g.sample_key], g) for g in run if g.sample_key in base]
+
+
+@cache
+def _scorer() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+
+def rouge_f(reference: str, text: str) -> tuple[float, float, float]:
+    """ROUGE-1/2/L F-measure of `text` against `reference` (rouge-score, Porter stemmer).
+
+    Identical texts score 1.0 even when rouge-score finds no token in them (it keeps only
+    a-z and 0-9: a text of emoji has none, and would score 0 against itself).
+    """
+    if reference == text:
+        return (1.0, 1.0, 1.0)
+    scores = _scorer().score(reference, text)
+    return (scores["rouge1"].fmeasure, scores["rouge2"].fmeasure, scores["rougeL"].fmeasure)
+
+
+def rouge_means(pairs: Sequence[Pair]) -> RougeMeans | None:
+    """Mean ROUGE-1/2/L F-measure of each run text against its baseline text; None if no pair."""
+    if not pairs:
+        return None
+    scores = [rouge_f(base.text, run.text) for base, run in pairs]
+    return RougeMeans(
+        rouge1=fmean(s[0] for s in scores),
+        rouge2=fmean(s[1] for s in scores),
+        rouge_l=fmean(s[2] for s in scores),
+    )
+
+
+def intensity_drift(pairs: Sequence[Pair]) -> float | None:
+    """Mean absolute change of the intended emotion's probability, in points (0-100 scale)."""
+    if not pairs:
+        return None
+    return fmean(abs(run.intensity - base.intensity) for base, run in pairs)

@@ -1,0 +1,97 @@
+"""Reading an evaluation's runs from storage (a local directory or an S3 prefix): the I/O edge."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from quanteval.exitcodes import InvalidSpecError
+from quanteval.report.data import (
+    FAILED,
+    MISSING,
+    SUCCEEDED,
+    ExpectedRun,
+    RunRecord,
+    parse_generations,
+    parse_run_id,
+)
+from quanteval.results import GENERATIONS_FILE, RESULT_FILE, RunResult
+from quanteval.storage import Storage
+
+RUNS = "runs"
+
+
+@dataclass(frozen=True)
+class LoadedEvaluation:
+    runs: list[RunRecord]
+    ignored: list[str]  # names under runs/ that are not `<model>-<precision>`
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "document"
+    return f"{where}: {first['msg']}"
+
+
+def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -> RunRecord | None:
+    """The record of `runs/<name>/`; None when the name is not a run id."""
+    parsed = parse_run_id(name)
+    if parsed is None:
+        return None
+    model, precision = parsed
+    directory = storage.child(f"{RUNS}/{name}")
+    text = directory.read_text(GENERATIONS_FILE)
+    generations, bad = parse_generations(text.splitlines() if text is not None else [])
+    notes = [f"{bad} unreadable lines in {GENERATIONS_FILE} skipped"] if bad else []
+    failure = expected.reason if expected is not None else ""
+    result_text = directory.read_text(RESULT_FILE)
+    if result_text is None:
+        files = directory.list_children("")
+        state = FAILED if files else MISSING
+        default = f"no {RESULT_FILE}: the run " + ("did not finish" if files else "wrote nothing")
+        return RunRecord(
+            name, model, precision, state, "; ".join([failure or default, *notes]),
+            generations=tuple(generations),
+        )  # fmt: skip
+    try:
+        result = RunResult.model_validate_json(result_text)
+    except ValidationError as error:
+        reason = f"invalid {RESULT_FILE}: {_first_error(error)}"
+        return RunRecord(name, model, precision, FAILED, "; ".join([reason, *notes]))
+    return RunRecord(
+        run_id=name,
+        model=result.model,
+        precision=result.precision,
+        state=SUCCEEDED,
+        reason="; ".join(notes),
+        result=result,
+        generations=tuple(generations),
+    )
+
+
+def load_evaluation(storage: Storage, expected: Sequence[ExpectedRun] = ()) -> LoadedEvaluation:
+    """Every run under `runs/`, plus each expected run that left nothing there (as Missing).
+
+    Raises InvalidSpecError when there is no `runs/` at all and no run was expected.
+    """
+    names = storage.list_children(RUNS)
+    if not names and not expected:
+        raise InvalidSpecError(
+            f"{storage.uri}: no {RUNS}/ here, so nothing to report: give the evaluation's "
+            f"directory or S3 prefix (the one holding {RUNS}/<run>/{RESULT_FILE})"
+        )
+    by_id = {e.run_id: e for e in expected}
+    runs: list[RunRecord] = []
+    ignored: list[str] = []
+    for name in names:
+        record = load_run(storage, name, by_id.get(name))
+        if record is None:
+            ignored.append(name)
+        else:
+            runs.append(record)
+    seen = {r.run_id for r in runs}
+    for run in expected:
+        if run.run_id not in seen:
+            reason = run.reason or f"no {RUNS}/{run.run_id}/: the run wrote nothing"
+            runs.append(RunRecord(run.run_id, run.model, run.precision, MISSING, reason))
+    return LoadedEvaluation(runs, ignored)

@@ -1,0 +1,205 @@
+"""The report's plots as PNG bytes: matplotlib's Agg canvas on figures of their own (no pyplot,
+no display, no global state)."""
+
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from quanteval.report.fmt import human_bytes
+from quanteval.report.schema import Report, RunReport
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DPI = 140
+WIDTH = 7.0  # inches: about 1000 pixels
+MARKERS = {"fp32": "o", "bf16": "s", "fp16": "D", "int8": "^", "nf4": "v", "fp4": "P"}
+MIB = 2**20
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Plots:
+    f1_memory: bytes
+    emotion_f1: bytes
+    memory: bytes
+    time: bytes
+
+
+def _config_dir() -> None:
+    """Pods have a read-only root filesystem: keep matplotlib's config and font cache in /tmp."""
+    if "MPLCONFIGDIR" not in os.environ:
+        directory = Path(tempfile.gettempdir()) / f"quanteval-matplotlib-{os.getuid()}"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.environ["MPLCONFIGDIR"] = str(directory)
+
+
+def _figure(width: float, height: float) -> "Figure":
+    _config_dir()
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _png(figure: "Figure") -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", facecolor="white")
+    return buffer.getvalue()
+
+
+def _empty(ax: "Axes", title: str) -> None:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, "no succeeded runs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def _succeeded(runs: Sequence[RunReport]) -> list[RunReport]:
+    return [r for r in runs if r.state == "Succeeded"]
+
+
+def _memory_unit(values: Sequence[int]) -> tuple[int, str]:
+    return (GIB, "GiB") if max(values, default=0) >= 4 * GIB else (MIB, "MiB")
+
+
+def _colors(runs: Sequence[RunReport]) -> dict[str, str]:
+    models = list(dict.fromkeys(r.model for r in runs))
+    return {m: f"C{i % 10}" for i, m in enumerate(models)}
+
+
+def f1_memory_png(runs: Sequence[RunReport], front: Sequence[str]) -> bytes:
+    """F1 against peak memory, one labelled point per run, the Pareto front as a dashed line."""
+    figure = _figure(WIDTH, 4.6)
+    ax = figure.add_subplot()
+    title = "Macro-F1 against peak memory"
+    done = [r for r in _succeeded(runs) if r.f1_macro is not None and r.peak_memory_bytes]
+    if not done:
+        _empty(ax, title)
+        return _png(figure)
+    scale, unit = _memory_unit([r.peak_memory_bytes or 0 for r in done])
+    colors = _colors(done)
+    on_front = sorted(
+        (r for r in done if r.run_id in front), key=lambda r: r.peak_memory_bytes or 0
+    )
+    if on_front:
+        ax.plot(
+            [(r.peak_memory_bytes or 0) / scale for r in on_front],
+            [r.f1_macro or 0.0 for r in on_front],
+            linestyle="--", color="0.45", linewidth=1.2, zorder=1, label="Pareto front",
+        )  # fmt: skip
+    for r in done:
+        x, y = (r.peak_memory_bytes or 0) / scale, r.f1_macro or 0.0
+        ax.scatter(
+            [x], [y], s=70, color=colors[r.model], marker=MARKERS.get(r.precision.value, "o"),
+            edgecolors="black" if r.on_pareto_front else "none", linewidths=1.2, zorder=2,
+        )  # fmt: skip
+        ax.annotate(
+            f"{r.model}/{r.precision.value}", (x, y), xytext=(6, 6),
+            textcoords="offset points", fontsize=9,
+        )  # fmt: skip
+    ax.set_title(title)
+    ax.set_xlabel(f"peak memory ({unit}, generation phase)")
+    ax.set_ylabel("macro-F1")
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.15, y=0.15)
+    if on_front:
+        ax.legend(loc="best")
+    return _png(figure)
+
+
+def emotion_heatmap_png(runs: Sequence[RunReport], emotions: Sequence[str]) -> bytes:
+    """Per-emotion F1: one row per succeeded run, one column per emotion."""
+    done = [r for r in _succeeded(runs) if r.per_emotion_f1]
+    figure = _figure(WIDTH, 1.4 + 0.4 * max(len(done), 1))
+    ax = figure.add_subplot()
+    title = "F1 per emotion"
+    if not done or not emotions:
+        _empty(ax, title)
+        return _png(figure)
+    values = [[r.per_emotion_f1.get(e, float("nan")) for e in emotions] for r in done]
+    image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            if value == value:  # not NaN
+                color = "black" if value > 0.6 else "white"
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize=9)
+    ax.set_xticks(range(len(emotions)), list(emotions))
+    ax.set_yticks(range(len(done)), [r.run_id for r in done])
+    ax.set_title(title)
+    figure.colorbar(image, ax=ax, label="F1")
+    return _png(figure)
+
+
+def memory_bars_png(runs: Sequence[RunReport]) -> bytes:
+    """Weights and peak memory per run, side by side."""
+    done = [r for r in _succeeded(runs) if r.peak_memory_bytes is not None]
+    figure = _figure(WIDTH, 1.4 + 0.55 * max(len(done), 1))
+    ax = figure.add_subplot()
+    title = "Memory per run"
+    if not done:
+        _empty(ax, title)
+        return _png(figure)
+    scale, unit = _memory_unit([r.peak_memory_bytes or 0 for r in done])
+    positions = list(range(len(done)))
+    series = (
+        ("weights", [r.weights_bytes or 0 for r in done], -0.2, "C0"),
+        ("peak (generation)", [r.peak_memory_bytes or 0 for r in done], 0.2, "C1"),
+    )
+    for label, values, offset, color in series:
+        bars = ax.barh(
+            [p + offset for p in positions], [v / scale for v in values], height=0.38,
+            label=label, color=color,
+        )  # fmt: skip
+        ax.bar_label(bars, [human_bytes(v) for v in values], padding=3, fontsize=8)
+    ax.set_yticks(positions, [r.run_id for r in done])
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    ax.margins(x=0.2)
+    figure.legend(loc="outside lower center", ncols=2, frameon=False)
+    return _png(figure)
+
+
+def time_bars_png(runs: Sequence[RunReport]) -> bytes:
+    """Generation wall time per run, with its tokens per second."""
+    done = [r for r in _succeeded(runs) if r.generation_seconds is not None]
+    figure = _figure(WIDTH, 1.4 + 0.4 * max(len(done), 1))
+    ax = figure.add_subplot()
+    title = "Generation time per run"
+    if not done:
+        _empty(ax, title)
+        return _png(figure)
+    colors = _colors(done)
+    bars = ax.barh(
+        [r.run_id for r in done],
+        [r.generation_seconds or 0.0 for r in done],
+        color=[colors[r.model] for r in done],
+        height=0.6,
+    )
+    labels = [
+        f"{r.generation_seconds or 0.0:.1f} s"
+        + (f" · {r.tokens_per_second:.1f} tokens/s" if r.tokens_per_second is not None else "")
+        for r in done
+    ]
+    ax.bar_label(bars, labels, padding=3, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.set_title(title)
+    ax.margins(x=0.45)  # room for the labels
+    return _png(figure)
+
+
+def render_plots(report: Report) -> Plots:
+    return Plots(
+        f1_memory=f1_memory_png(report.runs, report.pareto_front),
+        emotion_f1=emotion_heatmap_png(report.runs, report.emotions),
+        memory=memory_bars_png(report.runs),
+        time=time_bars_png(report.runs),
+    )

@@ -1,0 +1,143 @@
+"""The report's plain data (`report.json`, versioned): what compute.py produces, what is written.
+
+Plain frozen dataclasses; `__pydantic_config__` only names their JSON fields in camelCase (read by
+pydantic's TypeAdapter in serialize.py), as in `result.json`.
+"""
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Final, Literal
+
+from pydantic import ConfigDict
+from pydantic.alias_generators import to_camel
+
+from quanteval.precisions import Precision
+
+REPORT_SCHEMA: Final = "quanteval.io/report/v1"
+CAMEL_CASE: Final = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """A run against the same model's baseline run (the baseline against itself too)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    baseline_run_id: str
+    weights_saving_pct: float | None  # 100 * (1 - weights / baseline's)
+    memory_saving_pct: float | None  # 100 * (1 - peak memory / baseline's)
+    f1_delta_pp: float | None  # 100 * (F1 - baseline's F1): percentage points
+    time_ratio: float | None  # generation seconds / baseline's
+    matched_samples: int  # samples (prompt, emotion, sample index) both runs generated
+    rouge1: float | None  # mean ROUGE F-measure against the baseline's text of the same sample
+    rouge2: float | None
+    rouge_l: float | None
+    intensity_drift: float | None  # mean |intended-emotion probability - baseline's| x 100
+
+
+@dataclass(frozen=True)
+class RunReport:
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    run_id: str
+    model: str
+    precision: Precision
+    state: str  # Succeeded, Failed (started, no valid result.json), Missing (nothing written)
+    reason: str
+    baseline: Precision | None  # the model's baseline precision, as its results record it
+    is_baseline: bool
+    f1_macro: float | None = None
+    accuracy: float | None = None
+    intensity: float | None = None
+    distinct1: float | None = None
+    distinct2: float | None = None
+    weights_bytes: int | None = None
+    peak_memory_bytes: int | None = None
+    generation_seconds: float | None = None
+    tokens_per_second: float | None = None
+    samples: int = 0  # generations read
+    per_emotion_f1: dict[str, float] = field(default_factory=dict)
+    vs_baseline: BaselineComparison | None = None  # None: the run or its baseline did not succeed
+    on_pareto_front: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimComparison:
+    """A larger model at a lower precision against a smaller one at a higher precision."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    larger_run_id: str
+    larger_f1: float
+    larger_peak_memory_bytes: int
+    smaller_run_id: str
+    smaller_f1: float
+    smaller_peak_memory_bytes: int
+    memory_ratio: float  # the larger model's peak memory / the smaller's
+    larger_wins: bool  # strictly higher F1
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    claim: str
+    similar_memory: str  # how "similar memory" is defined
+    comparisons: tuple[ClaimComparison, ...]
+    wins: int
+    verdict: str
+    models_by_size: tuple[str, ...]  # largest first, by weights at the baseline precision
+    models_left_out: tuple[str, ...]  # no succeeded baseline run, so no size
+
+
+@dataclass(frozen=True)
+class SampleCell:
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    run_id: str
+    precision: Precision
+    text: str | None  # None: this run has no generation for the sample
+    predicted: str | None = None
+    intensity: float | None = None  # the intended emotion's probability x 100
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One sample (prompt, emotion, sample index) of one model at each of its precisions."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    model: str
+    key: str
+    emotion: str
+    prompt: str
+    cells: tuple[SampleCell, ...]
+
+
+@dataclass(frozen=True)
+class EvaluationInfo:
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    schema_version: Literal["quanteval.io/report/v1"] = REPORT_SCHEMA
+    source: str  # the evaluation's directory or S3 prefix
+    generated_at: str
+    evaluation: EvaluationInfo | None  # None when no run succeeded
+    emotions: tuple[str, ...]
+    runs: tuple[RunReport, ...]
+    best_run: str | None  # highest F1; on a tie, less peak memory
+    pareto_front: tuple[str, ...]  # run ids, by peak memory
+    claim: ClaimCheck
+    samples: tuple[SampleRow, ...]
+    ignored: tuple[str, ...] = ()  # names under runs/ that are not runs
+
+    @property
+    def title(self) -> str:
+        return self.evaluation.name if self.evaluation else self.source

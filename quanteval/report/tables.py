@@ -1,0 +1,163 @@
+"""The report as text: `report.csv` (one row per run) and `report.md` (table and claim check)."""
+
+import csv
+import io
+
+from quanteval.report.fmt import human_bytes, num, signed
+from quanteval.report.schema import BaselineComparison, Report, RunReport
+
+NO_COMPARISON = BaselineComparison("", None, None, None, None, 0, None, None, None, None)
+
+CSV_COLUMNS = (
+    "runId", "model", "precision", "state", "reason", "isBaseline", "f1Macro", "accuracy",
+    "intensity", "distinct1", "distinct2", "weightsBytes", "peakMemoryBytes",
+    "generationSeconds", "tokensPerSecond", "weightsSavingPct", "memorySavingPct", "f1DeltaPp",
+    "timeRatio", "rouge1", "rouge2", "rougeL", "intensityDrift", "matchedSamples",
+    "onParetoFront",
+)  # fmt: skip
+
+TABLE_HEADERS = (
+    "run", "state", "F1", "accuracy", "intensity", "distinct-2", "weights", "peak memory",
+    "gen s", "tokens/s", "memory saving %", "F1 Δ pp", "time ×", "ROUGE-1", "ROUGE-2",
+    "ROUGE-L", "intensity drift", "Pareto",
+)  # fmt: skip
+
+
+def _csv_value(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def csv_row(run: RunReport, emotions: tuple[str, ...]) -> list[object]:
+    c = run.vs_baseline or NO_COMPARISON
+    values: list[object] = [
+        run.run_id, run.model, run.precision.value, run.state, run.reason, run.is_baseline,
+        run.f1_macro, run.accuracy, run.intensity, run.distinct1, run.distinct2,
+        run.weights_bytes, run.peak_memory_bytes, run.generation_seconds, run.tokens_per_second,
+        c.weights_saving_pct, c.memory_saving_pct, c.f1_delta_pp,
+        c.time_ratio, c.rouge1, c.rouge2, c.rouge_l,
+        c.intensity_drift, c.matched_samples if run.vs_baseline else None, run.on_pareto_front,
+    ]  # fmt: skip
+    values += [run.per_emotion_f1.get(e) for e in emotions]
+    return [_csv_value(v) for v in values]
+
+
+def to_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*CSV_COLUMNS, *(f"f1.{e}" for e in report.emotions)])
+    for run in report.runs:
+        writer.writerow(csv_row(run, report.emotions))
+    return out.getvalue()
+
+
+def table_cells(run: RunReport) -> list[str]:
+    """One run's cells under TABLE_HEADERS (shared by the Markdown and the HTML table)."""
+    c = run.vs_baseline or NO_COMPARISON
+    return [
+        run.run_id + (" (baseline)" if run.is_baseline else ""),
+        run.state,
+        num(run.f1_macro, ".3f"),
+        num(run.accuracy, ".3f"),
+        num(run.intensity, ".1f"),
+        num(run.distinct2, ".3f"),
+        human_bytes(run.weights_bytes),
+        human_bytes(run.peak_memory_bytes),
+        num(run.generation_seconds, ".1f"),
+        num(run.tokens_per_second, ".1f"),
+        signed(c.memory_saving_pct, ".1f"),
+        signed(c.f1_delta_pp, ".1f"),
+        num(c.time_ratio, ".2f"),
+        num(c.rouge1, ".3f"),
+        num(c.rouge2, ".3f"),
+        num(c.rouge_l, ".3f"),
+        num(c.intensity_drift, ".1f"),
+        "★" if run.on_pareto_front else "",
+    ]
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(report: Report) -> str:
+    lines = [
+        "| " + " | ".join(TABLE_HEADERS) + " |",
+        "| " + " | ".join("---" if h in ("run", "state") else "---:" for h in TABLE_HEADERS) + " |",
+    ]
+    for run in report.runs:
+        lines.append("| " + " | ".join(_md_escape(c) for c in table_cells(run)) + " |")
+    return "\n".join(lines)
+
+
+def claim_lines(report: Report) -> list[str]:
+    claim = report.claim
+    lines = [
+        f"Claim: {claim.claim} ({claim.similar_memory}; the larger model wins with a strictly "
+        "higher macro-F1).",
+        "",
+        f"**Verdict: {claim.verdict}.**",
+    ]
+    if claim.comparisons:
+        lines.append("")
+    for c in claim.comparisons:
+        outcome = "wins" if c.larger_wins else "does not win"
+        lines.append(
+            f"- {c.larger_run_id} (F1 {c.larger_f1:.3f}, "
+            f"{human_bytes(c.larger_peak_memory_bytes)}) vs {c.smaller_run_id} "
+            f"(F1 {c.smaller_f1:.3f}, {human_bytes(c.smaller_peak_memory_bytes)}), "
+            f"memory ×{c.memory_ratio:.2f}: the larger model {outcome}"
+        )
+    if len(claim.models_by_size) < 2:
+        lines += ["", "(Needs two models of different sizes with a succeeded baseline run.)"]
+    if claim.models_left_out:
+        lines += [
+            "",
+            f"Left out (no succeeded baseline run, so no size): {', '.join(claim.models_left_out)}",
+        ]
+    return lines
+
+
+def notes(report: Report) -> list[str]:
+    out = [
+        f"- {r.run_id}: {r.state}" + (f" ({r.reason})" if r.reason else "")
+        for r in report.runs
+        if r.state != "Succeeded"
+    ]
+    for model in dict.fromkeys(r.model for r in report.runs):
+        if not any(r.vs_baseline for r in report.runs if r.model == model):
+            out.append(f"- {model}: no succeeded baseline run, so no comparison against it")
+    if report.ignored:
+        out.append(f"- not runs, ignored: {', '.join(report.ignored)}")
+    return out
+
+
+def to_markdown(report: Report) -> str:
+    front = ", ".join(report.pareto_front) or "none"
+    lines = [
+        f"# QuantEval report: {report.title}",
+        "",
+        f"Source: `{report.source}`; generated {report.generated_at}.",
+        "",
+        "## Comparison",
+        "",
+        "Against each model's baseline precision: memory saving (peak), F1 change in percentage "
+        "points, generation time ratio, mean ROUGE F-measure against the baseline's text of the "
+        "same sample, and intensity drift (mean absolute change of the intended emotion's "
+        "probability, in points of 0-100). ★: on the Pareto front of F1 against peak memory.",
+        "",
+        markdown_table(report),
+        "",
+        f"Best run: {report.best_run or 'none'}. Pareto front (F1 against peak memory): {front}.",
+        "",
+        "## Claim check",
+        "",
+        *claim_lines(report),
+    ]
+    extra = notes(report)
+    if extra:
+        lines += ["", "## Notes", "", *extra]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,568 @@
+"""The evaluation report: every computed number on hand-made runs, and the files it writes."""
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from quanteval.cli import main
+from quanteval.exitcodes import ExitCode, InvalidSpecError
+from quanteval.precisions import Precision
+from quanteval.report import REPORT_SCHEMA, BuiltReport, ExpectedRun, build_report
+from quanteval.report.claim import NO_PAIR, ClaimRun, check_claim, similar_memory, verdict
+from quanteval.report.data import Generation, parse_generations, parse_run_id
+from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_f, rouge_means
+from quanteval.report.pareto import Point, pareto_front
+from quanteval.report.samples import pick_samples
+from quanteval.report.schema import Report, RunReport
+from quanteval.report.serialize import from_json, to_json
+from quanteval.results import (
+    ConfusionMatrix,
+    EmotionScores,
+    RunMetrics,
+    RunResult,
+)
+from quanteval.runspec import EvaluationRef
+from quanteval.storage import LocalStorage
+
+FP32, BF16, INT8, NF4 = Precision.FP32, Precision.BF16, Precision.INT8, Precision.NF4
+EMOTIONS = ("anger", "joy")
+# (prompt id, emotion, sample index) -> (text, probability of the intended emotion)
+Samples = dict[tuple[int, str, int], tuple[str, float]]
+
+
+def make_result(
+    model: str,
+    precision: Precision,
+    *,
+    f1: float,
+    weights: int,
+    peak: int,
+    seconds: float,
+    baseline: Precision = FP32,
+    per_emotion_f1: tuple[float, float] = (0.5, 0.5),
+) -> RunResult:
+    metrics = RunMetrics(
+        f1_macro=f1, accuracy=f1, intensity=50.0,
+        distinct1=0.123, distinct2=0.456,  # deliberately not what the generations give
+        weights_bytes=weights, peak_memory_bytes=peak, load_peak_memory_bytes=peak,
+        generation_peak_memory_bytes=peak, load_seconds=1.0, generation_seconds=seconds,
+        tokens_per_second=100.0 / seconds, latency_p50_ms=1.0, latency_p95_ms=2.0,
+        generated_tokens=100, samples=4,
+    )  # fmt: skip
+    return RunResult(
+        evaluation=EvaluationRef(name="hand-made", namespace="default", uid="local"),
+        run_id=f"{model}-{precision.value}",
+        model=model,
+        source="package:nothing",
+        revision=None,
+        precision=precision,
+        baseline=baseline,
+        content_hash="0" * 16,
+        device="cpu",
+        batch_size=4,
+        metrics=metrics,
+        per_emotion={
+            e: EmotionScores(f1=f, precision=f, recall=f, support=2, intensity=50.0)
+            for e, f in zip(EMOTIONS, per_emotion_f1, strict=True)
+        },
+        confusion=ConfusionMatrix(
+            labels=list(EMOTIONS), predicted_labels=list(EMOTIONS), matrix=[[1, 1], [1, 1]]
+        ),
+        memory={"peakMemoryBytes": peak},
+        environment={},
+        started_at="2025-01-01T00:00:00+00:00",
+        finished_at="2025-01-01T00:01:00+00:00",
+    )
+
+
+def generation_lines(samples: Samples) -> str:
+    lines = []
+    for (prompt_id, emotion, index), (text, probability) in samples.items():
+        other = next(e for e in EMOTIONS if e != emotion)
+        record = {
+            "key": f"p{prompt_id}-{emotion}-s{index}",
+            "promptId": prompt_id,
+            "emotion": emotion,
+            "sampleIndex": index,
+            "seed": 1,
+            "prompt": f"Write a text that expresses {emotion}",
+            "text": text,
+            "predicted": emotion if probability >= 0.5 else other,
+            "probabilities": {emotion: probability, other: 1.0 - probability},
+            "promptTokens": 10,
+            "newTokens": 5,
+            "batchLatencyMs": 1.0,
+        }
+        lines.append(json.dumps(record))
+    return "\n".join(lines) + "\n"
+
+
+def write_run(
+    root: Path, run_id: str, result: RunResult | None, samples: Samples | None = None
+) -> None:
+    """A run directory as the worker leaves it (no result.json: the run did not finish)."""
+    storage = LocalStorage(root).child(f"runs/{run_id}")
+    (root / "runs" / run_id).mkdir(parents=True, exist_ok=True)
+    if samples is not None:
+        storage.write_text("generations.jsonl", generation_lines(samples))
+    if result is not None:
+        storage.write_text("result.json", result.to_json())
+
+
+BIG_FP32: Samples = {
+    (1, "anger", 0): ("the cat sat", 0.75),
+    (1, "joy", 0): ("a happy day", 0.5),
+    (2, "anger", 0): ("storm clouds gather", 0.25),
+    (2, "joy", 0): ("sunny fields", 1.0),
+}
+BIG_INT8: Samples = {
+    (1, "anger", 0): ("the cat ran", 0.70),  # ROUGE-1 2/3, ROUGE-2 1/2, ROUGE-L 2/3
+    (1, "joy", 0): ("a happy day", 0.6),  # identical: 1
+    (2, "anger", 0): ("storm clouds gather", 0.25),  # identical: 1
+    (2, "joy", 0): ("dogs bark loudly", 0.0),  # disjoint: 0
+}
+BIG_NF4: Samples = {
+    (1, "anger", 0): ("the cat sat", 0.25),  # identical
+    (1, "joy", 0): ("xyz", 0.5),  # disjoint
+    (3, "anger", 0): ("not in the baseline", 0.9),  # no counterpart: left out
+}
+SMALL: Samples = {(1, "anger", 0): ("joy joy joy", 0.4), (1, "joy", 0): ("joy joy", 0.9)}
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two models: big (fp32 baseline, int8, nf4) and small (fp32 baseline, bf16)."""
+    root = tmp_path_factory.mktemp("report") / "eval"
+    runs = [
+        ("big", FP32, 0.80, 4000, 5000, 20.0, BIG_FP32),
+        ("big", INT8, 0.70, 1000, 2000, 40.0, BIG_INT8),
+        ("big", NF4, 0.60, 600, 1100, 30.0, BIG_NF4),
+        ("small", FP32, 0.50, 1000, 1000, 10.0, SMALL),
+        ("small", BF16, 0.75, 500, 1800, 5.0, SMALL),
+    ]
+    for model, precision, f1, weights, peak, seconds, samples in runs:
+        result = make_result(
+            model, precision, f1=f1, weights=weights, peak=peak, seconds=seconds,
+            per_emotion_f1=(f1 - 0.1, f1 + 0.1),
+        )  # fmt: skip
+        write_run(root, f"{model}-{precision.value}", result, samples)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(evaluation: Path) -> BuiltReport:
+    """The evaluation's report, built once for the tests that only read it."""
+    return build_report(str(evaluation))
+
+
+def _runs(report: Report) -> dict[str, RunReport]:
+    return {r.run_id: r for r in report.runs}
+
+
+# --- ROUGE and intensity drift ------------------------------------------------------------------
+
+
+def test_rouge_of_identical_texts_is_one() -> None:
+    assert rouge_f("The cat sat on the mat.", "The cat sat on the mat.") == (1.0, 1.0, 1.0)
+
+
+def test_rouge_of_identical_texts_without_tokens_is_one() -> None:
+    """rouge-score keeps a-z and 0-9 only: emoji alone would score 0 against themselves."""
+    assert rouge_f("🌱🌍🌊", "🌱🌍🌊") == (1.0, 1.0, 1.0)
+
+
+def test_rouge_of_disjoint_texts_is_zero() -> None:
+    assert rouge_f("the cat sat", "dogs bark loudly") == (0.0, 0.0, 0.0)
+
+
+def test_rouge_by_hand() -> None:
+    """'the cat sat' against 'the cat ran': 2 of 3 words, 1 of 2 bigrams, LCS of 2 words."""
+    rouge1, rouge2, rouge_l = rouge_f("the cat sat", "the cat ran")
+
+    assert rouge1 == pytest.approx(2 / 3)
+    assert rouge2 == pytest.approx(1 / 2)
+    assert rouge_l == pytest.approx(2 / 3)
+
+
+def _gens(samples: Samples) -> list[Generation]:
+    generations, bad = parse_generations(generation_lines(samples).splitlines())
+    assert bad == 0
+    return generations
+
+
+def test_pairs_are_the_samples_both_have() -> None:
+    pairs = pair_by_sample(_gens(BIG_FP32), _gens(BIG_NF4))
+
+    assert [(b.text, r.text) for b, r in pairs] == [
+        ("the cat sat", "the cat sat"),
+        ("a happy day", "xyz"),
+    ]
+
+
+def test_rouge_means_average_the_pairs() -> None:
+    means = rouge_means(pair_by_sample(_gens(BIG_FP32), _gens(BIG_INT8)))
+
+    assert means is not None
+    assert means.rouge1 == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
+    assert means.rouge2 == pytest.approx((1 / 2 + 1 + 1 + 0) / 4)
+    assert means.rouge_l == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
+    assert rouge_means([]) is None
+
+
+def test_intensity_drift_is_the_mean_absolute_change_in_points() -> None:
+    # |70-75|, |60-50|, |25-25|, |0-100|
+    drift = intensity_drift(pair_by_sample(_gens(BIG_FP32), _gens(BIG_INT8)))
+
+    assert drift == pytest.approx((5 + 10 + 0 + 100) / 4)
+    assert intensity_drift([]) is None
+
+
+# --- Pareto front and the claim check -----------------------------------------------------------
+
+
+def test_pareto_front() -> None:
+    points = [
+        Point("a", 0.80, 5000),
+        Point("b", 0.70, 2000),  # dominated by d: better F1, less memory
+        Point("c", 0.60, 1100),
+        Point("d", 0.75, 1800),
+        Point("e", 0.50, 1000),
+        Point("f", 0.50, 1200),  # dominated by e: same F1, more memory
+        Point("g", 0.80, 5000),  # equal to a: neither dominates
+    ]
+
+    assert [p.run_id for p in pareto_front(points)] == ["e", "c", "d", "a", "g"]
+    assert pareto_front([]) == []
+
+
+def test_similar_memory_is_within_25_percent() -> None:
+    assert similar_memory(1000, 1250)
+    assert similar_memory(1250, 1000)
+    assert not similar_memory(1000, 1251)
+    assert not similar_memory(0, 0)
+
+
+def _claim_run(run_id: str, precision: Precision, f1: float, peak: int) -> ClaimRun:
+    return ClaimRun(run_id, run_id.split("-")[0], precision, f1, peak)
+
+
+def test_claim_check_counts_wins_at_similar_memory() -> None:
+    runs = [
+        _claim_run("big-fp32", FP32, 0.80, 5000),
+        _claim_run("big-int8", INT8, 0.70, 2000),
+        _claim_run("big-nf4", NF4, 0.60, 1100),
+        _claim_run("small-fp32", FP32, 0.50, 1000),
+        _claim_run("small-bf16", BF16, 0.75, 1800),
+    ]
+
+    check = check_claim(runs, {"big": 4000, "small": 1000}, ["big", "small"])
+
+    pairs = [(c.larger_run_id, c.smaller_run_id, c.larger_wins) for c in check.comparisons]
+    assert pairs == [("big-int8", "small-bf16", False), ("big-nf4", "small-fp32", True)]
+    assert check.comparisons[0].memory_ratio == pytest.approx(2000 / 1800)
+    assert check.wins == 1
+    assert (
+        check.verdict == "larger model at lower precision wins 1 of 2 comparisons at similar memory"
+    )
+    assert check.models_by_size == ("big", "small")
+    assert check.models_left_out == ()
+
+
+def test_claim_check_without_a_pair_at_similar_memory() -> None:
+    runs = [_claim_run("big-nf4", NF4, 0.6, 3000), _claim_run("small-fp32", FP32, 0.5, 1000)]
+
+    far = check_claim(runs, {"big": 4000, "small": 1000}, ["big", "small"])
+    one_model = check_claim(runs[:1], {"big": 4000}, ["big", "ghost"])
+    same_size = check_claim(
+        [_claim_run("big-nf4", NF4, 0.6, 1000), _claim_run("small-fp32", FP32, 0.5, 1000)],
+        {"big": 1000, "small": 1000},
+        ["big", "small"],
+    )
+
+    for check in (far, one_model, same_size):
+        assert check.comparisons == ()
+        assert check.verdict == NO_PAIR == "no pair at similar memory"
+    assert one_model.models_left_out == ("ghost",)
+
+
+def test_claim_verdict_wording() -> None:
+    assert (
+        verdict(3, 4) == "larger model at lower precision wins 3 of 4 comparisons at similar memory"
+    )
+    assert (
+        verdict(1, 1) == "larger model at lower precision wins 1 of 1 comparison at similar memory"
+    )
+    assert verdict(0, 0) == "no pair at similar memory"
+
+
+# --- the report of a whole evaluation -----------------------------------------------------------
+
+
+def test_report_of_two_models(built: BuiltReport) -> None:
+    report = built.report
+    runs = _runs(report)
+
+    assert [r.run_id for r in report.runs] == [
+        "big-fp32", "big-int8", "big-nf4", "small-fp32", "small-bf16",
+    ]  # fmt: skip
+    assert report.emotions == EMOTIONS
+    assert report.evaluation is not None and report.evaluation.name == "hand-made"
+    assert {r.state for r in report.runs} == {"Succeeded"}
+
+    base = runs["big-fp32"]
+    assert base.is_baseline and base.baseline == FP32
+    assert base.vs_baseline is not None
+    assert base.vs_baseline.rouge1 == 1.0 and base.vs_baseline.intensity_drift == 0.0
+    assert base.vs_baseline.memory_saving_pct == 0.0 and base.vs_baseline.time_ratio == 1.0
+
+    int8 = runs["big-int8"]
+    assert not int8.is_baseline
+    assert int8.f1_macro == 0.70 and int8.weights_bytes == 1000 and int8.peak_memory_bytes == 2000
+    assert int8.generation_seconds == 40.0 and int8.tokens_per_second == 2.5
+    assert int8.per_emotion_f1 == pytest.approx({"anger": 0.60, "joy": 0.80})
+    c = int8.vs_baseline
+    assert c is not None and c.baseline_run_id == "big-fp32"
+    assert c.weights_saving_pct == pytest.approx(75.0)  # 100 * (1 - 1000/4000)
+    assert c.memory_saving_pct == pytest.approx(60.0)  # 100 * (1 - 2000/5000)
+    assert c.f1_delta_pp == pytest.approx(-10.0)  # 100 * (0.70 - 0.80)
+    assert c.time_ratio == pytest.approx(2.0)  # 40 / 20
+    assert c.matched_samples == 4
+    assert c.rouge1 == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
+    assert c.rouge2 == pytest.approx((1 / 2 + 1 + 1 + 0) / 4)
+    assert c.rouge_l == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
+    assert c.intensity_drift == pytest.approx((5 + 10 + 0 + 100) / 4)
+
+    nf4 = runs["big-nf4"].vs_baseline
+    assert nf4 is not None and nf4.matched_samples == 2  # the keys both have
+    assert (nf4.rouge1, nf4.rouge2, nf4.rouge_l) == (0.5, 0.5, 0.5)
+    assert nf4.intensity_drift == pytest.approx((50 + 0) / 2)
+
+    bf16 = runs["small-bf16"].vs_baseline
+    assert bf16 is not None and bf16.baseline_run_id == "small-fp32"
+    assert bf16.memory_saving_pct == pytest.approx(-80.0)  # more memory than the baseline
+    assert bf16.weights_saving_pct == pytest.approx(50.0)
+    assert bf16.f1_delta_pp == pytest.approx(25.0)
+    assert bf16.time_ratio == pytest.approx(0.5)
+    assert (bf16.rouge1, bf16.intensity_drift) == (1.0, 0.0)
+
+
+def test_distinct_is_recomputed_from_the_generations(built: BuiltReport) -> None:
+    runs = _runs(built.report)
+
+    small = runs["small-fp32"]  # "joy joy joy", "joy joy": 5 words, 1 distinct; 3 bigrams, 1
+    assert small.distinct1 == pytest.approx(1 / 5)
+    assert small.distinct2 == pytest.approx(1 / 3)
+    assert runs["big-fp32"].distinct1 == 1.0  # all 11 words differ (result.json says 0.123)
+
+
+def test_pareto_front_best_run_and_claim_of_the_evaluation(built: BuiltReport) -> None:
+    report = built.report
+
+    assert report.pareto_front == ("small-fp32", "big-nf4", "small-bf16", "big-fp32")
+    assert [r.run_id for r in report.runs if r.on_pareto_front] == [
+        "big-fp32", "big-nf4", "small-fp32", "small-bf16",
+    ]  # fmt: skip
+    assert report.best_run == "big-fp32"
+    assert report.claim.verdict == (
+        "larger model at lower precision wins 1 of 2 comparisons at similar memory"
+    )
+    assert report.claim.models_by_size == ("big", "small")
+
+
+def test_samples_side_by_side(built: BuiltReport) -> None:
+    report = built.report
+
+    big = [row for row in report.samples if row.model == "big"]
+    assert [row.key for row in big] == ["p1-anger-s0", "p2-joy-s0", "p2-anger-s0", "p1-joy-s0"]
+    first = big[0]
+    assert [c.precision for c in first.cells] == [FP32, INT8, NF4]
+    assert [c.text for c in first.cells] == ["the cat sat", "the cat ran", "the cat sat"]
+    assert first.cells[0].intensity == 75.0
+    assert [c.text for c in big[1].cells] == ["sunny fields", "dogs bark loudly", None]
+
+
+def test_pick_samples_spreads_over_emotions_and_prompts() -> None:
+    keys = [(p, e, 0) for p in range(1, 11) for e in ("anger", "joy", "fear")]
+
+    assert pick_samples(keys, 5) == [
+        (1, "anger", 0), (2, "joy", 0), (3, "fear", 0), (5, "anger", 0), (6, "joy", 0),
+    ]  # fmt: skip
+    assert len(set(pick_samples(keys, 30))) == 30
+    assert pick_samples(keys[:2], 5) == [(1, "anger", 0), (1, "joy", 0)]
+    assert pick_samples([], 5) == []
+
+
+def test_failed_and_missing_runs_are_marked_and_a_missing_baseline_gives_none(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "eval"
+    write_run(root, "m-fp32", None, BIG_FP32)  # generations but no result.json: did not finish
+    write_run(root, "m-bf16", None)  # an empty directory
+    int8_result = make_result("m", INT8, f1=0.6, weights=10, peak=20, seconds=2.0)
+    write_run(root, "m-int8", int8_result, BIG_INT8)
+    (root / "runs" / "notes").mkdir()
+    expected = [
+        ExpectedRun("m-nf4", "m", NF4, reason="OutOfMemory: even at batch size 1"),
+        ExpectedRun("m-int8", "m", INT8),
+    ]
+
+    report = build_report(str(root), expected).report
+    runs = _runs(report)
+
+    assert [r.run_id for r in report.runs] == ["m-fp32", "m-bf16", "m-int8", "m-nf4"]
+    assert runs["m-fp32"].state == "Failed"
+    assert "did not finish" in runs["m-fp32"].reason
+    assert runs["m-fp32"].f1_macro is None and runs["m-fp32"].samples == 4
+    assert runs["m-bf16"].state == "Missing"
+    assert runs["m-nf4"].state == "Missing"
+    assert runs["m-nf4"].reason == "OutOfMemory: even at batch size 1"
+    int8 = runs["m-int8"]
+    assert int8.state == "Succeeded" and int8.f1_macro == 0.6
+    assert int8.baseline == FP32 and not int8.is_baseline
+    assert runs["m-fp32"].is_baseline  # the baseline, though it failed
+    assert int8.vs_baseline is None  # its baseline run failed: no comparison, not a wrong one
+    assert all(r.vs_baseline is None for r in report.runs)
+    assert report.pareto_front == ("m-int8",) and report.best_run == "m-int8"
+    assert report.claim.verdict == NO_PAIR
+    assert report.claim.models_left_out == ("m",)
+    assert report.ignored == ("notes",)
+
+    markdown = (root / "report.md").read_text()
+    assert "| m-fp32 (baseline) | Failed |" in markdown
+    assert "| m-nf4 | Missing |" in markdown
+    assert "m: no succeeded baseline run" in markdown
+
+
+def test_an_invalid_result_is_a_failed_run(tmp_path: Path) -> None:
+    root = tmp_path / "eval"
+    write_run(root, "m-fp32", None)
+    (root / "runs" / "m-fp32" / "result.json").write_text('{"schemaVersion": "nope"}')
+
+    (run,) = build_report(str(root)).report.runs
+
+    assert run.state == "Failed"
+    assert run.reason.startswith("invalid result.json: ")
+
+
+def test_unreadable_generation_lines_are_counted() -> None:
+    generations, bad = parse_generations(['{"promptId": 1, "emotion": "joy"}', "{", "[]", "", "7"])
+
+    assert [g.key for g in generations] == ["p1-joy-s0"]
+    assert bad == 3
+
+
+def test_run_ids() -> None:
+    assert parse_run_id("llama-2-7b-fp32") == ("llama-2-7b", FP32)
+    assert parse_run_id("nf4") is None
+    assert parse_run_id("m-fp12") is None
+
+
+def test_no_runs_is_an_invalid_input(tmp_path: Path) -> None:
+    with pytest.raises(InvalidSpecError, match="no runs/"):
+        build_report(str(tmp_path))
+
+
+# --- the files ----------------------------------------------------------------------------------
+
+
+def test_the_files_are_written_and_the_json_round_trips(
+    evaluation: Path, built: BuiltReport
+) -> None:
+    names = ("report.json", "report.csv", "report.md", "report.html", "report.png")
+    assert built.files.uris == tuple(f"{evaluation}/{name}" for name in names)
+    for name in names:
+        assert (evaluation / name).stat().st_size > 0
+
+    text = (evaluation / "report.json").read_text()
+    document = json.loads(text)
+    assert document["schemaVersion"] == REPORT_SCHEMA == "quanteval.io/report/v1"
+    assert document["runs"][1]["vsBaseline"]["rougeL"] == pytest.approx(2 / 3)
+    assert document["runs"][1]["perEmotionF1"] == pytest.approx({"anger": 0.6, "joy": 0.8})
+    assert document["paretoFront"] == ["small-fp32", "big-nf4", "small-bf16", "big-fp32"]
+    assert from_json(text) == built.report
+    assert to_json(from_json(text)) == text
+
+    rows = list(csv.DictReader(io.StringIO((evaluation / "report.csv").read_text())))
+    assert [r["runId"] for r in rows] == [r.run_id for r in built.report.runs]
+    assert float(rows[1]["memorySavingPct"]) == pytest.approx(60.0)
+    assert rows[1]["onParetoFront"] == "false" and rows[0]["isBaseline"] == "true"
+    assert float(rows[1]["f1.joy"]) == pytest.approx(0.8)
+
+    markdown = (evaluation / "report.md").read_text()
+    assert markdown == built.files.markdown
+    assert "| big-fp32 (baseline) | Succeeded | 0.800 |" in markdown
+    assert "**Verdict: larger model at lower precision wins 1 of 2 comparisons" in markdown
+
+    assert (evaluation / "report.png").read_bytes().startswith(b"\x89PNG")
+    html = (evaluation / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 4
+    assert 'id="comparison-table"' in html
+
+
+def test_html_escapes_generated_text(tmp_path: Path) -> None:
+    root = tmp_path / "eval"
+    samples: Samples = {(1, "anger", 0): ("<script>alert(1)</script> & more", 0.5)}
+    result = make_result("m", FP32, f1=0.5, weights=10, peak=20, seconds=1.0)
+    write_run(root, "m-fp32", result, samples)
+
+    build_report(str(root))
+
+    html = (root / "report.html").read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_report(evaluation: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = shutil.copytree(evaluation, tmp_path / "eval")
+
+    assert main(["report", str(root)]) == ExitCode.OK
+
+    captured = capsys.readouterr()
+    assert "| big-int8 | Succeeded | 0.700 |" in captured.out
+    assert "wins 1 of 2 comparisons" in captured.out
+    assert str(root / "report.html") in captured.err
+
+
+def test_cli_report_without_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 3  # ExitCode.INVALID_SPEC
+
+    assert "no runs/" in capsys.readouterr().err
+
+
+def test_cli_report_storage_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+
+    assert main(["report", "s3://bucket/quanteval/default/e-1"]) == 6  # ExitCode.STORAGE
+
+    assert "cannot list" in capsys.readouterr().err
+
+
+def test_cli_report_of_expected_runs_that_left_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed pod may write nothing: the runs named with --expect show as Missing."""
+    result = make_result("m", FP32, f1=0.5, weights=10, peak=20, seconds=1.0)
+    write_run(tmp_path, "m-fp32", result, SMALL)
+
+    assert main(["report", str(tmp_path), "--expect", "m-fp32", "--expect", "m-nf4"]) == 0
+
+    assert "| m-nf4 | Missing |" in capsys.readouterr().out
+    document = json.loads((tmp_path / "report.json").read_text())
+    assert [(r["runId"], r["state"]) for r in document["runs"]] == [
+        ("m-fp32", "Succeeded"),
+        ("m-nf4", "Missing"),
+    ]
+    assert main(["report", str(tmp_path / "empty"), "--expect", "m-fp32"]) == 0
+    assert main(["report", str(tmp_path), "--expect", "fp32"]) == 3
+    assert "not a run id" in capsys.readouterr().err
