@@ -12,6 +12,7 @@ so deleting one never waits for the operator.
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from quanteval import API_GROUP, API_VERSION
 from quanteval.exitcodes import InvalidSpecError
 from quanteval.matrix import expand
 from quanteval.spec import QuantEval, parse_manifest
+from quanteval_operator import metrics
 from quanteval_operator.jobs import (
     LABEL_EVAL_UID,
     LABEL_RUN,
@@ -50,12 +52,25 @@ _pending: set[str] = set()
 _written: dict[str, dict[str, Any]] = {}
 
 
+@dataclass
+class Options:
+    """What `quanteval-operator`'s command line decides, set by main() before kopf starts."""
+
+    namespaced: bool = False  # only the given namespaces: no cluster-wide scanning
+    metrics_port: int = 0  # 0: no /metrics server
+
+
+OPTIONS = Options()
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=API_GROUP, key="last-handled-configuration"
@@ -63,6 +78,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.peering.standalone = True
     settings.posting.level = 20  # INFO: our own Events only (loggers are not posted)
     settings.watching.server_timeout = 300
+    # Namespaced: kopf serves the given namespaces and the resources found now, without watching
+    # namespaces or CRDs cluster-wide, so the chart's namespaced Roles suffice.
+    settings.scanning.disabled = OPTIONS.namespaced
+    if OPTIONS.metrics_port:
+        try:
+            metrics.serve(OPTIONS.metrics_port)
+        except RuntimeError as error:
+            raise kopf.PermanentError(str(error)) from error
+        logger.info(f"metrics on :{OPTIONS.metrics_port}/metrics")
     memo.settings = Settings.from_env()
     memo.kube = await KubeClient.connect()
 
@@ -107,6 +131,16 @@ async def child_changed(labels: Mapping[str, str], memo: kopf.Memo, **kwargs: An
     await request_pass(labels[LABEL_EVAL_UID], memo, kwargs)
 
 
+@kopf.on.event(
+    "batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT, LABEL_EVAL_UID: kopf.PRESENT}
+)
+def job_metrics(
+    uid: str, labels: Mapping[str, str], status: Mapping[str, Any], type: str | None, **_: Any
+) -> None:
+    if labels[LABEL_RUN] != REPORT:
+        metrics.METRICS.job_seen(uid, status, deleted=type == "DELETED")
+
+
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 async def eval_changed(uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
     await request_pass(uid, memo, kwargs)
@@ -127,15 +161,21 @@ async def request_pass(uid: str, memo: kopf.Memo, indexes: Mapping[str, Any]) ->
             bodies = list(indexes["evals_by_uid"].get(uid, []))
             if not bodies:
                 _written.pop(uid, None)
+                metrics.METRICS.forget(uid)
                 return  # deleted: its Jobs go with it through owner references
-            await reconcile(
-                kopf.Body(bodies[0]),
-                list(indexes["jobs_by_eval"].get(uid, [])),
-                list(indexes["pods_by_eval"].get(uid, [])),
-                memo.kube,
-                memo.settings,
-                indexes["logger"],
-            )
+            try:
+                status = await reconcile(
+                    kopf.Body(bodies[0]),
+                    list(indexes["jobs_by_eval"].get(uid, [])),
+                    list(indexes["pods_by_eval"].get(uid, [])),
+                    memo.kube,
+                    memo.settings,
+                    indexes["logger"],
+                )
+            except Exception:
+                metrics.METRICS.reconcile_errors.inc()
+                raise  # kopf logs it; the next event asks for another pass
+            metrics.METRICS.record_runs(uid, status.get("runs"))
             if uid not in _pending:
                 return
     finally:
@@ -178,7 +218,8 @@ async def reconcile(
     kube: KubeClient,
     settings: Settings,
     logger: kopf.Logger,
-) -> None:
+) -> dict[str, Any]:
+    """One pass; returns the status as the resource now holds it (this pass's over the last)."""
     meta = body.metadata
     namespace = str(meta.namespace)
     generation = int(meta.get("generation") or 0)
@@ -194,7 +235,7 @@ async def reconcile(
         if _differs(previous, status):
             kopf.warn(body, reason="InvalidSpec", message=message)
             await _patch_status(kube, body, status)
-        return
+        return previous | status
     spec = manifest.spec
     runs = expand(spec)
     job_by_run = {run_id: job for run_id, job in jobs}
@@ -211,7 +252,7 @@ async def reconcile(
         if _differs(previous, status):
             kopf.warn(body, reason="InvalidSpec", message=message)
             await _patch_status(kube, body, status)
-        return
+        return previous | status
     active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
     for run in [r for r in runs if r.id not in job_by_run][:room]:
@@ -219,6 +260,7 @@ async def reconcile(
         created = await kube.create_job(namespace, job)
         logger.info(f"job {job['metadata']['name']} for run {run.id}: created={created}")
         if created:
+            metrics.METRICS.job_created("run")
             kopf.info(
                 body, reason="RunStarted", message=f"run {run.id}: Job {job['metadata']['name']}"
             )
@@ -234,6 +276,7 @@ async def reconcile(
     if terminal and report_job is None:
         job = render_report_job(manifest, settings)
         if await kube.create_job(namespace, job):
+            metrics.METRICS.job_created("report")
             kopf.info(body, reason="ReportStarted", message=f"Job {job['metadata']['name']}")
         report_job = JobObservation(name=job["metadata"]["name"], active=1)
     report = ReportObservation(report_job, pods_by_run.pop(REPORT, []), report_uri(manifest))
@@ -245,6 +288,7 @@ async def reconcile(
     if _differs(previous, status):
         _post_run_events(body, list(previous.get("runs") or []), status["runs"])
         await _patch_status(kube, body, status)
+    return previous | status
 
 
 async def _patch_status(kube: KubeClient, body: kopf.Body, status: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """`quanteval-operator`: watch QuantEvals and run them as Jobs.
 
 With no flags it watches every namespace; `--namespace` (repeatable) or QUANTEVAL_NAMESPACES
-(comma-separated) narrows it. Standalone (no peering objects); kopf's liveness endpoint on
---liveness. It needs neither S3 nor model credentials: the workers get those from Secrets.
+(comma-separated) narrows it, and then it needs no cluster-wide permission (kopf's scanning of
+namespaces and CRDs is off: the CRD must be installed before it starts). Standalone (no peering
+objects); kopf's liveness endpoint on --liveness; Prometheus metrics on --metrics-port (0: none).
+It needs neither S3 nor model credentials: the workers get those from Secrets.
 """
 
 import argparse
@@ -13,7 +15,14 @@ import sys
 
 import kopf
 
-import quanteval_operator.handlers  # noqa: F401  (registers the handlers)
+from quanteval_operator import handlers  # registers the handlers
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +33,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("QUANTEVAL_LIVENESS", "http://0.0.0.0:8080/healthz"),
         help="kopf's liveness endpoint (default %(default)s)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=os.environ.get("QUANTEVAL_METRICS_PORT", "8000"),
+        help="serve Prometheus metrics on this port at /metrics; 0 disables (default %(default)s)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     namespaces = args.namespace or [
         n.strip() for n in os.environ.get("QUANTEVAL_NAMESPACES", "").split(",") if n.strip()
     ]
+    handlers.OPTIONS.namespaced = bool(namespaces)
+    handlers.OPTIONS.metrics_port = args.metrics_port
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     asyncio.run(

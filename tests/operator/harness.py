@@ -110,6 +110,8 @@ class OperatorProcess:
                 str(BIN / "quanteval-operator"),
                 "--liveness",
                 f"http://127.0.0.1:{free_port()}/healthz",
+                "--metrics-port",
+                str(free_port()),
             ],
             env=self.env(),
             stdout=log,

@@ -1,0 +1,309 @@
+"""`helm install` of the chart into the real cluster: the objects and their labels, the
+ServiceAccount's permissions in both RBAC scopes (asked of the API server with the account's own
+token), values the chart refuses, and `helm uninstall` leaving no operator object but the CRD.
+
+The Deployment's pod is held Pending with a nodeSelector no node has: the test node agent would run
+`quanteval-operator` as a local process binding fixed host ports, and running the operator is what
+the other operator tests prove. The pod being created at all proves the API server (and its
+PodSecurity admission, `restricted` in the release's namespace) accepts the chart's pod spec.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.infra.helm import helm
+from tests.infra.kube import Cluster, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "quanteval-operator"
+CRD_NAME = "quantevals.quanteval.io"
+HOLD = {"quanteval.io/test-no-such-node": "held"}  # keeps the pod Pending (see the docstring)
+
+JSON = dict[str, Any]
+
+
+class Release:
+    """One helm release of the chart in `namespace`, uninstalled at the end whatever happens."""
+
+    def __init__(self, cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.name = f"qe-helm-{uuid.uuid4().hex[:6]}"
+        self.fullname = f"{self.name}-quanteval-operator"
+        self.tmp_path = tmp_path
+        self.installed = False
+
+    def helm(self, *args: str, check: bool = True) -> str:
+        result = helm(
+            *args,
+            f"--kubeconfig={self.cluster.kubeconfig}",
+            f"--namespace={self.namespace}",
+            check=False,
+        )
+        if check:
+            assert result.returncode == 0, f"helm {args[0]} failed:\n{result.stderr}"
+        return result.stdout + result.stderr
+
+    def install(self, values: JSON) -> str:
+        path = self.tmp_path / f"{self.name}-values.yaml"
+        path.write_text(yaml.safe_dump({"nodeSelector": HOLD} | values))
+        out = self.helm("install", self.name, str(CHART), f"--values={path}", "--timeout=2m")
+        self.installed = True
+        return out
+
+    def uninstall(self) -> None:
+        self.helm("uninstall", self.name, "--timeout=2m")
+        self.installed = False
+
+    @property
+    def selector(self) -> str:
+        return f"app.kubernetes.io/instance={self.name}"
+
+    @property
+    def account(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
+
+
+@pytest.fixture
+def release(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Release]:
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    made = Release(cluster, namespace, tmp_path)
+    yield made
+    if made.installed:
+        made.helm("uninstall", made.name, "--timeout=2m", check=False)
+
+
+@pytest.fixture
+def other_namespaces(cluster: Cluster) -> Iterator[list[str]]:
+    """Two more fresh namespaces: one to watch, one not."""
+    names = [f"qe-{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    for name in names:
+        cluster.kubectl("create", "namespace", name)
+    yield names
+    for name in names:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+def _items(cluster: Cluster, kind: str, selector: str, namespace: str | None = None) -> list[JSON]:
+    scope = ["--namespace", namespace] if namespace else ["--all-namespaces"]
+    out = cluster.kubectl("get", kind, "-l", selector, "-o", "json", *scope).stdout
+    items: list[JSON] = json.loads(out)["items"]
+    return items
+
+
+def _can_i(cluster: Cluster, account: str, *request: str, namespace: str | None = None) -> bool:
+    scope = [f"--namespace={namespace}"] if namespace else []
+    result = cluster.kubectl("auth", "can-i", *request, f"--as={account}", *scope, check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stdout + result.stderr
+    return answer == "yes"
+
+
+def _labels_are_the_charts(obj: JSON, release: Release) -> None:
+    labels = obj["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "quanteval-operator", labels
+    assert labels["app.kubernetes.io/instance"] == release.name, labels
+    assert labels["app.kubernetes.io/managed-by"] == "Helm", labels
+    assert labels["app.kubernetes.io/part-of"] == "quanteval", labels
+    assert labels["helm.sh/chart"].startswith("quanteval-operator-"), labels
+    assert obj["metadata"]["annotations"]["meta.helm.sh/release-name"] == release.name
+
+
+def _restricted_is_enforced(cluster: Cluster, namespace: str) -> None:
+    """A privileged pod is refused in the namespace: the admission the chart's pod passed is on."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "qe/none",
+                    "command": ["true"],
+                    "securityContext": {"privileged": True},
+                }
+            ]
+        },
+    }
+    refused = cluster.kubectl(
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        namespace=namespace,
+        input=json.dumps(pod),
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "violates PodSecurity" in refused.stderr, refused.stderr
+
+
+def _the_pod_is_created(cluster: Cluster, release: Release) -> JSON:
+    pods = wait_until(
+        lambda: _items(cluster, "pods", release.selector, release.namespace),
+        timeout=60,
+        what="the Deployment's pod to be created (PodSecurity restricted admits it)",
+    )
+    (pod,) = pods
+    assert pod["spec"]["serviceAccountName"] == release.fullname
+    assert pod["spec"]["nodeSelector"] == HOLD
+    assert pod["status"]["phase"] == "Pending"
+    return pod
+
+
+def _nothing_left(cluster: Cluster, release: Release, namespaces: list[str]) -> None:
+    def gone() -> bool:
+        cluster_wide = [
+            o
+            for kind in ("clusterroles", "clusterrolebindings")
+            for o in _items(cluster, kind, release.selector)
+        ]
+        namespaced = [
+            o
+            for kind in (
+                "deployments",
+                "replicasets",
+                "pods",
+                "serviceaccounts",
+                "roles",
+                "rolebindings",
+            )
+            for ns in namespaces
+            for o in _items(cluster, kind, release.selector, ns)
+        ]
+        return not cluster_wide and not namespaced
+
+    wait_until(gone, timeout=90, what=f"every object of {release.name} to be deleted", interval=1)
+    listed = release.helm("list", "--all", "--output=json")
+    assert release.name not in listed
+    crd = cluster.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout
+    assert json.loads(crd)["metadata"]["name"] == CRD_NAME, "helm uninstall must keep the CRD"
+
+
+def test_install_cluster_scope_and_uninstall(cluster: Cluster, release: Release) -> None:
+    out = release.install({})
+    assert "STATUS: deployed" in out
+    assert "Mode: cluster" in out  # NOTES
+    assert "get quantevals" in out
+
+    crd = json.loads(cluster.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}["Established"] == "True"
+
+    (account,) = _items(cluster, "serviceaccounts", release.selector, release.namespace)
+    (deployment,) = _items(cluster, "deployments", release.selector, release.namespace)
+    (role,) = _items(cluster, "clusterroles", release.selector)
+    (binding,) = _items(cluster, "clusterrolebindings", release.selector)
+    for obj in (account, deployment, role, binding):
+        assert obj["metadata"]["name"] == release.fullname
+        _labels_are_the_charts(obj, release)
+    assert not _items(cluster, "roles", release.selector)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": release.fullname, "namespace": release.namespace}
+    ]
+
+    pod = _the_pod_is_created(cluster, release)
+    _restricted_is_enforced(cluster, release.namespace)
+    _labels_are_the_charts(deployment, release)
+    assert pod["metadata"]["labels"]["app.kubernetes.io/instance"] == release.name
+
+    # Cluster scope: the account may do its work in any namespace, and never read Secrets.
+    for ns in ("default", release.namespace):
+        assert _can_i(cluster, release.account, "list", "quantevals.quanteval.io", namespace=ns)
+        assert _can_i(cluster, release.account, "create", "jobs.batch", namespace=ns)
+        assert not _can_i(cluster, release.account, "get", "secrets", namespace=ns)
+        assert not _can_i(cluster, release.account, "delete", "jobs.batch", namespace=ns)
+    assert _can_i(cluster, release.account, "list", "namespaces")
+
+    release.uninstall()
+    _nothing_left(cluster, release, [release.namespace])
+
+
+def test_install_namespaces_scope(
+    cluster: Cluster, release: Release, other_namespaces: list[str]
+) -> None:
+    watched, unwatched = other_namespaces
+    out = release.install({"rbac": {"scope": "namespaces"}, "watchNamespaces": [watched]})
+    assert "Mode: namespaces" in out
+    assert f"kubectl -n {watched} get quantevals" in out
+
+    assert not _items(cluster, "clusterroles", release.selector)
+    assert not _items(cluster, "clusterrolebindings", release.selector)
+    (role,) = _items(cluster, "roles", release.selector)
+    (binding,) = _items(cluster, "rolebindings", release.selector)
+    for obj in (role, binding):
+        assert obj["metadata"]["namespace"] == watched
+        _labels_are_the_charts(obj, release)
+    (deployment,) = _items(cluster, "deployments", release.selector, release.namespace)
+    (main,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    assert env["QUANTEVAL_NAMESPACES"] == watched
+    _the_pod_is_created(cluster, release)
+
+    # Asked as the account (impersonation) ...
+    who = release.account
+    assert _can_i(cluster, who, "list", "quantevals.quanteval.io", namespace=watched)
+    assert _can_i(cluster, who, "watch", "quantevals.quanteval.io", namespace=watched)
+    assert _can_i(
+        cluster, who, "patch", "quantevals.quanteval.io", "--subresource=status", namespace=watched
+    )
+    assert _can_i(cluster, who, "list", "jobs.batch", namespace=watched)
+    assert _can_i(cluster, who, "create", "jobs.batch", namespace=watched)
+    assert _can_i(cluster, who, "create", "events", namespace=watched)
+    assert not _can_i(cluster, who, "get", "secrets", namespace=watched)
+    assert not _can_i(cluster, who, "patch", "quantevals.quanteval.io", namespace=watched)
+    for ns in (unwatched, release.namespace, "default"):
+        assert not _can_i(cluster, who, "list", "quantevals.quanteval.io", namespace=ns)
+        assert not _can_i(cluster, who, "list", "jobs.batch", namespace=ns)
+    assert not _can_i(cluster, who, "list", "namespaces")
+    assert not _can_i(cluster, who, "list", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not _can_i(cluster, who, "list", "quantevals.quanteval.io", "--all-namespaces")
+
+    # ... and with a token of its own, as the operator's pod would be.
+    token = cluster.kubectl(
+        "create", "token", release.fullname, namespace=release.namespace
+    ).stdout.strip()
+    for kind in ("quantevals", "jobs"):
+        allowed = cluster.kubectl("get", kind, f"--token={token}", namespace=watched, check=False)
+        assert allowed.returncode == 0, allowed.stderr
+        denied = cluster.kubectl("get", kind, f"--token={token}", namespace=unwatched, check=False)
+        assert denied.returncode != 0
+        assert "forbidden" in denied.stderr.lower()
+        assert who in denied.stderr
+
+    release.uninstall()
+    _nothing_left(cluster, release, [release.namespace, watched])
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"replicaCount": 2}, "/replicaCount"),
+        ({"rbac": {"scope": "namespaces"}}, "/watchNamespaces"),
+        ({"image": {"repository": "Not A/Valid Image"}}, "/image/repository"),
+        ({"surprise": True}, "'surprise' not allowed"),
+    ],
+    ids=["replicas", "scope-without-namespaces", "image", "unknown-key"],
+)
+def test_install_refuses_bad_values(
+    cluster: Cluster, release: Release, values: JSON, named: str
+) -> None:
+    path = release.tmp_path / "bad-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    out = release.helm("install", release.name, str(CHART), f"--values={path}", check=False)
+    assert "INSTALLATION FAILED" in out or "Error" in out, out
+    assert named in out, out
+    assert release.name not in release.helm("list", "--all", "--output=json")
+    assert not _items(cluster, "serviceaccounts", release.selector, release.namespace)
