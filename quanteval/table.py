@@ -16,11 +16,11 @@ def human_bytes(value: int | None) -> str:
     return f"{size:.1f} GiB"
 
 
-def _num(value: float | None, fmt: str) -> str:
+def num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _signed(value: float | None, fmt: str) -> str:
+def signed(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, "+" + fmt)
 
 
@@ -38,17 +38,17 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
         table.add_row(
             o.run_id + baseline,
             o.state,
-            _num(o.f1_macro, ".3f"),
-            _num(o.accuracy, ".3f"),
-            _num(o.intensity, ".1f"),
+            num(o.f1_macro, ".3f"),
+            num(o.accuracy, ".3f"),
+            num(o.intensity, ".1f"),
             human_bytes(o.weights_bytes),
             human_bytes(o.load_peak_memory_bytes),
             human_bytes(o.peak_memory_bytes),
-            _num(o.load_seconds, ".1f"),
-            _num(o.generation_seconds, ".1f"),
-            _num(o.tokens_per_second, ".1f"),
-            _signed(row.memory_saving_pct, ".1f"),
-            _signed(row.f1_delta_pp, ".1f"),
-            _num(row.time_ratio, ".2f"),
+            num(o.load_seconds, ".1f"),
+            num(o.generation_seconds, ".1f"),
+            num(o.tokens_per_second, ".1f"),
+            signed(row.memory_saving_pct, ".1f"),
+            signed(row.f1_delta_pp, ".1f"),
+            num(row.time_ratio, ".2f"),
         )
     return table

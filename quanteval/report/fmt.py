@@ -1,13 +1,5 @@
-"""How the report's numbers read in tables: '-' for what is unknown."""
+"""How the report's numbers read in tables: '-' for what is unknown (shared with the CLI table)."""
 
-from quanteval.table import human_bytes
+from quanteval.table import human_bytes, num, signed
 
 __all__ = ["human_bytes", "num", "signed"]
-
-
-def num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def signed(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, "+" + spec)
