@@ -44,6 +44,7 @@ from quanteval_operator.status import (
     aggregate,
     invalid_status,
 )
+from quanteval_operator.story import story_events
 
 PLURAL = "quantevals"
 COALESCE_SECONDS = 0.5
@@ -198,17 +199,10 @@ def _manifest(body: kopf.Body, settings: Settings) -> QuantEval:
     return effective_manifest(parse_manifest(document, "spec"), settings)
 
 
-def _post_run_events(body: kopf.Body, old: list[Any], new: list[dict[str, Any]]) -> None:
-    before = {r.get("id"): r.get("state") for r in old if isinstance(r, Mapping)}
-    for run in new:
-        state = run["state"]
-        if before.get(run["id"]) == state:
-            continue
-        if state == "Succeeded":
-            f1 = run.get("metrics", {}).get("f1Macro")
-            kopf.info(body, reason="RunSucceeded", message=f"run {run['id']} succeeded (F1 {f1})")
-        elif state == "Failed":
-            kopf.warn(body, reason="RunFailed", message=f"run {run['id']}: {run.get('reason')}")
+def _tell_story(body: kopf.Body, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    for event in story_events(old, new):
+        post = kopf.warn if event.warning else kopf.info
+        post(body, reason=event.reason, message=event.message)
 
 
 async def reconcile(
@@ -286,7 +280,7 @@ async def reconcile(
         spec.baseline_precision, report, unsized,
     )  # fmt: skip
     if _differs(previous, status):
-        _post_run_events(body, list(previous.get("runs") or []), status["runs"])
+        _tell_story(body, previous, status)
         await _patch_status(kube, body, status)
     return previous | status
 
