@@ -7,7 +7,7 @@ The OpenAPI schema is structural: references inlined, `X | None` as an optional 
 as `x-kubernetes-int-or-string` with a CEL rule, and the string-or-list `emotions` as a
 preserved node checked by CEL. Fields a generation preset fills carry no schema default, so the
 stored object keeps the preset meaning; every other default is in the schema, so stored objects
-carry it.
+carry it (an empty-string default means "unset" and is not stored).
 """
 
 import json
@@ -102,7 +102,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> di
         out["items"] = structural(node["items"], defs, f"{path}[]")
     default = node.get("default")
     preset_governed = ".generation." in f"{path}." and path.rsplit(".", 1)[-1] in PRESET_FIELDS
-    if default is not None and not preset_governed:
+    if default not in (None, "") and not preset_governed:  # "" means unset: not stored
         out["default"] = default
     return out
 

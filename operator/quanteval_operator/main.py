@@ -18,6 +18,14 @@ import kopf
 from quanteval_operator import handlers  # registers the handlers
 
 
+class _RoutineSuccesses(logging.Filter):
+    """Drops kopf's "Handler 'x' succeeded." lines: every Job and pod change would log one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Handler '") and message.endswith("' succeeded."))
+
+
 def _port(value: str) -> int:
     port = int(value)
     if not 0 <= port <= 65535:
@@ -48,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers.OPTIONS.metrics_port = args.metrics_port
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not args.verbose:
+        logging.getLogger("kopf.objects").addFilter(_RoutineSuccesses())
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

@@ -9,9 +9,13 @@ Pending -> Running -> Succeeded/Failed with the process's own exit code.
 The process's environment is built only from the pod spec (``env``, ``envFrom``, ``valueFrom``
 secret/configMap/field/resource references), plus ``PATH`` (the agent's own), ``HOME`` (a per-pod
 directory) and ``QUANTEVAL_TERMINATION_LOG`` (the per-pod file standing in for the container's
-``terminationMessagePath``). Volumes are per-pod directories and nothing else. Per pod, under
+``terminationMessagePath``). Unless ``automountServiceAccountToken`` is false, the pod's
+ServiceAccount token (a TokenRequest bound to the pod, as the kubelet's) comes as a kubeconfig in
+``$KUBECONFIG``: without a mount namespace it cannot sit at /var/run/secrets/kubernetes.io/, and
+client libraries fall back to $KUBECONFIG where no in-cluster environment is set. Volumes are
+per-pod directories and nothing else. Per pod, under
 ``<state>/pods/<namespace>_<name>/``: ``log`` (stdout+stderr), ``termination-log``, ``pid``,
-``uid``, ``home/`` and ``volumes/<name>/``.
+``uid``, ``home/``, ``volumes/<name>/`` and ``serviceaccount/kubeconfig``.
 
 Not supported (on purpose): init/sidecar containers (only the first container runs), probes,
 images (the image is ignored), ``kubectl logs``/``exec``, mounting volumes at their mountPath.
@@ -52,6 +56,7 @@ import kubernetes.client
 import kubernetes.client.rest
 import kubernetes.config
 import kubernetes.utils
+import yaml
 
 JSON = dict[str, Any]
 
@@ -61,6 +66,7 @@ NODE_LABEL = "quanteval.io/node-agent"
 POD_IP = "127.0.0.1"
 TERMINATION_LOG_ENV = "QUANTEVAL_TERMINATION_LOG"
 
+_TOKEN_SECONDS = 6 * 3600  # the ServiceAccount token a pod gets (not refreshed: tests are short)
 _MAX_MESSAGE_BYTES = 4096  # the kubelet's limit on a termination message
 _FALLBACK_BYTES = 2048  # FallbackToLogsOnError: at most this much of the log's tail...
 _FALLBACK_LINES = 80  # ...and at most this many lines
@@ -663,11 +669,44 @@ class NodeAgent:
             run.terminal = ("Failed", self._terminated(run, 128, "StartError", message))
             return
         try:
-            env = build_env(self.api, pod, container)
+            env = build_env(self.api, pod, container) | self._service_account_env(pod, run)
         except ConfigError as exc:
             run.waiting = ("CreateContainerConfigError", str(exc))
             return
         self._start(pod, run, container, env)
+
+    def _service_account_env(self, pod: JSON, run: _Run) -> dict[str, str]:
+        """$KUBECONFIG with a token of the pod's ServiceAccount bound to the pod, or nothing."""
+        spec = pod["spec"]
+        if spec.get("automountServiceAccountToken") is False:
+            return {}
+        account = spec.get("serviceAccountName") or "default"
+        request: JSON = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": _TOKEN_SECONDS,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": run.name,
+                                   "uid": run.uid},
+            },
+        }  # fmt: skip
+        path = (
+            f"/api/v1/namespaces/{quote(run.namespace, safe='')}"
+            f"/serviceaccounts/{quote(account, safe='')}/token"
+        )
+        try:
+            token = str(self.api.request("POST", path, body=request)["status"]["token"])
+        except ApiError as exc:
+            raise ConfigError(f"serviceaccount {run.namespace}/{account}: {exc}") from exc
+        config = yaml.safe_load(Path(self.kubeconfig).read_text())
+        config["users"] = [{"name": account, "user": {"token": token}}]
+        for context in config["contexts"]:
+            context["context"]["user"] = account
+        target = run.dir / "serviceaccount" / "kubeconfig"
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(json.dumps(config))
+        target.chmod(0o600)
+        return {"KUBECONFIG": str(target)}
 
     def _start(self, pod: JSON, run: _Run, container: JSON, spec_env: dict[str, str]) -> None:
         termination_log = run.dir / "termination-log"

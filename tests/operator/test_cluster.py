@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,7 @@ def test_env_comes_only_from_the_pod_spec(cluster: Cluster, namespace: str) -> N
     assert seen["QUANTEVAL_TERMINATION_LOG"] == str(home.parent / "termination-log")
     assert seen["PATH"]
     declared = {"GREETING", "SHOUT", "POD_NAME", "POD_NS", "MODE", "CFG_mode"}
-    added = {"PATH", "HOME", "QUANTEVAL_TERMINATION_LOG"}
+    added = {"PATH", "HOME", "QUANTEVAL_TERMINATION_LOG", "KUBECONFIG"}  # the token's kubeconfig
     shell_own = {"PWD", "SHLVL", "_", "OLDPWD"}
     assert set(seen) - shell_own == declared | added
 
@@ -256,6 +257,37 @@ def test_deleting_a_job_collects_its_pods_and_kills_the_process(
         timeout=30,
         what="the pod's process group to be gone",
     )
+
+
+def test_a_pod_gets_a_token_of_its_service_account_bound_to_it(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl("create", "serviceaccount", "reader", namespace=namespace)
+    pod = json.loads(_pod("whoami", ["sh", "-c", "exit 0"]))
+    pod["spec"]["serviceAccountName"] = "reader"
+    cluster.kubectl("apply", "-f", "-", namespace=namespace, input=json.dumps(pod))
+    assert _finished_pod(cluster, namespace, "whoami")["status"]["phase"] == "Succeeded"
+    kubeconfig = cluster.pod_dir(namespace, "whoami") / "serviceaccount" / "kubeconfig"
+    review = cluster.kubectl("auth", "whoami", "-o", "json", f"--kubeconfig={kubeconfig}")
+    user = json.loads(review.stdout)["status"]["userInfo"]
+    assert user["username"] == f"system:serviceaccount:{namespace}:reader"
+    assert user["extra"]["authentication.kubernetes.io/pod-name"] == ["whoami"]
+
+    # Bound to the pod: deleting the pod revokes the token (once the server's cache knows).
+    cluster.kubectl("delete", "pod", "whoami", namespace=namespace)
+
+    def refused() -> subprocess.CompletedProcess[str] | None:
+        answer = cluster.kubectl("auth", "whoami", f"--kubeconfig={kubeconfig}", check=False)
+        return answer if answer.returncode != 0 else None
+
+    revoked = wait_until(refused, timeout=60, what="the deleted pod's token to be refused")
+    assert "Unauthorized" in revoked.stderr, revoked.stderr
+
+    quiet = json.loads(_pod("no-token", ["sh", "-c", "env > $QUANTEVAL_TERMINATION_LOG"]))
+    quiet["spec"]["automountServiceAccountToken"] = False
+    cluster.kubectl("apply", "-f", "-", namespace=namespace, input=json.dumps(quiet))
+    pod_body = _finished_pod(cluster, namespace, "no-token")
+    assert "KUBECONFIG=" not in _terminated(pod_body)["message"]
 
 
 def test_rbac_forbids_a_service_account_without_permissions(

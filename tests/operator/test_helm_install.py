@@ -1,16 +1,20 @@
 """`helm install` of the chart into the real cluster: the objects and their labels, the
 ServiceAccount's permissions in both RBAC scopes (asked of the API server with the account's own
-token), values the chart refuses, and `helm uninstall` leaving no operator object but the CRD.
+token), values the chart refuses, `helm uninstall` leaving no operator object but the CRD, and the
+end to end: the chart's Deployment runs the operator (the node agent runs its command and args with
+its environment and a token of the chart's ServiceAccount), which runs the shipped quickstart.
 
-The Deployment's pod is held Pending with a nodeSelector no node has: the test node agent would run
-`quanteval-operator` as a local process binding fixed host ports, and running the operator is what
-the other operator tests prove. The pod being created at all proves the API server (and its
-PodSecurity admission, `restricted` in the release's namespace) accepts the chart's pod spec.
+Where only the objects matter, the Deployment's pod is held Pending with a nodeSelector no node
+has; its creation proves the API server (and its PodSecurity admission, `restricted` in the
+release's namespace) accepts the chart's pod spec.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +23,20 @@ from typing import Any
 import pytest
 import yaml
 
+from quanteval.storage import S3Storage
 from tests.infra.helm import helm
 from tests.infra.kube import Cluster, wait_until
+from tests.infra.minio import MinioServer
+from tests.operator.harness import (
+    ROOT,
+    OperatorProcess,
+    condition,
+    free_port,
+    get_eval,
+    s3_secret,
+    wait_finished,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "quanteval-operator"
 CRD_NAME = "quantevals.quanteval.io"
 HOLD = {"quanteval.io/test-no-such-node": "held"}  # keeps the pod Pending (see the docstring)
@@ -52,15 +66,16 @@ class Release:
             assert result.returncode == 0, f"helm {args[0]} failed:\n{result.stderr}"
         return result.stdout + result.stderr
 
-    def install(self, values: JSON) -> str:
+    def install(self, values: JSON, *, hold: bool = True) -> str:
+        """Install; `hold` keeps the operator's pod Pending (no node matches its selector)."""
         path = self.tmp_path / f"{self.name}-values.yaml"
-        path.write_text(yaml.safe_dump({"nodeSelector": HOLD} | values))
+        path.write_text(yaml.safe_dump(({"nodeSelector": HOLD} if hold else {}) | values))
         out = self.helm("install", self.name, str(CHART), f"--values={path}", "--timeout=2m")
         self.installed = True
         return out
 
     def uninstall(self) -> None:
-        self.helm("uninstall", self.name, "--timeout=2m")
+        self.helm("uninstall", self.name, "--wait", "--timeout=2m")
         self.installed = False
 
     @property
@@ -80,7 +95,7 @@ def release(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Releas
     made = Release(cluster, namespace, tmp_path)
     yield made
     if made.installed:
-        made.helm("uninstall", made.name, "--timeout=2m", check=False)
+        made.helm("uninstall", made.name, "--wait", "--timeout=2m", check=False)
 
 
 @pytest.fixture
@@ -307,3 +322,134 @@ def test_install_refuses_bad_values(
     assert named in out, out
     assert release.name not in release.helm("list", "--all", "--output=json")
     assert not _items(cluster, "serviceaccounts", release.selector, release.namespace)
+
+
+def _http_get(url: str) -> tuple[int, str] | None:
+    """(status, body) of a GET to a local endpoint, None while nothing answers."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=5) as answer:
+            return int(answer.status), answer.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _shipped_quickstart() -> JSON:
+    """manifests/examples/quickstart.yaml as shipped, with one prompt and two emotions (CI time)."""
+    document: JSON = yaml.safe_load((ROOT / "manifests/examples/quickstart.yaml").read_text())
+    document["spec"].pop("promptSet")
+    document["spec"]["prompts"] = ["Write a text that expresses <class>"]
+    document["spec"]["emotions"] = ["joy", "anger"]
+    return document
+
+
+@pytest.fixture
+def paused_operator(operator: OperatorProcess) -> Iterator[None]:
+    """The session's operator stopped for the test: one operator at a time, as in a cluster."""
+    operator.stop()
+    yield
+    operator.start()
+
+
+def test_the_charts_operator_runs_the_shipped_quickstart(
+    cluster: Cluster,
+    paused_operator: None,
+    release: Release,
+    other_namespaces: list[str],
+    s3_server: MinioServer,
+) -> None:
+    watched, unwatched = other_namespaces
+    cluster.kubectl("label", "namespace", watched, "pod-security.kubernetes.io/enforce=restricted")
+    cluster.kubectl("apply", "-f", "-", input=s3_secret(s3_server, watched))
+    quickstart = _shipped_quickstart()
+    output = quickstart["spec"]["output"]["s3"]
+    with contextlib.suppress(Exception):
+        s3_server.create_bucket(output["bucket"])
+    liveness, metrics = free_port(), free_port()
+    out = release.install(
+        {
+            "rbac": {"scope": "namespaces"},
+            "watchNamespaces": [watched],
+            "liveness": {"port": liveness},
+            "metrics": {"port": metrics},
+            "worker": {
+                "image": "quanteval-worker:test",
+                "s3": {
+                    "endpoint": s3_server.endpoint,
+                    "bucket": output["bucket"],
+                    "secretName": output["secretRef"]["name"],
+                },
+            },
+        },
+        hold=False,
+    )
+    assert f"kubectl -n {watched} get quantevals" in out
+
+    def running_pod() -> JSON | None:
+        pods = _items(cluster, "pods", release.selector, release.namespace)
+        return pods[0] if pods and pods[0]["status"].get("phase") == "Running" else None
+
+    pod = wait_until(running_pod, timeout=60, what="the operator's pod to run")
+    log = cluster.pod_dir(release.namespace, pod["metadata"]["name"]) / "log"
+    health = wait_until(
+        lambda: _http_get(f"http://127.0.0.1:{liveness}/healthz"),
+        timeout=60,
+        what="kopf's liveness endpoint to answer",
+    )
+    assert health[0] == 200, health
+
+    ignored = quickstart | {"metadata": {"name": "ignored"}}
+    cluster.kubectl("apply", "-f", "-", namespace=unwatched, input=yaml.safe_dump(ignored))
+    cluster.kubectl("apply", "-f", "-", namespace=watched, input=yaml.safe_dump(quickstart))
+    body = wait_finished(cluster, watched, "quickstart", timeout=900)
+    assert condition(body, "Succeeded")["status"] == "True", log.read_text()[-4000:]
+    status = body["status"]
+    runs = {r["id"]: r for r in status["runs"]}
+    assert set(runs) == {f"smollm2-135m-{p}" for p in ("fp32", "bf16", "int8", "nf4")}
+    fp32 = runs["smollm2-135m-fp32"]["metrics"]["weightsBytes"]
+    assert runs["smollm2-135m-nf4"]["metrics"]["weightsBytes"] < 0.35 * fp32
+    comparisons = {c["id"] for c in status["summary"]["comparisons"]}
+    assert comparisons == {f"smollm2-135m-{p}" for p in ("bf16", "int8", "nf4")}
+
+    # What the user reads: the printer columns, and the story in `kubectl describe`.
+    header, row = cluster.kubectl("get", "quantevals", namespace=watched).stdout.splitlines()
+    assert header.split() == ["NAME", "STATUS", "PROGRESS", "BEST", "AGE"]
+    best = status["summary"]["bestRun"]
+    assert row.split()[:4] == ["quickstart", "AllRunsSucceeded", "4/4", best]
+
+    def the_end_is_told() -> str | None:
+        text = cluster.kubectl("describe", "quanteval", "quickstart", namespace=watched).stdout
+        events = text.split("\nEvents:", 1)[-1]
+        return events if f"best run {best}" in events else None
+
+    events = wait_until(the_end_is_told, timeout=60, what="the Succeeded Event")
+    for reason in ("RunStarted", "RunSucceeded", "ReportStarted", "ReportWritten", "Succeeded"):
+        assert reason in events, events
+    assert "macro-F1" in events and "peak memory" in events, events
+    assert f"report at {status['summary']['reportUri']}" in events, events
+    assert "Warning" not in events, events
+
+    # Prometheus metrics, and structured (JSON) logs.
+    scraped = _http_get(f"http://127.0.0.1:{metrics}/metrics")
+    assert scraped is not None and scraped[0] == 200
+    assert 'quanteval_jobs_created_total{kind="run"} 4.0' in scraped[1]
+    assert 'quanteval_jobs_created_total{kind="report"} 1.0' in scraped[1]
+    assert 'quanteval_runs{state="Succeeded"} 4.0' in scraped[1]
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert any("quickstart-smollm2-135m-int8" in r.get("message", "") for r in records)
+    assert not [r for r in records if r.get("severity") == "error"], records
+    assert not [r for r in records if r["message"].startswith("Handler ")], records  # no chatter
+
+    # Namespaces scope: the QuantEval in the namespace it was not given is never touched.
+    assert "status" not in get_eval(cluster, unwatched, "ignored")
+    assert not cluster.kubectl("get", "jobs", "-o", "name", namespace=unwatched).stdout.strip()
+    cluster.kubectl("delete", "quanteval", "ignored", namespace=unwatched)
+
+    # Uninstalling the operator keeps the evaluations and their results.
+    release.uninstall()
+    _nothing_left(cluster, release, [release.namespace, watched])
+    kept = get_eval(cluster, watched, "quickstart")
+    assert condition(kept, "Succeeded")["status"] == "True"
+    storage = S3Storage(status["summary"]["reportUri"].rsplit("/", 1)[0], s3_server.endpoint)
+    storage._client = s3_server.client()
+    assert "<img" in (storage.read_text("report.html") or "")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
-
-import yaml
 
 from quanteval.results import RunResult
 from quanteval.storage import S3Storage
@@ -14,7 +11,6 @@ from tests.infra.kube import Cluster, wait_until
 from tests.infra.minio import MinioServer
 from tests.operator.harness import (
     BUCKET,
-    ROOT,
     OperatorProcess,
     condition,
     get_eval,
@@ -218,26 +214,3 @@ def test_deleting_an_evaluation_collects_its_jobs_and_pods(
         return not jobs(cluster, eval_namespace) and not pods.strip()
 
     wait_until(gone, timeout=120, what="the garbage collector to remove Jobs and pods")
-
-
-def test_the_shipped_quickstart_succeeds_with_the_real_worker(
-    cluster: Cluster, eval_namespace: str, s3_server: MinioServer
-) -> None:
-    """manifests/examples/quickstart.yaml as shipped, with a reduced prompt set: SmolLM2 at its
-    four precisions through the node agent, results in S3, metrics in status."""
-    document = yaml.safe_load((ROOT / "manifests/examples/quickstart.yaml").read_text())
-    bucket = document["spec"]["output"]["s3"]["bucket"]
-    with contextlib.suppress(Exception):
-        s3_server.create_bucket(bucket)
-    document["spec"].pop("promptSet")
-    document["spec"]["prompts"] = ["Write a text that expresses <class>"]
-    document["spec"]["emotions"] = ["joy", "anger"]
-    cluster.kubectl("apply", "-f", "-", namespace=eval_namespace, input=yaml.safe_dump(document))
-    body = wait_finished(cluster, eval_namespace, "quickstart", timeout=900)
-    assert condition(body, "Succeeded")["status"] == "True", body["status"]
-    runs = _runs(body)
-    assert set(runs) == {f"smollm2-135m-{p}" for p in ("fp32", "bf16", "int8", "nf4")}
-    fp32 = runs["smollm2-135m-fp32"]["metrics"]["weightsBytes"]
-    assert runs["smollm2-135m-nf4"]["metrics"]["weightsBytes"] < 0.35 * fp32
-    comparisons = {c["id"]: c for c in body["status"]["summary"]["comparisons"]}
-    assert set(comparisons) == {f"smollm2-135m-{p}" for p in ("bf16", "int8", "nf4")}

@@ -170,13 +170,15 @@ def test_liveness_probe_on_kopfs_endpoint_and_the_metrics_port() -> None:
     assert "--liveness=http://0.0.0.0:8080/healthz" in main["args"]
     assert "--metrics-port=8000" in main["args"]
     probe = main["livenessProbe"]["httpGet"]
-    assert probe == {"path": "/healthz", "port": 8080}
+    assert probe == {"path": "/healthz", "port": "healthz"}
     ports = {p["name"]: p["containerPort"] for p in main["ports"]}
     assert ports == {"healthz": 8080, "metrics": 8000}
 
-    main = container(render("metrics.port=9100"))
+    main = container(render("metrics.port=9100", "liveness.port=9101"))
     assert "--metrics-port=9100" in main["args"]
-    assert {p["name"]: p["containerPort"] for p in main["ports"]}["metrics"] == 9100
+    assert "--liveness=http://0.0.0.0:9101/healthz" in main["args"]
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"healthz": 9101, "metrics": 9100}
 
     main = container(render("metrics.enabled=false"))
     assert "--metrics-port=0" in main["args"]
