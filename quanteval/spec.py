@@ -26,6 +26,13 @@ EMOTION_NAME = r"^[a-z][a-z_-]{0,31}$"
 # Label values, emotion names: what maps hold.
 ShortString = Annotated[str, Field(max_length=63)]
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+# An image reference: [registry[:port]/]path[:tag][@sha256:digest] (the chart checks the same).
+_HOST = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]+)?/"
+_PATH_PART = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+IMAGE_REFERENCE = (
+    f"^({_HOST})?{_PATH_PART}(/{_PATH_PART})*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
 
 
 class _Model(BaseModel):
@@ -267,6 +274,10 @@ class QuantEvalSpec(_Model):
     """Seconds a run may take before its Job fails."""
     queue_name: Annotated[str, Field(max_length=63)] = ""
     """Kueue LocalQueue: Jobs are created suspended with the queue label."""
+    worker_image: Annotated[str, Field(max_length=512, pattern=f"({IMAGE_REFERENCE})|^$")] = ""
+    """Image of this evaluation's run and report Jobs, with its tag or digest (default: the
+    operator's, Helm value worker.image).
+    """
 
     @field_validator("precisions")
     @classmethod

@@ -131,7 +131,7 @@ def _pod_spec(
     )
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": settings.worker_image,
+        "image": spec.worker_image or settings.worker_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": command,
         "env": [

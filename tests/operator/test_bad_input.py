@@ -75,6 +75,11 @@ APPLY_REJECTIONS = [
     pytest.param(_eval(models=[]), ["spec.models", "at least 1 items"], id="empty-models"),
     pytest.param(_eval(parallelism=-1), ["spec.parallelism", "-1"], id="negative-parallelism"),
     pytest.param(
+        _eval(workerImage="Registry/Worker Image"),
+        ["spec.workerImage", "should match"],
+        id="malformed-worker-image",
+    ),
+    pytest.param(
         _eval(generation={"temperature": 0}),
         ["spec.generation.temperature", "greater than 0"],
         id="temperature-0",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from quanteval.spec import IMAGE_REFERENCE
 from quanteval_operator.settings import Settings
 from tests.infra.helm import ensure_helm, helm
 
@@ -213,6 +214,11 @@ def test_default_env_is_the_operators_own_defaults() -> None:
     env = env_of(render())
     assert "QUANTEVAL_NAMESPACES" not in env  # cluster scope: every namespace
     assert Settings.from_env(env) == Settings()
+
+
+def test_the_worker_image_is_checked_as_a_quanteval_checks_it() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["worker"]["properties"]["image"]["pattern"] == IMAGE_REFERENCE
 
 
 def test_env_from_values(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from quanteval_operator.jobs import (
     gpus_for,
     job_name,
     render_job,
+    render_report_job,
 )
 from quanteval_operator.settings import Settings
 
@@ -245,6 +246,17 @@ def test_worker_image_and_command_come_from_settings(quickstart_dict: Manifest) 
     assert container["image"] == "registry.example.com/quanteval/worker:1.2.3"
     assert container["command"] == ["python", "-m", "quanteval_worker.main"]
     assert container["imagePullPolicy"] == "Always"
+
+
+def test_a_quanteval_may_choose_its_worker_image(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["workerImage"] = "registry.example.com/team/worker:bnb-0.51"
+    manifest = _manifest(quickstart_dict)
+    run_job = render_job(manifest, _run(manifest, Precision.INT8), SETTINGS)
+    report_job = render_report_job(manifest, SETTINGS)
+
+    assert _container(run_job)["image"] == "registry.example.com/team/worker:bnb-0.51"
+    assert _container(report_job)["image"] == "registry.example.com/team/worker:bnb-0.51"
+    assert _container(run_job)["command"] == list(SETTINGS.worker_command)
 
 
 def test_default_settings_command(quickstart_dict: Manifest) -> None:

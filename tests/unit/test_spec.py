@@ -166,6 +166,11 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], list[str]]] = [
         _set("spec.classifier", {}),
         ["spec.classifier"],
     ),
+    (
+        "malformed-worker-image",
+        _set("spec.workerImage", "Registry/Worker Image"),
+        ["spec.workerImage", "should match pattern"],
+    ),
     ("metadata-name-too-long", _set("metadata.name", "a" * 53), ["metadata.name", "52"]),
     ("metadata-name-uppercase", _set("metadata.name", "QuickStart"), ["metadata.name"]),
 ]
