@@ -21,7 +21,7 @@ from quanteval.matrix import Run, build_run_spec, expand
 from quanteval.results import RESULT_FILE, RunResult
 from quanteval.spec import QuantEval
 from quanteval.storage import open_storage
-from quanteval.summary import RunOutcome
+from quanteval.summary import RunOutcome, outcome_of
 
 
 @dataclass(frozen=True)
@@ -41,25 +41,6 @@ def select_runs(runs: list[Run], only: list[str] | None) -> list[Run]:
             f"--only: no run named {', '.join(unknown)}; the runs are {', '.join(sorted(known))}"
         )
     return [r for r in runs if r.id in only]
-
-
-def _outcome_from_result(result: RunResult) -> RunOutcome:
-    m = result.metrics
-    return RunOutcome(
-        run_id=result.run_id,
-        model=result.model,
-        precision=result.precision,
-        state="Succeeded",
-        f1_macro=m.f1_macro,
-        accuracy=m.accuracy,
-        intensity=m.intensity,
-        weights_bytes=m.weights_bytes,
-        peak_memory_bytes=m.peak_memory_bytes,
-        load_peak_memory_bytes=m.load_peak_memory_bytes,
-        load_seconds=m.load_seconds,
-        generation_seconds=m.generation_seconds,
-        tokens_per_second=m.tokens_per_second,
-    )
 
 
 def _run_worker(
@@ -131,7 +112,7 @@ def run_local(
             if exit_code == ExitCode.OK:
                 text = storage.child(f"runs/{run.id}").read_text(RESULT_FILE)
                 try:
-                    outcome = _outcome_from_result(RunResult.model_validate_json(text or ""))
+                    outcome = outcome_of(RunResult.model_validate_json(text or ""))
                 except ValidationError:
                     outcome = RunOutcome(
                         run.id, run.model.name, run.precision, "Failed", reason="NoResult"

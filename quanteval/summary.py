@@ -6,6 +6,7 @@ Shared by the local table, the report and the operator's status summary.
 from dataclasses import dataclass
 
 from quanteval.precisions import Precision
+from quanteval.results import RunResult
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,27 @@ class RunOutcome:
     generation_seconds: float | None = None
     tokens_per_second: float | None = None
     reason: str = ""
+
+
+def outcome_of(result: RunResult, state: str = "Succeeded", reason: str = "") -> RunOutcome:
+    """A run's outcome from its result.json."""
+    m = result.metrics
+    return RunOutcome(
+        run_id=result.run_id,
+        model=result.model,
+        precision=result.precision,
+        state=state,
+        f1_macro=m.f1_macro,
+        accuracy=m.accuracy,
+        intensity=m.intensity,
+        weights_bytes=m.weights_bytes,
+        peak_memory_bytes=m.peak_memory_bytes,
+        load_peak_memory_bytes=m.load_peak_memory_bytes,
+        load_seconds=m.load_seconds,
+        generation_seconds=m.generation_seconds,
+        tokens_per_second=m.tokens_per_second,
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True)

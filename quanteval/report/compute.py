@@ -15,7 +15,7 @@ from quanteval.report.schema import (
     Report,
     RunReport,
 )
-from quanteval.summary import Comparison, RunOutcome, best_run, compare
+from quanteval.summary import Comparison, RunOutcome, best_run, compare, outcome_of
 from quanteval.textstats import distinct_n
 
 
@@ -25,23 +25,7 @@ def run_outcome(record: RunRecord) -> RunOutcome:
         return RunOutcome(
             record.run_id, record.model, record.precision, record.state, reason=record.reason
         )
-    m = record.result.metrics
-    return RunOutcome(
-        run_id=record.run_id,
-        model=record.model,
-        precision=record.precision,
-        state=record.state,
-        f1_macro=m.f1_macro,
-        accuracy=m.accuracy,
-        intensity=m.intensity,
-        weights_bytes=m.weights_bytes,
-        peak_memory_bytes=m.peak_memory_bytes,
-        load_peak_memory_bytes=m.load_peak_memory_bytes,
-        load_seconds=m.load_seconds,
-        generation_seconds=m.generation_seconds,
-        tokens_per_second=m.tokens_per_second,
-        reason=record.reason,
-    )
+    return outcome_of(record.result, record.state, record.reason)
 
 
 def order_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
