@@ -419,6 +419,12 @@ BAD_VALUES: list[tuple[str, list[str], list[str]]] = [
     ("bad-quantity", ["--set", "resources.limits.memory=lots"], ["/resources/limits/memory"]),
     ("metrics-on-liveness-port", ["--set", "metrics.port=8080"], ["metrics.port", "8080"]),
     (
+        "metrics-on-a-moved-liveness-port",
+        ["--set", "liveness.port=9000", "--set", "metrics.port=9000"],
+        ["metrics.port: 9000 is liveness.port"],
+    ),
+    ("liveness-port-out-of-range", ["--set", "liveness.port=70000"], ["/liveness/port"]),
+    (
         "no-service-account",
         ["--set", "serviceAccount.create=false"],
         ["serviceAccount.name", "required"],

@@ -45,8 +45,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and (ne .Values.rbac.scope "namespaces") .Values.watchNamespaces -}}
 {{- fail (printf "watchNamespaces (%s) is only used with rbac.scope=namespaces; rbac.scope=cluster watches every namespace: set rbac.scope=namespaces or remove watchNamespaces" (join ", " .Values.watchNamespaces)) -}}
 {{- end -}}
-{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) 8080) -}}
-{{- fail "metrics.port: 8080 is kopf's liveness endpoint; choose another port (default 8000)" -}}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.liveness.port)) -}}
+{{- fail (printf "metrics.port: %d is liveness.port, kopf's liveness endpoint; choose another port (default 8000)" (int .Values.metrics.port)) -}}
 {{- end -}}
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
 {{- fail "serviceAccount.name: required when serviceAccount.create is false (the operator runs as that existing ServiceAccount)" -}}
