@@ -71,8 +71,14 @@ def _set_args(values: JSON | None, tmp_dir: Path | None, sets: tuple[str, ...]) 
     return args
 
 
-def render(*sets: str, values: JSON | None = None, tmp_dir: Path | None = None) -> list[JSON]:
-    """Every object `helm template` renders (CRDs left out) with these values."""
+def render(
+    *sets: str,
+    values: JSON | None = None,
+    tmp_dir: Path | None = None,
+    api_versions: tuple[str, ...] = (),
+) -> list[JSON]:
+    """Every object `helm template` renders (CRDs left out) with these values, on a cluster that
+    serves `api_versions` beyond the built-in ones."""
     result = helm(
         "template",
         RELEASE,
@@ -80,6 +86,7 @@ def render(*sets: str, values: JSON | None = None, tmp_dir: Path | None = None) 
         "--namespace",
         NAMESPACE,
         *_set_args(values, tmp_dir, sets),
+        *(f"--api-versions={api}" for api in api_versions),
         check=False,
     )
     assert result.returncode == 0, f"helm template failed:\n{result.stderr}"
@@ -184,6 +191,27 @@ def test_liveness_probe_on_kopfs_endpoint_and_the_metrics_port() -> None:
     main = container(render("metrics.enabled=false"))
     assert "--metrics-port=0" in main["args"]
     assert [p["name"] for p in main["ports"]] == ["healthz"]
+
+
+def test_a_pod_monitor_scrapes_the_operators_metrics_port_when_asked() -> None:
+    assert not [o for o in render() if o["kind"] == "PodMonitor"]
+    objects = render(
+        "metrics.podMonitor.enabled=true",
+        "metrics.podMonitor.labels.release=kube-prometheus-stack",
+        api_versions=("monitoring.coreos.com/v1/PodMonitor",),
+    )
+    monitor = only(objects, "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    pod = only(objects, "Deployment")["spec"]["template"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert (endpoint["path"], endpoint["interval"]) == ("/metrics", "30s")
+
+    # Without the Prometheus Operator's CRD, helm says so instead of failing at apply time.
+    message = rejection("--set", "metrics.podMonitor.enabled=true")
+    assert "metrics.podMonitor.enabled" in message and "monitoring.coreos.com/v1" in message
 
 
 def test_resources_come_from_values(tmp_path: Path) -> None:
@@ -424,6 +452,11 @@ BAD_VALUES: list[tuple[str, list[str], list[str]]] = [
         ["metrics.port: 9000 is liveness.port"],
     ),
     ("liveness-port-out-of-range", ["--set", "liveness.port=70000"], ["/liveness/port"]),
+    (
+        "bad-scrape-interval",
+        ["--set", "metrics.podMonitor.interval=often"],
+        ["/metrics/podMonitor/interval"],
+    ),
     (
         "no-service-account",
         ["--set", "serviceAccount.create=false"],
