@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers.OPTIONS.namespaced = bool(namespaces)
     handlers.OPTIONS.metrics_port = args.metrics_port
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
+    logging.captureWarnings(True)  # Python warnings as JSON lines too, not bare stderr text
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if not args.verbose:
         logging.getLogger("kopf.objects").addFilter(_RoutineSuccesses())
