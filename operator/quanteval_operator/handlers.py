@@ -269,7 +269,9 @@ async def reconcile(
     )
     if terminal and report_job is None:
         job = render_report_job(manifest, settings)
-        if await kube.create_job(namespace, job):
+        created = await kube.create_job(namespace, job)
+        logger.info(f"job {job['metadata']['name']} for the report: created={created}")
+        if created:
             metrics.METRICS.job_created("report")
             kopf.info(body, reason="ReportStarted", message=f"Job {job['metadata']['name']}")
         report_job = JobObservation(name=job["metadata"]["name"], active=1)

@@ -33,6 +33,7 @@ from tests.operator.harness import (
     condition,
     free_port,
     get_eval,
+    jobs,
     s3_secret,
     wait_finished,
 )
@@ -334,6 +335,11 @@ def _http_get(url: str) -> tuple[int, str] | None:
         return None
 
 
+def _image(job: JSON) -> str:
+    (main,) = job["spec"]["template"]["spec"]["containers"]
+    return str(main["image"])
+
+
 def _shipped_quickstart() -> JSON:
     """manifests/examples/quickstart.yaml as shipped, with one prompt and two emotions (CI time)."""
     document: JSON = yaml.safe_load((ROOT / "manifests/examples/quickstart.yaml").read_text())
@@ -385,31 +391,69 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     )
     assert f"kubectl -n {watched} get quantevals" in out
 
-    def running_pod() -> JSON | None:
-        pods = _items(cluster, "pods", release.selector, release.namespace)
-        return pods[0] if pods and pods[0]["status"].get("phase") == "Running" else None
+    def operator_pod(not_uid: str = "") -> JSON | None:
+        """The operator's running pod (not the one with uid `not_uid`, not one being deleted)."""
+        pods = [
+            p
+            for p in _items(cluster, "pods", release.selector, release.namespace)
+            if p["status"].get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")
+            and p["metadata"]["uid"] != not_uid
+        ]
+        return pods[0] if pods else None
 
-    pod = wait_until(running_pod, timeout=60, what="the operator's pod to run")
-    log = cluster.pod_dir(release.namespace, pod["metadata"]["name"]) / "log"
-    health = wait_until(
-        lambda: _http_get(f"http://127.0.0.1:{liveness}/healthz"),
-        timeout=60,
-        what="kopf's liveness endpoint to answer",
-    )
-    assert health[0] == 200, health
+    def healthy() -> None:
+        health = wait_until(
+            lambda: _http_get(f"http://127.0.0.1:{liveness}/healthz"),
+            timeout=60,
+            what="kopf's liveness endpoint to answer",
+        )
+        assert health[0] == 200, health
+
+    first = wait_until(operator_pod, timeout=60, what="the operator's pod to run")
+    logs = [cluster.pod_dir(release.namespace, first["metadata"]["name"]) / "log"]
+    healthy()
 
     ignored = quickstart | {"metadata": {"name": "ignored"}}
     cluster.kubectl("apply", "-f", "-", namespace=unwatched, input=yaml.safe_dump(ignored))
     cluster.kubectl("apply", "-f", "-", namespace=watched, input=yaml.safe_dump(quickstart))
+
+    # Day 2: `helm upgrade` while runs are active; the Deployment replaces the operator (Recreate),
+    # and the new one carries on from the Jobs that exist.
+    started = wait_until(
+        lambda: jobs(cluster, watched) if len(jobs(cluster, watched)) == 2 else None,
+        timeout=120,
+        what="the first two run Jobs (parallelism 2)",
+    )
+    upgraded_image = "quanteval-worker:upgraded"
+    release.helm(
+        "upgrade", release.name, str(CHART), "--reuse-values",
+        f"--set=worker.image={upgraded_image}", "--timeout=2m",
+    )  # fmt: skip
+    second = wait_until(
+        lambda: operator_pod(not_uid=first["metadata"]["uid"]),
+        timeout=120,
+        what="the upgraded operator's pod to run",
+    )
+    logs.append(cluster.pod_dir(release.namespace, second["metadata"]["name"]) / "log")
+    healthy()
+
     body = wait_finished(cluster, watched, "quickstart", timeout=900)
-    assert condition(body, "Succeeded")["status"] == "True", log.read_text()[-4000:]
+    assert condition(body, "Succeeded")["status"] == "True", logs[-1].read_text()[-4000:]
     status = body["status"]
     runs = {r["id"]: r for r in status["runs"]}
     assert set(runs) == {f"smollm2-135m-{p}" for p in ("fp32", "bf16", "int8", "nf4")}
+    assert all(r["attempts"] == 1 for r in runs.values())
     fp32 = runs["smollm2-135m-fp32"]["metrics"]["weightsBytes"]
     assert runs["smollm2-135m-nf4"]["metrics"]["weightsBytes"] < 0.35 * fp32
     comparisons = {c["id"] for c in status["summary"]["comparisons"]}
     assert comparisons == {f"smollm2-135m-{p}" for p in ("bf16", "int8", "nf4")}
+    run_jobs = jobs(cluster, watched)
+    assert len(run_jobs) == 4  # no Job twice across the upgrade
+    assert len({j["metadata"]["labels"]["quanteval.io/run"] for j in run_jobs}) == 4
+    (report_job,) = jobs(cluster, watched, "report")
+    assert _image(report_job) == upgraded_image  # the new operator's settings
+    assert {_image(j) for j in started} == {"quanteval-worker:test"}
 
     # What the user reads: the printer columns, and the story in `kubectl describe`.
     header, row = cluster.kubectl("get", "quantevals", namespace=watched).stdout.splitlines()
@@ -428,15 +472,33 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     assert "macro-F1" in events and "peak memory" in events, events
     assert f"report at {status['summary']['reportUri']}" in events, events
     assert "Warning" not in events, events
+    told = json.loads(
+        cluster.kubectl(
+            "get", "events", "-o", "json",
+            "--field-selector=involvedObject.kind=QuantEval,involvedObject.name=quickstart",
+            namespace=watched,
+        ).stdout
+    )["items"]  # fmt: skip
+    counts: dict[str, int] = {}
+    for event in told:
+        counts[event["reason"]] = counts.get(event["reason"], 0) + event.get("count", 1)
+    assert counts == {
+        "RunStarted": 4,
+        "RunSucceeded": 4,
+        "ReportStarted": 1,
+        "ReportWritten": 1,
+        "Succeeded": 1,
+    }, counts  # each told once, across the operator's replacement
 
-    # Prometheus metrics, and structured (JSON) logs.
+    # Prometheus metrics (of the operator now running), and structured (JSON) logs of both.
     scraped = _http_get(f"http://127.0.0.1:{metrics}/metrics")
     assert scraped is not None and scraped[0] == 200
-    assert 'quanteval_jobs_created_total{kind="run"} 4.0' in scraped[1]
     assert 'quanteval_jobs_created_total{kind="report"} 1.0' in scraped[1]
     assert 'quanteval_runs{state="Succeeded"} 4.0' in scraped[1]
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    assert any("quickstart-smollm2-135m-int8" in r.get("message", "") for r in records)
+    lines = [line for log in logs for line in log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    created = [r for r in records if "created=True" in r["message"]]
+    assert len(created) == 5, created  # four run Jobs and the report's, by one or the other
     assert not [r for r in records if r.get("severity") == "error"], records
     assert not [r for r in records if r["message"].startswith("Handler ")], records  # no chatter
 
