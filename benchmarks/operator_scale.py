@@ -68,9 +68,10 @@ def main() -> None:
         operator = OperatorProcess(
             kubeconfig,
             Path(tmp),
-            # No S3 Secret: the instant worker writes nothing.
+            # No S3 Secret: the instant worker and report write nothing.
             {
                 "QUANTEVAL_WORKER_COMMAND": json.dumps(instant_worker()),
+                "QUANTEVAL_REPORT_COMMAND": json.dumps(["sh", "-c", "exit 0"]),
                 "QUANTEVAL_S3_SECRET_NAME": "",
             },
         )
@@ -103,8 +104,8 @@ def main() -> None:
         all_jobs = time.monotonic() - started
         body = wait_until(
             lambda: (b := get_eval(cluster, "scale", "scale"))
-            and condition(b, "Succeeded").get("status") == "True" and b,
-            timeout=900, what="Succeeded", interval=1,
+            and condition(b, "Succeeded").get("status") in ("True", "False") and b,
+            timeout=900, what="Succeeded True or False", interval=1,
         )  # fmt: skip
         done = time.monotonic() - started
         mine = [e for e in cluster.audit_events() if e["user"]["username"] == user][before:]
@@ -115,7 +116,8 @@ def main() -> None:
     per_run = status_bytes / runs
     print(f"runs: {runs} ({args.models} models x {args.precisions} precisions), parallelism {runs}")
     print(f"apply to all Jobs created: {all_jobs:.1f} s")
-    print(f"apply to Succeeded=True: {done:.1f} s")
+    end = condition(body, "Succeeded")
+    print(f"apply to Succeeded={end['status']} ({end['reason']}): {done:.1f} s (with the report)")
     print(f"operator API requests: {requests} ({requests / runs:.2f} per run)")
     print("  by verb and resource: " + ", ".join(f"{k}: {v}" for k, v in kinds.most_common()))
     print(f"status size: {status_bytes} bytes ({per_run:.0f} bytes per run)")
