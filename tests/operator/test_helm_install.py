@@ -448,6 +448,16 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     assert runs["smollm2-135m-nf4"]["metrics"]["weightsBytes"] < 0.35 * fp32
     comparisons = {c["id"] for c in status["summary"]["comparisons"]}
     assert comparisons == {f"smollm2-135m-{p}" for p in ("bf16", "int8", "nf4")}
+    # GitOps: what the operator wrote is status only; the spec is the user's (kubectl's) alone.
+    fields = cluster.kubectl(
+        "get", "quanteval", "quickstart", "-o", "json", "--show-managed-fields", namespace=watched
+    ).stdout
+    managed = json.loads(fields)["metadata"]["managedFields"]
+    writers = {(m["manager"], m.get("subresource", "")) for m in managed}
+    assert {sub for manager, sub in writers if not manager.startswith("kubectl")} == {"status"}
+    assert body["metadata"].get("annotations", {}).keys() <= {
+        "kubectl.kubernetes.io/last-applied-configuration"
+    }
     run_jobs = jobs(cluster, watched)
     assert len(run_jobs) == 4  # no Job twice across the upgrade
     assert len({j["metadata"]["labels"]["quanteval.io/run"] for j in run_jobs}) == 4
