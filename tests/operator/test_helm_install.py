@@ -335,6 +335,21 @@ def _http_get(url: str) -> tuple[int, str] | None:
         return None
 
 
+def _event_counts(cluster: Cluster, namespace: str, name: str) -> dict[str, int]:
+    """How many Events of each reason the QuantEval `name` has."""
+    items = json.loads(
+        cluster.kubectl(
+            "get", "events", "-o", "json",
+            f"--field-selector=involvedObject.kind=QuantEval,involvedObject.name={name}",
+            namespace=namespace,
+        ).stdout
+    )["items"]  # fmt: skip
+    counts: dict[str, int] = {}
+    for event in items:
+        counts[event["reason"]] = counts.get(event["reason"], 0) + event.get("count", 1)
+    return counts
+
+
 def _image(job: JSON) -> str:
     (main,) = job["spec"]["template"]["spec"]["containers"]
     return str(main["image"])
@@ -425,6 +440,11 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
         timeout=120,
         what="the first two run Jobs (parallelism 2)",
     )
+    wait_until(
+        lambda: _event_counts(cluster, watched, "quickstart").get("RunStarted") == 2,
+        timeout=60,
+        what="their RunStarted Events",
+    )
     upgraded_image = "quanteval-worker:upgraded"
     release.helm(
         "upgrade", release.name, str(CHART), "--reuse-values",
@@ -482,16 +502,7 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     assert "macro-F1" in events and "peak memory" in events, events
     assert f"report at {status['summary']['reportUri']}" in events, events
     assert "Warning" not in events, events
-    told = json.loads(
-        cluster.kubectl(
-            "get", "events", "-o", "json",
-            "--field-selector=involvedObject.kind=QuantEval,involvedObject.name=quickstart",
-            namespace=watched,
-        ).stdout
-    )["items"]  # fmt: skip
-    counts: dict[str, int] = {}
-    for event in told:
-        counts[event["reason"]] = counts.get(event["reason"], 0) + event.get("count", 1)
+    counts = _event_counts(cluster, watched, "quickstart")
     assert counts == {
         "RunStarted": 4,
         "RunSucceeded": 4,
