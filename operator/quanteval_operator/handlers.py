@@ -282,8 +282,8 @@ async def reconcile(
         spec.baseline_precision, report, unsized,
     )  # fmt: skip
     if _differs(previous, status):
-        _tell_story(body, previous, status)
         await _patch_status(kube, body, status)
+        _tell_story(body, previous, status)  # after the patch: only what the status records
     return previous | status
 
 
