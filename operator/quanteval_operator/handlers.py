@@ -215,7 +215,6 @@ async def reconcile(
 ) -> dict[str, Any]:
     """One pass; returns the status as the resource now holds it (this pass's over the last)."""
     meta = body.metadata
-    namespace = str(meta.namespace)
     generation = int(meta.get("generation") or 0)
     # The status this operator wrote last: the indexed body can lag behind our own patch, and
     # comparing with a stale status would post every run's Events again.
@@ -251,14 +250,11 @@ async def reconcile(
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
     for run in [r for r in runs if r.id not in job_by_run][:room]:
         job = render_job(manifest, run, settings)
-        created = await kube.create_job(namespace, job)
-        logger.info(f"job {job['metadata']['name']} for run {run.id}: created={created}")
-        if created:
-            metrics.METRICS.job_created("run")
-            kopf.info(
-                body, reason="RunStarted", message=f"run {run.id}: Job {job['metadata']['name']}"
-            )
-        job_by_run[run.id] = JobObservation(name=job["metadata"]["name"], active=1)
+        name = job["metadata"]["name"]
+        job_by_run[run.id] = await _start_job(
+            kube, body, job, logger, kind="run", purpose=f"run {run.id}",
+            reason="RunStarted", message=f"run {run.id}: Job {name}",
+        )  # fmt: skip
     pods_by_run: dict[str, list[PodObservation]] = {}
     for run_id, pod in pods:
         pods_by_run.setdefault(run_id, []).append(pod)
@@ -269,12 +265,11 @@ async def reconcile(
     )
     if terminal and report_job is None:
         job = render_report_job(manifest, settings)
-        created = await kube.create_job(namespace, job)
-        logger.info(f"job {job['metadata']['name']} for the report: created={created}")
-        if created:
-            metrics.METRICS.job_created("report")
-            kopf.info(body, reason="ReportStarted", message=f"Job {job['metadata']['name']}")
-        report_job = JobObservation(name=job["metadata"]["name"], active=1)
+        name = job["metadata"]["name"]
+        report_job = await _start_job(
+            kube, body, job, logger, kind="report", purpose="the report",
+            reason="ReportStarted", message=f"Job {name}",
+        )  # fmt: skip
     report = ReportObservation(report_job, pods_by_run.pop(REPORT, []), report_uri(manifest))
     unsized = sorted({r.model.name for r in runs if gpus_for(manifest, r, settings) is None})
     status = aggregate(
@@ -285,6 +280,27 @@ async def reconcile(
         await _patch_status(kube, body, status)
         _tell_story(body, previous, status)  # after the patch: only what the status records
     return previous | status
+
+
+async def _start_job(
+    kube: KubeClient,
+    body: kopf.Body,
+    job: dict[str, Any],
+    logger: kopf.Logger,
+    *,
+    kind: str,
+    purpose: str,
+    reason: str,
+    message: str,
+) -> JobObservation:
+    """Create the Job (it may exist: a restarted operator, a lost race); count and tell if new."""
+    name = job["metadata"]["name"]
+    created = await kube.create_job(str(body.metadata.namespace), job)
+    logger.info(f"job {name} for {purpose}: created={created}")
+    if created:
+        metrics.METRICS.job_created(kind)
+        kopf.info(body, reason=reason, message=message)
+    return JobObservation(name=name, active=1)
 
 
 async def _patch_status(kube: KubeClient, body: kopf.Body, status: dict[str, Any]) -> None:
