@@ -163,6 +163,21 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
+def event_counts(cluster: Cluster, namespace: str, name: str) -> dict[str, int]:
+    """How many Events of each reason the QuantEval `name` has."""
+    items = json.loads(
+        cluster.kubectl(
+            "get", "events", "-o", "json",
+            f"--field-selector=involvedObject.kind=QuantEval,involvedObject.name={name}",
+            namespace=namespace,
+        ).stdout
+    )["items"]  # fmt: skip
+    counts: dict[str, int] = {}
+    for event in items:
+        counts[event["reason"]] = counts.get(event["reason"], 0) + event.get("count", 1)
+    return counts
+
+
 def wait_finished(cluster: Cluster, namespace: str, name: str, timeout: float) -> dict[str, Any]:
     """The QuantEval once its Succeeded condition is True or False."""
 

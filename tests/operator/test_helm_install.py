@@ -31,6 +31,7 @@ from tests.operator.harness import (
     ROOT,
     OperatorProcess,
     condition,
+    event_counts,
     free_port,
     get_eval,
     jobs,
@@ -335,21 +336,6 @@ def _http_get(url: str) -> tuple[int, str] | None:
         return None
 
 
-def _event_counts(cluster: Cluster, namespace: str, name: str) -> dict[str, int]:
-    """How many Events of each reason the QuantEval `name` has."""
-    items = json.loads(
-        cluster.kubectl(
-            "get", "events", "-o", "json",
-            f"--field-selector=involvedObject.kind=QuantEval,involvedObject.name={name}",
-            namespace=namespace,
-        ).stdout
-    )["items"]  # fmt: skip
-    counts: dict[str, int] = {}
-    for event in items:
-        counts[event["reason"]] = counts.get(event["reason"], 0) + event.get("count", 1)
-    return counts
-
-
 def _image(job: JSON) -> str:
     (main,) = job["spec"]["template"]["spec"]["containers"]
     return str(main["image"])
@@ -441,7 +427,7 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
         what="the first two run Jobs (parallelism 2)",
     )
     wait_until(
-        lambda: _event_counts(cluster, watched, "quickstart").get("RunStarted") == 2,
+        lambda: event_counts(cluster, watched, "quickstart").get("RunStarted") == 2,
         timeout=60,
         what="their RunStarted Events",
     )
@@ -502,7 +488,7 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     assert "macro-F1" in events and "peak memory" in events, events
     assert f"report at {status['summary']['reportUri']}" in events, events
     assert "Warning" not in events, events
-    counts = _event_counts(cluster, watched, "quickstart")
+    counts = event_counts(cluster, watched, "quickstart")
     assert counts == {
         "RunStarted": 4,
         "RunSucceeded": 4,

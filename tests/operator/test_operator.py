@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from quanteval.results import RunResult
@@ -13,6 +12,7 @@ from tests.operator.harness import (
     BUCKET,
     OperatorProcess,
     condition,
+    event_counts,
     get_eval,
     jobs,
     manifest,
@@ -92,17 +92,7 @@ def test_an_evaluation_runs_to_success_within_its_parallelism(
     assert row.split()[:4] == ["tiny", "AllRunsSucceeded", "3/3", status["summary"]["bestRun"]]
     short = cluster.kubectl("get", "qe", "tiny", "-o", "name", namespace=eval_namespace).stdout
     assert short.strip() == "quanteval.quanteval.io/tiny"
-    events = cluster.kubectl(
-        "get",
-        "events",
-        "-o",
-        "json",
-        "--field-selector",
-        "involvedObject.name=tiny",
-        namespace=eval_namespace,
-    ).stdout
-    reasons = {e["reason"] for e in json.loads(events)["items"]}
-    assert {"RunStarted", "RunSucceeded"} <= reasons
+    assert {"RunStarted", "RunSucceeded"} <= set(event_counts(cluster, eval_namespace, "tiny"))
 
 
 def test_a_failing_run_fails_with_its_reason_while_the_others_complete(
