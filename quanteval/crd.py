@@ -192,6 +192,7 @@ def status_schema() -> dict[str, Any]:
             "memorySavingPct": {"type": "number"},
             "f1DeltaPp": {"type": "number"},
             "timeRatio": {"type": "number"},
+            "dollarRatio": {"type": "number"},
         },
     }
     return {

@@ -1,7 +1,9 @@
 """Exit codes of `quanteval-worker` and the `quanteval` CLI.
 
 The operator's Job `podFailurePolicy` keys on INVALID_SPEC, CANNOT_LOAD and OUT_OF_MEMORY: they are
-deterministic, so retrying the pod cannot help. 1, 2 and 126+ stay for crashes and the shell.
+deterministic, so retrying the pod cannot help. INTERNAL_ERROR (1) is anything unexpected: its
+reason still goes to the termination message, and the Job retries it. 2 and 126+ stay for the
+shell.
 """
 
 from enum import IntEnum
@@ -9,6 +11,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
+    INTERNAL_ERROR = 1
     INVALID_SPEC = 3
     CANNOT_LOAD = 4
     OUT_OF_MEMORY = 5

@@ -35,7 +35,7 @@ def content_hash(spec: QuantEvalSpec, model: ModelSpec, precision: Precision) ->
     The model's short name and the batch size are left out: neither changes what is generated.
     """
     material = {
-        "schema": 1,
+        "schema": 2,  # 2: raw prompts, no model generation defaults, EOS not counted
         "source": model.source,
         "revision": model.revision,
         "precision": precision.value,
@@ -100,5 +100,7 @@ def build_run_spec(manifest: QuantEval, run: Run, evaluation_root: str) -> RunSp
         s3_endpoint=s3.endpoint if s3 else "",
         s3_region=s3.region if s3 else "",
         gpu_memory_gib=spec.resources.gpu_memory_gib,
+        allow_bf16_emulation=spec.resources.allow_bf16_emulation,
+        cost=spec.cost,
         content_hash=run.content_hash,
     )

@@ -1,9 +1,9 @@
 """The result of one run (`result.json`, versioned) and its compact termination message."""
 
 import json
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from quanteval.precisions import Precision
@@ -21,7 +21,15 @@ class _Model(BaseModel):
 
 
 class RunMetrics(_Model):
-    """The headline numbers of a run; the names are shared with the QuantEval status."""
+    """The headline numbers of a run; the names are shared with the QuantEval status.
+
+    Times are wall seconds of the run's own phases: download (or cache hit) apart from load;
+    prefill (each batch's start to its first token's logits) and decode (the rest of the batch),
+    summed over batches. TTFT, TPOT and latency are per sample, p50/p95 over samples, from per-step
+    timestamps taken after a device sync. tokensPerSecond is decode tokens (all but each sample's
+    first, which prefill produced) over decode seconds. Fields added after schema v1's first
+    results are optional, so older result.json files still read.
+    """
 
     f1_macro: float
     accuracy: float
@@ -35,10 +43,24 @@ class RunMetrics(_Model):
     load_seconds: float
     generation_seconds: float
     tokens_per_second: float
-    latency_p50_ms: float
+    latency_p50_ms: float  # per sample: its batch's start to its own end of sequence
     latency_p95_ms: float
     generated_tokens: int
     samples: int
+    download_seconds: float | None = None
+    prefill_seconds: float | None = None
+    decode_seconds: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    tpot_p50_ms: float | None = None
+    tpot_p95_ms: float | None = None
+    gpu_seconds: float | None = None  # GPUs x wall seconds of the run's work; 0 on a CPU
+    cpu_seconds: float | None = None  # CPU time of the run's work (user + system)
+    joules_per_token: float | None = None  # generation phase joules / generated tokens
+    dollars: float | None = None  # only from a price given (spec.cost or the operator's)
+    dollars_per_1k_generations: Annotated[float | None, Field(alias="dollarsPer1kGenerations")] = (
+        None
+    )
 
 
 class EmotionScores(_Model):
@@ -53,6 +75,33 @@ class ConfusionMatrix(_Model):
     labels: list[str]  # rows: intended emotion; columns: predicted (may include other labels)
     predicted_labels: list[str]
     matrix: list[list[int]]
+
+
+class GenerationSettings(_Model):
+    """Every generation setting in force for a run: from the spec and its preset, nothing else."""
+
+    prompt_format: Literal["chat", "raw"]
+    special_tokens_added: bool  # raw: the tokenizer's own (BOS); chat: the template holds them
+    do_sample: bool
+    temperature: float | None  # null when decoding greedily: not in force
+    top_k: int | None
+    top_p: float | None
+    max_length: int | None  # prompt included, as the model receives it
+    max_new_tokens: int | None  # end of sequence not counted
+    samples_per_prompt: int
+    seed: int
+    batch_size: int  # the batch size that fitted
+    stop_token_ids: list[int]
+    # What the model's generation_config.json sets (sampling defaults): recorded, never applied.
+    model_defaults_ignored: dict[str, Any]
+
+
+class EnergyFigures(_Model):
+    """Joules per phase from a monotonic counter, read at each phase's start and end."""
+
+    source: Literal["nvml", "rapl"]  # NVML: every GPU of the pod; RAPL: the CPU packages
+    phases: dict[str, float]
+    joules_per_token: float | None
 
 
 class RunResult(_Model):
@@ -71,6 +120,10 @@ class RunResult(_Model):
     per_emotion: dict[str, EmotionScores]
     confusion: ConfusionMatrix
     memory: dict[str, int]  # every memory figure measured, by name
+    generation: GenerationSettings | None = None  # absent in results written before it existed
+    energy: EnergyFigures | str | None = None  # a string says why there is no figure
+    # What a reader must know to trust a figure (a capped macro-F1, say), one sentence each.
+    warnings: list[str] = []
     environment: dict[str, Any]
     started_at: str
     finished_at: str

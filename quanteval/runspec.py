@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from quanteval.precisions import Precision
-from quanteval.spec import ClassifierSpec, GenerationSpec, ModelSpec
+from quanteval.spec import ClassifierSpec, CostSpec, GenerationSpec, ModelSpec
 
 RUNSPEC_SCHEMA: Final = "quanteval.io/runspec/v1"
 
@@ -44,6 +44,8 @@ class RunSpec(_Model):
     s3_endpoint: str = ""
     s3_region: str = ""
     gpu_memory_gib: float | None = None
+    allow_bf16_emulation: bool = False
+    cost: CostSpec = CostSpec()
     content_hash: str
 
     def to_json(self) -> str:

@@ -63,18 +63,21 @@ class ModelSpec(_Model):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The study's settings: sampling with top-k 10, top-p 0.9, temperature 0.9, one sample per
-    # prompt, at most 100 tokens counting the prompt.
+    # The study's method: a transformers text-generation pipeline called on the bare prompt (no
+    # chat template) with top-k 10, top-p 0.9, temperature 0.9 and max_length=100, which counts the
+    # prompt as its tokenizer encodes it; no other cap on new tokens; one sample per prompt.
     "paper": {
+        "promptFormat": "raw",
         "doSample": True,
         "temperature": 0.9,
         "topK": 10,
         "topP": 0.9,
         "samplesPerPrompt": 1,
         "maxLength": 100,
-        "maxNewTokens": 64,
+        "maxNewTokens": None,
     },
     "greedy": {
+        "promptFormat": "chat",
         "doSample": False,
         "temperature": 1.0,
         "topK": 0,
@@ -85,19 +88,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+PromptFormat = Literal["chat", "raw"]
+
 
 class GenerationSpec(_Model):
     """Generation settings; a preset fills every field the spec leaves out."""
 
     preset: Literal["paper", "greedy"] = "paper"
-    """Settings the other fields default to: paper (the study's sampling: top-k 10, top-p 0.9,
-    temperature 0.9, maxLength 100) or greedy.
+    """Settings the other fields default to: paper (the study's method: the bare prompt, sampling
+    with top-k 10, top-p 0.9, temperature 0.9, maxLength 100) or greedy (chat template, greedy
+    decoding, 64 new tokens).
     """
-    max_new_tokens: Annotated[int, Field(ge=1, le=4096)] = 64
-    """At most this many new tokens per sample."""
+    prompt_format: PromptFormat = "raw"
+    """chat: the prompt goes through the model's chat template as a user message; raw: the bare
+    prompt, as the study's text-generation pipeline received it (with the tokenizer's own special
+    tokens). Default: the preset's (paper: raw, greedy: chat).
+    """
+    max_new_tokens: Annotated[int | None, Field(ge=1, le=4096)] = None
+    """At most this many new tokens per sample (end of sequence not counted); null: only maxLength
+    limits them.
+    """
     max_length: Annotated[int | None, Field(ge=2, le=32768)] = 100
-    """At most this many tokens per sample counting the prompt (after the chat template), as the
-    study counted.
+    """At most this many tokens per sample counting the prompt as the model receives it (after the
+    chat template with promptFormat chat), as the study counted; null: only maxNewTokens limits
+    them.
     """
     temperature: Annotated[float, Field(gt=0, le=10)] = 0.9
     """Sampling temperature."""
@@ -128,6 +142,14 @@ class GenerationSpec(_Model):
                 merged[key] = value
         return merged
 
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if self.max_new_tokens is None and self.max_length is None:
+            raise ValueError(
+                "maxNewTokens: set maxNewTokens or maxLength; generation needs a bound"
+            )
+        return self
+
 
 class ClassifierSpec(_Model):
     """The emotion classifier: the embedded offline one, or any sequence-classification model."""
@@ -142,6 +164,11 @@ class ClassifierSpec(_Model):
     # Classifier label -> emotion name, for labels that are not spelled as the emotion.
     label_map: Annotated[dict[str, ShortString], Field(max_length=64)] = Field(default_factory=dict)
     """Classifier label -> emotion name, for labels not spelled as the emotion."""
+    accept_missing_emotions: bool = False
+    """Run even when the classifier can never predict some requested emotions (their F1 is 0, so
+    macro-F1 is capped; the result and the report say at what). Default: such a run fails before
+    the model loads, naming the labels.
+    """
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
@@ -222,6 +249,11 @@ class ResourcesSpec(_Model):
     """Memory request and limit of a worker (a Kubernetes quantity)."""
     cpu: Annotated[str, Field(max_length=32, pattern=f"({QUANTITY})|^$")] = ""
     """CPU request of a worker (a Kubernetes quantity)."""
+    allow_bf16_emulation: bool = False
+    """Run bf16 (and bitsandbytes 4-bit with bf16 compute) on a GPU without native bf16 (compute
+    capability below 8.0: V100, T4), emulated and slower; default: such a run fails with the
+    reason and the alternative (fp16).
+    """
 
 
 class HuggingFaceSpec(_Model):
@@ -229,6 +261,19 @@ class HuggingFaceSpec(_Model):
     """Secret key holding a hub token (as HF_TOKEN in the worker; never logged)."""
     cache_volume_claim: Annotated[str, Field(max_length=253)] = ""
     """PersistentVolumeClaim mounted as the model cache (shared across runs)."""
+
+
+class CostSpec(_Model):
+    """Prices for dollars per run; without one, results carry GPU- and CPU-seconds only."""
+
+    gpu_hour_usd: Annotated[float | None, Field(ge=0, le=10000, alias="gpuHourUSD")] = None
+    """Price of one GPU for an hour, in US dollars (default: the operator's, Helm value
+    worker.cost.gpuHourUSD, or quanteval run --gpu-hour-usd).
+    """
+    cpu_hour_usd: Annotated[float | None, Field(ge=0, le=10000, alias="cpuHourUSD")] = None
+    """Price of one CPU core for an hour of CPU time, in US dollars (default: the operator's, Helm
+    value worker.cost.cpuHourUSD, or quanteval run --cpu-hour-usd).
+    """
 
 
 EmotionName = Annotated[str, Field(pattern=EMOTION_NAME)]
@@ -264,6 +309,8 @@ class QuantEvalSpec(_Model):
     """Resources and placement of the worker pods."""
     hugging_face: HuggingFaceSpec = Field(default_factory=HuggingFaceSpec)
     """Hugging Face hub access and model cache."""
+    cost: CostSpec = Field(default_factory=CostSpec)
+    """Prices per GPU-hour and CPU-hour, for dollars per run and per 1,000 generations."""
     parallelism: Annotated[int, Field(ge=1, le=1000)] = 4
     """Runs active at once (mutable)."""
     suspend: bool = False

@@ -24,6 +24,10 @@ class RunOutcome:
     load_seconds: float | None = None
     generation_seconds: float | None = None
     tokens_per_second: float | None = None
+    ttft_ms: float | None = None  # p50 over samples
+    tpot_ms: float | None = None  # p50 over samples
+    gpu_seconds: float | None = None
+    dollars: float | None = None  # only from a given price
     reason: str = ""
 
 
@@ -44,6 +48,10 @@ def outcome_of(result: RunResult, state: str = "Succeeded", reason: str = "") ->
         load_seconds=m.load_seconds,
         generation_seconds=m.generation_seconds,
         tokens_per_second=m.tokens_per_second,
+        ttft_ms=m.ttft_p50_ms,
+        tpot_ms=m.tpot_p50_ms,
+        gpu_seconds=m.gpu_seconds,
+        dollars=m.dollars,
         reason=reason,
     )
 
@@ -56,6 +64,11 @@ class Comparison:
     weights_saving_pct: float | None
     f1_delta_pp: float | None  # F1 change against the baseline, in percentage points
     time_ratio: float | None  # generation time / the baseline's
+    dollar_ratio: float | None = None  # dollars / the baseline's (both priced)
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return value / base if value is not None and base else None
 
 
 def _saving(value: int | None, base: int | None) -> float | None:
@@ -84,12 +97,10 @@ def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]
                 f1_delta_pp=100.0 * (outcome.f1_macro - base.f1_macro)
                 if ok and base and outcome.f1_macro is not None and base.f1_macro is not None
                 else None,
-                time_ratio=outcome.generation_seconds / base.generation_seconds
-                if ok
-                and base
-                and outcome.generation_seconds is not None
-                and base.generation_seconds
+                time_ratio=_ratio(outcome.generation_seconds, base.generation_seconds)
+                if ok and base
                 else None,
+                dollar_ratio=_ratio(outcome.dollars, base.dollars) if ok and base else None,
             )
         )
     return rows

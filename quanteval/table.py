@@ -28,7 +28,8 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
     table = Table(title=title)
     headers = [
         "run", "state", "F1 macro", "accuracy", "intensity", "weights", "load peak", "peak memory",
-        "load s", "gen s", "tokens/s", "memory saving %", "F1 Δ pp", "time ×",
+        "load s", "gen s", "TTFT ms", "TPOT ms", "tokens/s", "GPU s", "$", "memory saving %",
+        "F1 Δ pp", "time ×", "$ ×",
     ]  # fmt: skip
     for header in headers:
         table.add_column(header, justify="left" if header in ("run", "state") else "right")
@@ -46,9 +47,14 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
             human_bytes(o.peak_memory_bytes),
             num(o.load_seconds, ".1f"),
             num(o.generation_seconds, ".1f"),
+            num(o.ttft_ms, ".0f"),
+            num(o.tpot_ms, ".1f"),
             num(o.tokens_per_second, ".1f"),
+            num(o.gpu_seconds, ".0f"),
+            num(o.dollars, ".4f"),
             signed(row.memory_saving_pct, ".1f"),
             signed(row.f1_delta_pp, ".1f"),
             num(row.time_ratio, ".2f"),
+            num(row.dollar_ratio, ".2f"),
         )
     return table

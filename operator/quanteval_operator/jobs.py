@@ -4,6 +4,7 @@ import hashlib
 from typing import Any
 
 from quanteval import API_GROUP, API_VERSION, KIND
+from quanteval.cost import with_default_cost
 from quanteval.exitcodes import DETERMINISTIC_FAILURES
 from quanteval.matrix import Run, build_run_spec, expand, s3_evaluation_root
 from quanteval.sizing import estimate_weights_bytes, gpus_needed
@@ -62,7 +63,9 @@ def effective_manifest(manifest: QuantEval, settings: Settings) -> QuantEval:
         secret_ref=secret,
     )
     spec = manifest.spec.model_copy(update={"output": OutputSpec(s3=merged)})
-    return manifest.model_copy(update={"spec": spec})
+    return with_default_cost(
+        manifest.model_copy(update={"spec": spec}), settings.gpu_hour_usd, settings.cpu_hour_usd
+    )
 
 
 def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:

@@ -15,6 +15,11 @@ def _command(value: str) -> list[str]:
     return value.split()
 
 
+def _price(value: str) -> float | None:
+    """A price in US dollars, or None when unset (empty: no invented price)."""
+    return float(value) if value.strip() else None
+
+
 @dataclass(frozen=True)
 class Settings:
     worker_image: str = "ghcr.io/quanteval/quanteval-worker:0.1.0"
@@ -30,6 +35,8 @@ class Settings:
     s3_secret_name: str = ""
     hf_cache_claim: str = ""
     run_as_user: int = 1000
+    gpu_hour_usd: float | None = None
+    cpu_hour_usd: float | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -51,4 +58,6 @@ class Settings:
             s3_secret_name=env.get("QUANTEVAL_S3_SECRET_NAME", ""),
             hf_cache_claim=env.get("QUANTEVAL_HF_CACHE_CLAIM", ""),
             run_as_user=int(env.get("QUANTEVAL_RUN_AS_USER", defaults.run_as_user)),
+            gpu_hour_usd=_price(env.get("QUANTEVAL_GPU_HOUR_USD", "")),
+            cpu_hour_usd=_price(env.get("QUANTEVAL_CPU_HOUR_USD", "")),
         )

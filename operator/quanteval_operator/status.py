@@ -21,8 +21,11 @@ STATUS_METRICS = {
     "weightsBytes": 0,
     "generationSeconds": 2,
     "tokensPerSecond": 2,
-    "latencyP50Ms": 1,
-    "latencyP95Ms": 1,
+    "ttftP50Ms": 1,
+    "tpotP50Ms": 2,
+    "joulesPerToken": 3,
+    "dollars": 4,
+    "dollarsPer1kGenerations": 4,
 }
 MAX_REASON = 300
 
@@ -177,6 +180,9 @@ def _outcome(run: Run, entry: dict[str, Any]) -> RunOutcome:
         peak_memory_bytes=metrics.get("peakMemoryBytes"),
         generation_seconds=metrics.get("generationSeconds"),
         tokens_per_second=metrics.get("tokensPerSecond"),
+        ttft_ms=metrics.get("ttftP50Ms"),
+        tpot_ms=metrics.get("tpotP50Ms"),
+        dollars=metrics.get("dollars"),
     )
 
 
@@ -197,6 +203,8 @@ def summarize(
             item["f1DeltaPp"] = round(row.f1_delta_pp, 1)
         if row.time_ratio is not None:
             item["timeRatio"] = round(row.time_ratio, 2)
+        if row.dollar_ratio is not None:
+            item["dollarRatio"] = round(row.dollar_ratio, 2)
         rows.append(item)
     summary: dict[str, Any] = {"baseline": baseline.value, "comparisons": rows}
     if best is not None:

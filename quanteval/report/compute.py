@@ -85,6 +85,7 @@ def against_baseline(
         rouge2=rouge.rouge2 if rouge else None,
         rouge_l=rouge.rouge_l if rouge else None,
         intensity_drift=intensity_drift(pairs),
+        dollar_ratio=comparison.dollar_ratio,
     )
 
 
@@ -120,9 +121,14 @@ def run_report(
         peak_memory_bytes=m.peak_memory_bytes,
         generation_seconds=m.generation_seconds,
         tokens_per_second=m.tokens_per_second,
+        ttft_ms=m.ttft_p50_ms,
+        tpot_ms=m.tpot_p50_ms,
+        gpu_seconds=m.gpu_seconds,
+        dollars=m.dollars,
         per_emotion_f1={e: s.f1 for e, s in record.result.per_emotion.items()},
         vs_baseline=vs_baseline,
         on_pareto_front=on_front,
+        warnings=tuple(record.result.warnings),
     )
 
 

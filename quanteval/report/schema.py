@@ -32,6 +32,7 @@ class BaselineComparison:
     rouge2: float | None
     rouge_l: float | None
     intensity_drift: float | None  # mean |intended-emotion probability - baseline's| x 100
+    dollar_ratio: float | None = None  # dollars / baseline's, both priced
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,15 @@ class RunReport:
     peak_memory_bytes: int | None = None
     generation_seconds: float | None = None
     tokens_per_second: float | None = None
+    ttft_ms: float | None = None  # p50 over samples
+    tpot_ms: float | None = None  # p50 over samples
+    gpu_seconds: float | None = None
+    dollars: float | None = None  # only from a given price
     samples: int = 0  # generations read
     per_emotion_f1: dict[str, float] = field(default_factory=dict)
     vs_baseline: BaselineComparison | None = None  # None: the run or its baseline did not succeed
     on_pareto_front: bool = False
+    warnings: tuple[str, ...] = ()  # from result.json: what a reader must know (capped macro-F1)
 
 
 @dataclass(frozen=True)

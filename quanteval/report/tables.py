@@ -13,13 +13,13 @@ CSV_COLUMNS = (
     "intensity", "distinct1", "distinct2", "weightsBytes", "peakMemoryBytes",
     "generationSeconds", "tokensPerSecond", "weightsSavingPct", "memorySavingPct", "f1DeltaPp",
     "timeRatio", "rouge1", "rouge2", "rougeL", "intensityDrift", "matchedSamples",
-    "onParetoFront",
+    "onParetoFront", "ttftP50Ms", "tpotP50Ms", "gpuSeconds", "dollars", "dollarRatio",
 )  # fmt: skip
 
 TABLE_HEADERS = (
     "run", "state", "F1", "accuracy", "intensity", "distinct-2", "weights", "peak memory",
-    "gen s", "tokens/s", "memory saving %", "F1 Δ pp", "time ×", "ROUGE-1", "ROUGE-2",
-    "ROUGE-L", "intensity drift", "Pareto",
+    "gen s", "TTFT ms", "TPOT ms", "tokens/s", "$", "memory saving %", "F1 Δ pp", "time ×", "$ ×",
+    "ROUGE-1", "ROUGE-2", "ROUGE-L", "intensity drift", "Pareto",
 )  # fmt: skip
 
 
@@ -40,6 +40,7 @@ def csv_row(run: RunReport, emotions: tuple[str, ...]) -> list[object]:
         c.weights_saving_pct, c.memory_saving_pct, c.f1_delta_pp,
         c.time_ratio, c.rouge1, c.rouge2, c.rouge_l,
         c.intensity_drift, c.matched_samples if run.vs_baseline else None, run.on_pareto_front,
+        run.ttft_ms, run.tpot_ms, run.gpu_seconds, run.dollars, c.dollar_ratio,
     ]  # fmt: skip
     values += [run.per_emotion_f1.get(e) for e in emotions]
     return [_csv_value(v) for v in values]
@@ -67,10 +68,14 @@ def table_cells(run: RunReport) -> list[str]:
         human_bytes(run.weights_bytes),
         human_bytes(run.peak_memory_bytes),
         num(run.generation_seconds, ".1f"),
+        num(run.ttft_ms, ".0f"),
+        num(run.tpot_ms, ".1f"),
         num(run.tokens_per_second, ".1f"),
+        num(run.dollars, ".4f"),
         signed(c.memory_saving_pct, ".1f"),
         signed(c.f1_delta_pp, ".1f"),
         num(c.time_ratio, ".2f"),
+        num(c.dollar_ratio, ".2f"),
         num(c.rouge1, ".3f"),
         num(c.rouge2, ".3f"),
         num(c.rouge_l, ".3f"),
@@ -127,6 +132,7 @@ def notes(report: Report) -> list[str]:
         for r in report.runs
         if r.state != "Succeeded"
     ]
+    out += [f"- {r.run_id}: {warning}" for r in report.runs for warning in r.warnings]
     for model in dict.fromkeys(r.model for r in report.runs):
         if not any(r.vs_baseline for r in report.runs if r.model == model):
             out.append(f"- {model}: no succeeded baseline run, so no comparison against it")

@@ -260,6 +260,7 @@ def test_env_from_values(tmp_path: Path) -> None:
         "gpuMemoryGiB": 141.5,
         "s3": {"endpoint": "http://minio.storage:9000", "bucket": "evals", "secretName": "s3"},
         "hfCacheClaim": "hf-cache",
+        "cost": {"gpuHourUSD": 2.5, "cpuHourUSD": "0.05"},
     }
     env = env_of(render(values={"worker": worker}, tmp_dir=tmp_path))
     assert env["QUANTEVAL_WORKER_IMAGE"] == worker["image"]
@@ -286,6 +287,7 @@ def test_env_from_values(tmp_path: Path) -> None:
         "s3",
     )
     assert settings.hf_cache_claim == "hf-cache"
+    assert (settings.gpu_hour_usd, settings.cpu_hour_usd) == (2.5, 0.05)
 
 
 def test_every_variable_the_chart_sets_is_one_the_operator_reads() -> None:

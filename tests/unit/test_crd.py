@@ -337,7 +337,16 @@ def test_cross_field_rules() -> None:
 
 @pytest.mark.parametrize(
     "field",
-    ["temperature", "topK", "topP", "doSample", "samplesPerPrompt", "maxLength", "maxNewTokens"],
+    [
+        "promptFormat",
+        "temperature",
+        "topK",
+        "topP",
+        "doSample",
+        "samplesPerPrompt",
+        "maxLength",
+        "maxNewTokens",
+    ],
 )
 def test_preset_fields_have_no_schema_default(field: str) -> None:
     generation = _spec()["properties"]["generation"]["properties"]
@@ -348,6 +357,7 @@ def test_preset_fields_have_no_schema_default(field: str) -> None:
 
 def test_preset_fields_are_the_ones_checked() -> None:
     assert {key for preset in PRESETS.values() for key in preset} == {
+        "promptFormat",
         "temperature",
         "topK",
         "topP",

@@ -508,6 +508,18 @@ def test_effective_manifest_fills_s3_from_settings(quickstart_dict: Manifest) ->
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "operator-s3"
 
 
+def test_the_operators_prices_reach_the_run_spec_where_the_spec_has_none(
+    quickstart_dict: Manifest,
+) -> None:
+    priced = Settings(s3_bucket="b", gpu_hour_usd=2.5, cpu_hour_usd=0.05)
+    quickstart_dict["spec"]["cost"] = {"cpuHourUSD": 0.02}
+    quickstart_dict["metadata"]["uid"] = UID
+    manifest = effective_manifest(parse_manifest(quickstart_dict), priced)
+    env = _env(render_job(manifest, _run(manifest, Precision.FP32), priced))
+    cost = RunSpec.model_validate_json(env["QUANTEVAL_RUN_SPEC"]["value"]).cost
+    assert (cost.gpu_hour_usd, cost.cpu_hour_usd) == (2.5, 0.02)
+
+
 def test_effective_manifest_keeps_what_the_spec_sets(quickstart_dict: Manifest) -> None:
     quickstart_dict["spec"]["output"]["s3"]["endpoint"] = "https://s3.example.com"
     manifest = effective_manifest(parse_manifest(quickstart_dict), SETTINGS)

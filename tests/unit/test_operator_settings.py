@@ -36,6 +36,8 @@ def test_every_variable() -> None:
             "QUANTEVAL_S3_SECRET_NAME": "s3-credentials",
             "QUANTEVAL_HF_CACHE_CLAIM": "hf-cache",
             "QUANTEVAL_RUN_AS_USER": "65532",
+            "QUANTEVAL_GPU_HOUR_USD": "2.5",
+            "QUANTEVAL_CPU_HOUR_USD": "",
             "UNRELATED": "ignored",
         }
     )
@@ -51,6 +53,8 @@ def test_every_variable() -> None:
         s3_secret_name="s3-credentials",
         hf_cache_claim="hf-cache",
         run_as_user=65532,
+        gpu_hour_usd=2.5,
+        cpu_hour_usd=None,  # empty: no price, so no dollars from CPU time
     )
 
 

@@ -566,3 +566,15 @@ def test_cli_report_of_expected_runs_that_left_nothing(
     assert main(["report", str(tmp_path / "empty"), "--expect", "m-fp32"]) == 0
     assert main(["report", str(tmp_path), "--expect", "fp32"]) == 3
     assert "not a run id" in capsys.readouterr().err
+
+
+def test_a_runs_warnings_reach_the_reports_notes(tmp_path: Path) -> None:
+    root = tmp_path / "eval"
+    warning = "classifier x can never predict guilt: their F1 is 0, so macro-F1 is capped at 1/2"
+    capped = make_result("m", FP32, f1=0.4, weights=10, peak=10, seconds=1.0).model_copy(
+        update={"warnings": [warning]}
+    )
+    write_run(root, "m-fp32", capped, SMALL)
+    built = build_report(str(root))
+    assert _runs(built.report)["m-fp32"].warnings == (warning,)
+    assert f"- m-fp32: {warning}" in built.files.markdown

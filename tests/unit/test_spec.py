@@ -29,6 +29,7 @@ def test_quickstart_loads_with_paper_defaults(quickstart_path: Path) -> None:
     assert generation.top_p == pytest.approx(0.9)
     assert generation.do_sample is True
     assert generation.max_length == 100
+    assert generation.prompt_format == "chat"  # a 135M chat model reads poorly on raw prompts
     assert generation.samples_per_prompt == 1
     assert spec.emotions == "isear"
     assert spec.emotion_names == ("anger", "disgust", "fear", "guilt", "joy", "sadness", "shame")
@@ -50,6 +51,9 @@ def test_generation_defaults_to_paper_preset_when_omitted(
     assert generation.temperature == pytest.approx(0.9)
     assert generation.top_k == 10
     assert generation.max_length == 100
+    # The study's method: the bare prompt, and only max_length=100 bounds the new tokens.
+    assert generation.prompt_format == "raw"
+    assert generation.max_new_tokens is None
 
 
 def test_greedy_preset_disables_sampling(
@@ -63,6 +67,8 @@ def test_greedy_preset_disables_sampling(
     assert generation.top_k == 0
     assert generation.top_p == pytest.approx(1.0)
     assert generation.max_length is None
+    assert generation.prompt_format == "chat"
+    assert generation.max_new_tokens == 64
 
 
 def test_explicit_field_overrides_preset(
@@ -79,6 +85,10 @@ def test_explicit_field_overrides_preset(
     assert paper.do_sample is False
     assert paper.top_p == pytest.approx(0.9)
     assert paper.temperature == pytest.approx(0.9)
+
+    quickstart_dict["spec"]["generation"] = {"preset": "paper", "promptFormat": "chat"}
+    chat = load_manifest(write_manifest(quickstart_dict)).spec.generation
+    assert (chat.prompt_format, chat.max_length, chat.top_k) == ("chat", 100, 10)
 
 
 def _parent(document: Manifest, path: str) -> tuple[Any, str | int]:
@@ -140,6 +150,16 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], list[str]]] = [
     ),
     ("top-p-above-one", _set("spec.generation.topP", 1.5), ["spec.generation.topP"]),
     ("unknown-preset", _set("spec.generation.preset", "fast"), ["spec.generation.preset"]),
+    (
+        "unknown-prompt-format",
+        _set("spec.generation.promptFormat", "plain"),
+        ["spec.generation.promptFormat", "'chat' or 'raw'"],
+    ),
+    (
+        "generation-without-any-bound",
+        _set("spec.generation", {"preset": "paper", "maxLength": None}),
+        ["spec.generation.maxNewTokens", "set maxNewTokens or maxLength"],
+    ),
     ("negative-parallelism", _set("spec.parallelism", -1), ["spec.parallelism"]),
     ("unknown-emotion-set", _set("spec.emotions", "plutchik"), ["spec.emotions", "plutchik"]),
     ("duplicate-emotions", _set("spec.emotions", ["joy", "joy"]), ["spec.emotions"]),

@@ -151,6 +151,12 @@ def _metrics(
         latency_p95_ms=98.7654,
         generated_tokens=4480,
         samples=70,
+        ttft_p50_ms=210.456,
+        tpot_p50_ms=18.2345,
+        joules_per_token=0.123456,
+        gpu_seconds=seconds,
+        dollars=seconds / 3600 * 2.5,  # $2.5 a GPU-hour: the dollar ratio is the time ratio
+        dollars_per_1k_generations=seconds / 3600 * 2.5 / 70 * 1000,
     )
 
 
@@ -314,8 +320,11 @@ def test_complete_job_succeeds_with_rounded_status_metrics(quickstart_dict: Mani
         "weightsBytes": 8 * GIB,
         "generationSeconds": 20.06,
         "tokensPerSecond": 123.46,
-        "latencyP50Ms": 45.7,
-        "latencyP95Ms": 98.8,
+        "ttftP50Ms": 210.5,
+        "tpotP50Ms": 18.23,
+        "joulesPerToken": 0.123,
+        "dollars": 0.0139,  # 20.0567 s at $2.5 an hour
+        "dollarsPer1kGenerations": 0.199,
     }
     assert set(entry["metrics"]) == set(STATUS_METRICS)
     assert isinstance(entry["metrics"]["peakMemoryBytes"], int)
@@ -741,18 +750,21 @@ def test_summary_from_status_metrics(quickstart_dict: Manifest) -> None:
         "memorySavingPct": 40.0,
         "f1DeltaPp": 2.0,
         "timeRatio": 0.5,
+        "dollarRatio": 0.5,
     }
     assert comparisons["smollm2-135m-int8"] == {
         "id": "smollm2-135m-int8",
         "memorySavingPct": 50.0,
         "f1DeltaPp": 1.2,
         "timeRatio": 1.5,
+        "dollarRatio": 1.5,
     }
     assert comparisons["smollm2-135m-nf4"] == {
         "id": "smollm2-135m-nf4",
         "memorySavingPct": 70.0,
         "f1DeltaPp": -6.9,
         "timeRatio": 2.5,
+        "dollarRatio": 2.5,
     }
 
 

@@ -14,7 +14,7 @@ def test_a_sequence_classifier_is_mapped_onto_the_emotions(tiny_classifier_dir: 
         source=str(tiny_classifier_dir),
         label_map={"ANGRY": "anger", "HAPPY": "joy", "AFRAID": "fear"},
     )
-    classifier = load_classifier(spec, ["anger", "joy", "fear"])
+    classifier = load_classifier(spec, ["anger", "joy", "fear"]).classifier
     assert classifier.labels == ["anger", "joy", "fear", "other"]
     predictions = predict(classifier, ["I am furious.", "What a lovely day!", "x"])
     assert len(predictions) == 3
@@ -29,7 +29,7 @@ def test_labels_that_map_onto_one_emotion_add_up(tiny_classifier_dir: Path) -> N
         source=str(tiny_classifier_dir),
         label_map={"ANGRY": "anger", "AFRAID": "anger", "HAPPY": "joy", "other": "joy"},
     )
-    classifier = load_classifier(spec, ["anger", "joy"])
+    classifier = load_classifier(spec, ["anger", "joy"]).classifier
     assert classifier.labels == ["anger", "joy"]
     [prediction] = predict(classifier, ["some text"])
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
@@ -40,8 +40,41 @@ def test_a_classifier_whose_labels_match_no_emotion_is_refused(tiny_classifier_d
         load_classifier(ClassifierSpec(source=str(tiny_classifier_dir)), ["guilt", "shame"])
 
 
+def test_a_classifier_that_can_never_predict_an_emotion_is_refused_naming_it(
+    tiny_classifier_dir: Path,
+) -> None:
+    spec = ClassifierSpec(source=str(tiny_classifier_dir), label_map={"ANGRY": "anger"})
+    with pytest.raises(CannotLoadError) as error:
+        load_classifier(spec, ["anger", "guilt", "shame"])
+    message = error.value.message
+    assert "no label for guilt, shame" in message and str(tiny_classifier_dir) in message
+    assert "acceptMissingEmotions" in message
+
+
+def test_an_accepted_partial_classifier_says_at_what_macro_f1_is_capped(
+    tiny_classifier_dir: Path,
+) -> None:
+    spec = ClassifierSpec(
+        source=str(tiny_classifier_dir),
+        label_map={"ANGRY": "anger", "HAPPY": "joy"},
+        accept_missing_emotions=True,
+    )
+    loaded = load_classifier(spec, ["anger", "joy", "guilt", "shame"])
+    assert loaded.unpredictable == ["guilt", "shame"]
+    [warning] = loaded.warnings(["anger", "joy", "guilt", "shame"])
+    assert "guilt, shame" in warning and "capped at 2/4 = 0.500" in warning
+
+
+def test_a_classifier_path_that_does_not_exist_is_named() -> None:
+    spec = ClassifierSpec(source="/nonexistent/classifier")
+    with pytest.raises(CannotLoadError, match="classifier: model path /nonexistent/classifier"):
+        load_classifier(spec, ["anger", "joy"])
+
+
 def test_the_builtin_classifier_recognises_plain_emotional_sentences() -> None:
-    classifier = load_classifier(ClassifierSpec(builtin="minilm"), ["anger", "joy", "fear"])
+    loaded = load_classifier(ClassifierSpec(builtin="minilm"), ["anger", "joy", "fear"])
+    assert loaded.unpredictable == [] and loaded.warnings(["anger", "joy", "fear"]) == []
+    classifier = loaded.classifier
     predictions = predict(
         classifier,
         [

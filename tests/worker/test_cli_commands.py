@@ -101,7 +101,7 @@ def test_run_local_writes_results_and_prints_the_table(
         capture_output=True,
         text=True,
         timeout=600,
-        env=os.environ | {"COLUMNS": "250"},
+        env=os.environ | {"COLUMNS": "260"},
     )
     assert process.returncode == 0, process.stderr[-3000:]
     for run in ("tiny-fp32", "tiny-int8"):

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from quanteval.precisions import Precision
+from quanteval_worker.device import detect_device
 from quanteval_worker.loading import load_causal_lm, weights_bytes
 from quanteval_worker.memory import MemoryMeter
-from quanteval_worker.precision_strategies import STRATEGIES
+from quanteval_worker.precisions import STRATEGIES
 from quanteval_worker.sources import ResolvedSource
 
 pytestmark = [
@@ -24,7 +25,7 @@ def test_quantized_models_load_on_the_gpu_with_measured_peaks(
     meter = MemoryMeter("cuda")
     meter.begin()
     source = ResolvedSource(str(tiny_llama_dir), None, is_hub=False)
-    model = load_causal_lm(source, STRATEGIES[precision], "cuda")
+    model = load_causal_lm(source, STRATEGIES[precision], detect_device())
     peak = meter.end("load")
     assert next(model.parameters()).device.type == "cuda"
     assert peak >= weights_bytes(model) * 0.9

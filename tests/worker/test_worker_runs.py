@@ -90,6 +90,11 @@ def test_every_precision_writes_results_under_the_evaluation_prefix(
         assert 0 <= result.metrics.f1_macro <= 1
         assert result.metrics.generation_peak_memory_bytes > 0
         assert result.metrics.tokens_per_second > 0
+        settings = result.generation
+        assert settings is not None and settings.prompt_format == "raw"  # the paper preset's
+        assert (settings.max_length, settings.max_new_tokens, settings.top_k) == (100, 24, 10)
+        bf16 = result.environment["bf16"]
+        assert bf16 in ("native", "emulated") if precision in ("bf16", "nf4") else bf16 == "unused"
         lines = storage.child(f"runs/smollm2-{precision}").read_text("generations.jsonl")
         records = [json.loads(line) for line in (lines or "").splitlines()]
         assert [r["emotion"] for r in records] == ["joy", "joy", "anger", "anger"]
@@ -97,6 +102,7 @@ def test_every_precision_writes_results_under_the_evaluation_prefix(
             assert record["text"] and not record["text"].startswith(record["prompt"])
             assert set(record["probabilities"]) == {"joy", "anger"}
             assert 0 < record["newTokens"] <= 24
+            assert record["promptTokens"] + record["newTokens"] <= 100
         message = messages[precision]
         assert message["state"] == "Succeeded"
         assert message["metrics"]["f1Macro"] == round(result.metrics.f1_macro, 4)

@@ -139,6 +139,7 @@ class SequenceClassifier:
                 f"classifier {source.location}: none of its labels {sorted(set(mapped))} is one of "
                 f"the emotions {emotions}; map them with classifier.labelMap"
             )
+        self.location = source.location
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         rows = []
@@ -159,11 +160,51 @@ class SequenceClassifier:
         return merged
 
 
+@dataclass(frozen=True)
+class LoadedClassifier:
+    classifier: EmotionClassifier
+    name: str  # builtin:minilm, or where the model came from
+    unpredictable: list[str]  # requested emotions the classifier has no label for
+
+    def warnings(self, emotions: list[str]) -> list[str]:
+        """What a reader of macro-F1 must know when some emotions can never be predicted."""
+        if not self.unpredictable:
+            return []
+        reachable = len(emotions) - len(self.unpredictable)
+        return [
+            f"classifier {self.name} can never predict {', '.join(self.unpredictable)}: their F1 "
+            f"is 0, so macro-F1 is capped at {reachable}/{len(emotions)} = "
+            f"{reachable / len(emotions):.3f}"
+        ]
+
+
+def unpredictable_emotions(labels: list[str], emotions: list[str]) -> list[str]:
+    return [e for e in emotions if e not in labels]
+
+
 def load_classifier(
     spec: ClassifierSpec, emotions: list[str], s3_endpoint: str = "", s3_region: str = ""
-) -> EmotionClassifier:
+) -> LoadedClassifier:
+    """The classifier, loaded and checked against the emotions (CannotLoadError, exit 4).
+
+    One that can never predict a requested emotion is refused, naming the labels, unless
+    classifier.acceptMissingEmotions says to run anyway.
+    """
     if spec.builtin is not None:
-        return MiniLMClassifier(emotions)
+        return LoadedClassifier(MiniLMClassifier(emotions), f"builtin:{spec.builtin}", [])
     assert spec.source is not None  # the spec guarantees one of the two
-    source = resolve_source(spec.source, spec.revision, s3_endpoint, s3_region)
-    return SequenceClassifier(source, spec.label_map, emotions)
+    try:
+        source = resolve_source(spec.source, spec.revision, s3_endpoint, s3_region)
+    except CannotLoadError as error:
+        raise CannotLoadError(f"classifier: {error.message}") from error
+    classifier = SequenceClassifier(source, spec.label_map, emotions)
+    missing = unpredictable_emotions(classifier.labels, emotions)
+    if missing and not spec.accept_missing_emotions:
+        raise CannotLoadError(
+            f"classifier {spec.source} has no label for {', '.join(missing)} (its labels, mapped: "
+            f"{', '.join(classifier.labels)}), so it can never predict them and macro-F1 would be "
+            "capped; map its labels with "
+            "classifier.labelMap, choose another classifier or emotions, or set "
+            "classifier.acceptMissingEmotions: true"
+        )
+    return LoadedClassifier(classifier, spec.source, missing)

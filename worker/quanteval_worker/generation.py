@@ -1,9 +1,13 @@
-"""Batched generation whose every sample is reproducible on its own.
+"""Batched generation that does exactly what the spec says, and whose every sample is reproducible.
 
 Sampling draws Gumbel noise from a generator seeded per sample and per step, and takes the argmax
 of the filtered, noised logits: an exact sample from the top-k/top-p/temperature distribution
 whose randomness does not depend on the batch it shares or on the batch size. A per-row budget
 enforces `maxLength` (prompt included, as the study counted) inside a batch of mixed lengths.
+
+Nothing of the model's own `generation_config.json` reaches sampling (transformers would fill
+every setting we leave unset from it: Qwen2.5's repetition penalty, a do_sample default): the
+model runs under a config built from the spec alone, and what it would have added is recorded.
 """
 
 import math
@@ -14,52 +18,98 @@ from typing import Any
 
 import torch
 
-from quanteval.exitcodes import OutOfMemoryError
+from quanteval.exitcodes import CannotLoadError, InvalidSpecError, OutOfMemoryError
 from quanteval.prompts import Sample
+from quanteval.results import GenerationSettings
 from quanteval.spec import GenerationSpec
+from quanteval_worker.loading import is_out_of_memory
+from quanteval_worker.sampling import sample_tokens
 
 CPU_AUTO_BATCH = 64
 CUDA_AUTO_BATCH = 64
-_STEP_MIX = 0x9E3779B97F4A7C15
+
+
+# Generation-config keys that name tokens, not sampling: the stop tokens are ours to collect.
+_TOKEN_KEYS = frozenset({"bos_token_id", "eos_token_id", "pad_token_id", "transformers_version"})
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """One batch's wall times: prefill (to the first token's logits), then decode (the rest)."""
+
+    index: int
+    size: int
+    prefill_seconds: float
+    decode_seconds: float
 
 
 @dataclass(frozen=True)
 class Generation:
     sample: Sample
     text: str
-    new_tokens: int
+    new_tokens: int  # generated tokens, the end-of-sequence token not counted
     prompt_tokens: int
-    batch_seconds: float
+    batch: BatchTiming
+    ttft_seconds: float  # the batch's start to this sample's first token
+    tpot_seconds: float | None  # first to last token, per token after the first (None below 2)
+    latency_seconds: float  # the batch's start to this sample's own end of sequence
+
+    @property
+    def decode_tokens(self) -> int:
+        """Tokens produced by decode steps: all but the first, which prefill produced."""
+        return max(self.new_tokens - 1, 0)
 
 
-def gumbel_noise(seed: int, step: int, size: int) -> torch.Tensor:
-    """Standard Gumbel noise of one sample at one step, from its own seeded generator."""
-    generator = torch.Generator().manual_seed((seed + step * _STEP_MIX) % 2**63)
-    uniform = torch.rand(size, generator=generator, dtype=torch.float64)
-    uniform = uniform.clamp(1e-12, 1 - 1e-12)
-    return -torch.log(-torch.log(uniform)).float()
+def row_timing(
+    marks: Sequence[float], start: float, new_tokens: int, ended: bool
+) -> tuple[float, float | None, float]:
+    """TTFT, TPOT and latency of one row from the step marks (mark i: token i+1's logits ready).
+
+    A row that ended with end of sequence finished when that token was chosen (mark new_tokens);
+    one cut at its budget or at maxNewTokens, when its last token was (mark new_tokens - 1).
+    """
+    last = len(marks) - 1
+    ttft = marks[0] - start
+    tpot = (
+        (marks[min(new_tokens - 1, last)] - marks[0]) / (new_tokens - 1) if new_tokens > 1 else None
+    )
+    finish = min(new_tokens if ended else max(new_tokens - 1, 0), last)
+    return ttft, tpot, marks[finish] - start
 
 
-def filter_logits(
-    scores: torch.Tensor, temperature: float, top_k: int, top_p: float
-) -> torch.Tensor:
-    """Temperature, then top-k, then top-p (nucleus), as transformers' warpers order them."""
-    scores = scores / temperature
-    if 0 < top_k < scores.shape[-1]:
-        kth = torch.topk(scores, top_k, dim=-1).values[..., -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if top_p < 1.0:
-        ordered, order = torch.sort(scores, descending=True, dim=-1)
-        cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
-        # Drop a token once the mass before it already reaches top_p; the first always stays.
-        drop_sorted = (cumulative - ordered.softmax(dim=-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        scores = scores.masked_fill(drop, float("-inf"))
-    return scores
+class StepClock:
+    """A timestamp each time a step's logits are ready, and one at the start of the batch.
+
+    On a GPU each mark follows a device sync: the logits really exist then. transformers'
+    generate() syncs every step anyway (to see whether every sequence has finished), so the
+    extra sync costs nothing measurable.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.start = 0.0
+        self.marks: list[float] = []
+
+    def _now(self, on: torch.device | None = None) -> float:
+        if self.device == "cuda":
+            torch.cuda.synchronize(on)
+        return time.perf_counter()
+
+    def begin(self) -> None:
+        self.start = self._now()
+        self.marks = []
+
+    def mark(self, on: torch.device) -> None:
+        self.marks.append(self._now(on))
+
+    def end(self) -> float:
+        return self._now()
 
 
 class SeededRowSampler:
-    """A logits processor: per-row seeded sampling (or greedy) and per-row token budgets."""
+    """A logits processor that picks each row's token itself: seeded sampling (or greedy) on
+    the logits' device, and per-row token budgets. It returns logits whose only finite entry is
+    the chosen token, so generate()'s own greedy step takes exactly that token."""
 
     def __init__(
         self,
@@ -68,30 +118,51 @@ class SeededRowSampler:
         prompt_length: int,
         eos_token_id: int,
         spec: GenerationSpec,
+        clock: StepClock | None = None,
     ) -> None:
-        self.seeds = list(seeds)
-        self.budgets = torch.tensor(list(budgets))
+        self.seed_list = list(seeds)
+        self.budget_list = list(budgets)
         self.prompt_length = prompt_length
         self.eos_token_id = eos_token_id
         self.spec = spec
+        self.clock = clock
+        self._on: torch.device | None = None
+
+    def _to(self, device: torch.device) -> None:
+        if self._on != device:
+            self.seeds = torch.tensor(self.seed_list, dtype=torch.int64, device=device)
+            self.budgets = torch.tensor(self.budget_list, dtype=torch.int64, device=device)
+            self._on = device
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.clock is not None:
+            self.clock.mark(scores.device)
+        self._to(scores.device)
         step = input_ids.shape[1] - self.prompt_length
         scores = scores.float()
         if self.spec.do_sample:
-            scores = filter_logits(scores, self.spec.temperature, self.spec.top_k, self.spec.top_p)
-            noise = torch.stack([gumbel_noise(s, step, scores.shape[-1]) for s in self.seeds])
-            scores = scores + noise.to(scores.device)
-        spent = (self.budgets <= step).to(scores.device)
-        if bool(spent.any()):
-            scores[spent] = float("-inf")
-            scores[spent, self.eos_token_id] = 0.0
-        return scores
+            tokens = sample_tokens(
+                scores, self.seeds, step, self.spec.temperature, self.spec.top_k, self.spec.top_p
+            )
+        else:
+            tokens = scores.argmax(dim=-1)
+        tokens = torch.where(self.budgets <= step, self.eos_token_id, tokens)
+        chosen = torch.full_like(scores, float("-inf"))
+        return chosen.scatter_(-1, tokens.unsqueeze(-1), 0.0)
 
 
-def format_prompt(tokenizer: Any, prompt: str) -> str:
-    """The prompt as the model expects it: through its chat template where it has one."""
-    if getattr(tokenizer, "chat_template", None):
+def check_prompt_format(tokenizer: Any, spec: GenerationSpec, location: str) -> None:
+    """promptFormat chat needs a chat template: fail before the model loads if there is none."""
+    if spec.prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
+        raise CannotLoadError(
+            f"{location}: generation.promptFormat is chat, but the tokenizer has no chat "
+            "template; use promptFormat: raw"
+        )
+
+
+def format_prompt(tokenizer: Any, prompt: str, prompt_format: str) -> str:
+    """chat: the prompt as a user message through the chat template; raw: the bare prompt."""
+    if prompt_format == "chat":
         text: str = tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
         )
@@ -99,11 +170,21 @@ def format_prompt(tokenizer: Any, prompt: str) -> str:
     return prompt
 
 
+def encode_prompts(tokenizer: Any, texts: list[str], prompt_format: str, **kwargs: Any) -> Any:
+    """Token ids as the model receives them: a raw prompt with the tokenizer's own special tokens
+    (BOS for Llama), as the study's pipeline encoded it; a chat template already holds them."""
+    return tokenizer(texts, add_special_tokens=prompt_format == "raw", **kwargs)
+
+
 def token_budget(prompt_tokens: int, spec: GenerationSpec) -> int:
-    budget = spec.max_new_tokens
+    """New tokens a sample may generate: what maxLength leaves after its prompt, capped by
+    maxNewTokens. Validated beforehand to be at least 1 (`check_prompt_lengths`)."""
+    budgets = []
+    if spec.max_new_tokens is not None:
+        budgets.append(spec.max_new_tokens)
     if spec.max_length is not None:
-        budget = min(budget, spec.max_length - prompt_tokens)
-    return max(budget, 1)
+        budgets.append(spec.max_length - prompt_tokens)
+    return min(budgets)
 
 
 def balanced_batch_size(count: int, cap: int) -> int:
@@ -112,75 +193,142 @@ def balanced_batch_size(count: int, cap: int) -> int:
     return max(1, math.ceil(count / batches))
 
 
-def _is_oom(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
-    )
+def prompt_lengths(tokenizer: Any, samples: Sequence[Sample], spec: GenerationSpec) -> list[int]:
+    """Each sample's prompt length in tokens, as the model receives it."""
+    texts = [format_prompt(tokenizer, s.prompt, spec.prompt_format) for s in samples]
+    return [len(ids) for ids in encode_prompts(tokenizer, texts, spec.prompt_format)["input_ids"]]
+
+
+def check_prompt_lengths(
+    lengths: Sequence[int], samples: Sequence[Sample], spec: GenerationSpec
+) -> None:
+    """A prompt that leaves no room under maxLength: a spec error, found before the model loads."""
+    if spec.max_length is None:
+        return
+    for length, sample in zip(lengths, samples, strict=True):
+        if length >= spec.max_length:
+            raise InvalidSpecError(
+                f"generation.maxLength: {spec.max_length} leaves no room for new tokens after the "
+                f"prompt {sample.prompt!r} ({length} tokens as the model receives it, "
+                f"promptFormat {spec.prompt_format}); raise maxLength"
+            )
+
+
+def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
+    """The tokenizer's end of sequence and padding, and the model's own end-of-turn tokens."""
+    eos = tokenizer.eos_token_id
+    ids = {eos[0] if isinstance(eos, list) else int(eos), int(tokenizer.pad_token_id)}
+    extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif isinstance(extra, list):
+        ids.update(int(e) for e in extra)
+    return sorted(ids)
+
+
+def model_generation_defaults(model: Any) -> dict[str, Any]:
+    """What the model's generation_config.json sets beyond token ids: recorded, never applied."""
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return {}
+    diff: dict[str, Any] = config.to_diff_dict()
+    return {k: v for k, v in sorted(diff.items()) if k not in _TOKEN_KEYS}
 
 
 class Generator:
     def __init__(self, model: Any, tokenizer: Any, spec: GenerationSpec, device: str) -> None:
+        from transformers import GenerationConfig
+
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
         self.device = device
-        self.uses_chat_template = bool(getattr(tokenizer, "chat_template", None))
-        eos = tokenizer.eos_token_id
-        self.eos_token_id: int = eos[0] if isinstance(eos, list) else int(eos)
-        self.stop_ids = {self.eos_token_id, int(tokenizer.pad_token_id)}
-        generation_config = getattr(model, "generation_config", None)
-        extra_eos = getattr(generation_config, "eos_token_id", None)
-        if isinstance(extra_eos, int):
-            self.stop_ids.add(extra_eos)
-        elif isinstance(extra_eos, list):
-            self.stop_ids.update(int(e) for e in extra_eos)
+        self.stop_ids = stop_token_ids(tokenizer, model)
+        self.eos_token_id: int = (
+            tokenizer.eos_token_id[0]
+            if isinstance(tokenizer.eos_token_id, list)
+            else int(tokenizer.eos_token_id)
+        )
+        self.ignored_model_defaults = model_generation_defaults(model)
+        self._blank_config = GenerationConfig()
+
+    def settings(self, batch_size: int) -> GenerationSettings:
+        """Every generation setting in force, as result.json records it."""
+        spec = self.spec
+        return GenerationSettings(
+            prompt_format=spec.prompt_format,
+            special_tokens_added=spec.prompt_format == "raw",
+            do_sample=spec.do_sample,
+            temperature=spec.temperature if spec.do_sample else None,
+            top_k=spec.top_k if spec.do_sample else None,
+            top_p=spec.top_p if spec.do_sample else None,
+            max_length=spec.max_length,
+            max_new_tokens=spec.max_new_tokens,
+            samples_per_prompt=spec.samples_per_prompt,
+            seed=spec.seed,
+            batch_size=batch_size,
+            stop_token_ids=self.stop_ids,
+            model_defaults_ignored=self.ignored_model_defaults,
+        )
 
     def _input_device(self) -> torch.device:
         return next(self.model.parameters()).device  # type: ignore[no-any-return]
 
-    def generate_batch(self, samples: Sequence[Sample]) -> list[Generation]:
+    def generate_batch(self, samples: Sequence[Sample], index: int = 0) -> list[Generation]:
         from transformers import GenerationConfig, LogitsProcessorList
 
-        texts = [format_prompt(self.tokenizer, s.prompt) for s in samples]
-        encoded = self.tokenizer(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=not self.uses_chat_template,
+        texts = [format_prompt(self.tokenizer, s.prompt, self.spec.prompt_format) for s in samples]
+        encoded = encode_prompts(
+            self.tokenizer, texts, self.spec.prompt_format, return_tensors="pt", padding=True
         ).to(self._input_device())
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         budgets = [token_budget(int(n), self.spec) for n in prompt_lengths]
         prompt_length = encoded["input_ids"].shape[1]
+        clock = StepClock(self.device)
         sampler = SeededRowSampler(
-            [s.seed for s in samples], budgets, prompt_length, self.eos_token_id, self.spec
+            [s.seed for s in samples], budgets, prompt_length, self.eos_token_id, self.spec, clock
         )
         config = GenerationConfig(
             do_sample=False,
             num_beams=1,
             max_new_tokens=max(budgets),
-            eos_token_id=sorted(self.stop_ids),
+            eos_token_id=self.stop_ids,
             pad_token_id=int(self.tokenizer.pad_token_id),
         )
-        started = time.perf_counter()
-        with torch.no_grad():
-            output = self.model.generate(
-                **encoded,
-                generation_config=config,
-                logits_processor=LogitsProcessorList([sampler]),
-            )
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
+        clock.begin()
+        # generate() fills every setting left unset from the model's generation config: it sees
+        # an empty one, so the only settings in force are the ones passed here.
+        own_config = self.model.generation_config
+        self.model.generation_config = self._blank_config
+        try:
+            with torch.no_grad():
+                output = self.model.generate(
+                    **encoded,
+                    generation_config=config,
+                    logits_processor=LogitsProcessorList([sampler]),
+                )
+        finally:
+            self.model.generation_config = own_config
+        ended_at = clock.end()
+        timing = BatchTiming(
+            index, len(samples), clock.marks[0] - clock.start, ended_at - clock.marks[0]
+        )
         results = []
+        stops = set(self.stop_ids)
         for row, sample in enumerate(samples):
             new = output[row, prompt_length:].tolist()
-            count = len(new)
+            count, ended = len(new), False  # end of sequence (and padding after it) not counted
             for position, token in enumerate(new):
-                if token in self.stop_ids:
-                    count = position + 1
+                if token in stops:
+                    count, ended = position, True
                     break
             text = self.tokenizer.decode(new[:count], skip_special_tokens=True).strip()
-            results.append(Generation(sample, text, count, int(prompt_lengths[row]), seconds))
+            ttft, tpot, latency = row_timing(clock.marks, clock.start, count, ended)
+            results.append(
+                Generation(
+                    sample, text, count, int(prompt_lengths[row]), timing, ttft, tpot, latency
+                )
+            )
         return results
 
     def generate_all(
@@ -197,19 +345,16 @@ class Generator:
             len(samples), CUDA_AUTO_BATCH if self.device == "cuda" else CPU_AUTO_BATCH
         )
         size = max(1, min(size, len(samples)))
-        lengths = [
-            len(self.tokenizer(format_prompt(self.tokenizer, s.prompt))["input_ids"])
-            for s in samples
-        ]
+        lengths = prompt_lengths(self.tokenizer, samples, self.spec)
         order = sorted(range(len(samples)), key=lambda i: (-lengths[i], i))
         results: dict[int, Generation] = {}
-        position = 0
+        position = batches = 0
         while position < len(order):
             indices = order[position : position + size]
             try:
-                batch = self.generate_batch([samples[i] for i in indices])
+                batch = self.generate_batch([samples[i] for i in indices], batches)
             except Exception as error:
-                if not _is_oom(error):
+                if not is_out_of_memory(error):
                     raise
                 if self.device == "cuda":
                     torch.cuda.empty_cache()
@@ -222,6 +367,7 @@ class Generator:
                 continue
             results.update(zip(indices, batch, strict=True))
             position += len(indices)
+            batches += 1
             if on_batch is not None:
                 on_batch(position, len(order))
         return [results[i] for i in range(len(samples))], size

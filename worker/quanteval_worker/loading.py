@@ -1,29 +1,47 @@
 """Loading a causal LM at a precision, and counting the bytes its weights really hold."""
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from quanteval.exitcodes import CannotLoadError
-from quanteval_worker.precision_strategies import PrecisionStrategy
+from quanteval.exitcodes import CannotLoadError, OutOfMemoryError
+from quanteval.sizing import GPU_WEIGHTS_SHARE
+from quanteval_worker.device import DeviceInfo
+from quanteval_worker.precisions import PrecisionStrategy
 from quanteval_worker.sources import ResolvedSource
 
 
-def pick_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def gpu_memory_caps(gpu_memory_gib: float | None) -> dict[int | str, str] | None:
-    """A per-GPU cap for accelerate, leaving headroom for activations and the KV cache."""
+    """A per-GPU cap for accelerate, leaving headroom for activations and the KV cache.
+
+    The same share `quanteval plan` and `gpus: auto` size with, so a run gets the GPUs it fits.
+    """
     if not torch.cuda.is_available():
         return None
     caps: dict[int | str, str] = {}
     for index in range(torch.cuda.device_count()):
         total_gib = torch.cuda.get_device_properties(index).total_memory / 2**30
         cap = min(total_gib, gpu_memory_gib) if gpu_memory_gib else total_gib
-        caps[index] = f"{cap * 0.85:.1f}GiB"
+        caps[index] = f"{cap * GPU_WEIGHTS_SHARE:.1f}GiB"
     return caps
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A CUDA or host allocation failure, as torch, accelerate and bitsandbytes raise them."""
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _does_not_fit(error: BaseException) -> bool:
+    """accelerate's refusal to place a quantized model that does not fit the GPUs it was given."""
+    text = str(error)
+    return isinstance(error, ValueError) and "dispatched on the CPU or the disk" in text
 
 
 def _hub_kwargs(source: ResolvedSource) -> dict[str, Any]:
@@ -51,6 +69,31 @@ def _load_error(source: ResolvedSource, error: Exception) -> CannotLoadError:
     return CannotLoadError(f"{source.location}: cannot load: {first_line}")
 
 
+# Files a transformers checkpoint never needs: consolidated originals, other frameworks' weights.
+_NOT_NEEDED = ["original/*", "*.pth", "*.pt", "*.gguf", "*.onnx", "*.msgpack", "*.h5", "*.ot"]
+
+
+def fetch_source(source: ResolvedSource) -> ResolvedSource:
+    """A hub model downloaded (or found in the cache) now, so that load time is load time.
+
+    safetensors weights when the repository has them; its .bin files only when it has none.
+    """
+    if not source.is_hub:
+        return source
+    from huggingface_hub import snapshot_download
+
+    kwargs = _hub_kwargs(source)
+    try:
+        folder = snapshot_download(
+            source.location, ignore_patterns=[*_NOT_NEEDED, "*.bin"], **kwargs
+        )
+        if not any(Path(folder).glob("*.safetensors")):
+            folder = snapshot_download(source.location, ignore_patterns=_NOT_NEEDED, **kwargs)
+    except Exception as error:
+        raise _load_error(source, error) from error
+    return ResolvedSource(location=folder, revision=None, is_hub=False)
+
+
 def load_tokenizer(source: ResolvedSource) -> Any:
     from transformers import AutoTokenizer
 
@@ -67,18 +110,22 @@ def load_tokenizer(source: ResolvedSource) -> Any:
 def load_causal_lm(
     source: ResolvedSource,
     strategy: PrecisionStrategy,
-    device: str,
+    device: DeviceInfo,
     max_memory: dict[int | str, str] | None = None,
 ) -> Any:
+    """The model at the strategy's precision; out of memory is OutOfMemoryError (exit 5)."""
     from transformers import AutoModelForCausalLM
 
-    strategy.check(device)
     kwargs = strategy.load_kwargs(device, max_memory) | _hub_kwargs(source)
     try:
         model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
-    except torch.cuda.OutOfMemoryError:
-        raise
     except Exception as error:
+        if is_out_of_memory(error) or _does_not_fit(error):
+            raise OutOfMemoryError(
+                f"out of memory loading {source.location} at {strategy.precision} on "
+                f"{device.describe()}: {str(error).strip().splitlines()[0][:300]}; use a lower "
+                "precision or more GPUs (spec.resources.gpus)"
+            ) from error
         raise _load_error(source, error) from error
     model.eval()
     return model
@@ -119,3 +166,21 @@ def actual_dtypes(model: torch.nn.Module) -> dict[str, int]:
         name = str(parameter.dtype).removeprefix("torch.")
         counts[name] = counts.get(name, 0) + parameter.numel()
     return counts
+
+
+def quantization_settings(model: torch.nn.Module) -> dict[str, Any]:
+    """The quantization method's settings as loaded (threshold, quant type, compute dtype)."""
+    config = getattr(getattr(model, "config", None), "quantization_config", None)
+    if config is None:
+        return {}
+    settings = config if isinstance(config, dict) else config.to_dict()
+    return {
+        k: v if isinstance(v, str | int | float | bool | None) else str(v)
+        for k, v in settings.items()
+    }
+
+
+def release_device_memory(device: DeviceInfo) -> None:
+    """Hand a freed model's CUDA blocks back, so what runs next is not measured against them."""
+    if device.kind == "cuda":
+        torch.cuda.empty_cache()

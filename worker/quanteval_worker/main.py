@@ -7,30 +7,20 @@ Exit codes: see quanteval.exitcodes.
 """
 
 import argparse
-import json
 import os
 import sys
-import time
+import traceback
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from quanteval.exitcodes import ExitCode, InvalidSpecError, QuantEvalError
-from quanteval.prompts import expand_samples
-from quanteval.results import (
-    GENERATIONS_FILE,
-    RESULT_FILE,
-    RunMetrics,
-    RunResult,
-    termination_message,
-)
+from quanteval.exitcodes import ExitCode, InvalidSpecError, OutOfMemoryError, QuantEvalError
+from quanteval.results import RESULT_FILE, RunResult, termination_message
 from quanteval.runspec import RunSpec
 from quanteval.spec import format_validation_error
 from quanteval.storage import Storage, open_storage
-from quanteval.textstats import distinct_n, percentile
-from quanteval_worker.events import emit, log
+from quanteval_worker.events import log
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
@@ -87,136 +77,17 @@ def existing_result(storage: Storage, spec: RunSpec, force: bool) -> RunResult |
     return None
 
 
-def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
-    import torch
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__
 
-    from quanteval_worker.classifier import load_classifier, predict
-    from quanteval_worker.environment import describe_environment
-    from quanteval_worker.generation import Generator
-    from quanteval_worker.loading import (
-        actual_dtypes,
-        gpu_memory_caps,
-        load_causal_lm,
-        load_tokenizer,
-        pick_device,
-        weights_bytes,
+
+def _fail(run_id: str, error: QuantEvalError) -> int:
+    log(error.message, level="error", reason=error.reason)
+    write_termination_message(
+        termination_message(run_id, "Failed", reason=error.reason, message=error.message)
     )
-    from quanteval_worker.memory import MemoryMeter
-    from quanteval_worker.precision_strategies import STRATEGIES
-    from quanteval_worker.scoring import score
-    from quanteval_worker.sources import resolve_source
-
-    started_at = datetime.now(UTC).isoformat()
-    device = pick_device()
-    strategy = STRATEGIES[spec.precision]
-    strategy.check(device)
-    log("resolving model", source=spec.model.source, precision=spec.precision.value, device=device)
-    source = resolve_source(
-        spec.model.source, spec.model.revision, spec.s3_endpoint, spec.s3_region
-    )
-    tokenizer = load_tokenizer(source)
-    samples = expand_samples(
-        spec.prompts, spec.emotions, spec.generation.samples_per_prompt, spec.generation.seed
-    )
-
-    meter = MemoryMeter(device)
-    meter.begin()
-    began = time.perf_counter()
-    model = load_causal_lm(source, strategy, device, gpu_memory_caps(spec.gpu_memory_gib))
-    load_seconds = time.perf_counter() - began
-    load_peak = meter.end("load")
-    model_bytes = weights_bytes(model)
-    dtypes = actual_dtypes(model)
-    log("model loaded", seconds=round(load_seconds, 2), weightsBytes=model_bytes, dtypes=dtypes)
-
-    def on_batch(done: int, total: int) -> None:
-        emit("progress", done=done, total=total)
-
-    emit("progress", done=0, total=len(samples))
-    generator = Generator(model, tokenizer, spec.generation, device)
-    requested = spec.generation.batch_size
-    meter.begin()
-    began = time.perf_counter()
-    generations, batch_size = generator.generate_all(
-        samples, None if requested == "auto" else requested, on_batch
-    )
-    generation_seconds = time.perf_counter() - began
-    generation_peak = meter.end("generation")
-    del model, generator
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-    log("classifying", samples=len(generations))
-    classifier = load_classifier(spec.classifier, spec.emotions, spec.s3_endpoint, spec.s3_region)
-    texts = [g.text for g in generations]
-    predictions = predict(classifier, texts)
-    intended = [g.sample.emotion for g in generations]
-    intended_probability = [
-        p.probabilities.get(e, 0.0) for p, e in zip(predictions, intended, strict=True)
-    ]
-    scores = score(intended, [p.label for p in predictions], intended_probability, spec.emotions)
-
-    lines = []
-    for g, p in zip(generations, predictions, strict=True):
-        record = {
-            "key": g.sample.key,
-            "promptId": g.sample.prompt_id,
-            "emotion": g.sample.emotion,
-            "sampleIndex": g.sample.sample_index,
-            "seed": g.sample.seed,
-            "prompt": g.sample.prompt,
-            "text": g.text,
-            "predicted": p.label,
-            "probabilities": {k: round(v, 5) for k, v in p.probabilities.items()},
-            "promptTokens": g.prompt_tokens,
-            "newTokens": g.new_tokens,
-            "batchLatencyMs": round(g.batch_seconds * 1000, 1),
-        }
-        lines.append(json.dumps(record, ensure_ascii=False))
-    storage.write_text(GENERATIONS_FILE, "\n".join(lines) + "\n")
-
-    batch_latencies = sorted({g.batch_seconds for g in generations})
-    new_tokens = sum(g.new_tokens for g in generations)
-    metrics = RunMetrics(
-        f1_macro=scores.f1_macro,
-        accuracy=scores.accuracy,
-        intensity=scores.intensity,
-        distinct1=distinct_n(texts, 1),
-        distinct2=distinct_n(texts, 2),
-        weights_bytes=model_bytes,
-        # Serving memory: weights plus generation's activations and KV cache. The load peak
-        # (bitsandbytes quantizes from higher-precision weights) is its own figure.
-        peak_memory_bytes=generation_peak,
-        load_peak_memory_bytes=load_peak,
-        generation_peak_memory_bytes=generation_peak,
-        load_seconds=load_seconds,
-        generation_seconds=generation_seconds,
-        tokens_per_second=new_tokens / generation_seconds if generation_seconds else 0.0,
-        latency_p50_ms=percentile(batch_latencies, 50) * 1000,
-        latency_p95_ms=percentile(batch_latencies, 95) * 1000,
-        generated_tokens=new_tokens,
-        samples=len(generations),
-    )
-    environment = describe_environment(device) | {"dtypes": dtypes}
-    return RunResult(
-        evaluation=spec.evaluation,
-        run_id=spec.run_id,
-        model=spec.model.name,
-        source=spec.model.source,
-        revision=spec.model.revision,
-        precision=spec.precision,
-        baseline=spec.baseline,
-        content_hash=spec.content_hash,
-        device=device,
-        batch_size=batch_size,
-        metrics=metrics,
-        per_emotion=scores.per_emotion,
-        confusion=scores.confusion,
-        memory=meter.figures | {"weightsBytes": model_bytes},
-        environment=environment,
-        started_at=started_at,
-        finished_at=datetime.now(UTC).isoformat(),
-    )
+    return error.exit_code
 
 
 def run(spec_path: str | None, force: bool) -> int:
@@ -232,21 +103,24 @@ def run(spec_path: str | None, force: bool) -> int:
                 termination_message(run_id, "Succeeded", previous.metrics, reason="AlreadyComplete")
             )
             return ExitCode.OK
+        from quanteval_worker.evaluation import evaluate  # torch: only once the spec is valid
+
         result = evaluate(spec, storage)
         storage.write_text(RESULT_FILE, result.to_json())  # last: marks the run complete
     except QuantEvalError as error:
-        log(error.message, level="error", reason=error.reason)
+        return _fail(run_id, error)
+    except Exception as error:
+        from quanteval_worker.loading import is_out_of_memory
+
+        if is_out_of_memory(error):
+            return _fail(run_id, OutOfMemoryError(f"out of memory: {_first_line(error)}"))
+        # Unexpected: the reason still reaches the pod's status; the traceback goes to the log.
+        log("unexpected failure", level="error", traceback=traceback.format_exc())
+        message = f"{type(error).__name__}: {_first_line(error)}"
         write_termination_message(
-            termination_message(run_id, "Failed", reason=error.reason, message=error.message)
+            termination_message(run_id, "Failed", reason="InternalError", message=message)
         )
-        return error.exit_code
-    except MemoryError:
-        message = "out of memory (host RAM)"
-        log(message, level="error", reason="OutOfMemory")
-        write_termination_message(
-            termination_message(run_id, "Failed", reason="OutOfMemory", message=message)
-        )
-        return ExitCode.OUT_OF_MEMORY
+        return ExitCode.INTERNAL_ERROR
     log("run complete", uri=storage.uri, f1Macro=round(result.metrics.f1_macro, 4))
     write_termination_message(termination_message(run_id, "Succeeded", result.metrics))
     return ExitCode.OK

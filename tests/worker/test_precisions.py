@@ -1,0 +1,56 @@
+"""The precision registry: one strategy per precision, and what each refuses before loading."""
+
+import pytest
+
+from quanteval.exitcodes import CannotLoadError
+from quanteval.precisions import Precision
+from quanteval_worker.device import DeviceInfo
+from quanteval_worker.precisions import STRATEGIES, strategy_for
+
+T4 = DeviceInfo("cuda", gpu_names=("Tesla T4",), capability=(7, 5))
+A100 = DeviceInfo("cuda", gpu_names=("NVIDIA A100-SXM4-80GB",), capability=(8, 0))
+
+
+def test_every_precision_has_a_strategy() -> None:
+    assert set(STRATEGIES) == set(Precision)
+    assert all(strategy_for(p).precision == p for p in Precision)
+
+
+@pytest.mark.parametrize(
+    ("precision", "alternative"),
+    [(Precision.BF16, "use fp16"), (Precision.NF4, "use int8"), (Precision.FP4, "use int8")],
+)
+def test_bf16_on_a_gpu_without_native_bf16_is_refused_with_the_alternative(
+    precision: Precision, alternative: str
+) -> None:
+    with pytest.raises(CannotLoadError) as error:
+        strategy_for(precision).check(T4)
+    assert "Tesla T4 (compute capability 7.5)" in error.value.message
+    assert alternative in error.value.message
+    assert "allowBf16Emulation" in error.value.message
+    assert error.value.exit_code == 4
+
+
+def test_bf16_emulation_runs_only_when_asked_and_says_so() -> None:
+    assert strategy_for(Precision.BF16).check(T4, allow_bf16_emulation=True) == "emulated"
+    assert strategy_for(Precision.NF4).check(A100) == "native"
+    assert strategy_for(Precision.FP16).check(T4) == "unused"
+    assert strategy_for(Precision.INT8).check(T4) == "unused"
+
+
+def test_the_lowest_capability_of_the_pods_gpus_decides() -> None:
+    mixed = DeviceInfo("cuda", gpu_names=("A100", "V100"), capability=(7, 0))
+    assert not mixed.native_bf16
+
+
+def test_a_cpu_runs_bf16_natively_only_with_bf16_instructions() -> None:
+    assert strategy_for(Precision.BF16).check(DeviceInfo("cpu", cpu_bf16=True)) == "native"
+    assert strategy_for(Precision.BF16).check(DeviceInfo("cpu", cpu_bf16=False)) == "emulated"
+
+
+def test_bitsandbytes_strategies_record_the_studys_settings() -> None:
+    int8 = strategy_for(Precision.INT8).quantization_config()
+    assert int8.load_in_8bit and int8.llm_int8_threshold == 6.0
+    nf4 = strategy_for(Precision.NF4).quantization_config()
+    assert nf4.bnb_4bit_quant_type == "nf4" and str(nf4.bnb_4bit_compute_dtype) == "torch.bfloat16"
+    assert strategy_for(Precision.FP32).quantization_config() is None

@@ -1,0 +1,291 @@
+"""One run as phases: prepare (everything that can fail cheaply), load, generate, write, score.
+
+Every check that needs no model comes first (the device against the precision, the classifier and
+its labels, the tokenizer, the prompt format and lengths), so a mistake costs seconds, not a GPU
+run. Generations are written before they are scored, so a scoring failure never loses them.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from quanteval.cost import per_thousand, run_dollars
+from quanteval.prompts import Sample, expand_samples
+from quanteval.results import (
+    GENERATIONS_FILE,
+    EnergyFigures,
+    GenerationSettings,
+    RunMetrics,
+    RunResult,
+)
+from quanteval.runspec import RunSpec
+from quanteval.storage import Storage
+from quanteval.textstats import distinct_n, percentile
+from quanteval_worker.classifier import LoadedClassifier, Prediction, load_classifier, predict
+from quanteval_worker.device import DeviceInfo, detect_device
+from quanteval_worker.environment import describe_environment
+from quanteval_worker.events import emit, log
+from quanteval_worker.generation import (
+    Generation,
+    Generator,
+    check_prompt_format,
+    check_prompt_lengths,
+    prompt_lengths,
+)
+from quanteval_worker.loading import (
+    actual_dtypes,
+    fetch_source,
+    gpu_memory_caps,
+    load_causal_lm,
+    load_tokenizer,
+    quantization_settings,
+    release_device_memory,
+    weights_bytes,
+)
+from quanteval_worker.precisions import Bf16Mode, PrecisionStrategy, strategy_for
+from quanteval_worker.scoring import Scores, score
+from quanteval_worker.sources import ResolvedSource, resolve_source
+from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a run needs before its model loads, every part of it already checked."""
+
+    device: DeviceInfo
+    strategy: PrecisionStrategy
+    bf16: Bf16Mode
+    classifier: LoadedClassifier
+    source: ResolvedSource
+    download_seconds: float  # fetching (or finding in the cache) the model's files
+    tokenizer: Any
+    samples: list[Sample]
+
+
+@dataclass(frozen=True)
+class Generated:
+    generations: list[Generation]
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What the loaded model is, measured; the model itself is passed on apart, then freed."""
+
+    weights_bytes: int
+    dtypes: dict[str, int]
+    quantization: dict[str, Any]
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    device = detect_device()
+    strategy = strategy_for(spec.precision)
+    bf16 = strategy.check(device, spec.allow_bf16_emulation)
+    log("loading the classifier", classifier=spec.classifier.source or spec.classifier.builtin)
+    classifier = load_classifier(spec.classifier, spec.emotions, spec.s3_endpoint, spec.s3_region)
+    for warning in classifier.warnings(spec.emotions):
+        log(warning, level="warning")
+    log("resolving model", source=spec.model.source, precision=spec.precision.value)
+    began = time.perf_counter()
+    source = fetch_source(
+        resolve_source(spec.model.source, spec.model.revision, spec.s3_endpoint, spec.s3_region)
+    )
+    download_seconds = time.perf_counter() - began
+    tokenizer = load_tokenizer(source)
+    check_prompt_format(tokenizer, spec.generation, source.location)
+    samples = expand_samples(
+        spec.prompts, spec.emotions, spec.generation.samples_per_prompt, spec.generation.seed
+    )
+    check_prompt_lengths(
+        prompt_lengths(tokenizer, samples, spec.generation), samples, spec.generation
+    )
+    return Prepared(
+        device, strategy, bf16, classifier, source, download_seconds, tokenizer, samples
+    )
+
+
+def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> tuple[Any, Loaded]:
+    caps = gpu_memory_caps(spec.gpu_memory_gib)
+    with tracker.phase("load"):
+        model = load_causal_lm(prepared.source, prepared.strategy, prepared.device, caps)
+    loaded = Loaded(weights_bytes(model), actual_dtypes(model), quantization_settings(model))
+    log(
+        "model loaded",
+        seconds=round(tracker.seconds["load"], 2),
+        weightsBytes=loaded.weights_bytes,
+        dtypes=loaded.dtypes,
+    )
+    return model, loaded
+
+
+def generate(spec: RunSpec, prepared: Prepared, model: Any, tracker: PhaseTracker) -> Generated:
+    def on_batch(done: int, total: int) -> None:
+        emit("progress", done=done, total=total)
+
+    emit("progress", done=0, total=len(prepared.samples))
+    generator = Generator(model, prepared.tokenizer, spec.generation, prepared.device.kind)
+    requested = spec.generation.batch_size
+    with tracker.phase("generation"):
+        generations, batch_size = generator.generate_all(
+            prepared.samples, None if requested == "auto" else requested, on_batch
+        )
+    return Generated(generations, generator.settings(batch_size))
+
+
+def generation_records(
+    generations: list[Generation], predictions: list[Prediction] | None = None
+) -> str:
+    """`generations.jsonl`: one line per sample; with the classifier's verdict once scored."""
+    lines = []
+    for index, g in enumerate(generations):
+        record: dict[str, Any] = {
+            "key": g.sample.key,
+            "promptId": g.sample.prompt_id,
+            "emotion": g.sample.emotion,
+            "sampleIndex": g.sample.sample_index,
+            "seed": g.sample.seed,
+            "prompt": g.sample.prompt,
+            "text": g.text,
+        }
+        if predictions is not None:
+            p = predictions[index]
+            record["predicted"] = p.label
+            record["probabilities"] = {k: round(v, 5) for k, v in p.probabilities.items()}
+        record |= {
+            "promptTokens": g.prompt_tokens,
+            "newTokens": g.new_tokens,
+            "batch": g.batch.index,
+            "ttftMs": round(g.ttft_seconds * 1000, 2),
+            "tpotMs": None if g.tpot_seconds is None else round(g.tpot_seconds * 1000, 3),
+            "latencyMs": round(g.latency_seconds * 1000, 2),
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) + "\n"
+
+
+def classify(
+    classifier: LoadedClassifier, generations: list[Generation], emotions: list[str]
+) -> tuple[list[Prediction], Scores]:
+    log("classifying", samples=len(generations))
+    predictions = predict(classifier.classifier, [g.text for g in generations])
+    intended = [g.sample.emotion for g in generations]
+    intended_probability = [
+        p.probabilities.get(e, 0.0) for p, e in zip(predictions, intended, strict=True)
+    ]
+    scores = score(intended, [p.label for p in predictions], intended_probability, emotions)
+    return predictions, scores
+
+
+def energy_figures(tracker: PhaseTracker, generated_tokens: int) -> EnergyFigures | str:
+    """Joules per phase and per generated token, or why there are none."""
+    counter = tracker.energy
+    if counter.read is None:
+        return counter.unavailable
+    if "generation" not in tracker.joules:
+        return f"the {counter.source} counter could not be read during generation"
+    joules = tracker.joules["generation"]
+    per_token = joules / generated_tokens if generated_tokens else None
+    source = "nvml" if counter.source == "nvml" else "rapl"
+    return EnergyFigures(source=source, phases=dict(tracker.joules), joules_per_token=per_token)
+
+
+def assemble(
+    spec: RunSpec,
+    prepared: Prepared,
+    loaded: Loaded,
+    generated: Generated,
+    scores: Scores,
+    tracker: PhaseTracker,
+    started_at: str,
+) -> RunResult:
+    generations = generated.generations
+    texts = [g.text for g in generations]
+    batches = {g.batch.index: g.batch for g in generations}.values()
+    prefill_seconds = sum(b.prefill_seconds for b in batches)
+    decode_seconds = sum(b.decode_seconds for b in batches)
+    decode_tokens = sum(g.decode_tokens for g in generations)
+    ttfts = [g.ttft_seconds * 1000 for g in generations]
+    tpots = [g.tpot_seconds * 1000 for g in generations if g.tpot_seconds is not None]
+    latencies = [g.latency_seconds * 1000 for g in generations]
+    generated_tokens = sum(g.new_tokens for g in generations)
+    energy = energy_figures(tracker, generated_tokens)
+    gpu_seconds, cpu_seconds = tracker.gpu_seconds(), tracker.cpu_seconds()
+    dollars = run_dollars(gpu_seconds, cpu_seconds, spec.cost)
+    metrics = RunMetrics(
+        f1_macro=scores.f1_macro,
+        accuracy=scores.accuracy,
+        intensity=scores.intensity,
+        distinct1=distinct_n(texts, 1),
+        distinct2=distinct_n(texts, 2),
+        weights_bytes=loaded.weights_bytes,
+        # Serving memory: weights plus generation's activations and KV cache. The load peak
+        # (bitsandbytes quantizes from higher-precision weights) is its own figure.
+        peak_memory_bytes=tracker.peaks["generation"],
+        load_peak_memory_bytes=tracker.peaks["load"],
+        generation_peak_memory_bytes=tracker.peaks["generation"],
+        download_seconds=prepared.download_seconds,
+        load_seconds=tracker.seconds["load"],
+        generation_seconds=tracker.seconds["generation"],
+        prefill_seconds=prefill_seconds,
+        decode_seconds=decode_seconds,
+        tokens_per_second=decode_tokens / decode_seconds if decode_seconds else 0.0,
+        ttft_p50_ms=percentile(ttfts, 50),
+        ttft_p95_ms=percentile(ttfts, 95),
+        tpot_p50_ms=percentile(tpots, 50) if tpots else None,
+        tpot_p95_ms=percentile(tpots, 95) if tpots else None,
+        latency_p50_ms=percentile(latencies, 50),
+        latency_p95_ms=percentile(latencies, 95),
+        generated_tokens=generated_tokens,
+        samples=len(generations),
+        gpu_seconds=gpu_seconds,
+        cpu_seconds=cpu_seconds,
+        joules_per_token=energy.joules_per_token if isinstance(energy, EnergyFigures) else None,
+        dollars=dollars,
+        dollars_per_1k_generations=per_thousand(dollars, len(generations)),
+    )
+    environment = describe_environment(prepared.device.kind) | {
+        "dtypes": loaded.dtypes,
+        "bf16": prepared.bf16,
+        "quantization": loaded.quantization,
+        "classifier": prepared.classifier.name,
+    }
+    return RunResult(
+        evaluation=spec.evaluation,
+        run_id=spec.run_id,
+        model=spec.model.name,
+        source=spec.model.source,
+        revision=spec.model.revision,
+        precision=spec.precision,
+        baseline=spec.baseline,
+        content_hash=spec.content_hash,
+        device=prepared.device.kind,
+        batch_size=generated.settings.batch_size,
+        metrics=metrics,
+        per_emotion=scores.per_emotion,
+        confusion=scores.confusion,
+        memory=tracker.memory.figures | {"weightsBytes": loaded.weights_bytes},
+        generation=generated.settings,
+        energy=energy,
+        warnings=prepared.classifier.warnings(spec.emotions),
+        environment=environment,
+        started_at=started_at,
+        finished_at=datetime.now(UTC).isoformat(),
+    )
+
+
+def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
+    """The run's phases in order; result.json is the caller's to write (the commit mark)."""
+    started_at = datetime.now(UTC).isoformat()
+    work_began, cpu_began = time.perf_counter(), cpu_seconds_used()
+    prepared = prepare(spec)
+    tracker = PhaseTracker(prepared.device, work_began, cpu_began)
+    model, loaded = load(spec, prepared, tracker)
+    generated = generate(spec, prepared, model, tracker)
+    del model
+    release_device_memory(prepared.device)
+    storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
+    predictions, scores = classify(prepared.classifier, generated.generations, spec.emotions)
+    storage.write_text(GENERATIONS_FILE, generation_records(generated.generations, predictions))
+    return assemble(spec, prepared, loaded, generated, scores, tracker, started_at)

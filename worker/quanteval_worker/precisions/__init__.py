@@ -1,0 +1,25 @@
+"""The precision registry: one strategy per precision name, one module per family."""
+
+import torch
+
+from quanteval.precisions import Precision
+from quanteval_worker.precisions.base import Bf16Mode, PrecisionStrategy
+from quanteval_worker.precisions.bnb_4bit import Bnb4BitStrategy
+from quanteval_worker.precisions.bnb_8bit import Bnb8BitStrategy
+from quanteval_worker.precisions.torch_dtype import TorchDtypeStrategy
+
+STRATEGIES: dict[Precision, PrecisionStrategy] = {
+    Precision.FP32: TorchDtypeStrategy(Precision.FP32, torch.float32),
+    Precision.BF16: TorchDtypeStrategy(Precision.BF16, torch.bfloat16),
+    Precision.FP16: TorchDtypeStrategy(Precision.FP16, torch.float16),
+    Precision.INT8: Bnb8BitStrategy(),
+    Precision.NF4: Bnb4BitStrategy(Precision.NF4),
+    Precision.FP4: Bnb4BitStrategy(Precision.FP4),
+}
+
+
+def strategy_for(precision: Precision) -> PrecisionStrategy:
+    return STRATEGIES[precision]
+
+
+__all__ = ["STRATEGIES", "Bf16Mode", "PrecisionStrategy", "strategy_for"]

@@ -1,0 +1,82 @@
+"""The precision strategy interface, modelled on transformers' `HfQuantizer`.
+
+A strategy says what it needs (packages, bf16 support) before anything loads, so a precision the
+device cannot run fails fast with a reason and an alternative instead of a stack trace, and says
+how transformers loads it. A new backend is one new module with one subclass, registered in
+`quanteval_worker.precisions`.
+"""
+
+import importlib.util
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from quanteval.exitcodes import CannotLoadError
+from quanteval.precisions import Precision
+from quanteval_worker.device import DeviceInfo
+
+Bf16Mode = Literal["native", "emulated", "unused"]
+
+
+class PrecisionStrategy(ABC):
+    """How one family of precisions loads.
+
+    Attributes:
+        required_packages: importable names the strategy needs, with the install hint.
+        dtype: the torch dtype of the weights (torch dtypes) or of the modules a quantization
+            method leaves alone.
+        uses_bf16: whether the weights or the compute are bf16 (checked against the device).
+    """
+
+    required_packages: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, precision: Precision, dtype: torch.dtype, uses_bf16: bool) -> None:
+        self.precision = precision
+        self.dtype = dtype
+        self.uses_bf16 = uses_bf16
+
+    def check(self, device: DeviceInfo, allow_bf16_emulation: bool = False) -> Bf16Mode:
+        """Raise CannotLoadError when this precision cannot run on `device`; say how bf16 runs."""
+        for package in self.required_packages:
+            if importlib.util.find_spec(package) is None:
+                raise CannotLoadError(
+                    f"precision {self.precision} needs {package}, which is not installed "
+                    "(pip install 'quanteval[worker]')"
+                )
+        if not self.uses_bf16:
+            return "unused"
+        if device.native_bf16:
+            return "native"
+        if device.kind == "cuda" and not allow_bf16_emulation:
+            raise CannotLoadError(
+                f"precision {self.precision} computes in bf16, which {device.describe()} has no "
+                f"native support for (compute capability 8.0 or later): use {self.alternative} "
+                "instead, or set spec.resources.allowBf16Emulation: true to run it emulated "
+                "(slower; the result records it)"
+            )
+        return "emulated"  # a CPU without bf16 instructions converts through fp32, as oneDNN does
+
+    @property
+    @abstractmethod
+    def alternative(self) -> str:
+        """The precision to suggest where this one cannot run (for the error message)."""
+
+    def quantization_config(self) -> Any:
+        """The transformers quantization config, or None for a plain dtype. Override for methods."""
+        return None
+
+    def load_kwargs(
+        self, device: DeviceInfo, max_memory: dict[int | str, str] | None
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        config = self.quantization_config()
+        if config is not None:
+            kwargs["quantization_config"] = config
+        if device.kind == "cuda":
+            kwargs["device_map"] = "auto"  # spreads a model over every GPU of the pod
+            if max_memory:
+                kwargs["max_memory"] = max_memory
+        else:
+            kwargs["device_map"] = {"": "cpu"}
+        return kwargs
