@@ -28,6 +28,8 @@ class RunOutcome:
     tpot_ms: float | None = None  # p50 over samples
     gpu_seconds: float | None = None
     dollars: float | None = None  # only from a given price
+    joules_per_token: float | None = None
+    energy_unavailable: str = ""  # why there is no energy figure, when there is none
     reason: str = ""
 
 
@@ -52,6 +54,8 @@ def outcome_of(result: RunResult, state: str = "Succeeded", reason: str = "") ->
         tpot_ms=m.tpot_p50_ms,
         gpu_seconds=m.gpu_seconds,
         dollars=m.dollars,
+        joules_per_token=m.joules_per_token,
+        energy_unavailable=result.energy if isinstance(result.energy, str) else "",
         reason=reason,
     )
 

@@ -28,7 +28,8 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
     table = Table(title=title)
     headers = [
         "run", "state", "F1 macro", "accuracy", "intensity", "weights", "load peak", "peak memory",
-        "load s", "gen s", "TTFT ms", "TPOT ms", "tokens/s", "GPU s", "$", "memory saving %",
+        "load s", "gen s", "TTFT ms", "TPOT ms", "tokens/s", "J/token", "GPU s", "$",
+        "memory saving %",
         "F1 Δ pp", "time ×", "$ ×",
     ]  # fmt: skip
     for header in headers:
@@ -50,6 +51,7 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
             num(o.ttft_ms, ".0f"),
             num(o.tpot_ms, ".1f"),
             num(o.tokens_per_second, ".1f"),
+            num(o.joules_per_token, ".3f"),
             num(o.gpu_seconds, ".0f"),
             num(o.dollars, ".4f"),
             signed(row.memory_saving_pct, ".1f"),
@@ -58,3 +60,9 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
             num(row.dollar_ratio, ".2f"),
         )
     return table
+
+
+def energy_notes(rows: list[Comparison]) -> list[str]:
+    """Why runs have no J/token figure, once per reason."""
+    reasons = dict.fromkeys(r.outcome.energy_unavailable for r in rows)
+    return [f"energy not measured: {reason}" for reason in reasons if reason]
