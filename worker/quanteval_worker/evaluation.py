@@ -42,6 +42,7 @@ from quanteval_worker.loading import (
     load_tokenizer,
     quantization_settings,
     release_device_memory,
+    touch_weights,
     weights_bytes,
 )
 from quanteval_worker.precisions import Bf16Mode, PrecisionStrategy, strategy_for
@@ -120,14 +121,17 @@ def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> tuple[Any,
     return model, loaded
 
 
-def generate(spec: RunSpec, prepared: Prepared, model: Any, tracker: PhaseTracker) -> Generated:
+def generate(
+    spec: RunSpec, prepared: Prepared, model: Any, loaded: Loaded, tracker: PhaseTracker
+) -> Generated:
     def on_batch(done: int, total: int) -> None:
         emit("progress", done=done, total=total)
 
     emit("progress", done=0, total=len(prepared.samples))
     generator = Generator(model, prepared.tokenizer, spec.generation, prepared.device.kind)
     requested = spec.generation.batch_size
-    with tracker.phase("generation"):
+    touch_weights(model)  # mapped checkpoint pages resident now: counted as the model's bytes
+    with tracker.phase("generation", holds_bytes=loaded.weights_bytes):
         generations, batch_size = generator.generate_all(
             prepared.samples, None if requested == "auto" else requested, on_batch
         )
@@ -282,7 +286,7 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     prepared = prepare(spec)
     tracker = PhaseTracker(prepared.device, work_began, cpu_began)
     model, loaded = load(spec, prepared, tracker)
-    generated = generate(spec, prepared, model, tracker)
+    generated = generate(spec, prepared, model, loaded, tracker)
     del model
     release_device_memory(prepared.device)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))

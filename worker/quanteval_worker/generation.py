@@ -29,8 +29,14 @@ CPU_AUTO_BATCH = 64
 CUDA_AUTO_BATCH = 64
 
 
-# Generation-config keys that name tokens, not sampling: the stop tokens are ours to collect.
-_TOKEN_KEYS = frozenset({"bos_token_id", "eos_token_id", "pad_token_id", "transformers_version"})
+# Generation-config keys that change no token: token ids (the stop tokens are ours to collect),
+# output switches and bookkeeping.
+_NOT_SAMPLING = frozenset(
+    {
+        "bos_token_id", "eos_token_id", "pad_token_id", "transformers_version", "use_cache",
+        "output_attentions", "output_hidden_states", "output_scores", "return_dict_in_generate",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -232,7 +238,9 @@ def model_generation_defaults(model: Any) -> dict[str, Any]:
     if config is None:
         return {}
     diff: dict[str, Any] = config.to_diff_dict()
-    return {k: v for k, v in sorted(diff.items()) if k not in _TOKEN_KEYS}
+    return {
+        k: v for k, v in sorted(diff.items()) if k not in _NOT_SAMPLING and not k.startswith("_")
+    }
 
 
 class Generator:

@@ -184,3 +184,12 @@ def release_device_memory(device: DeviceInfo) -> None:
     """Hand a freed model's CUDA blocks back, so what runs next is not measured against them."""
     if device.kind == "cuda":
         torch.cuda.empty_cache()
+
+
+def touch_weights(model: torch.nn.Module) -> None:
+    """Read every CPU parameter and buffer once, so weights mapped from the checkpoint file are
+    resident before a phase measures its own growth (their pages are what the model needs)."""
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.device.type == "cpu" and tensor.numel():
+                tensor.detach().sum()

@@ -1,7 +1,11 @@
 """Memory measurement per phase: CUDA allocator peaks and NVML, or the process's peak RSS.
 
 On Linux, writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM), so each phase's CPU
-peak is exact rather than sampled.
+peak is exact rather than sampled. On a CPU the process's RSS also holds what the allocator kept
+from earlier phases (bitsandbytes quantizing from higher-precision weights leaves hundreds of MiB
+that glibc does not hand back): a phase that holds the model says what it needs as the model's
+resident bytes plus the phase's own growth over the RSS it started from, and the residue is kept
+as a figure of its own.
 """
 
 import contextlib
@@ -55,6 +59,7 @@ class MemoryMeter:
         else:
             self.start = _status_bytes("VmRSS")
         self.figures["startBytes"] = self.start
+        self.phase_start = self.start
 
     def begin(self) -> None:
         _release_freed_memory()
@@ -65,9 +70,14 @@ class MemoryMeter:
             # Without it, the peak covers the process's whole life: an upper bound.
             with contextlib.suppress(OSError):
                 Path("/proc/self/clear_refs").write_text("5")
+            self.phase_start = _status_bytes("VmRSS")
 
-    def end(self, phase: str) -> int:
-        """Record the phase's figures; return its peak above the start."""
+    def end(self, phase: str, holds_bytes: int | None = None) -> int:
+        """Record the phase's figures; return its peak above the start.
+
+        `holds_bytes`: on a CPU, the bytes of the model the phase holds resident (its pages
+        touched before the phase began); the peak is then those bytes plus the phase's own growth.
+        """
         if self.device == "cuda":
             count = torch.cuda.device_count()
             allocated = sum(torch.cuda.max_memory_allocated(i) for i in range(count))
@@ -80,5 +90,11 @@ class MemoryMeter:
             hwm = _status_bytes("VmHWM")
             self.figures[f"{phase}PeakRssBytes"] = hwm
             peak = hwm - self.start
+            if holds_bytes is not None:
+                self.figures[f"{phase}StartRssBytes"] = self.phase_start
+                # What earlier phases left in the RSS beyond the start and the model itself.
+                residue = self.phase_start - self.start - holds_bytes
+                self.figures[f"{phase}ResidueBytes"] = max(residue, 0)
+                peak = holds_bytes + (hwm - self.phase_start)
         self.figures[f"{phase}PeakBytes"] = max(peak, 0)
         return max(peak, 0)

@@ -37,14 +37,15 @@ class PhaseTracker:
         self._cpu_began = cpu_began
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str, holds_bytes: int | None = None) -> Iterator[None]:
+        """Measure the phase; `holds_bytes`: the model's resident bytes it holds (MemoryMeter)."""
         self.memory.begin()
         energy_before = read_or_none(self.energy)
         started = time.perf_counter()
         yield
         self.seconds[name] = time.perf_counter() - started
         energy_after = read_or_none(self.energy)
-        self.peaks[name] = self.memory.end(name)
+        self.peaks[name] = self.memory.end(name, holds_bytes)
         if energy_before is not None and energy_after is not None:
             self.joules[name] = energy_after - energy_before
 
