@@ -335,19 +335,13 @@ def test_cross_field_rules() -> None:
     assert "model names must be unique" in messages
 
 
-@pytest.mark.parametrize(
-    "field",
-    [
-        "promptFormat",
-        "temperature",
-        "topK",
-        "topP",
-        "doSample",
-        "samplesPerPrompt",
-        "maxLength",
-        "maxNewTokens",
-    ],
-)
+PRESET_GOVERNED = (
+    "promptFormat", "temperature", "topK", "topP", "doSample", "samplesPerPrompt", "maxLength",
+    "maxNewTokens",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("field", PRESET_GOVERNED)
 def test_preset_fields_have_no_schema_default(field: str) -> None:
     generation = _spec()["properties"]["generation"]["properties"]
 
@@ -356,16 +350,7 @@ def test_preset_fields_have_no_schema_default(field: str) -> None:
 
 
 def test_preset_fields_are_the_ones_checked() -> None:
-    assert {key for preset in PRESETS.values() for key in preset} == {
-        "promptFormat",
-        "temperature",
-        "topK",
-        "topP",
-        "doSample",
-        "samplesPerPrompt",
-        "maxLength",
-        "maxNewTokens",
-    }
+    assert {key for preset in PRESETS.values() for key in preset} == set(PRESET_GOVERNED)
 
 
 def test_other_defaults_are_in_the_schema() -> None:
