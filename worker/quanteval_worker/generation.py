@@ -299,6 +299,7 @@ class Generator:
         config = GenerationConfig(
             do_sample=False,
             num_beams=1,
+            use_cache=True,
             max_new_tokens=max(budgets),
             eos_token_id=self.stop_ids,
             pad_token_id=int(self.tokenizer.pad_token_id),
