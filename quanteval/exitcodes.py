@@ -21,6 +21,12 @@ class ExitCode(IntEnum):
 DETERMINISTIC_FAILURES = (ExitCode.INVALID_SPEC, ExitCode.CANNOT_LOAD, ExitCode.OUT_OF_MEMORY)
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's first line of text, or its type's name when it has none: for reasons."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class QuantEvalError(Exception):
     """An error with a user-facing message and the exit code it maps to."""
 

@@ -139,7 +139,6 @@ class SequenceClassifier:
                 f"classifier {source.location}: none of its labels {sorted(set(mapped))} is one of "
                 f"the emotions {emotions}; map them with classifier.labelMap"
             )
-        self.location = source.location
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         rows = []

@@ -1,8 +1,8 @@
 """Batched generation that does exactly what the spec says, and whose every sample is reproducible.
 
-Sampling draws Gumbel noise from a generator seeded per sample and per step, and takes the argmax
-of the filtered, noised logits: an exact sample from the top-k/top-p/temperature distribution
-whose randomness does not depend on the batch it shares or on the batch size. A per-row budget
+Each row's token is drawn on the logits' device from a counter of (its sample seed, the step)
+(`sampling.py`): an exact sample from the temperature/top-k/top-p distribution whose randomness
+does not depend on the batch it shares or on the batch size. A per-row budget
 enforces `maxLength` (prompt included, as the study counted) inside a batch of mixed lengths.
 
 Nothing of the model's own `generation_config.json` reaches sampling (transformers would fill
@@ -44,7 +44,6 @@ class BatchTiming:
     """One batch's wall times: prefill (to the first token's logits), then decode (the rest)."""
 
     index: int
-    size: int
     prefill_seconds: float
     decode_seconds: float
 
@@ -220,10 +219,15 @@ def check_prompt_lengths(
             )
 
 
+def eos_token_id(tokenizer: Any) -> int:
+    """The tokenizer's end of sequence (the first, where it names several)."""
+    eos = tokenizer.eos_token_id
+    return int(eos[0]) if isinstance(eos, list) else int(eos)
+
+
 def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
     """The tokenizer's end of sequence and padding, and the model's own end-of-turn tokens."""
-    eos = tokenizer.eos_token_id
-    ids = {eos[0] if isinstance(eos, list) else int(eos), int(tokenizer.pad_token_id)}
+    ids = {eos_token_id(tokenizer), int(tokenizer.pad_token_id)}
     extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if isinstance(extra, int):
         ids.add(extra)
@@ -252,11 +256,7 @@ class Generator:
         self.spec = spec
         self.device = device
         self.stop_ids = stop_token_ids(tokenizer, model)
-        self.eos_token_id: int = (
-            tokenizer.eos_token_id[0]
-            if isinstance(tokenizer.eos_token_id, list)
-            else int(tokenizer.eos_token_id)
-        )
+        self.eos_token_id = eos_token_id(tokenizer)
         self.ignored_model_defaults = model_generation_defaults(model)
         self._blank_config = GenerationConfig()
 
@@ -319,9 +319,7 @@ class Generator:
         finally:
             self.model.generation_config = own_config
         ended_at = clock.end()
-        timing = BatchTiming(
-            index, len(samples), clock.marks[0] - clock.start, ended_at - clock.marks[0]
-        )
+        timing = BatchTiming(index, clock.marks[0] - clock.start, ended_at - clock.marks[0])
         results = []
         stops = set(self.stop_ids)
         for row, sample in enumerate(samples):

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from quanteval.exitcodes import CannotLoadError, OutOfMemoryError
+from quanteval.exitcodes import CannotLoadError, OutOfMemoryError, first_line
 from quanteval.sizing import GPU_WEIGHTS_SHARE
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.precisions import PrecisionStrategy
@@ -65,8 +65,7 @@ def _load_error(source: ResolvedSource, error: Exception) -> CannotLoadError:
         )
     if name == "RepositoryNotFoundError":
         return CannotLoadError(f"{source.location}: no such model on the hub (or it is private)")
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else name
-    return CannotLoadError(f"{source.location}: cannot load: {first_line}")
+    return CannotLoadError(f"{source.location}: cannot load: {first_line(error)}")
 
 
 # Files a transformers checkpoint never needs: consolidated originals, other frameworks' weights.
@@ -123,7 +122,7 @@ def load_causal_lm(
         if is_out_of_memory(error) or _does_not_fit(error):
             raise OutOfMemoryError(
                 f"out of memory loading {source.location} at {strategy.precision} on "
-                f"{device.describe()}: {str(error).strip().splitlines()[0][:300]}; use a lower "
+                f"{device.describe()}: {first_line(error)[:300]}; use a lower "
                 "precision or more GPUs (spec.resources.gpus)"
             ) from error
         raise _load_error(source, error) from error

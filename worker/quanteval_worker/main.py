@@ -15,7 +15,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from quanteval.exitcodes import ExitCode, InvalidSpecError, OutOfMemoryError, QuantEvalError
+from quanteval.exitcodes import (
+    ExitCode,
+    InvalidSpecError,
+    OutOfMemoryError,
+    QuantEvalError,
+    first_line,
+)
 from quanteval.results import RESULT_FILE, RunResult, termination_message
 from quanteval.runspec import RunSpec
 from quanteval.spec import format_validation_error
@@ -77,11 +83,6 @@ def existing_result(storage: Storage, spec: RunSpec, force: bool) -> RunResult |
     return None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:500] if text else type(error).__name__
-
-
 def _fail(run_id: str, error: QuantEvalError) -> int:
     log(error.message, level="error", reason=error.reason)
     write_termination_message(
@@ -113,10 +114,10 @@ def run(spec_path: str | None, force: bool) -> int:
         from quanteval_worker.loading import is_out_of_memory
 
         if is_out_of_memory(error):
-            return _fail(run_id, OutOfMemoryError(f"out of memory: {_first_line(error)}"))
+            return _fail(run_id, OutOfMemoryError(f"out of memory: {first_line(error)[:500]}"))
         # Unexpected: the reason still reaches the pod's status; the traceback goes to the log.
         log("unexpected failure", level="error", traceback=traceback.format_exc())
-        message = f"{type(error).__name__}: {_first_line(error)}"
+        message = f"{type(error).__name__}: {first_line(error)[:500]}"
         write_termination_message(
             termination_message(run_id, "Failed", reason="InternalError", message=message)
         )

@@ -2,10 +2,9 @@
 
 On Linux, writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM), so each phase's CPU
 peak is exact rather than sampled. On a CPU the process's RSS also holds what the allocator kept
-from earlier phases (bitsandbytes quantizing from higher-precision weights leaves hundreds of MiB
-that glibc does not hand back): a phase that holds the model says what it needs as the model's
-resident bytes plus the phase's own growth over the RSS it started from, and the residue is kept
-as a figure of its own.
+from earlier phases (after bitsandbytes' quantizing load on the quick start: about 50 MiB): a
+phase that holds the model says what it needs as the model's resident bytes plus the phase's own
+growth over the RSS it started from, and the residue is kept as a figure of its own.
 """
 
 import contextlib
