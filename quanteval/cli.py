@@ -141,7 +141,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from quanteval.local import run_local
     from quanteval.report import build_report
     from quanteval.summary import compare
-    from quanteval.table import comparison_table, energy_notes
+    from quanteval.table import comparison_table, energy_notes, memory_notes
 
     if not args.local:
         raise InvalidSpecError(
@@ -156,7 +156,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     results = run_local(manifest, out, args.only, args.force, console)
     rows = compare([r.outcome for r in results], manifest.spec.baseline_precision)
     Console(width=260).print(comparison_table(rows, title=f"{manifest.metadata.name} ({out})"))
-    for note in [*energy_notes(rows), *_gguf_note(manifest)]:
+    for note in [*energy_notes(rows), *memory_notes(rows), *_gguf_note(manifest)]:
         console.print(note)
     built = build_report(out, _expected_runs(manifest, results))
     console.print(

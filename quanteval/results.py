@@ -104,6 +104,13 @@ class EnergyFigures(_Model):
     joules_per_token: float | None
 
 
+class PeakCause(_Model):
+    """What, measured, made a phase's peak larger than its tensors needed."""
+
+    allocation: str
+    bytes: int
+
+
 class RunResult(_Model):
     schema_version: Literal["quanteval.io/result/v1"] = RESULT_SCHEMA
     evaluation: EvaluationRef
@@ -119,7 +126,7 @@ class RunResult(_Model):
     metrics: RunMetrics
     per_emotion: dict[str, EmotionScores]
     confusion: ConfusionMatrix
-    memory: dict[str, int]  # every memory figure measured, by name
+    memory: dict[str, int | PeakCause]  # every memory figure measured, by name
     generation: GenerationSettings | None = None  # absent in results written before it existed
     energy: EnergyFigures | str | None = None  # a string says why there is no figure
     # What a reader must know to trust a figure (a capped macro-F1, say), one sentence each.

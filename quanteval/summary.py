@@ -6,7 +6,7 @@ Shared by the local table, the report and the operator's status summary.
 from dataclasses import dataclass
 
 from quanteval.precisions import Precision
-from quanteval.results import RunResult
+from quanteval.results import PeakCause, RunResult
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,15 @@ class RunOutcome:
     dollars: float | None = None  # only from a given price
     joules_per_token: float | None = None
     energy_unavailable: str = ""  # why there is no energy figure, when there is none
+    # CPU: freed memory the C allocator still held at generation's end (memory.generationPeakCause)
+    allocator_held_bytes: int | None = None
     reason: str = ""
 
 
 def outcome_of(result: RunResult, state: str = "Succeeded", reason: str = "") -> RunOutcome:
     """A run's outcome from its result.json."""
     m = result.metrics
+    cause = result.memory.get("generationPeakCause")
     return RunOutcome(
         run_id=result.run_id,
         model=result.model,
@@ -56,6 +59,7 @@ def outcome_of(result: RunResult, state: str = "Succeeded", reason: str = "") ->
         dollars=m.dollars,
         joules_per_token=m.joules_per_token,
         energy_unavailable=result.energy if isinstance(result.energy, str) else "",
+        allocator_held_bytes=cause.bytes if isinstance(cause, PeakCause) else None,
         reason=reason,
     )
 
@@ -69,6 +73,7 @@ class Comparison:
     f1_delta_pp: float | None  # F1 change against the baseline, in percentage points
     time_ratio: float | None  # generation time / the baseline's
     dollar_ratio: float | None = None  # dollars / the baseline's (both priced)
+    peak_excess_bytes: int | None = None  # peak memory above the baseline's (when both known)
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:
@@ -105,9 +110,27 @@ def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]
                 if ok and base
                 else None,
                 dollar_ratio=_ratio(outcome.dollars, base.dollars) if ok and base else None,
+                peak_excess_bytes=outcome.peak_memory_bytes - base.peak_memory_bytes
+                if ok
+                and base
+                and outcome.peak_memory_bytes is not None
+                and base.peak_memory_bytes is not None
+                else None,
             )
         )
     return rows
+
+
+def peak_cause_note(row: Comparison) -> str | None:
+    """Why a run's peak is above its baseline's, when the measured cause is the allocator's."""
+    excess, held = row.peak_excess_bytes, row.outcome.allocator_held_bytes
+    if not excess or excess <= 0 or not held:
+        return None
+    return (
+        f"peak memory {excess / 2**20:.0f} MiB above the baseline's, while glibc malloc still "
+        f"held {held / 2**20:.0f} MiB of freed memory at generation's end "
+        "(result.json memory.generationPeakCause); the weights saving is the precision's"
+    )
 
 
 def best_run(outcomes: list[RunOutcome]) -> RunOutcome | None:

@@ -2,7 +2,7 @@
 
 from rich.table import Table
 
-from quanteval.summary import Comparison
+from quanteval.summary import Comparison, peak_cause_note
 
 
 def human_bytes(value: int | None) -> str:
@@ -29,7 +29,7 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
     headers = [
         "run", "state", "F1 macro", "accuracy", "intensity", "weights", "load peak", "peak memory",
         "load s", "gen s", "TTFT ms", "TPOT ms", "tokens/s", "J/token", "GPU s", "$",
-        "memory saving %",
+        "weights saving %", "memory saving %",
         "F1 Δ pp", "time ×", "$ ×",
     ]  # fmt: skip
     for header in headers:
@@ -54,6 +54,7 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
             num(o.joules_per_token, ".3f"),
             num(o.gpu_seconds, ".0f"),
             num(o.dollars, ".4f"),
+            signed(row.weights_saving_pct, ".1f"),
             signed(row.memory_saving_pct, ".1f"),
             signed(row.f1_delta_pp, ".1f"),
             num(row.time_ratio, ".2f"),
@@ -66,3 +67,9 @@ def energy_notes(rows: list[Comparison]) -> list[str]:
     """Why runs have no J/token figure, once per reason."""
     reasons = dict.fromkeys(r.outcome.energy_unavailable for r in rows)
     return [f"energy not measured: {reason}" for reason in reasons if reason]
+
+
+def memory_notes(rows: list[Comparison]) -> list[str]:
+    """Runs whose peak is above the baseline's, with the allocator's measured share."""
+    notes = ((r.outcome.run_id, peak_cause_note(r)) for r in rows)
+    return [f"{run_id}: {note}" for run_id, note in notes if note]

@@ -15,7 +15,14 @@ from quanteval.report.schema import (
     Report,
     RunReport,
 )
-from quanteval.summary import Comparison, RunOutcome, best_run, compare, outcome_of
+from quanteval.summary import (
+    Comparison,
+    RunOutcome,
+    best_run,
+    compare,
+    outcome_of,
+    peak_cause_note,
+)
 from quanteval.textstats import distinct_n
 
 
@@ -94,6 +101,7 @@ def run_report(
     baseline: Precision | None,
     vs_baseline: BaselineComparison | None,
     on_front: bool,
+    comparison: Comparison | None = None,
 ) -> RunReport:
     """The run's row: its own figures (succeeded runs only) and its comparison."""
     row = RunReport(
@@ -110,6 +118,7 @@ def run_report(
         return row
     m = record.result.metrics
     texts = [g.text for g in record.generations]
+    peak_note = peak_cause_note(comparison) if comparison else None
     return replace(
         row,
         f1_macro=m.f1_macro,
@@ -128,7 +137,7 @@ def run_report(
         per_emotion_f1={e: s.f1 for e, s in record.result.per_emotion.items()},
         vs_baseline=vs_baseline,
         on_pareto_front=on_front,
-        warnings=tuple(record.result.warnings),
+        warnings=(*record.result.warnings, *filter(None, [peak_note])),
     )
 
 
@@ -169,6 +178,7 @@ def compute_report(
             baselines.get(r.model),
             against_baseline(r, bases.get(r.model), comparisons.get(r.run_id)),
             r.run_id in front,
+            comparisons.get(r.run_id),
         )
         for r in runs
     )

@@ -1,9 +1,11 @@
 """Comparison of runs against their model's baseline, and the choice of the best run."""
 
+import dataclasses
+
 import pytest
 
 from quanteval.precisions import Precision
-from quanteval.summary import Comparison, RunOutcome, best_run, compare
+from quanteval.summary import Comparison, RunOutcome, best_run, compare, peak_cause_note
 
 GIB = 2**30
 
@@ -168,3 +170,19 @@ def test_best_run_ignores_failed_runs_and_runs_without_f1() -> None:
 def test_best_run_of_nothing_is_none() -> None:
     assert best_run([]) is None
     assert best_run([_outcome("m", Precision.FP32, state="Failed", f1=0.5)]) is None
+
+
+def test_a_peak_above_the_baselines_names_the_allocators_measured_share() -> None:
+    held = dataclasses.replace(
+        _outcome("m", Precision.INT8, f1=0.5, peak=11 * GIB, weights=2 * GIB),
+        allocator_held_bytes=3 * GIB,
+    )
+    rows = _by_id(compare([FP32, held, BF16], Precision.FP32))
+    assert rows["m-int8"].peak_excess_bytes == 1 * GIB
+    note = peak_cause_note(rows["m-int8"])
+    assert note is not None
+    assert "1024 MiB above the baseline's" in note
+    assert "3072 MiB of freed memory" in note
+    # Below the baseline, or with nothing held: nothing to explain.
+    assert peak_cause_note(rows["m-bf16"]) is None
+    assert peak_cause_note(rows["m-fp32"]) is None

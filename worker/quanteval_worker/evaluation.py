@@ -269,7 +269,11 @@ def assemble(
         metrics=metrics,
         per_emotion=scores.per_emotion,
         confusion=scores.confusion,
-        memory=tracker.memory.figures | {"weightsBytes": loaded.weights_bytes},
+        memory={
+            **tracker.memory.figures,
+            **tracker.memory.causes,
+            "weightsBytes": loaded.weights_bytes,
+        },
         generation=generated.settings,
         energy=energy,
         warnings=prepared.classifier.warnings(spec.emotions),

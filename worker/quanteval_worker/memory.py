@@ -5,14 +5,26 @@ peak is exact rather than sampled. On a CPU the process's RSS also holds what th
 from earlier phases (after bitsandbytes' quantizing load on the quick start: about 50 MiB): a
 phase that holds the model says what it needs as the model's resident bytes plus the phase's own
 growth over the RSS it started from, and the residue is kept as a figure of its own.
+
+glibc's malloc keeps blocks a phase freed in its heaps (its mmap threshold rises as large blocks
+are freed, so later ones come from the heap and stay there): on the quick start, bitsandbytes' CPU
+int8 temporaries held hundreds of MiB that no tensor used any more. Fixing the threshold instead
+made int8 generation 3x slower, a cost in the time figures; so each phase's end measures what
+malloc_trim gives back before anything else is freed, and a CPU phase that holds the model
+records it as the peak's cause (`{phase}PeakCause`).
 """
 
 import contextlib
 import ctypes
 import gc
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from quanteval.results import PeakCause
 
 
 def _status_bytes(field: str) -> int:
@@ -28,20 +40,71 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _nvml_used_bytes() -> int:
-    try:
-        import pynvml
-    except ImportError:
-        return 0
-    pynvml.nvmlInit()
-    try:
-        total = 0
-        for index in range(torch.cuda.device_count()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            total += int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
-        return total
-    finally:
-        pynvml.nvmlShutdown()
+def _held_by_allocator() -> int:
+    """Resident bytes of memory already freed (or unreachable) that the process still held:
+    what a garbage collection and malloc_trim give back to the system now."""
+    before = _status_bytes("VmRSS")
+    _release_freed_memory()
+    return max(before - _status_bytes("VmRSS"), 0)
+
+
+ALLOCATOR_HELD = (
+    "freed memory glibc malloc kept in its heaps (returned by malloc_trim at the phase's end)"
+)
+
+
+class PeakPoller:
+    """The largest value `read` returns, polled in a thread from `start` to `stop`.
+
+    NVML keeps no peak of a GPU's used memory, so one reading at a phase's end would miss the
+    phase's high point; a poll every 20 ms catches any peak that lasts longer than that.
+    """
+
+    def __init__(self, read: Callable[[], int], interval_seconds: float = 0.02) -> None:
+        self._read = read
+        self._interval = interval_seconds
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.peak = 0
+
+    def _poll(self) -> None:
+        while True:
+            self.peak = max(self.peak, self._read())
+            if self._stopping.wait(self._interval):
+                return
+
+    def start(self) -> None:
+        self.peak = self._read()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._poll, name="nvml-peak", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> int:
+        """Stop polling; the peak over the whole span, a last reading included."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, self._read())
+        return self.peak
+
+
+class _NvmlUsed:
+    """Used memory summed over the GPUs this process sees, from NVML (0 without pynvml)."""
+
+    def __init__(self) -> None:
+        self._handles: list[Any] = []
+        try:
+            import pynvml
+        except ImportError:
+            return
+        self._pynvml = pynvml
+        pynvml.nvmlInit()
+        count = torch.cuda.device_count()
+        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+
+    def __call__(self) -> int:
+        info = (self._pynvml.nvmlDeviceGetMemoryInfo(h) for h in self._handles)
+        return sum(int(i.used) for i in info)
 
 
 class MemoryMeter:
@@ -50,6 +113,7 @@ class MemoryMeter:
     def __init__(self, device: str) -> None:
         self.device = device
         self.figures: dict[str, int] = {}
+        self.causes: dict[str, PeakCause] = {}  # what made a peak larger than its tensors
         _release_freed_memory()
         if device == "cuda":
             self.start = sum(
@@ -59,12 +123,14 @@ class MemoryMeter:
             self.start = _status_bytes("VmRSS")
         self.figures["startBytes"] = self.start
         self.phase_start = self.start
+        self._nvml = PeakPoller(_NvmlUsed()) if device == "cuda" else None
 
     def begin(self) -> None:
         _release_freed_memory()
-        if self.device == "cuda":
+        if self._nvml is not None:
             for index in range(torch.cuda.device_count()):
                 torch.cuda.reset_peak_memory_stats(index)
+            self._nvml.start()
         else:
             # Without it, the peak covers the process's whole life: an upper bound.
             with contextlib.suppress(OSError):
@@ -77,19 +143,22 @@ class MemoryMeter:
         `holds_bytes`: on a CPU, the bytes of the model the phase holds resident (its pages
         touched before the phase began); the peak is then those bytes plus the phase's own growth.
         """
-        if self.device == "cuda":
+        if self._nvml is not None:
             count = torch.cuda.device_count()
             allocated = sum(torch.cuda.max_memory_allocated(i) for i in range(count))
             reserved = sum(torch.cuda.max_memory_reserved(i) for i in range(count))
             self.figures[f"{phase}MaxAllocatedBytes"] = allocated
             self.figures[f"{phase}MaxReservedBytes"] = reserved
-            self.figures[f"{phase}NvmlUsedBytes"] = _nvml_used_bytes()
+            self.figures[f"{phase}NvmlPeakUsedBytes"] = self._nvml.stop()
             peak = allocated - self.start
         else:
             hwm = _status_bytes("VmHWM")
+            held = _held_by_allocator()
             self.figures[f"{phase}PeakRssBytes"] = hwm
+            self.figures[f"{phase}AllocatorHeldBytes"] = held
             peak = hwm - self.start
             if holds_bytes is not None:
+                self.causes[f"{phase}PeakCause"] = PeakCause(allocation=ALLOCATOR_HELD, bytes=held)
                 self.figures[f"{phase}StartRssBytes"] = self.phase_start
                 # What earlier phases left in the RSS beyond the start and the model itself.
                 residue = self.phase_start - self.start - holds_bytes
