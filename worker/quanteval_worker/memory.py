@@ -9,7 +9,7 @@ growth over the RSS it started from, and the residue is kept as a figure of its 
 glibc's malloc keeps blocks a phase freed in its heaps (its mmap threshold rises as large blocks
 are freed, so later ones come from the heap and stay there): on the quick start, bitsandbytes' CPU
 int8 temporaries held hundreds of MiB that no tensor used any more. Fixing the threshold instead
-made int8 generation 3x slower, a cost in the time figures; so each phase's end measures what
+made int8 generation about 3x slower, a cost in the time figures; so each phase's end measures what
 malloc_trim gives back before anything else is freed, and a CPU phase that holds the model
 records it as the peak's cause (`{phase}PeakCause`).
 """
