@@ -50,3 +50,20 @@ def test_the_poller_keeps_a_peak_that_was_over_before_the_phase_ended() -> None:
     poller.start()
     assert past_the_peak.wait(timeout=10)
     assert poller.stop() == 900  # one reading at the end would say 200
+
+
+def test_a_failed_attempts_peak_is_not_counted() -> None:
+    meter = MemoryMeter("cpu")
+    meter.begin()
+    meter.begin_attempt()
+    kept = torch.ones(100 * MIB, dtype=torch.uint8)  # the attempt that worked
+    del kept
+    meter.begin_attempt()
+    failed = torch.ones(400 * MIB, dtype=torch.uint8)  # the attempt that ran out of memory
+    del failed
+    meter.discard_attempt()
+    meter.begin_attempt()
+    retried = torch.ones(50 * MIB, dtype=torch.uint8)  # the smaller batch that then fitted
+    del retried
+    peak = meter.end("generation")
+    assert 90 * MIB <= peak <= 250 * MIB  # the 100 MiB attempt, not the 400 MiB one

@@ -133,7 +133,10 @@ def generate(
     touch_weights(model)  # mapped checkpoint pages resident now: counted as the model's bytes
     with tracker.phase("generation", holds_bytes=loaded.weights_bytes):
         generations, batch_size = generator.generate_all(
-            prepared.samples, None if requested == "auto" else requested, on_batch
+            prepared.samples,
+            None if requested == "auto" else requested,
+            on_batch,
+            tracker.memory,
         )
     return Generated(generations, generator.settings(batch_size))
 

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -247,6 +247,14 @@ def model_generation_defaults(model: Any) -> dict[str, Any]:
     }
 
 
+class Attempts(Protocol):
+    """Told of each generation attempt begun and of each that failed (the MemoryMeter)."""
+
+    def begin_attempt(self) -> None: ...
+
+    def discard_attempt(self) -> None: ...
+
+
 class Generator:
     def __init__(self, model: Any, tokenizer: Any, spec: GenerationSpec, device: str) -> None:
         from transformers import GenerationConfig
@@ -343,10 +351,13 @@ class Generator:
         samples: Sequence[Sample],
         batch_size: int | None,
         on_batch: Callable[[int, int], None] | None = None,
+        attempts: Attempts | None = None,
     ) -> tuple[list[Generation], int]:
         """Every sample, in batches of similar prompt length; halves the batch on out-of-memory.
 
         Returns the generations in the order of `samples` and the batch size that fitted.
+        `attempts` hears of each batch begun and of each that failed, so a failed attempt's
+        memory peak is not counted.
         """
         size = batch_size or balanced_batch_size(
             len(samples), CUDA_AUTO_BATCH if self.device == "cuda" else CPU_AUTO_BATCH
@@ -358,18 +369,26 @@ class Generator:
         position = batches = 0
         while position < len(order):
             indices = order[position : position + size]
+            if attempts is not None:
+                attempts.begin_attempt()
             try:
-                batch = self.generate_batch([samples[i] for i in indices], batches)
+                batch: list[Generation] | None = self.generate_batch(
+                    [samples[i] for i in indices], batches
+                )
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
-                if self.device == "cuda":
-                    torch.cuda.empty_cache()
                 if size == 1:
                     raise OutOfMemoryError(
                         "out of memory generating even one sample at a time; use a lower "
                         "precision, more GPUs (spec.resources.gpus) or a smaller maxLength"
                     ) from error
+                batch = None
+            if batch is None:  # out of the except block: the failed attempt's frames are freed
+                if self.device == "cuda":
+                    torch.cuda.empty_cache()
+                if attempts is not None:
+                    attempts.discard_attempt()
                 size = max(1, size // 2)
                 continue
             results.update(zip(indices, batch, strict=True))

@@ -64,28 +64,39 @@ class PeakPoller:
         self._read = read
         self._interval = interval_seconds
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.peak = 0
+        self._peak = 0
+
+    def _sample(self) -> None:
+        value = self._read()
+        with self._lock:
+            self._peak = max(self._peak, value)
 
     def _poll(self) -> None:
-        while True:
-            self.peak = max(self.peak, self._read())
-            if self._stopping.wait(self._interval):
-                return
+        while not self._stopping.wait(self._interval):
+            self._sample()
 
     def start(self) -> None:
-        self.peak = self._read()
+        self.restart()
         self._stopping.clear()
         self._thread = threading.Thread(target=self._poll, name="nvml-peak", daemon=True)
         self._thread.start()
 
+    def restart(self) -> int:
+        """The peak so far; polling goes on from the value now."""
+        value = self._read()
+        with self._lock:
+            peak, self._peak = self._peak, value
+        return max(peak, value)
+
     def stop(self) -> int:
-        """Stop polling; the peak over the whole span, a last reading included."""
+        """Stop polling; the peak since the last (re)start, a last reading included."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
-        self.peak = max(self.peak, self._read())
-        return self.peak
+        self._sample()
+        return self._peak
 
 
 class _NvmlUsed:
@@ -108,7 +119,12 @@ class _NvmlUsed:
 
 
 class MemoryMeter:
-    """Peaks per phase, above the memory the process held when the meter was made."""
+    """Peaks per phase, above the memory the process held when the meter was made.
+
+    A phase may make several attempts (generation halves its batch on out of memory): each
+    attempt's peak is folded in once it succeeds, and a failed one's is dropped, so the figures
+    are those of the work that was kept.
+    """
 
     def __init__(self, device: str) -> None:
         self.device = device
@@ -124,18 +140,53 @@ class MemoryMeter:
         self.figures["startBytes"] = self.start
         self.phase_start = self.start
         self._nvml = PeakPoller(_NvmlUsed()) if device == "cuda" else None
+        self._kept: dict[str, int] = {}  # peaks of the phase's attempts kept so far
 
-    def begin(self) -> None:
-        _release_freed_memory()
+    def _current(self) -> dict[str, int]:
+        """The peaks since the last reset, by figure."""
+        if self._nvml is None:
+            return {"PeakRssBytes": _status_bytes("VmHWM")}
+        count = torch.cuda.device_count()
+        return {
+            "MaxAllocatedBytes": sum(torch.cuda.max_memory_allocated(i) for i in range(count)),
+            "MaxReservedBytes": sum(torch.cuda.max_memory_reserved(i) for i in range(count)),
+        }
+
+    def _reset(self) -> None:
         if self._nvml is not None:
             for index in range(torch.cuda.device_count()):
                 torch.cuda.reset_peak_memory_stats(index)
-            self._nvml.start()
         else:
             # Without it, the peak covers the process's whole life: an upper bound.
             with contextlib.suppress(OSError):
                 Path("/proc/self/clear_refs").write_text("5")
+
+    def begin(self) -> None:
+        _release_freed_memory()
+        self._kept = {}
+        self._reset()
+        if self._nvml is not None:
+            self._nvml.start()
+        else:
             self.phase_start = _status_bytes("VmRSS")
+
+    def begin_attempt(self) -> None:
+        """Keep the peaks of the phase so far; measure the next attempt on its own."""
+        for name, value in self._current().items():
+            self._kept[name] = max(self._kept.get(name, 0), value)
+        if self._nvml is not None:
+            self._kept["NvmlPeakUsedBytes"] = max(
+                self._kept.get("NvmlPeakUsedBytes", 0), self._nvml.restart()
+            )
+        self._reset()
+
+    def discard_attempt(self) -> None:
+        """Drop the peaks of the attempt that just failed (its memory already released)."""
+        _release_freed_memory()
+        if self._nvml is not None:
+            torch.cuda.empty_cache()
+            self._nvml.restart()
+        self._reset()
 
     def end(self, phase: str, holds_bytes: int | None = None) -> int:
         """Record the phase's figures; return its peak above the start.
@@ -143,18 +194,17 @@ class MemoryMeter:
         `holds_bytes`: on a CPU, the bytes of the model the phase holds resident (its pages
         touched before the phase began); the peak is then those bytes plus the phase's own growth.
         """
+        peaks = self._current()
         if self._nvml is not None:
-            count = torch.cuda.device_count()
-            allocated = sum(torch.cuda.max_memory_allocated(i) for i in range(count))
-            reserved = sum(torch.cuda.max_memory_reserved(i) for i in range(count))
-            self.figures[f"{phase}MaxAllocatedBytes"] = allocated
-            self.figures[f"{phase}MaxReservedBytes"] = reserved
-            self.figures[f"{phase}NvmlPeakUsedBytes"] = self._nvml.stop()
-            peak = allocated - self.start
+            peaks["NvmlPeakUsedBytes"] = self._nvml.stop()
+        for name, value in self._kept.items():
+            peaks[name] = max(peaks.get(name, 0), value)
+        self.figures |= {f"{phase}{name}": value for name, value in peaks.items()}
+        if self._nvml is not None:
+            peak = peaks["MaxAllocatedBytes"] - self.start
         else:
-            hwm = _status_bytes("VmHWM")
+            hwm = peaks["PeakRssBytes"]
             held = _held_by_allocator()
-            self.figures[f"{phase}PeakRssBytes"] = hwm
             self.figures[f"{phase}AllocatorHeldBytes"] = held
             peak = hwm - self.start
             if holds_bytes is not None:
