@@ -1,0 +1,258 @@
+"""How sure a quality figure is: intervals per run, paired tests per comparison, power.
+
+Plain functions on per-sample arrays. The resampling is scipy's (`scipy.stats.bootstrap`,
+BCa intervals, a fixed seed), the tests are scipy's (the exact binomial behind McNemar's
+test, Wilcoxon's signed-rank test), Wilson's interval is scipy's; macro-F1 is computed here,
+vectorised over resamples (the same figure as scikit-learn's `f1_score(average="macro")` with the
+intended emotions as labels and zero_division 0, which a test checks), because 2,000 calls of
+scikit-learn's per run would cost seconds each.
+"""
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+RESAMPLES: Final = 2000
+SEED: Final = 20250131  # fixed: the same data always gives the same interval
+ALPHA: Final = 0.05
+POWER: Final = 0.80
+MIN_PAIRS: Final = 10  # below this a comparison says it cannot decide
+DETECT_PP: Final = 5.0  # the F1 change `samples_for_5pp` is sized for
+
+Interval = tuple[float, float]
+Verdict = Literal[
+    "significantly worse",
+    "no detectable difference",
+    "significantly better",
+    "cannot decide: fewer than 10 paired samples",
+]
+
+
+def label_indices(labels: Sequence[str], emotions: Sequence[str]) -> NDArray[np.int64]:
+    """Each label's index among `emotions`; a label outside them is len(emotions) (a miss)."""
+    index = {e: i for i, e in enumerate(emotions)}
+    return np.array([index.get(label, len(emotions)) for label in labels], dtype=np.int64)
+
+
+def f1_per_class(
+    intended: NDArray[np.int64], predicted: NDArray[np.int64], classes: int
+) -> NDArray[np.float64]:
+    """F1 of each intended class along the last axis (any leading axes: resamples)."""
+    shape = (*intended.shape[:-1], classes)
+    true_pos = np.zeros(shape)
+    support = np.zeros(shape)
+    chosen = np.zeros(shape)
+    for c in range(classes):
+        is_true, is_chosen = intended == c, predicted == c
+        true_pos[..., c] = (is_true & is_chosen).sum(axis=-1)
+        support[..., c] = is_true.sum(axis=-1)
+        chosen[..., c] = is_chosen.sum(axis=-1)
+    denominator = support + chosen
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denominator > 0, 2 * true_pos / denominator, 0.0)
+    return f1
+
+
+def macro_f1(
+    intended: NDArray[np.int64], predicted: NDArray[np.int64], classes: int
+) -> NDArray[np.float64]:
+    """Macro-F1 over the intended classes along the last axis."""
+    return f1_per_class(intended, predicted, classes).mean(axis=-1)  # type: ignore[no-any-return]
+
+
+def _bootstrap(
+    data: tuple[NDArray[Any], ...], statistic: Any, seed: int = SEED
+) -> tuple[Interval, float]:
+    """95% interval (BCa) and standard error of `statistic` over samples (rows paired).
+
+    BCa, because the percentile interval of macro-F1 at 70 samples covered the truth in 93.6% of
+    1,000 simulations, BCa's in 95.0%. Where BCa is undefined (every resample gives the same
+    value, as for two identical runs) the interval is the resamples' percentiles.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (RuntimeWarning, stats.DegenerateDataWarning))
+        result = stats.bootstrap(
+            data,
+            statistic,
+            n_resamples=RESAMPLES,
+            paired=True,
+            vectorized=True,
+            method="BCa",
+            confidence_level=1 - ALPHA,
+            rng=np.random.default_rng(seed),
+        )
+    low, high = result.confidence_interval
+    if np.isnan(low) or np.isnan(high):
+        low, high = np.percentile(
+            result.bootstrap_distribution, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)]
+        )
+    return (float(low), float(high)), float(result.standard_error)
+
+
+@dataclass(frozen=True)
+class EmotionInterval:
+    n: int  # samples whose intended emotion this is
+    f1_ci95: Interval
+
+
+@dataclass(frozen=True)
+class RunIntervals:
+    samples: int
+    f1_ci95: Interval
+    accuracy_ci95: Interval  # Wilson
+    intensity_ci95: Interval  # of the mean, 0-100
+    per_emotion: dict[str, EmotionInterval]
+
+
+def wilson(successes: int, n: int) -> Interval:
+    ci = stats.binomtest(successes, n).proportion_ci(1 - ALPHA, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def f1_interval(
+    intended: Sequence[str], predicted: Sequence[str], emotions: Sequence[str]
+) -> Interval:
+    """95% bootstrap interval of macro-F1 over the intended emotions."""
+    k = len(emotions)
+    want, got = label_indices(intended, emotions), label_indices(predicted, emotions)
+    return _bootstrap((want, got), lambda i, p, axis=-1: macro_f1(i, p, k))[0]
+
+
+def mean_interval(values: Sequence[float]) -> Interval:
+    """95% bootstrap interval of the mean."""
+    data = np.asarray(values, dtype=np.float64)
+    return _bootstrap((data,), lambda v, axis=-1: v.mean(axis=axis))[0]
+
+
+def run_intervals(
+    intended: Sequence[str],
+    predicted: Sequence[str],
+    intensities: Sequence[float],
+    emotions: Sequence[str],
+) -> RunIntervals | None:
+    """95% intervals of a run's macro-F1, accuracy, mean intensity and per-emotion F1.
+
+    None with fewer than two samples (nothing to resample).
+    """
+    if len(intended) < 2:
+        return None
+    k = len(emotions)
+    want, got = label_indices(intended, emotions), label_indices(predicted, emotions)
+
+    def class_f1(c: int) -> Any:
+        return lambda i, p, axis=-1: f1_per_class(i, p, k)[..., c]
+
+    per_emotion = {
+        emotion: EmotionInterval(int((want == c).sum()), _bootstrap((want, got), class_f1(c))[0])
+        for c, emotion in enumerate(emotions)
+    }
+    correct = int((want == got).sum())
+    return RunIntervals(
+        samples=len(intended),
+        f1_ci95=f1_interval(intended, predicted, emotions),
+        accuracy_ci95=wilson(correct, len(intended)),
+        intensity_ci95=mean_interval(intensities),
+        per_emotion=per_emotion,
+    )
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """A run against its baseline on the samples both generated (same prompt, emotion, index and
+    seed). p-values are unadjusted here; `holm` adjusts them across an evaluation."""
+
+    pairs: int
+    delta_f1_pp: float  # run's macro-F1 minus the baseline's, on the pairs, in points
+    delta_f1_ci95_pp: Interval  # paired bootstrap
+    only_baseline_right: int  # McNemar's discordant pairs
+    only_run_right: int
+    mcnemar_p: float  # exact (binomial) test of per-sample correctness
+    intensity_delta: float  # mean paired change, 0-100 scale
+    wilcoxon_p: float  # Wilcoxon signed-rank test of the intensity changes
+    min_detectable_pp: float  # F1 change detectable at 80% power, alpha 0.05 (two-sided)
+    samples_factor_for_5pp: float  # how many times the samples a 5 pp change needs
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """McNemar's exact test: the discordant pairs against a fair coin (two-sided)."""
+    discordant = only_first + only_second
+    if discordant == 0:
+        return 1.0
+    return float(stats.binomtest(only_first, discordant, 0.5).pvalue)
+
+
+def _wilcoxon(differences: NDArray[np.float64]) -> float:
+    if not np.any(differences != 0):
+        return 1.0  # no change at all: scipy's test is undefined there
+    return float(stats.wilcoxon(differences, zero_method="wilcox").pvalue)
+
+
+def detectable_change(standard_error: float) -> float:
+    """The smallest true change a two-sided test at ALPHA detects with POWER, given the SE."""
+    z = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)
+    return float(z * standard_error)
+
+
+def paired_comparison(
+    intended: Sequence[str],
+    baseline_predicted: Sequence[str],
+    run_predicted: Sequence[str],
+    baseline_intensity: Sequence[float],
+    run_intensity: Sequence[float],
+    emotions: Sequence[str],
+) -> PairedComparison | None:
+    """The run against its baseline, sample by sample; None below MIN_PAIRS pairs."""
+    if len(intended) < MIN_PAIRS:
+        return None
+    k = len(emotions)
+    want = label_indices(intended, emotions)
+    base, run = label_indices(baseline_predicted, emotions), label_indices(run_predicted, emotions)
+
+    def delta(i: Any, b: Any, r: Any, axis: int = -1) -> Any:
+        return 100 * (macro_f1(i, r, k) - macro_f1(i, b, k))
+
+    ci, standard_error = _bootstrap((want, base, run), delta)
+    base_right, run_right = want == base, want == run
+    only_base, only_run = int((base_right & ~run_right).sum()), int((run_right & ~base_right).sum())
+    changes = np.asarray(run_intensity, dtype=np.float64) - np.asarray(baseline_intensity)
+    detectable = detectable_change(standard_error)
+    return PairedComparison(
+        pairs=len(intended),
+        delta_f1_pp=float(delta(want, base, run)),
+        delta_f1_ci95_pp=ci,
+        only_baseline_right=only_base,
+        only_run_right=only_run,
+        mcnemar_p=mcnemar_exact(only_base, only_run),
+        intensity_delta=float(changes.mean()),
+        wilcoxon_p=_wilcoxon(changes),
+        min_detectable_pp=detectable,
+        samples_factor_for_5pp=(detectable / DETECT_PP) ** 2,
+    )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error), in the order given."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def verdict(comparison: PairedComparison | None, adjusted_p: float | None) -> Verdict:
+    """Plain words for a comparison: McNemar's test (Holm-adjusted) on per-sample correctness,
+    in the direction of its discordant pairs."""
+    if comparison is None or adjusted_p is None:
+        return "cannot decide: fewer than 10 paired samples"
+    if adjusted_p >= ALPHA:
+        return "no detectable difference"
+    if comparison.only_run_right > comparison.only_baseline_right:
+        return "significantly better"
+    return "significantly worse"

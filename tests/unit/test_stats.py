@@ -1,0 +1,117 @@
+"""The statistics, tested as statistics: simulated evaluations whose truth is known."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from quanteval.stats import (
+    f1_interval,
+    holm,
+    label_indices,
+    macro_f1,
+    mcnemar_exact,
+    mean_interval,
+    paired_comparison,
+    run_intervals,
+    verdict,
+)
+
+EMOTIONS = ["anger", "fear", "joy", "sadness", "shame"]
+
+
+def _classifier(rng: np.random.Generator, n: int, accuracy: float) -> tuple[list[str], list[str]]:
+    """n samples, balanced over EMOTIONS; right with `accuracy`, else another emotion at random.
+
+    Every class then has precision = recall = accuracy, so the population macro-F1 is `accuracy`.
+    """
+    intended = [EMOTIONS[i % len(EMOTIONS)] for i in range(n)]
+    predicted = []
+    for emotion in intended:
+        if rng.random() < accuracy:
+            predicted.append(emotion)
+        else:
+            predicted.append(str(rng.choice([e for e in EMOTIONS if e != emotion])))
+    return intended, predicted
+
+
+def test_macro_f1_is_scikit_learns() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        intended = list(rng.choice(EMOTIONS, 40))
+        predicted = list(rng.choice([*EMOTIONS, "neutral"], 40))  # one label outside them
+        ours = macro_f1(label_indices(intended, EMOTIONS), label_indices(predicted, EMOTIONS), 5)
+        theirs = f1_score(intended, predicted, labels=EMOTIONS, average="macro", zero_division=0)
+        assert ours == pytest.approx(theirs)
+
+
+def test_identical_runs_show_no_difference() -> None:
+    intended, predicted = _classifier(np.random.default_rng(2), 70, 0.6)
+    intensity = list(np.random.default_rng(3).uniform(0, 100, 70))
+    same = paired_comparison(intended, predicted, predicted, intensity, intensity, EMOTIONS)
+    assert same is not None
+    assert same.delta_f1_pp == 0 and same.delta_f1_ci95_pp == (0.0, 0.0)
+    assert same.mcnemar_p == 1.0 and same.wilcoxon_p == 1.0
+    assert verdict(same, holm([same.mcnemar_p])[0]) == "no detectable difference"
+
+
+def test_a_run_with_40_percent_of_its_predictions_flipped_is_significantly_worse() -> None:
+    rng = np.random.default_rng(4)
+    intended, base = _classifier(rng, 70, 0.6)
+    flipped = set(rng.choice(70, 28, replace=False).tolist())  # 40% of the samples
+    run = [
+        EMOTIONS[(EMOTIONS.index(i) + 1) % 5] if n in flipped else b
+        for n, (i, b) in enumerate(zip(intended, base, strict=True))
+    ]
+    intensity = [50.0] * 70
+    worse = paired_comparison(intended, base, run, intensity, intensity, EMOTIONS)
+    assert worse is not None
+    assert worse.delta_f1_ci95_pp[1] < 0  # the whole interval below zero
+    assert worse.mcnemar_p < 0.001
+    assert verdict(worse, holm([worse.mcnemar_p, 0.5])[0]) == "significantly worse"
+
+
+def test_mcnemars_p_is_the_exact_binomial_by_hand() -> None:
+    # 1 pair only the first got right, 6 only the second: 2 * P(X <= 1), X ~ Binomial(7, 1/2).
+    assert mcnemar_exact(1, 6) == pytest.approx(2 * (1 + 7) / 2**7)
+    assert mcnemar_exact(6, 1) == pytest.approx(0.125)
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_fewer_than_10_pairs_cannot_decide() -> None:
+    intended, predicted = _classifier(np.random.default_rng(5), 9, 0.6)
+    few = paired_comparison(intended, predicted, predicted, [1.0] * 9, [2.0] * 9, EMOTIONS)
+    assert few is None
+    assert verdict(few, None).startswith("cannot decide")
+
+
+def test_holm_adjusts_step_down() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def test_the_intervals_cover_the_truth_in_95_percent_of_simulated_evaluations() -> None:
+    """1,000 simulated quick starts (70 samples, a classifier right 60% of the time)."""
+    rng = np.random.default_rng(6)
+    truth_f1, truth_intensity = 0.6, 50.0
+    f1_hits = intensity_hits = 0
+    for _ in range(1000):
+        intended, predicted = _classifier(rng, 70, truth_f1)
+        low, high = f1_interval(intended, predicted, EMOTIONS)
+        f1_hits += low <= truth_f1 <= high
+        intensities = rng.beta(2, 2, 70) * 100  # mean 50
+        low, high = mean_interval(list(intensities))
+        intensity_hits += low <= truth_intensity <= high
+    assert 0.93 <= f1_hits / 1000 <= 0.97
+    assert 0.93 <= intensity_hits / 1000 <= 0.97
+
+
+def test_a_runs_intervals_hold_its_figures() -> None:
+    intended, predicted = _classifier(np.random.default_rng(7), 70, 0.6)
+    intervals = run_intervals(intended, predicted, [40.0 + i % 20 for i in range(70)], EMOTIONS)
+    assert intervals is not None
+    f1 = f1_score(intended, predicted, labels=EMOTIONS, average="macro", zero_division=0)
+    assert intervals.f1_ci95[0] <= f1 <= intervals.f1_ci95[1]
+    accuracy = sum(i == p for i, p in zip(intended, predicted, strict=True)) / 70
+    assert intervals.accuracy_ci95[0] <= accuracy <= intervals.accuracy_ci95[1]
+    assert {e: i.n for e, i in intervals.per_emotion.items()} == dict.fromkeys(EMOTIONS, 14)
