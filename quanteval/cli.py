@@ -155,10 +155,20 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     out = args.out or f"{DEFAULT_OUT}/{manifest.metadata.name}"
     results = run_local(manifest, out, args.only, args.force, console)
     rows = compare([r.outcome for r in results], manifest.spec.baseline_precision)
-    Console(width=260).print(comparison_table(rows, title=f"{manifest.metadata.name} ({out})"))
+    built = build_report(out, _expected_runs(manifest, results))
+    paired = {
+        r.run_id: r.vs_baseline.paired
+        for r in built.report.runs
+        if r.vs_baseline is not None and r.vs_baseline.paired is not None
+    }
+    title = f"{manifest.metadata.name} ({out})"
+    Console(width=280).print(comparison_table(rows, title=title, paired=paired))
+    console.print(
+        "F1 Δ: paired over the samples both runs generated, 95% bootstrap interval; verdict: "
+        "McNemar's exact test, Holm-adjusted p in report.md (≈ no detectable difference)"
+    )
     for note in [*energy_notes(rows), *memory_notes(rows), *_gguf_note(manifest)]:
         console.print(note)
-    built = build_report(out, _expected_runs(manifest, results))
     console.print(
         f"report: {escape(built.files.html)} (also report.json, .csv, .md, .png)", soft_wrap=True
     )

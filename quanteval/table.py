@@ -1,5 +1,8 @@
 """The comparison table printed at the end of a local run."""
 
+from collections.abc import Mapping
+from typing import Protocol
+
 from rich.table import Table
 
 from quanteval.summary import Comparison, peak_cause_note
@@ -24,18 +27,60 @@ def signed(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, "+" + fmt)
 
 
-def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -> Table:
+class PairedTest(Protocol):
+    """What the table shows of a paired comparison (quanteval.report.schema.PairedTest)."""
+
+    @property
+    def delta_f1_pp(self) -> float | None: ...
+
+    @property
+    def ci95(self) -> tuple[float, float] | None: ...
+
+    @property
+    def verdict(self) -> str: ...
+
+
+def interval(ci: tuple[float, float] | None, fmt: str, sign: bool = False) -> str:
+    """A 95% interval as `[low, high]`; '' when there is none."""
+    if ci is None:
+        return ""
+    spec = ("+" if sign else "") + fmt
+    return f"[{format(ci[0], spec)}, {format(ci[1], spec)}]"
+
+
+VERDICT_MARKS = {
+    "significantly worse": "▼ worse",
+    "significantly better": "▲ better",
+    "no detectable difference": "≈ no diff.",
+}
+
+
+def verdict_mark(verdict: str | None) -> str:
+    """A short marker of a paired verdict for a table cell ('?' where it cannot decide)."""
+    if verdict is None:
+        return ""
+    return VERDICT_MARKS.get(verdict, "? too few")
+
+
+def comparison_table(
+    rows: list[Comparison],
+    title: str = "QuantEval results",
+    paired: Mapping[str, PairedTest] | None = None,
+) -> Table:
+    """The runs; with `paired` (from the report) ΔF1 carries its paired interval and verdict."""
+    paired = paired or {}
     table = Table(title=title)
     headers = [
         "run", "state", "F1 macro", "accuracy", "intensity", "weights", "load peak", "peak memory",
         "load s", "gen s", "TTFT ms", "TPOT ms", "tokens/s", "J/token", "GPU s", "$",
         "weights saving %", "memory saving %",
-        "F1 Δ pp", "time ×", "$ ×",
+        "F1 Δ pp [95% CI]", "verdict", "time ×", "$ ×",
     ]  # fmt: skip
     for header in headers:
         table.add_column(header, justify="left" if header in ("run", "state") else "right")
     for row in rows:
         o = row.outcome
+        test = paired.get(o.run_id)
         baseline = " (baseline)" if row.is_baseline else ""
         table.add_row(
             o.run_id + baseline,
@@ -56,11 +101,19 @@ def comparison_table(rows: list[Comparison], title: str = "QuantEval results") -
             num(o.dollars, ".4f"),
             signed(row.weights_saving_pct, ".1f"),
             signed(row.memory_saving_pct, ".1f"),
-            signed(row.f1_delta_pp, ".1f"),
+            _delta_cell(row.f1_delta_pp, test),
+            verdict_mark(test.verdict) if test else "",
             num(row.time_ratio, ".2f"),
             num(row.dollar_ratio, ".2f"),
         )
     return table
+
+
+def _delta_cell(unpaired: float | None, test: PairedTest | None) -> str:
+    """The paired ΔF1 with its interval where there is one, else the plain difference."""
+    if test is None or test.delta_f1_pp is None:
+        return signed(unpaired, ".1f")
+    return f"{signed(test.delta_f1_pp, '.1f')} {interval(test.ci95, '.1f', sign=True)}"
 
 
 def energy_notes(rows: list[Comparison]) -> list[str]:

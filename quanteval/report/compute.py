@@ -12,9 +12,11 @@ from quanteval.report.samples import DEFAULT_SAMPLES, sample_rows
 from quanteval.report.schema import (
     BaselineComparison,
     EvaluationInfo,
+    PairedTest,
     Report,
     RunReport,
 )
+from quanteval.report.uncertainty import paired_tests, quality_intervals
 from quanteval.summary import (
     Comparison,
     RunOutcome,
@@ -74,7 +76,10 @@ def _comparisons(
 
 
 def against_baseline(
-    record: RunRecord, base: RunRecord | None, comparison: Comparison | None
+    record: RunRecord,
+    base: RunRecord | None,
+    comparison: Comparison | None,
+    paired: PairedTest | None = None,
 ) -> BaselineComparison | None:
     """The run against its model's baseline run; None unless both succeeded."""
     if record.state != SUCCEEDED or base is None or comparison is None:
@@ -93,6 +98,7 @@ def against_baseline(
         rouge_l=rouge.rouge_l if rouge else None,
         intensity_drift=intensity_drift(pairs),
         dollar_ratio=comparison.dollar_ratio,
+        paired=paired,
     )
 
 
@@ -135,6 +141,7 @@ def run_report(
         gpu_seconds=m.gpu_seconds,
         dollars=m.dollars,
         per_emotion_f1={e: s.f1 for e, s in record.result.per_emotion.items()},
+        intervals=quality_intervals(record),
         vs_baseline=vs_baseline,
         on_pareto_front=on_front,
         warnings=(*record.result.warnings, *filter(None, [peak_note])),
@@ -167,6 +174,7 @@ def compute_report(
     baselines = model_baselines(runs)
     bases = baseline_runs(runs, baselines)
     comparisons = _comparisons(runs, baselines)
+    paired = paired_tests(runs, bases)
     succeeded = _claim_runs(runs)
     front = [
         p.run_id
@@ -176,7 +184,9 @@ def compute_report(
         run_report(
             r,
             baselines.get(r.model),
-            against_baseline(r, bases.get(r.model), comparisons.get(r.run_id)),
+            against_baseline(
+                r, bases.get(r.model), comparisons.get(r.run_id), paired.get(r.run_id)
+            ),
             r.run_id in front,
             comparisons.get(r.run_id),
         )

@@ -1,13 +1,21 @@
 """`report.html`: one self-contained page (inline CSS, plots as data: URIs, no script)."""
 
 import base64
+import re
 from collections.abc import Sequence
 from html import escape
 
 from quanteval.report.fmt import human_bytes, num
 from quanteval.report.plots import Plots
 from quanteval.report.schema import Report, SampleRow
-from quanteval.report.tables import TABLE_HEADERS, claim_lines, notes, table_cells
+from quanteval.report.tables import (
+    TABLE_HEADERS,
+    VERDICT_INTRO,
+    claim_lines,
+    notes,
+    table_cells,
+    verdict_lines,
+)
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
@@ -65,12 +73,17 @@ def comparison_table(report: Report) -> str:
     )
 
 
+def _inline(text: str) -> str:
+    """Escaped text with its **bold** spans in <b>."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text))
+
+
 def _paragraphs(lines: Sequence[str]) -> str:
     """Markdown-ish lines (blank-separated paragraphs, '- ' items, **bold**) as HTML."""
     out, items = [], []
     for line in [*lines, ""]:
         if line.startswith("- "):
-            items.append(f"<li>{escape(line[2:])}</li>")
+            items.append(f"<li>{_inline(line[2:])}</li>")
             continue
         if items:
             out.append(f"<ul>{''.join(items)}</ul>")
@@ -142,6 +155,11 @@ generation time ratio, mean ROUGE F-measure against the baseline's text of the s
 intensity drift (mean absolute change of the intended emotion's probability, 0-100 points).
 ★: on the Pareto front.</p>
 {comparison_table(report)}
+</section>
+<section id="verdict">
+<h2>Verdict</h2>
+<p>{escape(VERDICT_INTRO)}</p>
+{_paragraphs(verdict_lines(report) or ["No comparison against a baseline."])}
 </section>
 <section id="claim">
 <h2>Claim check</h2>

@@ -17,6 +17,53 @@ CAMEL_CASE: Final = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
 @dataclass(frozen=True)
+class EmotionInterval:
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    n: int  # samples whose intended emotion this is
+    f1_ci95: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class QualityIntervals:
+    """95% intervals of a run's quality figures (quanteval.stats: BCa bootstrap, Wilson)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    samples: int
+    f1_macro_ci95: tuple[float, float]
+    accuracy_ci95: tuple[float, float]  # Wilson
+    intensity_ci95: tuple[float, float]  # of the mean, 0-100
+    per_emotion: dict[str, EmotionInterval]
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The run against its baseline, sample by sample (same prompt, emotion, index and seed).
+
+    Below 10 pairs only `pairs`, `unpaired` and the verdict (cannot decide) are set.
+    """
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    pairs: int
+    unpaired: int  # samples of either run without a partner in the other, left out
+    verdict: str  # significantly worse / no detectable difference / significantly better / ...
+    delta_f1_pp: float | None = None  # on the pairs, in points
+    ci95: tuple[float, float] | None = None  # paired bootstrap (BCa), points
+    test: str = "McNemar exact test of per-sample correctness"
+    p_value: float | None = None
+    p_value_adjusted: float | None = None  # Holm, across the evaluation's comparisons
+    only_baseline_right: int | None = None  # the discordant pairs the test counts
+    only_run_right: int | None = None
+    intensity_delta: float | None = None  # mean paired change, 0-100
+    intensity_test: str = "Wilcoxon signed-rank test"
+    intensity_p_value: float | None = None
+    min_detectable_f1_pp: float | None = None  # at 80% power, alpha 0.05, from this data's spread
+    samples_per_prompt_for_5pp: int | None = None  # samplesPerPrompt a 5 pp change needs
+
+
+@dataclass(frozen=True)
 class BaselineComparison:
     """A run against the same model's baseline run (the baseline against itself too)."""
 
@@ -33,6 +80,7 @@ class BaselineComparison:
     rouge_l: float | None
     intensity_drift: float | None  # mean |intended-emotion probability - baseline's| x 100
     dollar_ratio: float | None = None  # dollars / baseline's, both priced
+    paired: PairedTest | None = None  # None for the baseline itself
 
 
 @dataclass(frozen=True)
@@ -61,6 +109,7 @@ class RunReport:
     dollars: float | None = None  # only from a given price
     samples: int = 0  # generations read
     per_emotion_f1: dict[str, float] = field(default_factory=dict)
+    intervals: QualityIntervals | None = None  # None below two samples
     vs_baseline: BaselineComparison | None = None  # None: the run or its baseline did not succeed
     on_pareto_front: bool = False
     warnings: tuple[str, ...] = ()  # from result.json: what a reader must know (capped macro-F1)

@@ -3,7 +3,7 @@
 import csv
 import io
 
-from quanteval.report.fmt import human_bytes, num, signed
+from quanteval.report.fmt import human_bytes, interval, num, signed, verdict_mark
 from quanteval.report.schema import BaselineComparison, Report, RunReport
 
 NO_COMPARISON = BaselineComparison("", None, None, None, None, 0, None, None, None, None)
@@ -14,11 +14,15 @@ CSV_COLUMNS = (
     "generationSeconds", "tokensPerSecond", "weightsSavingPct", "memorySavingPct", "f1DeltaPp",
     "timeRatio", "rouge1", "rouge2", "rougeL", "intensityDrift", "matchedSamples",
     "onParetoFront", "ttftP50Ms", "tpotP50Ms", "gpuSeconds", "dollars", "dollarRatio",
+    "f1MacroCi95Low", "f1MacroCi95High", "accuracyCi95Low", "accuracyCi95High",
+    "pairedSamples", "deltaF1Pp", "deltaF1Ci95Low", "deltaF1Ci95High", "pValue",
+    "pValueAdjusted", "verdict", "minDetectableF1Pp", "samplesPerPromptFor5Pp",
 )  # fmt: skip
 
 TABLE_HEADERS = (
-    "run", "state", "F1", "accuracy", "intensity", "distinct-2", "weights", "peak memory",
-    "gen s", "TTFT ms", "TPOT ms", "tokens/s", "$", "memory saving %", "F1 Δ pp", "time ×", "$ ×",
+    "run", "state", "F1 [95% CI]", "accuracy", "intensity", "distinct-2", "weights", "peak memory",
+    "gen s", "TTFT ms", "TPOT ms", "tokens/s", "$", "weights saving %", "memory saving %",
+    "F1 Δ pp [95% CI]", "verdict (Holm p)", "time ×", "$ ×",
     "ROUGE-1", "ROUGE-2", "ROUGE-L", "intensity drift", "Pareto",
 )  # fmt: skip
 
@@ -42,6 +46,14 @@ def csv_row(run: RunReport, emotions: tuple[str, ...]) -> list[object]:
         c.intensity_drift, c.matched_samples if run.vs_baseline else None, run.on_pareto_front,
         run.ttft_ms, run.tpot_ms, run.gpu_seconds, run.dollars, c.dollar_ratio,
     ]  # fmt: skip
+    i, t = run.intervals, c.paired
+    values += [
+        *(i.f1_macro_ci95 if i else (None, None)), *(i.accuracy_ci95 if i else (None, None)),
+        t.pairs if t else None, t.delta_f1_pp if t else None,
+        *(t.ci95 if t and t.ci95 else (None, None)), t.p_value if t else None,
+        t.p_value_adjusted if t else None, t.verdict if t else None,
+        t.min_detectable_f1_pp if t else None, t.samples_per_prompt_for_5pp if t else None,
+    ]  # fmt: skip
     values += [run.per_emotion_f1.get(e) for e in emotions]
     return [_csv_value(v) for v in values]
 
@@ -58,10 +70,11 @@ def to_csv(report: Report) -> str:
 def table_cells(run: RunReport) -> list[str]:
     """One run's cells under TABLE_HEADERS (shared by the Markdown and the HTML table)."""
     c = run.vs_baseline or NO_COMPARISON
+    f1_ci = run.intervals.f1_macro_ci95 if run.intervals else None
     return [
         run.run_id + (" (baseline)" if run.is_baseline else ""),
         run.state,
-        num(run.f1_macro, ".3f"),
+        f"{num(run.f1_macro, '.3f')} {interval(f1_ci, '.3f')}".strip(),
         num(run.accuracy, ".3f"),
         num(run.intensity, ".1f"),
         num(run.distinct2, ".3f"),
@@ -72,8 +85,10 @@ def table_cells(run: RunReport) -> list[str]:
         num(run.tpot_ms, ".1f"),
         num(run.tokens_per_second, ".1f"),
         num(run.dollars, ".4f"),
+        signed(c.weights_saving_pct, ".1f"),
         signed(c.memory_saving_pct, ".1f"),
-        signed(c.f1_delta_pp, ".1f"),
+        _delta_cell(c),
+        _verdict_cell(c),
         num(c.time_ratio, ".2f"),
         num(c.dollar_ratio, ".2f"),
         num(c.rouge1, ".3f"),
@@ -82,6 +97,47 @@ def table_cells(run: RunReport) -> list[str]:
         num(c.intensity_drift, ".1f"),
         "★" if run.on_pareto_front else "",
     ]
+
+
+def _delta_cell(c: BaselineComparison) -> str:
+    t = c.paired
+    if t is None or t.delta_f1_pp is None:
+        return signed(c.f1_delta_pp, ".1f")
+    return f"{signed(t.delta_f1_pp, '.1f')} {interval(t.ci95, '.1f', sign=True)}"
+
+
+def _verdict_cell(c: BaselineComparison) -> str:
+    t = c.paired
+    if t is None:
+        return ""
+    p = f" ({t.p_value_adjusted:.2f})" if t.p_value_adjusted is not None else ""
+    return verdict_mark(t.verdict) + p
+
+
+def verdict_lines(report: Report) -> list[str]:
+    """Each comparison in plain words: the verdict, its figures, and what would settle it."""
+    lines = []
+    for run in report.runs:
+        t = run.vs_baseline.paired if run.vs_baseline else None
+        if t is None or run.vs_baseline is None:
+            continue
+        base = run.vs_baseline.baseline_run_id
+        head = f"- {run.run_id} against {base}: **{t.verdict}**"
+        if t.delta_f1_pp is None or t.ci95 is None:
+            lines.append(f"{head} ({t.pairs} paired samples).")
+            continue
+        lines.append(
+            f"{head}: macro-F1 {signed(t.delta_f1_pp, '.1f')} points, 95% CI "
+            f"{interval(t.ci95, '.1f', sign=True)} over {t.pairs} paired samples"
+            + (f" ({t.unpaired} unpaired left out)" if t.unpaired else "")
+            + f"; McNemar p {t.p_value:.3f}, Holm-adjusted {t.p_value_adjusted:.3f} "
+            f"({t.only_baseline_right} samples only the baseline got right, "
+            f"{t.only_run_right} only this run); intensity "
+            f"{signed(t.intensity_delta, '.1f')} points (Wilcoxon p {t.intensity_p_value:.3f}). "
+            f"This data detects a change of {t.min_detectable_f1_pp:.1f} points (80% power); "
+            f"5 points needs samplesPerPrompt {t.samples_per_prompt_for_5pp}."
+        )
+    return lines
 
 
 def _md_escape(text: str) -> str:
@@ -141,6 +197,14 @@ def notes(report: Report) -> list[str]:
     return out
 
 
+VERDICT_INTRO = (
+    "Each run against its model's baseline, sample by sample (same prompt, emotion, sample "
+    "index and seed). Intervals are 95% bootstrap intervals (BCa, 2,000 resamples); the verdict "
+    "is McNemar's exact test of per-sample correctness with Holm's adjustment across the "
+    "evaluation's comparisons (alpha 0.05); below 10 paired samples it cannot decide."
+)
+
+
 def to_markdown(report: Report) -> str:
     front = ", ".join(report.pareto_front) or "none"
     lines = [
@@ -158,6 +222,12 @@ def to_markdown(report: Report) -> str:
         markdown_table(report),
         "",
         f"Best run: {report.best_run or 'none'}. Pareto front (F1 against peak memory): {front}.",
+        "",
+        "## Verdict",
+        "",
+        VERDICT_INTRO,
+        "",
+        *(verdict_lines(report) or ["No comparison against a baseline."]),
         "",
         "## Claim check",
         "",

@@ -494,7 +494,8 @@ def test_the_files_are_written_and_the_json_round_trips(
 
     markdown = (evaluation / "report.md").read_text()
     assert markdown == built.files.markdown
-    assert "| big-fp32 (baseline) | Succeeded | 0.800 |" in markdown
+    assert "| big-fp32 (baseline) | Succeeded | 0.800 [" in markdown  # with its 95% interval
+    assert "## Verdict" in markdown
     assert "**Verdict: larger model at lower precision wins 1 of 2 comparisons" in markdown
 
     assert (evaluation / "report.png").read_bytes().startswith(b"\x89PNG")
@@ -525,7 +526,7 @@ def test_cli_report(evaluation: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["report", str(root)]) == ExitCode.OK
 
     captured = capsys.readouterr()
-    assert "| big-int8 | Succeeded | 0.700 |" in captured.out
+    assert "| big-int8 | Succeeded | 0.700 [" in captured.out
     assert "wins 1 of 2 comparisons" in captured.out
     assert str(root / "report.html") in captured.err
 
@@ -578,3 +579,63 @@ def test_a_runs_warnings_reach_the_reports_notes(tmp_path: Path) -> None:
     built = build_report(str(root))
     assert _runs(built.report)["m-fp32"].warnings == (warning,)
     assert f"- m-fp32: {warning}" in built.files.markdown
+
+
+def _many(correct: set[int], n: int = 40) -> Samples:
+    """n samples over EMOTIONS; the classifier is right on the sample numbers in `correct`."""
+    return {
+        (i // 2, EMOTIONS[i % 2], 0): (f"text {i}", 0.9 if i in correct else 0.1) for i in range(n)
+    }
+
+
+def test_paired_verdicts_reach_the_json_the_markdown_and_the_html(tmp_path: Path) -> None:
+    root = tmp_path / "eval"
+    right = set(range(0, 40, 4)) | set(range(1, 40, 4)) | set(range(2, 40, 4))  # 30 of 40
+    runs = {
+        FP32: _many(right),
+        BF16: _many(right),  # the same predictions: no difference at all
+        INT8: _many(set(list(sorted(right))[:10])),  # 20 of the 30 right answers lost
+    }
+    for precision, samples in runs.items():
+        result = make_result("m", precision, f1=0.5, weights=10, peak=10, seconds=1.0)
+        write_run(root, f"m-{precision.value}", result, samples)
+    report = build_report(str(root)).report
+    by_id = _runs(report)
+    same = by_id["m-bf16"].vs_baseline
+    worse = by_id["m-int8"].vs_baseline
+    assert same is not None and same.paired is not None
+    assert worse is not None and worse.paired is not None
+    assert same.paired.verdict == "no detectable difference"
+    assert same.paired.delta_f1_pp == 0 and same.paired.p_value == 1.0
+    assert worse.paired.verdict == "significantly worse"
+    assert worse.paired.pairs == 40 and worse.paired.unpaired == 0
+    assert worse.paired.only_baseline_right == 20 and worse.paired.only_run_right == 0
+    assert worse.paired.ci95 is not None and worse.paired.ci95[1] < 0
+    # Holm over the two comparisons: the smaller p doubled.
+    assert worse.paired.p_value is not None and worse.paired.p_value_adjusted is not None
+    assert worse.paired.p_value_adjusted == pytest.approx(2 * worse.paired.p_value)
+    assert by_id["m-fp32"].vs_baseline is not None and by_id["m-fp32"].vs_baseline.paired is None
+    intervals = by_id["m-fp32"].intervals
+    assert intervals is not None and intervals.samples == 40
+    assert intervals.accuracy_ci95[0] < 0.75 < intervals.accuracy_ci95[1]
+
+    document = json.loads((root / "report.json").read_text())
+    paired = document["runs"][2]["vsBaseline"]["paired"]
+    assert paired["verdict"] == "significantly worse"
+    assert {"deltaF1Pp", "ci95", "pValue", "pValueAdjusted", "minDetectableF1Pp"} <= set(paired)
+    assert len(document["runs"][0]["intervals"]["f1MacroCi95"]) == 2
+    markdown = (root / "report.md").read_text()
+    assert "- m-int8 against m-fp32: **significantly worse**: macro-F1 -" in markdown
+    html = (root / "report.html").read_text()
+    assert "<b>significantly worse</b>" in html and 'id="verdict"' in html
+
+
+def test_fewer_than_10_paired_samples_cannot_decide(tmp_path: Path) -> None:
+    root = tmp_path / "eval"
+    for precision in (FP32, INT8):
+        result = make_result("m", precision, f1=0.5, weights=10, peak=10, seconds=1.0)
+        write_run(root, f"m-{precision.value}", result, _many({0, 1, 2}, n=8))
+    comparison = _runs(build_report(str(root)).report)["m-int8"].vs_baseline
+    assert comparison is not None and comparison.paired is not None
+    assert comparison.paired.verdict.startswith("cannot decide")
+    assert comparison.paired.p_value is None and comparison.paired.pairs == 8

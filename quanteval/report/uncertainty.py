@@ -1,0 +1,95 @@
+"""Intervals per run and paired tests per comparison, from the runs' generations (quanteval.stats).
+
+Holm's adjustment runs over every comparison of the evaluation at once, so each verdict accounts
+for how many were made.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+
+from quanteval.report.data import SUCCEEDED, RunRecord
+from quanteval.report.drift import pair_by_sample
+from quanteval.report.schema import EmotionInterval, PairedTest, QualityIntervals
+from quanteval.stats import PairedComparison, holm, paired_comparison, run_intervals, verdict
+
+
+def _emotions(record: RunRecord) -> list[str]:
+    return list(record.result.per_emotion) if record.result is not None else []
+
+
+def quality_intervals(record: RunRecord) -> QualityIntervals | None:
+    """The run's intervals; None unless it succeeded with at least two generations."""
+    if record.state != SUCCEEDED or record.result is None:
+        return None
+    generations = record.generations
+    intervals = run_intervals(
+        [g.emotion for g in generations],
+        [g.predicted for g in generations],
+        [g.intensity for g in generations],
+        _emotions(record),
+    )
+    if intervals is None:
+        return None
+    return QualityIntervals(
+        samples=intervals.samples,
+        f1_macro_ci95=intervals.f1_ci95,
+        accuracy_ci95=intervals.accuracy_ci95,
+        intensity_ci95=intervals.intensity_ci95,
+        per_emotion={e: EmotionInterval(i.n, i.f1_ci95) for e, i in intervals.per_emotion.items()},
+    )
+
+
+def _pair(base: RunRecord, record: RunRecord) -> tuple[int, int, PairedComparison | None]:
+    pairs = pair_by_sample(base.generations, record.generations)
+    unpaired = len(base.generations) + len(record.generations) - 2 * len(pairs)
+    comparison = paired_comparison(
+        [b.emotion for b, _ in pairs],
+        [b.predicted for b, _ in pairs],
+        [r.predicted for _, r in pairs],
+        [b.intensity for b, _ in pairs],
+        [r.intensity for _, r in pairs],
+        _emotions(base),
+    )
+    return len(pairs), unpaired, comparison
+
+
+def _samples_per_prompt(record: RunRecord, factor: float) -> int:
+    settings = record.result.generation if record.result is not None else None
+    current = settings.samples_per_prompt if settings is not None else 1
+    return max(current, math.ceil(current * factor))
+
+
+def paired_tests(
+    records: Sequence[RunRecord], bases: Mapping[str, RunRecord]
+) -> dict[str, PairedTest]:
+    """Each succeeded run that is not its model's baseline, against that baseline, by run id."""
+    measured: dict[str, tuple[RunRecord, int, int, PairedComparison | None]] = {}
+    for record in records:
+        base = bases.get(record.model)
+        if record.state != SUCCEEDED or base is None or base.run_id == record.run_id:
+            continue
+        measured[record.run_id] = (record, *_pair(base, record))
+    decided = {run_id: c for run_id, (*_, c) in measured.items() if c is not None}
+    adjusted = dict(zip(decided, holm([c.mcnemar_p for c in decided.values()]), strict=True))
+    tests = {}
+    for run_id, (record, pairs, unpaired, c) in measured.items():
+        p_adjusted = adjusted.get(run_id)
+        if c is None:
+            tests[run_id] = PairedTest(pairs, unpaired, verdict(None, None))
+            continue
+        tests[run_id] = PairedTest(
+            pairs=pairs,
+            unpaired=unpaired,
+            verdict=verdict(c, p_adjusted),
+            delta_f1_pp=c.delta_f1_pp,
+            ci95=c.delta_f1_ci95_pp,
+            p_value=c.mcnemar_p,
+            p_value_adjusted=p_adjusted,
+            only_baseline_right=c.only_baseline_right,
+            only_run_right=c.only_run_right,
+            intensity_delta=c.intensity_delta,
+            intensity_p_value=c.wilcoxon_p,
+            min_detectable_f1_pp=c.min_detectable_pp,
+            samples_per_prompt_for_5pp=_samples_per_prompt(record, c.samples_factor_for_5pp),
+        )
+    return tests
