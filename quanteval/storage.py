@@ -21,6 +21,9 @@ class Storage(Protocol):
     def read_text(self, key: str) -> str | None:
         """The object's text, or None when it does not exist."""
 
+    def read_bytes(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+
     def write_text(self, key: str, text: str) -> None: ...
 
     def write_bytes(self, key: str, data: bytes) -> None: ...
@@ -39,13 +42,17 @@ class LocalStorage:
         self.root = Path(root).expanduser().resolve()
         self.uri = str(self.root)
 
-    def read_text(self, key: str) -> str | None:
+    def read_bytes(self, key: str) -> bytes | None:
         try:
-            return (self.root / key).read_text()
+            return (self.root / key).read_bytes()
         except FileNotFoundError:
             return None
         except OSError as error:
             raise StorageError(f"cannot read {self.root / key}: {error.strerror}") from error
+
+    def read_text(self, key: str) -> str | None:
+        data = self.read_bytes(key)
+        return None if data is None else data.decode()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self.root / key
@@ -118,11 +125,16 @@ class S3Storage:
         return StorageError(f"cannot {action} s3://{self.bucket}/{self._key(key)}{where}: {error}")
 
     def read_text(self, key: str) -> str | None:
+        data = self.read_bytes(key)
+        return None if data is None else data.decode()
+
+    def read_bytes(self, key: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            return body.read().decode()
+            data: bytes = body.read()
+            return data
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None

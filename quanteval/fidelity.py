@@ -1,0 +1,258 @@
+"""Fidelity to the baseline: how far a precision moves the model's next-token distributions.
+
+Every run of a model scores the same reference corpus by teacher forcing (the evaluation's
+prompts, each followed by one of the sentences below, in the run's prompt format) and stores, per
+position, the most likely tokens until they hold `KEPT_MASS` of the probability (at most `MAX_K`),
+their log-probabilities, and the log-probability of the corpus's own next token. Runs execute
+apart, so the comparison works from what each stored alone:
+
+    KL(P || Q) ~ sum over x in P's kept set of p(x) log(p(x) / q^(x)) + r_P log(r_P / q^(rest))
+
+with q^(x) = q(x) where Q kept x, else Q's remaining mass spread evenly over the tokens Q did not
+keep, r_P = P's remaining mass and q^(rest) = 1 - sum of q^ over P's kept set. This is the exact
+KL of the two distributions coarsened to P's kept tokens plus one bin for the rest, so by the
+data-processing inequality it never exceeds the true KL where q^ is exact; what the coarsening
+can hide is KL inside P's tail, which weighs r_P (under 0.1% on average by construction). A run
+against itself gives exactly 0.
+"""
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+FIDELITY_FILE: Final = "fidelity.npz"
+KEPT_MASS: Final = 0.999
+MAX_K: Final = 512
+MAX_SEQUENCES: Final = 128  # with ~25 scored tokens each and MAX_K: at most ~6 MB a run
+RESAMPLES: Final = 2000
+SEED: Final = 20250131
+
+# Written by the QuantEval authors for this corpus: affective sentences a model is asked to
+# continue the prompts with; the same for every precision, so their token sequences are too.
+REFERENCE_SENTENCES: Final = (
+    "I slammed the door so hard the pictures rattled, because he had lied to me again.",
+    "The smell of the rotten meat in the bin made me gag and turn away.",
+    "My heart pounded as the footsteps behind me grew faster in the empty street.",
+    "I could not look my sister in the eye after I broke the promise I made her.",
+    "We laughed until we cried when the whole family finally sat down together.",
+    "The house felt so empty after the funeral that I sat in the dark for hours.",
+    "My face burned when the teacher read my clumsy poem aloud to the class.",
+    "Nobody asked me before they sold the field where my father taught me to ride.",
+    "The waiter wiped his nose on his sleeve and then picked up my bread.",
+    "I lay awake listening to every creak of the stairs, sure someone was inside.",
+    "I should have visited her in the hospital instead of going to the party.",
+    "When the letter said I was accepted, I danced around the kitchen with the dog.",
+    "Her old coat still hangs by the door, and I cannot bring myself to move it.",
+    "Everyone turned to stare when I tripped on the stage and dropped the trophy.",
+    "They cancelled my flight twice and then told me it was my own fault.",
+    "The bathroom floor was sticky, and the sink was full of someone's hair.",
+    "The doctor paused for a long moment before she told me the results.",
+    "I still remember the hurt on his face when I took the credit for his work.",
+    "The sun came out just as we reached the top, and the whole valley glowed.",
+    "The last message on my phone is from him, and I read it every night.",
+    "I wanted the ground to swallow me when my card was declined at the till.",
+    "He kept talking over me in the meeting as if I were not even there.",
+    "A cockroach ran across my plate just as I lifted the fork to my mouth.",
+    "The lights went out, and something brushed against my hand in the dark.",
+)
+
+
+def reference_pairs(prompts: Sequence[str]) -> list[tuple[str, str]]:
+    """(prompt, continuation) for each distinct prompt, at most MAX_SEQUENCES."""
+    distinct = list(dict.fromkeys(prompts))[:MAX_SEQUENCES]
+    return [(p, REFERENCE_SENTENCES[i % len(REFERENCE_SENTENCES)]) for i, p in enumerate(distinct)]
+
+
+@dataclass(frozen=True)
+class TokenDistributions:
+    """One run's stored next-token distributions over the reference corpus, by position."""
+
+    vocab_size: int
+    sequence: NDArray[np.int32]  # the position's sequence
+    target: NDArray[np.int32]  # the corpus's next token there
+    target_logprob: NDArray[np.float32]  # its log-probability
+    offsets: NDArray[np.int64]  # position i's kept tokens are ids[offsets[i]:offsets[i + 1]]
+    ids: NDArray[np.int32]  # kept tokens, most likely first
+    logprobs: NDArray[np.float32]
+
+    @property
+    def positions(self) -> int:
+        return len(self.target)
+
+    def kept_mass(self) -> NDArray[np.float64]:
+        """The probability each position's kept tokens hold."""
+        probabilities = np.exp(self.logprobs.astype(np.float64))
+        sums: NDArray[np.float64] = np.add.reduceat(probabilities, self.offsets[:-1])
+        return sums
+
+    def to_bytes(self) -> bytes:
+        out = io.BytesIO()
+        np.savez_compressed(
+            out,
+            vocab_size=np.int64(self.vocab_size),
+            sequence=self.sequence,
+            target=self.target,
+            target_logprob=self.target_logprob,
+            offsets=self.offsets,
+            ids=self.ids,
+            logprobs=self.logprobs,
+        )
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "TokenDistributions":
+        with np.load(io.BytesIO(data)) as f:
+            return cls(
+                int(f["vocab_size"]),
+                f["sequence"],
+                f["target"],
+                f["target_logprob"],
+                f["offsets"],
+                f["ids"],
+                f["logprobs"],
+            )
+
+
+def from_top_tokens(
+    vocab_size: int,
+    sequence: NDArray[Any],
+    target: NDArray[Any],
+    target_logprob: NDArray[Any],
+    top_ids: NDArray[Any],
+    top_logprobs: NDArray[Any],
+) -> TokenDistributions:
+    """Each position's most likely tokens (`top_*`: [positions, MAX_K], most likely first) cut
+    where they first hold KEPT_MASS of the probability."""
+    cumulative = np.cumsum(np.exp(top_logprobs.astype(np.float64)), axis=1)
+    reached = cumulative >= KEPT_MASS
+    keep = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, top_ids.shape[1])
+    offsets = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+    mask = np.arange(top_ids.shape[1])[None, :] < keep[:, None]
+    return TokenDistributions(
+        vocab_size=vocab_size,
+        sequence=sequence.astype(np.int32),
+        target=target.astype(np.int32),
+        target_logprob=target_logprob.astype(np.float32),
+        offsets=offsets,
+        ids=top_ids[mask].astype(np.int32),
+        logprobs=top_logprobs[mask].astype(np.float32),
+    )
+
+
+def position_kl(base: TokenDistributions, run: TokenDistributions) -> NDArray[np.float64]:
+    """The estimated KL(base || run) at each position (nats), as the module docstring says."""
+    kl = np.empty(base.positions)
+    for i in range(base.positions):
+        b_ids = base.ids[base.offsets[i] : base.offsets[i + 1]]
+        p = np.exp(base.logprobs[base.offsets[i] : base.offsets[i + 1]].astype(np.float64))
+        r_ids = run.ids[run.offsets[i] : run.offsets[i + 1]]
+        q_kept = np.exp(run.logprobs[run.offsets[i] : run.offsets[i + 1]].astype(np.float64))
+        q_rest = max(1.0 - q_kept.sum(), 0.0)
+        spread = q_rest / max(run.vocab_size - len(r_ids), 1)
+        order = np.argsort(r_ids)
+        where = np.searchsorted(r_ids[order], b_ids).clip(max=len(r_ids) - 1)
+        found = r_ids[order][where] == b_ids
+        q = np.where(found, q_kept[order][where], spread)
+        q = np.maximum(q, 1e-300)
+        p_rest = max(1.0 - p.sum(), 0.0)
+        q_tail = max(1.0 - q.sum(), 1e-300)
+        tail = p_rest * np.log(p_rest / q_tail) if p_rest > 0 else 0.0
+        kl[i] = max(float(np.sum(p * np.log(p / q)) + tail), 0.0)
+    return kl
+
+
+@dataclass(frozen=True)
+class FidelityFigures:
+    """A run against its baseline over the reference corpus; intervals resample sequences."""
+
+    sequences: int
+    positions: int
+    mean_kl: float  # nats per token
+    mean_kl_ci95: tuple[float, float]
+    p99_kl: float
+    p99_kl_ci95: tuple[float, float]
+    top1_agreement_pct: float  # the two runs' most likely tokens agree
+    top1_agreement_ci95: tuple[float, float]
+    perplexity_ratio: float  # the run's perplexity of the corpus / the baseline's
+    perplexity_ratio_ci95: tuple[float, float]
+    baseline_kept_mass: float  # mean mass of the baseline's kept tokens
+    run_kept_mass: float
+
+
+def _cluster_interval(
+    statistic: Any, groups: int, vectorized_data: tuple[Any, ...] | None
+) -> tuple[float, float]:
+    """95% percentile interval over resampled sequences: per-sequence sums (vectorized), or the
+    sequences' indices for a statistic that needs the positions themselves."""
+    rng = np.random.default_rng(SEED)
+    data = vectorized_data if vectorized_data is not None else (np.arange(groups),)
+    result = stats.bootstrap(
+        data,
+        statistic,
+        n_resamples=RESAMPLES,
+        paired=True,
+        vectorized=vectorized_data is not None,
+        method="percentile",
+        rng=rng,
+    )
+    ci = result.confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def compare_fidelity(base: TokenDistributions, run: TokenDistributions) -> FidelityFigures:
+    """KL, top-1 agreement and perplexity ratio of `run` against `base`, with 95% intervals
+    from a bootstrap over the corpus's sequences (positions within one are not independent).
+
+    Raises ValueError when the two did not score the same token sequences.
+    """
+    if not np.array_equal(base.target, run.target) or not np.array_equal(
+        base.sequence, run.sequence
+    ):
+        raise ValueError("the runs scored different token sequences (another tokenizer or corpus)")
+    kl = position_kl(base, run)
+    agree = (base.ids[base.offsets[:-1]] == run.ids[run.offsets[:-1]]).astype(np.float64)
+    drop = base.target_logprob.astype(np.float64) - run.target_logprob.astype(np.float64)
+    groups = int(base.sequence.max()) + 1 if base.positions else 0
+    counts = np.bincount(base.sequence, minlength=groups).astype(np.float64)
+
+    def sums(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.bincount(base.sequence, weights=values, minlength=groups).astype(np.float64)
+
+    per_sequence = (sums(kl), sums(agree), sums(drop), counts)
+
+    def ratio(a: Any, n: Any, axis: int = -1) -> Any:
+        return a.sum(axis=axis) / n.sum(axis=axis)
+
+    def mean_ratio(index: int, transform: Any = None) -> Any:
+        def statistic(*data: Any, axis: int = -1) -> Any:
+            value = ratio(data[index], data[3], axis)
+            return transform(value) if transform else value
+
+        return statistic
+
+    by_sequence = [np.flatnonzero(base.sequence == g) for g in range(groups)]
+
+    def p99(chosen: Any) -> float:
+        picked = np.concatenate([kl[by_sequence[g]] for g in chosen])
+        return float(np.percentile(picked, 99))
+
+    agree_low, agree_high = _cluster_interval(mean_ratio(1), groups, per_sequence)
+    return FidelityFigures(
+        sequences=groups,
+        positions=base.positions,
+        mean_kl=float(kl.mean()),
+        mean_kl_ci95=_cluster_interval(mean_ratio(0), groups, per_sequence),
+        p99_kl=float(np.percentile(kl, 99)),
+        p99_kl_ci95=_cluster_interval(p99, groups, None),
+        top1_agreement_pct=100 * float(agree.mean()),
+        top1_agreement_ci95=(100 * agree_low, 100 * agree_high),
+        perplexity_ratio=float(np.exp(drop.mean())),
+        perplexity_ratio_ci95=_cluster_interval(mean_ratio(2, np.exp), groups, per_sequence),
+        baseline_kept_mass=float(base.kept_mass().mean()),
+        run_kept_mass=float(run.kept_mass().mean()),
+    )

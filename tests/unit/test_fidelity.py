@@ -1,0 +1,98 @@
+"""The fidelity estimator against the exact KL of known distributions."""
+
+import numpy as np
+import pytest
+
+from quanteval.fidelity import (
+    KEPT_MASS,
+    MAX_K,
+    TokenDistributions,
+    compare_fidelity,
+    from_top_tokens,
+    position_kl,
+    reference_pairs,
+)
+
+VOCAB = 2000
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    result: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return result
+
+
+def _stored(logprobs: np.ndarray, targets: np.ndarray, sequence: np.ndarray) -> TokenDistributions:
+    """What a run stores of full distributions: its top tokens, cut at KEPT_MASS."""
+    order = np.argsort(-logprobs, axis=1)[:, :MAX_K]
+    top = np.take_along_axis(logprobs, order, axis=1)
+    rows = np.arange(len(targets))
+    return from_top_tokens(
+        VOCAB, sequence, targets, logprobs[rows, targets].astype(np.float32), order, top
+    )
+
+
+def _corpus(seed: int, positions: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((positions, VOCAB)) * 6  # peaked, like a language model's
+    targets = rng.integers(0, VOCAB, positions)
+    sequence = np.repeat(np.arange(positions // 20), 20)
+    return logits, targets, sequence
+
+
+def test_a_run_against_itself_gives_zero_kl_and_full_agreement() -> None:
+    logits, targets, sequence = _corpus(1)
+    stored = _stored(_log_softmax(logits), targets, sequence)
+    again = TokenDistributions.from_bytes(stored.to_bytes())
+    figures = compare_fidelity(stored, again)
+    assert figures.mean_kl == 0 and figures.p99_kl == 0
+    assert figures.top1_agreement_pct == 100 and figures.perplexity_ratio == 1
+    assert figures.mean_kl_ci95 == (0.0, 0.0)
+    assert figures.baseline_kept_mass >= KEPT_MASS
+
+
+def test_the_estimate_is_close_to_the_exact_kl() -> None:
+    logits, targets, sequence = _corpus(2)
+    noise = np.random.default_rng(3).standard_normal(logits.shape) * 0.5  # a perturbed precision
+    p, q = _log_softmax(logits), _log_softmax(logits + noise)
+    exact = (np.exp(p) * (p - q)).sum(axis=1)
+    estimate = position_kl(_stored(p, targets, sequence), _stored(q, targets, sequence))
+    assert estimate.mean() == pytest.approx(exact.mean(), rel=0.02)
+    assert np.abs(estimate - exact).max() < 0.02  # nats, at the worst position
+    figures = compare_fidelity(_stored(p, targets, sequence), _stored(q, targets, sequence))
+    assert figures.mean_kl_ci95[0] <= exact.mean() <= figures.mean_kl_ci95[1]
+    rows = np.arange(len(targets))
+    true_ratio = np.exp((p[rows, targets] - q[rows, targets]).mean())
+    assert figures.perplexity_ratio == pytest.approx(true_ratio, rel=1e-5)
+    agree = (p.argmax(axis=1) == q.argmax(axis=1)).mean()
+    assert figures.top1_agreement_pct == pytest.approx(100 * agree)
+
+
+def test_more_damage_gives_more_kl() -> None:
+    logits, targets, sequence = _corpus(4)
+    rng = np.random.default_rng(5)
+    base = _stored(_log_softmax(logits), targets, sequence)
+    small, large = (
+        compare_fidelity(
+            base,
+            _stored(
+                _log_softmax(logits + rng.standard_normal(logits.shape) * s), targets, sequence
+            ),
+        )
+        for s in (0.2, 1.0)
+    )
+    assert small.mean_kl_ci95[1] < large.mean_kl_ci95[0]
+    assert small.top1_agreement_pct > large.top1_agreement_pct
+
+
+def test_different_token_sequences_are_refused() -> None:
+    logits, targets, sequence = _corpus(6)
+    p = _log_softmax(logits)
+    with pytest.raises(ValueError, match="different token sequences"):
+        compare_fidelity(_stored(p, targets, sequence), _stored(p, (targets + 1) % VOCAB, sequence))
+
+
+def test_the_corpus_pairs_each_distinct_prompt_with_a_sentence() -> None:
+    pairs = reference_pairs(["a", "b", "a", "c"])
+    assert [p for p, _ in pairs] == ["a", "b", "c"]
+    assert len({s for _, s in pairs}) == 3
