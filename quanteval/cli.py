@@ -156,16 +156,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     results = run_local(manifest, out, args.only, args.force, console)
     rows = compare([r.outcome for r in results], manifest.spec.baseline_precision)
     built = build_report(out, _expected_runs(manifest, results))
-    paired = {
-        r.run_id: r.vs_baseline.paired
-        for r in built.report.runs
-        if r.vs_baseline is not None and r.vs_baseline.paired is not None
-    }
+    against = {r.run_id: r.vs_baseline for r in built.report.runs if r.vs_baseline is not None}
     title = f"{manifest.metadata.name} ({out})"
-    Console(width=280).print(comparison_table(rows, title=title, paired=paired))
+    Console(width=300).print(comparison_table(rows, title=title, against=against))
     console.print(
         "F1 Δ: paired over the samples both runs generated, 95% bootstrap interval; verdict: "
-        "McNemar's exact test, Holm-adjusted p in report.md (≈ no detectable difference)"
+        "McNemar's exact test, Holm-adjusted (report.md); KL: mean KL(baseline || run) per "
+        "token on the reference corpus; top-1: most likely tokens agree"
     )
     for note in [*energy_notes(rows), *memory_notes(rows), *_gguf_note(manifest)]:
         console.print(note)

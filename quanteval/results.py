@@ -104,6 +104,19 @@ class EnergyFigures(_Model):
     joules_per_token: float | None
 
 
+class FidelitySummary(_Model):
+    """The run's pass over the reference corpus (quanteval.fidelity); the data is in `file`."""
+
+    file: str
+    sequences: int
+    positions: int  # tokens scored
+    mean_kept_mass: float  # probability the stored tokens hold, mean over positions
+    mean_kept_tokens: float
+    max_kept_tokens: int
+    bytes: int
+    seconds: float
+
+
 class PeakCause(_Model):
     """What, measured, made a phase's peak larger than its tensors needed."""
 
@@ -129,6 +142,7 @@ class RunResult(_Model):
     memory: dict[str, int | PeakCause]  # every memory figure measured, by name
     generation: GenerationSettings | None = None  # absent in results written before it existed
     energy: EnergyFigures | str | None = None  # a string says why there is no figure
+    fidelity: FidelitySummary | None = None  # absent in results written before it existed
     # What a reader must know to trust a figure (a capped macro-F1, say), one sentence each.
     warnings: list[str] = []
     environment: dict[str, Any]

@@ -40,6 +40,26 @@ class PairedTest(Protocol):
     def verdict(self) -> str: ...
 
 
+class Fidelity(Protocol):
+    """What the table shows of a fidelity comparison (quanteval.report.schema)."""
+
+    @property
+    def mean_kl(self) -> float: ...
+
+    @property
+    def top1_agreement_pct(self) -> float: ...
+
+
+class AgainstBaseline(Protocol):
+    """A run's comparison in the report (quanteval.report.schema.BaselineComparison)."""
+
+    @property
+    def paired(self) -> PairedTest | None: ...
+
+    @property
+    def fidelity(self) -> Fidelity | None: ...
+
+
 def interval(ci: tuple[float, float] | None, fmt: str, sign: bool = False) -> str:
     """A 95% interval as `[low, high]`; '' when there is none."""
     if ci is None:
@@ -65,22 +85,25 @@ def verdict_mark(verdict: str | None) -> str:
 def comparison_table(
     rows: list[Comparison],
     title: str = "QuantEval results",
-    paired: Mapping[str, PairedTest] | None = None,
+    against: Mapping[str, AgainstBaseline] | None = None,
 ) -> Table:
-    """The runs; with `paired` (from the report) ΔF1 carries its paired interval and verdict."""
-    paired = paired or {}
+    """The runs; with `against` (the report's comparisons, by run id) ΔF1 carries its paired
+    interval and verdict, beside the fidelity figures."""
+    against = against or {}
     table = Table(title=title)
     headers = [
         "run", "state", "F1 macro", "accuracy", "intensity", "weights", "load peak", "peak memory",
         "load s", "gen s", "TTFT ms", "TPOT ms", "tokens/s", "J/token", "GPU s", "$",
         "weights saving %", "memory saving %",
-        "F1 Δ pp [95% CI]", "verdict", "time ×", "$ ×",
+        "F1 Δ pp [95% CI]", "verdict", "KL nats", "top-1 %", "time ×", "$ ×",
     ]  # fmt: skip
     for header in headers:
         table.add_column(header, justify="left" if header in ("run", "state") else "right")
     for row in rows:
         o = row.outcome
-        test = paired.get(o.run_id)
+        report = against.get(o.run_id)
+        test = report.paired if report else None
+        fidelity = report.fidelity if report else None
         baseline = " (baseline)" if row.is_baseline else ""
         table.add_row(
             o.run_id + baseline,
@@ -103,6 +126,8 @@ def comparison_table(
             signed(row.memory_saving_pct, ".1f"),
             _delta_cell(row.f1_delta_pp, test),
             verdict_mark(test.verdict) if test else "",
+            num(fidelity.mean_kl if fidelity else None, ".4f"),
+            num(fidelity.top1_agreement_pct if fidelity else None, ".1f"),
             num(row.time_ratio, ".2f"),
             num(row.dollar_ratio, ".2f"),
         )

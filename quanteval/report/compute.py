@@ -12,11 +12,12 @@ from quanteval.report.samples import DEFAULT_SAMPLES, sample_rows
 from quanteval.report.schema import (
     BaselineComparison,
     EvaluationInfo,
+    FidelityComparison,
     PairedTest,
     Report,
     RunReport,
 )
-from quanteval.report.uncertainty import paired_tests, quality_intervals
+from quanteval.report.uncertainty import fidelity_against, paired_tests, quality_intervals
 from quanteval.summary import (
     Comparison,
     RunOutcome,
@@ -86,6 +87,7 @@ def against_baseline(
         return None
     pairs = pair_by_sample(base.generations, record.generations)
     rouge = rouge_means(pairs)
+    fidelity = fidelity_against(base, record) if base.run_id != record.run_id else None
     return BaselineComparison(
         baseline_run_id=base.run_id,
         weights_saving_pct=comparison.weights_saving_pct,
@@ -99,6 +101,8 @@ def against_baseline(
         intensity_drift=intensity_drift(pairs),
         dollar_ratio=comparison.dollar_ratio,
         paired=paired,
+        fidelity=fidelity if isinstance(fidelity, FidelityComparison) else None,
+        fidelity_unavailable=fidelity if isinstance(fidelity, str) else None,
     )
 
 

@@ -4,6 +4,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from quanteval.fidelity import TokenDistributions
 from quanteval.precisions import Precision
 from quanteval.results import RunResult
 
@@ -47,6 +48,7 @@ class RunRecord:
     reason: str = ""
     result: RunResult | None = None
     generations: tuple[Generation, ...] = ()
+    fidelity: TokenDistributions | None = None  # its pass over the reference corpus
 
 
 @dataclass(frozen=True)

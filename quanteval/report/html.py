@@ -9,9 +9,12 @@ from quanteval.report.fmt import human_bytes, num
 from quanteval.report.plots import Plots
 from quanteval.report.schema import Report, SampleRow
 from quanteval.report.tables import (
+    FIDELITY_HEADERS,
+    FIDELITY_INTRO,
     TABLE_HEADERS,
     VERDICT_INTRO,
     claim_lines,
+    fidelity_rows,
     notes,
     table_cells,
     verdict_lines,
@@ -70,6 +73,18 @@ def comparison_table(report: Report) -> str:
     return (
         f'<div class="scroll"><table id="comparison-table" class="comparison">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def fidelity_table(report: Report) -> str:
+    rows = fidelity_rows(report)
+    if not rows:
+        return "<p>No fidelity figures.</p>"
+    head = "".join(f"<th>{escape(h)}</th>" for h in FIDELITY_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        f'<div class="scroll"><table id="fidelity-table" class="comparison">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
 
@@ -160,6 +175,11 @@ intensity drift (mean absolute change of the intended emotion's probability, 0-1
 <h2>Verdict</h2>
 <p>{escape(VERDICT_INTRO)}</p>
 {_paragraphs(verdict_lines(report) or ["No comparison against a baseline."])}
+</section>
+<section id="fidelity">
+<h2>Fidelity to the baseline</h2>
+<p>{escape(FIDELITY_INTRO)}</p>
+{fidelity_table(report)}
 </section>
 <section id="claim">
 <h2>Claim check</h2>

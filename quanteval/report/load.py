@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from quanteval.exitcodes import InvalidSpecError
+from quanteval.fidelity import TokenDistributions
 from quanteval.report.data import (
     FAILED,
     MISSING,
@@ -58,6 +59,15 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
     except ValidationError as error:
         reason = f"invalid {RESULT_FILE}: {_first_error(error)}"
         return RunRecord(name, model, precision, FAILED, "; ".join([reason, *notes]))
+    fidelity = None
+    if result.fidelity is not None:
+        data = directory.read_bytes(result.fidelity.file)
+        try:
+            fidelity = TokenDistributions.from_bytes(data) if data is not None else None
+        except (ValueError, KeyError, OSError) as error:
+            notes.append(f"unreadable {result.fidelity.file} ({error}): no fidelity figures")
+        if data is None:
+            notes.append(f"no {result.fidelity.file}: no fidelity figures")
     return RunRecord(
         run_id=name,
         model=result.model,
@@ -66,6 +76,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
         reason="; ".join(notes),
         result=result,
         generations=tuple(generations),
+        fidelity=fidelity,
     )
 
 

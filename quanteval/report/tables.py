@@ -17,6 +17,7 @@ CSV_COLUMNS = (
     "f1MacroCi95Low", "f1MacroCi95High", "accuracyCi95Low", "accuracyCi95High",
     "pairedSamples", "deltaF1Pp", "deltaF1Ci95Low", "deltaF1Ci95High", "pValue",
     "pValueAdjusted", "verdict", "minDetectableF1Pp", "samplesPerPromptFor5Pp",
+    "meanKl", "meanKlCi95Low", "meanKlCi95High", "p99Kl", "top1AgreementPct", "perplexityRatio",
 )  # fmt: skip
 
 TABLE_HEADERS = (
@@ -54,6 +55,10 @@ def csv_row(run: RunReport, emotions: tuple[str, ...]) -> list[object]:
         t.p_value_adjusted if t else None, t.verdict if t else None,
         t.min_detectable_f1_pp if t else None, t.samples_per_prompt_for_5pp if t else None,
     ]  # fmt: skip
+    f = c.fidelity
+    values += [
+        f.mean_kl, *f.mean_kl_ci95, f.p99_kl, f.top1_agreement_pct, f.perplexity_ratio,
+    ] if f else [None] * 6  # fmt: skip
     values += [run.per_emotion_f1.get(e) for e in emotions]
     return [_csv_value(v) for v in values]
 
@@ -138,6 +143,58 @@ def verdict_lines(report: Report) -> list[str]:
             f"5 points needs samplesPerPrompt {t.samples_per_prompt_for_5pp}."
         )
     return lines
+
+
+FIDELITY_HEADERS = (
+    "run", "against", "KL nats/token [95% CI]", "KL p99 [95% CI]", "top-1 agreement % [95% CI]",
+    "perplexity × [95% CI]", "positions (sequences)", "kept mass",
+)  # fmt: skip
+
+FIDELITY_INTRO = (
+    "Each run scores the same reference corpus by teacher forcing (the evaluation's prompts, "
+    "each followed by a fixed affective sentence) and keeps each position's most likely tokens "
+    "until they hold 99.9% of the probability. Against the baseline: KL(baseline || run) per "
+    "token, its 99th percentile, how often the two most likely tokens agree, and the ratio of "
+    "the corpus's perplexities; intervals resample the corpus's sequences (2,000 times)."
+)
+
+
+def fidelity_rows(report: Report) -> list[list[str]]:
+    """One row per run with fidelity figures, under FIDELITY_HEADERS."""
+    rows = []
+    for run in report.runs:
+        c = run.vs_baseline
+        f = c.fidelity if c else None
+        if c is None or f is None:
+            continue
+        rows.append([
+            run.run_id, c.baseline_run_id,
+            f"{f.mean_kl:.4f} {interval(f.mean_kl_ci95, '.4f')}",
+            f"{f.p99_kl:.3f} {interval(f.p99_kl_ci95, '.3f')}",
+            f"{f.top1_agreement_pct:.1f} {interval(f.top1_agreement_ci95, '.1f')}",
+            f"{f.perplexity_ratio:.3f} {interval(f.perplexity_ratio_ci95, '.3f')}",
+            f"{f.positions} ({f.sequences})",
+            f"{100 * f.run_kept_mass:.2f}%",
+        ])  # fmt: skip
+    return rows
+
+
+def fidelity_lines(report: Report) -> list[str]:
+    rows = fidelity_rows(report)
+    unavailable = [
+        f"- {r.run_id}: {r.vs_baseline.fidelity_unavailable}"
+        for r in report.runs
+        if r.vs_baseline is not None and r.vs_baseline.fidelity_unavailable
+    ]
+    after = ["", *unavailable] if unavailable else []
+    if not rows:
+        return ["No fidelity figures.", *after]
+    lines = [
+        "| " + " | ".join(FIDELITY_HEADERS) + " |",
+        "| " + " | ".join("---" if i < 2 else "---:" for i in range(len(FIDELITY_HEADERS))) + " |",
+        *("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows),
+    ]
+    return lines + after
 
 
 def _md_escape(text: str) -> str:
@@ -228,6 +285,12 @@ def to_markdown(report: Report) -> str:
         VERDICT_INTRO,
         "",
         *(verdict_lines(report) or ["No comparison against a baseline."]),
+        "",
+        "## Fidelity to the baseline",
+        "",
+        FIDELITY_INTRO,
+        "",
+        *fidelity_lines(report),
         "",
         "## Claim check",
         "",

@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from quanteval.cost import per_thousand, run_dollars
+from quanteval.fidelity import FIDELITY_FILE
 from quanteval.prompts import Sample, expand_samples
 from quanteval.results import (
     GENERATIONS_FILE,
     EnergyFigures,
+    FidelitySummary,
     GenerationSettings,
     RunMetrics,
     RunResult,
@@ -27,6 +31,7 @@ from quanteval_worker.classifier import LoadedClassifier, Prediction, load_class
 from quanteval_worker.device import DeviceInfo, detect_device
 from quanteval_worker.environment import describe_environment
 from quanteval_worker.events import emit, log
+from quanteval_worker.fidelity import reference_sequences, score_reference
 from quanteval_worker.generation import (
     Generation,
     Generator,
@@ -141,6 +146,36 @@ def generate(
     return Generated(generations, generator.settings(batch_size))
 
 
+def measure_fidelity(
+    spec: RunSpec,
+    prepared: Prepared,
+    model: Any,
+    loaded: Loaded,
+    tracker: PhaseTracker,
+    storage: Storage,
+) -> FidelitySummary:
+    """Score the reference corpus and store what the report compares against the baseline."""
+    sequences = reference_sequences(
+        prepared.tokenizer, prepared.samples, spec.generation.prompt_format
+    )
+    log("scoring the reference corpus", sequences=len(sequences))
+    with tracker.phase("fidelity", holds_bytes=loaded.weights_bytes):
+        distributions = score_reference(model, sequences)
+    data = distributions.to_bytes()
+    storage.write_bytes(FIDELITY_FILE, data)
+    kept = np.diff(distributions.offsets)
+    return FidelitySummary(
+        file=FIDELITY_FILE,
+        sequences=len(sequences),
+        positions=distributions.positions,
+        mean_kept_mass=float(distributions.kept_mass().mean()),
+        mean_kept_tokens=float(kept.mean()),
+        max_kept_tokens=int(kept.max()),
+        bytes=len(data),
+        seconds=tracker.seconds["fidelity"],
+    )
+
+
 def generation_records(
     generations: list[Generation], predictions: list[Prediction] | None = None
 ) -> str:
@@ -206,6 +241,7 @@ def assemble(
     scores: Scores,
     tracker: PhaseTracker,
     started_at: str,
+    fidelity: FidelitySummary,
 ) -> RunResult:
     generations = generated.generations
     texts = [g.text for g in generations]
@@ -279,6 +315,7 @@ def assemble(
         },
         generation=generated.settings,
         energy=energy,
+        fidelity=fidelity,
         warnings=prepared.classifier.warnings(spec.emotions),
         environment=environment,
         started_at=started_at,
@@ -294,9 +331,10 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     tracker = PhaseTracker(prepared.device, work_began, cpu_began)
     model, loaded = load(spec, prepared, tracker)
     generated = generate(spec, prepared, model, loaded, tracker)
+    storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
+    fidelity = measure_fidelity(spec, prepared, model, loaded, tracker, storage)
     del model
     release_device_memory(prepared.device)
-    storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
     predictions, scores = classify(prepared.classifier, generated.generations, spec.emotions)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations, predictions))
-    return assemble(spec, prepared, loaded, generated, scores, tracker, started_at)
+    return assemble(spec, prepared, loaded, generated, scores, tracker, started_at, fidelity)

@@ -1,0 +1,70 @@
+"""The fidelity pass: one teacher-forced pass over the reference corpus (quanteval.fidelity).
+
+Each sequence is a prompt as the model receives it (the run's prompt format) followed by a
+reference sentence; only the sentence's tokens are scored, so every precision of a model scores
+exactly the same token sequences.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from quanteval.fidelity import MAX_K, TokenDistributions, from_top_tokens, reference_pairs
+from quanteval.prompts import Sample
+from quanteval_worker.generation import encode_prompts, format_prompt
+
+BATCH = 8  # sequences a forward pass: the logits of 8 x ~60 positions x the vocabulary
+
+
+def reference_sequences(
+    tokenizer: Any, samples: Sequence[Sample], prompt_format: str
+) -> list[tuple[list[int], int]]:
+    """(token ids, where the sentence begins) for each distinct prompt of the run."""
+    sequences = []
+    for prompt, sentence in reference_pairs([s.prompt for s in samples]):
+        text = format_prompt(tokenizer, prompt, prompt_format)
+        head = list(encode_prompts(tokenizer, [text], prompt_format)["input_ids"][0])
+        # Encoded apart and joined, so no token spans the boundary and the split is exact.
+        tail = tokenizer(" " + sentence.strip(), add_special_tokens=False)["input_ids"]
+        sequences.append(([int(t) for t in head + list(tail)], len(head)))
+    return sequences
+
+
+def score_reference(model: Any, sequences: Sequence[tuple[list[int], int]]) -> TokenDistributions:
+    """Each scored position's most likely tokens and the corpus token's log-probability."""
+    device = next(model.parameters()).device
+    vocab = 0
+    ids, logprobs, targets, target_lp, which = [], [], [], [], []
+    for start in range(0, len(sequences), BATCH):
+        batch = sequences[start : start + BATCH]
+        width = max(len(tokens) for tokens, _ in batch)
+        input_ids = torch.zeros(len(batch), width, dtype=torch.long)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, (tokens, _) in enumerate(batch):  # right-padded: positions stay where they are
+            input_ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+        vocab = int(logits.shape[-1])  # the model's own width (a padded vocabulary included)
+        k = min(MAX_K, vocab)
+        for row, (tokens, begins) in enumerate(batch):
+            # Position t predicts token t + 1: the sentence's tokens are predicted from begins - 1.
+            scored = torch.log_softmax(logits[row, begins - 1 : len(tokens) - 1].float(), dim=-1)
+            top = scored.topk(k, dim=-1)
+            next_tokens = torch.tensor(tokens[begins:], device=scored.device)
+            ids.append(top.indices.to(torch.int32).cpu().numpy())
+            logprobs.append(top.values.cpu().numpy())
+            targets.append(next_tokens.cpu().numpy())
+            target_lp.append(scored.gather(1, next_tokens[:, None])[:, 0].cpu().numpy())
+            which.append(np.full(len(next_tokens), start + row, dtype=np.int32))
+        del logits
+    return from_top_tokens(
+        vocab,
+        np.concatenate(which),
+        np.concatenate(targets),
+        np.concatenate(target_lp),
+        np.concatenate(ids),
+        np.concatenate(logprobs),
+    )
