@@ -7,6 +7,7 @@ Exit codes: 0 done; 3 invalid input; 4 a model or precision cannot load here; 5 
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -124,7 +125,28 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     Console(width=160).print(table)
     if any(v is None for v in counted.values()):
         console.print("unknown sizes: set spec.models[].parameters (hub models are not fetched)")
+    console.print(_power_line(samples, len(spec.prompt_templates) * len(spec.emotion_names)))
     return ExitCode.OK
+
+
+def _power_line(samples: int, per_sample_index: int) -> str:
+    """What a comparison against the baseline can detect with this many samples, stated with
+    its assumption (quanteval.power), before anything has run."""
+    from quanteval.power import (
+        ASSUMED_DISCORDANCE,
+        DETECT_PP,
+        planned_detectable_pp,
+        samples_to_detect,
+    )
+
+    needed = samples_to_detect(DETECT_PP)
+    return (
+        f"power: with {samples} samples a run, a comparison detects a change of about "
+        f"{planned_detectable_pp(samples):.1f} points (80% power, alpha 0.05), assuming "
+        f"{100 * ASSUMED_DISCORDANCE:.0f}% of samples are right under one precision only; "
+        f"{DETECT_PP:g} points needs about {needed} samples: "
+        f"generation.samplesPerPrompt {math.ceil(needed / per_sample_index)}"
+    )
 
 
 def _price(text: str) -> float:
@@ -162,7 +184,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(
         "F1 Δ: paired over the samples both runs generated, 95% bootstrap interval; verdict: "
         "McNemar's exact test, Holm-adjusted (report.md); KL: mean KL(baseline || run) per "
-        "token on the reference corpus; top-1: most likely tokens agree"
+        "token on the reference corpus (a lower bound); top-1: most likely tokens agree"
     )
     for note in [*energy_notes(rows), *memory_notes(rows), *_gguf_note(manifest)]:
         console.print(note)

@@ -17,12 +17,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from quanteval.power import ALPHA, DETECT_PP, detectable_change
+
 RESAMPLES: Final = 2000
 SEED: Final = 20250131  # fixed: the same data always gives the same interval
-ALPHA: Final = 0.05
-POWER: Final = 0.80
 MIN_PAIRS: Final = 10  # below this a comparison says it cannot decide
-DETECT_PP: Final = 5.0  # the F1 change `samples_for_5pp` is sized for
 
 Interval = tuple[float, float]
 Verdict = Literal[
@@ -190,12 +189,6 @@ def _wilcoxon(differences: NDArray[np.float64]) -> float:
     if not np.any(differences != 0):
         return 1.0  # no change at all: scipy's test is undefined there
     return float(stats.wilcoxon(differences, zero_method="wilcox").pvalue)
-
-
-def detectable_change(standard_error: float) -> float:
-    """The smallest true change a two-sided test at ALPHA detects with POWER, given the SE."""
-    z = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)
-    return float(z * standard_error)
 
 
 def paired_comparison(

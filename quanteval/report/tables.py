@@ -153,9 +153,11 @@ FIDELITY_HEADERS = (
 FIDELITY_INTRO = (
     "Each run scores the same reference corpus by teacher forcing (the evaluation's prompts, "
     "each followed by a fixed affective sentence) and keeps each position's most likely tokens "
-    "until they hold 99.9% of the probability. Against the baseline: KL(baseline || run) per "
-    "token, its 99th percentile, how often the two most likely tokens agree, and the ratio of "
-    "the corpus's perplexities; intervals resample the corpus's sequences (2,000 times)."
+    "until they hold 99.9% of the probability or number 512 (kept mass: what they held). "
+    "Against the baseline: KL(baseline || run) per token (a lower bound: the exact KL over the "
+    "tokens both kept plus one bin for the rest), its 99th percentile, how often the two most "
+    "likely tokens agree, and the ratio of the corpus's perplexities; intervals resample the "
+    "corpus's sequences (2,000 times)."
 )
 
 

@@ -156,6 +156,10 @@ def test_plan_quickstart_lists_the_runs(
         assert run_id in out
     assert "70 samples a run" in out
     assert "baseline" in out
+    # Before anything runs: what a comparison can detect, and the samples 5 points would need.
+    flat = " ".join(out.split())
+    assert "detects a change of about 18.3 points" in flat
+    assert "generation.samplesPerPrompt 14" in flat
 
 
 def test_plan_bad_manifest(

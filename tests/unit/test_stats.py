@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from quanteval.power import planned_detectable_pp, samples_to_detect
 from quanteval.stats import (
     f1_interval,
     holm,
@@ -115,3 +116,17 @@ def test_a_runs_intervals_hold_its_figures() -> None:
     accuracy = sum(i == p for i, p in zip(intended, predicted, strict=True)) / 70
     assert intervals.accuracy_ci95[0] <= accuracy <= intervals.accuracy_ci95[1]
     assert {e: i.n for e, i in intervals.per_emotion.items()} == dict.fromkeys(EMOTIONS, 14)
+
+
+def test_the_planned_sample_size_gives_about_80_percent_power() -> None:
+    """Simulated comparisons with a true 10-point accuracy change and 30% discordant samples."""
+    n = samples_to_detect(10.0, discordance=0.3)
+    assert planned_detectable_pp(n, discordance=0.3) == pytest.approx(10.0, abs=0.05)
+    rng = np.random.default_rng(8)
+    rejected = 0
+    for _ in range(1000):
+        # Per sample: only the run right (0.2), only the baseline right (0.1), or neither.
+        outcome = rng.choice(3, n, p=[0.2, 0.1, 0.7])
+        p = mcnemar_exact(int((outcome == 1).sum()), int((outcome == 0).sum()))
+        rejected += p < 0.05
+    assert 0.72 <= rejected / 1000 <= 0.88  # the exact test is a little conservative
