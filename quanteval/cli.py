@@ -122,10 +122,11 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             run.id, run.model.name, run.precision.value + baseline, f"{params / 1e9:.2f}B",
             human_bytes(weights), str(gpus),
         )  # fmt: skip
-    Console(width=160).print(table)
+    out = Console(width=160)
+    out.print(table)
     if any(v is None for v in counted.values()):
         console.print("unknown sizes: set spec.models[].parameters (hub models are not fetched)")
-    console.print(_power_line(samples, len(spec.prompt_templates) * len(spec.emotion_names)))
+    out.print(_power_line(samples, len(spec.prompt_templates) * len(spec.emotion_names)))
     return ExitCode.OK
 
 
