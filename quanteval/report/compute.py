@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import replace
 
-from quanteval.precisions import PRECISION_ORDER, Precision
+from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
 from quanteval.report.data import SUCCEEDED, RunRecord
 from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_means
@@ -152,6 +152,23 @@ def run_report(
     )
 
 
+def model_parameters(records: Sequence[RunRecord]) -> dict[str, int]:
+    """Each model's parameters, from its succeeded run at the most bytes a weight (its weights
+    bytes over that: exact at fp32/bf16/fp16, an estimate from a quantized run alone)."""
+    best: dict[str, RunRecord] = {}
+    for r in records:
+        if r.state != SUCCEEDED or r.result is None:
+            continue
+        known = best.get(r.model)
+        if known is None or BYTES_PER_PARAMETER[r.precision] > BYTES_PER_PARAMETER[known.precision]:
+            best[r.model] = r
+    return {
+        m: round(r.result.metrics.weights_bytes / BYTES_PER_PARAMETER[r.precision])
+        for m, r in best.items()
+        if r.result is not None
+    }
+
+
 def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
     return [
         ClaimRun(
@@ -160,6 +177,8 @@ def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
             r.precision,
             r.result.metrics.f1_macro,
             r.result.metrics.peak_memory_bytes,
+            r.generations,
+            tuple(r.result.per_emotion),
         )
         for r in records
         if r.state == SUCCEEDED and r.result is not None
@@ -197,11 +216,7 @@ def compute_report(
         for r in runs
     )
     models = list(dict.fromkeys(r.model for r in runs))
-    claim = check_claim(
-        succeeded,
-        {m: b.result.metrics.weights_bytes for m, b in bases.items() if b.result is not None},
-        models,
-    )
+    claim = check_claim(succeeded, model_parameters(runs), models)
     best = best_run([run_outcome(r) for r in runs])
     results = [r.result for r in runs if r.result is not None]
     evaluation = (

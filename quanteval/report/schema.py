@@ -151,7 +151,11 @@ class ClaimComparison:
     smaller_f1: float
     smaller_peak_memory_bytes: int
     memory_ratio: float  # the larger model's peak memory / the smaller's
-    larger_wins: bool  # strictly higher F1
+    larger_wins: bool  # strictly higher F1 (a raw fact; the outcome is what the data settles)
+    pairs: int = 0  # samples both runs generated
+    delta_f1_pp: float | None = None  # larger's macro-F1 minus smaller's, on the pairs
+    ci95: tuple[float, float] | None = None  # paired bootstrap, points
+    outcome: str = "not settled by this data"  # supported / contradicted / not settled ...
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,10 @@ class ClaimCheck:
     comparisons: tuple[ClaimComparison, ...]
     wins: int
     verdict: str
-    models_by_size: tuple[str, ...]  # largest first, by weights at the baseline precision
-    models_left_out: tuple[str, ...]  # no succeeded baseline run, so no size
+    models_by_size: tuple[str, ...]  # largest first, by parameters
+    models_left_out: tuple[str, ...]  # no succeeded run, so no size
+    supported: int = 0  # comparisons whose ΔF1 interval lies above 0
+    contradicted: int = 0  # ... below 0
 
 
 @dataclass(frozen=True)

@@ -216,27 +216,33 @@ def markdown_table(report: Report) -> str:
 def claim_lines(report: Report) -> list[str]:
     claim = report.claim
     lines = [
-        f"Claim: {claim.claim} ({claim.similar_memory}; the larger model wins with a strictly "
-        "higher macro-F1).",
+        f"Claim: {claim.claim} ({claim.similar_memory}; each comparison settled by the paired "
+        "95% interval of the macro-F1 difference: above 0 supports, below 0 contradicts, across "
+        "0 is not settled by this data).",
         "",
         f"**Verdict: {claim.verdict}.**",
     ]
     if claim.comparisons:
         lines.append("")
     for c in claim.comparisons:
-        outcome = "wins" if c.larger_wins else "does not win"
+        delta = (
+            f"ΔF1 {signed(c.delta_f1_pp, '.1f')} points {interval(c.ci95, '.1f', sign=True)} over "
+            f"{c.pairs} paired samples"
+            if c.delta_f1_pp is not None
+            else f"{c.pairs} paired samples: too few to decide"
+        )
         lines.append(
             f"- {c.larger_run_id} (F1 {c.larger_f1:.3f}, "
             f"{human_bytes(c.larger_peak_memory_bytes)}) vs {c.smaller_run_id} "
             f"(F1 {c.smaller_f1:.3f}, {human_bytes(c.smaller_peak_memory_bytes)}), "
-            f"memory ×{c.memory_ratio:.2f}: the larger model {outcome}"
+            f"memory ×{c.memory_ratio:.2f}: {delta}: {c.outcome}"
         )
-    if len(claim.models_by_size) < 2:
-        lines += ["", "(Needs two models of different sizes with a succeeded baseline run.)"]
+    if not claim.comparisons:
+        lines += ["", "(Needs two models of different sizes, each with a succeeded run.)"]
     if claim.models_left_out:
         lines += [
             "",
-            f"Left out (no succeeded baseline run, so no size): {', '.join(claim.models_left_out)}",
+            f"Left out (no succeeded run, so no size): {', '.join(claim.models_left_out)}",
         ]
     return lines
 

@@ -264,9 +264,10 @@ def test_claim_check_counts_wins_at_similar_memory() -> None:
     pairs = [(c.larger_run_id, c.smaller_run_id, c.larger_wins) for c in check.comparisons]
     assert pairs == [("big-int8", "small-bf16", False), ("big-nf4", "small-fp32", True)]
     assert check.comparisons[0].memory_ratio == pytest.approx(2000 / 1800)
-    assert check.wins == 1
-    assert (
-        check.verdict == "larger model at lower precision wins 1 of 2 comparisons at similar memory"
+    assert check.wins == 1  # the raw strict comparison, kept; no samples, so nothing settled
+    assert check.verdict == (
+        "not settled by this data: of 2 comparisons at similar memory, 0 support it, "
+        "0 contradict it, 2 not settled"
     )
     assert check.models_by_size == ("big", "small")
     assert check.models_left_out == ()
@@ -290,13 +291,34 @@ def test_claim_check_without_a_pair_at_similar_memory() -> None:
 
 
 def test_claim_verdict_wording() -> None:
-    assert (
-        verdict(3, 4) == "larger model at lower precision wins 3 of 4 comparisons at similar memory"
-    )
-    assert (
-        verdict(1, 1) == "larger model at lower precision wins 1 of 1 comparison at similar memory"
-    )
-    assert verdict(0, 0) == "no pair at similar memory"
+    assert verdict(1, 0, 2).startswith("supported: of 2 comparisons at similar memory, 1 support")
+    assert verdict(0, 1, 1).startswith("contradicted: of 1 comparison")
+    assert verdict(1, 1, 2).startswith("not settled by this data")
+    assert verdict(0, 0, 0) == "no pair at similar memory"
+
+
+def _generations(model_right: set[int], n: int = 40) -> tuple[Generation, ...]:
+    return tuple(
+        Generation(
+            key=f"p{i}", prompt_id=i, emotion=EMOTIONS[i % 2], sample_index=0, prompt="",
+            text="", predicted=EMOTIONS[i % 2] if i in model_right else EMOTIONS[(i + 1) % 2],
+            probabilities={},
+        )
+        for i in range(n)
+    )  # fmt: skip
+
+
+def test_the_claim_is_settled_by_the_paired_interval() -> None:
+    big = ClaimRun("big-nf4", "big", NF4, 0.9, 1000, _generations(set(range(36))), EMOTIONS)
+    small = ClaimRun("small-fp32", "small", FP32, 0.3, 1000, _generations(set(range(12))), EMOTIONS)
+    tied = ClaimRun("small-fp32", "small", FP32, 0.9, 1000, _generations(set(range(36))), EMOTIONS)
+    supported = check_claim([big, small], {"big": 10, "small": 1}, ["big", "small"])
+    unsettled = check_claim([big, tied], {"big": 10, "small": 1}, ["big", "small"])
+    (c,) = supported.comparisons
+    assert c.outcome == "supported" and c.pairs == 40 and c.ci95 is not None and c.ci95[0] > 0
+    assert supported.verdict.startswith("supported") and supported.supported == 1
+    assert unsettled.comparisons[0].outcome == "not settled by this data"
+    assert unsettled.verdict.startswith("not settled by this data")
 
 
 # --- the report of a whole evaluation -----------------------------------------------------------
@@ -367,9 +389,12 @@ def test_pareto_front_best_run_and_claim_of_the_evaluation(built: BuiltReport) -
         "big-fp32", "big-nf4", "small-fp32", "small-bf16",
     ]  # fmt: skip
     assert report.best_run == "big-fp32"
+    # Four samples a run: every comparison is below 10 pairs, so nothing is settled.
     assert report.claim.verdict == (
-        "larger model at lower precision wins 1 of 2 comparisons at similar memory"
+        "not settled by this data: of 2 comparisons at similar memory, 0 support it, "
+        "0 contradict it, 2 not settled"
     )
+    assert report.claim.wins == 1
     assert report.claim.models_by_size == ("big", "small")
 
 
@@ -428,7 +453,8 @@ def test_failed_and_missing_runs_are_marked_and_a_missing_baseline_gives_none(
     assert all(r.vs_baseline is None for r in report.runs)
     assert report.pareto_front == ("m-int8",) and report.best_run == "m-int8"
     assert report.claim.verdict == NO_PAIR
-    assert report.claim.models_left_out == ("m",)
+    # Its size comes from the run that succeeded: a failed baseline no longer drops the model.
+    assert report.claim.models_left_out == () and report.claim.models_by_size == ("m",)
     assert report.ignored == ("notes",)
 
     markdown = (root / "report.md").read_text()
@@ -496,7 +522,7 @@ def test_the_files_are_written_and_the_json_round_trips(
     assert markdown == built.files.markdown
     assert "| big-fp32 (baseline) | Succeeded | 0.800 [" in markdown  # with its 95% interval
     assert "## Verdict" in markdown
-    assert "**Verdict: larger model at lower precision wins 1 of 2 comparisons" in markdown
+    assert "**Verdict: not settled by this data: of 2 comparisons" in markdown
 
     assert (evaluation / "report.png").read_bytes().startswith(b"\x89PNG")
     html = (evaluation / "report.html").read_text()
@@ -527,7 +553,7 @@ def test_cli_report(evaluation: Path, tmp_path: Path, capsys: pytest.CaptureFixt
 
     captured = capsys.readouterr()
     assert "| big-int8 | Succeeded | 0.700 [" in captured.out
-    assert "wins 1 of 2 comparisons" in captured.out
+    assert "not settled by this data: of 2 comparisons" in captured.out
     assert str(root / "report.html") in captured.err
 
 
