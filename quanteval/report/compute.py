@@ -17,7 +17,12 @@ from quanteval.report.schema import (
     Report,
     RunReport,
 )
-from quanteval.report.uncertainty import fidelity_against, paired_tests, quality_intervals
+from quanteval.report.uncertainty import (
+    fidelity_against,
+    not_worse_than_best,
+    paired_tests,
+    quality_intervals,
+)
 from quanteval.summary import (
     Comparison,
     RunOutcome,
@@ -236,6 +241,7 @@ def compute_report(
         emotions=emotions,
         runs=reports,
         best_run=best.run_id if best else None,
+        best_runs=not_worse_than_best(runs, best.run_id if best else None),
         pareto_front=tuple(front),
         claim=claim,
         samples=tuple(row for m in models for row in sample_rows(m, runs, sample_count)),

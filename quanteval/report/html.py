@@ -13,6 +13,7 @@ from quanteval.report.tables import (
     FIDELITY_INTRO,
     TABLE_HEADERS,
     VERDICT_INTRO,
+    best_line,
     claim_lines,
     fidelity_rows,
     notes,
@@ -143,7 +144,6 @@ def render_html(report: Report, plots: Plots) -> str:
         "</figure>"
         for pid, field, caption in PLOTS
     )
-    best = report.best_run or "none"
     front = ", ".join(report.pareto_front) or "none"
     succeeded = sum(r.state == "Succeeded" for r in report.runs)
     peak = max((r.peak_memory_bytes or 0 for r in report.runs), default=0)
@@ -162,7 +162,7 @@ def render_html(report: Report, plots: Plots) -> str:
 <h1>{escape(title)}</h1>
 <p class="meta">{escape(report.source)} · generated {escape(report.generated_at)} ·
 {succeeded} of {len(report.runs)} runs succeeded · largest peak {escape(human_bytes(peak))}</p>
-<p>Best run: <b>{escape(best)}</b>. Pareto front (F1 against peak memory): {escape(front)}.</p>
+<p>{_inline(best_line(report))} Pareto front (F1 against peak memory): {escape(front)}.</p>
 <section id="comparison">
 <h2>Comparison</h2>
 <p>Against each model's baseline precision: memory saving (peak), F1 change in percentage points,

@@ -217,6 +217,9 @@ class Report:
     emotions: tuple[str, ...]
     runs: tuple[RunReport, ...]
     best_run: str | None  # highest F1; on a tie, less peak memory
+    # Runs not significantly worse than best_run (itself included): what the data lets one call
+    # the best (McNemar, Holm-adjusted; with fewer than 10 paired samples a run stays in).
+    best_runs: tuple[str, ...]
     pareto_front: tuple[str, ...]  # run ids, by peak memory
     claim: ClaimCheck
     samples: tuple[SampleRow, ...]

@@ -262,6 +262,19 @@ def notes(report: Report) -> list[str]:
     return out
 
 
+def best_line(report: Report) -> str:
+    """The best run as the data supports it: every run not significantly worse than it."""
+    if report.best_run is None:
+        return "Best run: none."
+    others = [r for r in report.best_runs if r != report.best_run]
+    if not others:
+        return f"Best run: {report.best_run} (highest macro-F1; every other run is worse)."
+    return (
+        f"Best runs: {', '.join(report.best_runs)}: none significantly worse than "
+        f"{report.best_run}, the highest macro-F1 (McNemar, Holm-adjusted)."
+    )
+
+
 VERDICT_INTRO = (
     "Each run against its model's baseline, sample by sample (same prompt, emotion, sample "
     "index and seed). Intervals are 95% bootstrap intervals (BCa, 2,000 resamples); the verdict "
@@ -286,7 +299,9 @@ def to_markdown(report: Report) -> str:
         "",
         markdown_table(report),
         "",
-        f"Best run: {report.best_run or 'none'}. Pareto front (F1 against peak memory): {front}.",
+        best_line(report),
+        "",
+        f"Pareto front (F1 against peak memory): {front}.",
         "",
         "## Verdict",
         "",

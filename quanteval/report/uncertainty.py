@@ -124,3 +124,23 @@ def fidelity_against(base: RunRecord, record: RunRecord) -> FidelityComparison |
         baseline_kept_mass=f.baseline_kept_mass,
         run_kept_mass=f.run_kept_mass,
     )
+
+
+def not_worse_than_best(records: Sequence[RunRecord], best_id: str | None) -> tuple[str, ...]:
+    """The succeeded runs not significantly worse than the best (itself included), each paired
+    with it by sample and tested as comparisons are, Holm-adjusted over the tests made."""
+    by_id = {r.run_id: r for r in records if r.state == SUCCEEDED and r.result is not None}
+    best = by_id.get(best_id or "")
+    if best is None:
+        return ()
+    tested: dict[str, PairedComparison | None] = {
+        run_id: _pair(best, record)[2] for run_id, record in by_id.items() if run_id != best_id
+    }
+    decided = {run_id: c for run_id, c in tested.items() if c is not None}
+    adjusted = dict(zip(decided, holm([c.mcnemar_p for c in decided.values()]), strict=True))
+    worse = {
+        run_id
+        for run_id, c in decided.items()
+        if verdict(c, adjusted[run_id]) == "significantly worse"
+    }
+    return tuple(r.run_id for r in records if r.run_id in by_id and r.run_id not in worse)

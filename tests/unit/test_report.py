@@ -641,6 +641,8 @@ def test_paired_verdicts_reach_the_json_the_markdown_and_the_html(tmp_path: Path
     assert worse.paired.p_value is not None and worse.paired.p_value_adjusted is not None
     assert worse.paired.p_value_adjusted == pytest.approx(2 * worse.paired.p_value)
     assert by_id["m-fp32"].vs_baseline is not None and by_id["m-fp32"].vs_baseline.paired is None
+    # The best is a set: the two runs with the same predictions; int8 is significantly worse.
+    assert report.best_runs == ("m-fp32", "m-bf16") and report.best_run in report.best_runs
     intervals = by_id["m-fp32"].intervals
     assert intervals is not None and intervals.samples == 40
     assert intervals.accuracy_ci95[0] < 0.75 < intervals.accuracy_ci95[1]
@@ -652,6 +654,7 @@ def test_paired_verdicts_reach_the_json_the_markdown_and_the_html(tmp_path: Path
     assert len(document["runs"][0]["intervals"]["f1MacroCi95"]) == 2
     markdown = (root / "report.md").read_text()
     assert "- m-int8 against m-fp32: **significantly worse**: macro-F1 -" in markdown
+    assert "Best runs: m-fp32, m-bf16: none significantly worse than" in markdown
     html = (root / "report.html").read_text()
     assert "<b>significantly worse</b>" in html and 'id="verdict"' in html
 
