@@ -8,6 +8,7 @@ Exit codes: 0 done; 3 invalid input; 4 a model or precision cannot load here; 5 
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -215,6 +216,11 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     except ValueError as error:
         raise InvalidSpecError(f"--expect: {error}") from None
     built = build_report(args.path, expected)
+    termination_log = os.environ.get("QUANTEVAL_TERMINATION_LOG")
+    if termination_log:  # the report Job: the verdicts reach the status through it
+        from quanteval.report.verdicts import report_termination_message
+
+        Path(termination_log).write_text(report_termination_message(built.report))
     print(built.files.markdown)
     console.print(
         "report written to:\n" + "\n".join(f"  {escape(uri)}" for uri in built.files.uris),

@@ -191,6 +191,9 @@ def status_schema() -> dict[str, Any]:
             "id": {"type": "string"},
             "memorySavingPct": {"type": "number"},
             "f1DeltaPp": {"type": "number"},
+            # From the report (paired over samples), once it is written.
+            "f1DeltaCi95": {"type": "array", "items": {"type": "number"}},
+            "verdict": {"type": "string"},
             "timeRatio": {"type": "number"},
             "dollarRatio": {"type": "number"},
         },
@@ -216,6 +219,7 @@ def status_schema() -> dict[str, Any]:
                     "bestRun": {"type": "string"},
                     "reportUri": {"type": "string"},
                     "comparisons": {"type": "array", "items": comparison},
+                    "verdictsTruncated": {"type": "boolean"},
                 },
             },
         },

@@ -98,6 +98,9 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+TERMINATION_LOG = "/dev/termination-log"  # the container's terminationMessagePath (default)
+
+
 def _credentials_env(manifest: QuantEval) -> list[dict[str, Any]]:
     """S3 endpoint and credentials, and the hub token: Secrets as references, never values."""
     s3 = manifest.spec.output.s3
@@ -273,7 +276,10 @@ def render_report_job(manifest: QuantEval, settings: Settings) -> dict[str, Any]
     expected = [arg for run in expand(manifest.spec) for arg in ("--expect", run.id)]
     command = [*settings.report_command, root, *expected]
     requests = {"cpu": "500m", "memory": "1Gi"}
-    pod_spec = _pod_spec(manifest, settings, command, _credentials_env(manifest), {}, requests)
+    # `quanteval report` writes the comparisons' verdicts there, for the status (no S3 here).
+    termination = {"name": "QUANTEVAL_TERMINATION_LOG", "value": TERMINATION_LOG}
+    env = [*_credentials_env(manifest), termination]
+    pod_spec = _pod_spec(manifest, settings, command, env, {}, requests)
     job_spec = {"backoffLimit": 1, "activeDeadlineSeconds": 3600}
     name = report_job_name(meta.name, meta.uid or "")
     return _owned_job(manifest, name, labels, {}, job_spec, pod_spec)

@@ -212,6 +212,41 @@ def summarize(
     return summary
 
 
+def report_verdicts(pods: list[PodObservation]) -> dict[str, Any] | None:
+    """The paired verdicts the report Job's pod left in its termination message, if any."""
+    done = [p for p in pods if p.phase == "Succeeded" and p.termination_message]
+    if not done:
+        return None
+    parsed = parse_termination_message(
+        max(done, key=lambda p: (p.created, p.name)).termination_message
+    )
+    if (
+        not parsed
+        or parsed.get("kind") != "report"
+        or not isinstance(parsed.get("comparisons"), list)
+    ):
+        return None
+    return parsed
+
+
+def with_verdicts(summary: dict[str, Any], verdicts: dict[str, Any] | None) -> dict[str, Any]:
+    """The summary's comparisons with the report's paired ΔF1, its interval and the verdict in
+    place of the unpaired difference (which stays where the report has no verdict)."""
+    if verdicts is None:
+        return summary
+    by_id = {c["id"]: c for c in verdicts["comparisons"] if isinstance(c, dict) and "id" in c}
+    rows = []
+    for row in summary["comparisons"]:
+        found = by_id.get(row["id"])
+        if found is not None:
+            row = row | {k: found[k] for k in ("f1DeltaPp", "f1DeltaCi95", "verdict") if k in found}
+        rows.append(row)
+    updated = summary | {"comparisons": rows}
+    if verdicts.get("truncated"):
+        updated["verdictsTruncated"] = True
+    return updated
+
+
 @dataclass(frozen=True)
 class ReportObservation:
     """The report Job of an evaluation (None until all runs are terminal) and where it writes."""
@@ -303,6 +338,7 @@ def aggregate(
     summary = summarize(runs, entries, baseline)
     if all_done and report.job is not None and report.job.complete:
         summary["reportUri"] = report.uri
+        summary = with_verdicts(summary, report_verdicts(report.pods))
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": conditions,

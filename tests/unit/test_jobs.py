@@ -561,3 +561,13 @@ def test_effective_manifest_leaves_the_input_unchanged(quickstart_dict: Manifest
     effective_manifest(original, SETTINGS)
 
     assert original.spec.output.s3 is None
+
+
+def test_the_report_job_writes_its_verdicts_to_the_termination_message(
+    quickstart_dict: Manifest,
+) -> None:
+    container = _container(render_report_job(_manifest(quickstart_dict), SETTINGS))
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # The kubelet reads the default terminationMessagePath; the operator copies the verdicts.
+    assert env["QUANTEVAL_TERMINATION_LOG"] == "/dev/termination-log"
+    assert "terminationMessagePath" not in container

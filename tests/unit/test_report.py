@@ -19,6 +19,7 @@ from quanteval.report.pareto import Point, pareto_front
 from quanteval.report.samples import pick_samples
 from quanteval.report.schema import Report, RunReport
 from quanteval.report.serialize import from_json, to_json
+from quanteval.report.verdicts import report_termination_message
 from quanteval.results import (
     ConfusionMatrix,
     EmotionScores,
@@ -668,3 +669,40 @@ def test_fewer_than_10_paired_samples_cannot_decide(tmp_path: Path) -> None:
     assert comparison is not None and comparison.paired is not None
     assert comparison.paired.verdict.startswith("cannot decide")
     assert comparison.paired.p_value is None and comparison.paired.pairs == 8
+
+
+def test_the_report_jobs_termination_message_carries_the_verdicts_most_important_first(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "eval"
+    right = set(range(30))
+    runs = {FP32: _many(right), BF16: _many(right), INT8: _many(set(range(10)))}
+    for precision, samples in runs.items():
+        result = make_result("m", precision, f1=0.5, weights=10, peak=10, seconds=1.0)
+        write_run(root, f"m-{precision.value}", result, samples)
+    report = build_report(str(root)).report
+
+    message = json.loads(report_termination_message(report))
+    assert message["kind"] == "report" and "truncated" not in message
+    first, second = message["comparisons"]
+    assert first["id"] == "m-int8" and first["verdict"] == "significantly worse"
+    assert first["f1DeltaCi95"][1] < 0 and isinstance(first["f1DeltaPp"], float)
+    assert second == {
+        "id": "m-bf16", "verdict": "no detectable difference", "f1DeltaPp": 0.0,
+        "f1DeltaCi95": [0.0, 0.0],
+    }  # fmt: skip
+    small = json.loads(report_termination_message(report, limit=200))
+    assert [c["id"] for c in small["comparisons"]] == ["m-int8"] and small["truncated"] is True
+    assert len(report_termination_message(report, limit=200).encode()) <= 200
+
+
+def test_quanteval_report_writes_the_termination_message_where_the_job_says(
+    evaluation: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = shutil.copytree(evaluation, tmp_path / "eval")
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv("QUANTEVAL_TERMINATION_LOG", str(log))
+    assert main(["report", str(root)]) == ExitCode.OK
+    message = json.loads(log.read_text())
+    assert message["kind"] == "report"
+    assert {c["id"] for c in message["comparisons"]} == {"big-int8", "big-nf4", "small-bf16"}

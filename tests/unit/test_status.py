@@ -768,6 +768,50 @@ def test_summary_from_status_metrics(quickstart_dict: Manifest) -> None:
     }
 
 
+def test_the_reports_verdicts_replace_the_unpaired_figures_once_it_is_written(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["precisions"] = ["fp32", "bf16", "nf4"]
+    runs = _runs(quickstart_dict)
+    by_id = _by_id(runs)
+    metrics = {
+        "smollm2-135m-fp32": _metrics(f1=0.5, peak=10 * GIB, seconds=20.0),
+        "smollm2-135m-bf16": _metrics(f1=0.52, peak=6 * GIB, seconds=10.0),
+        "smollm2-135m-nf4": _metrics(f1=0.431, peak=3 * GIB, seconds=50.0),
+    }
+    jobs, pods = _observations({i: _succeed(by_id[i], m) for i, m in metrics.items()})
+    message = json.dumps({
+        "kind": "report", "state": "Succeeded", "truncated": True,
+        "comparisons": [{"id": "smollm2-135m-nf4", "f1DeltaPp": -6.8,
+                         "f1DeltaCi95": [-12.1, -1.5], "verdict": "significantly worse"}],
+    })  # fmt: skip
+    report_pod = PodObservation("eval-report-x", T1, "Succeeded", termination_message=message)
+    written = ReportObservation(WRITTEN_REPORT.job, [report_pod], REPORT_URI)
+    writing = ReportObservation(JobObservation("eval-report", active=1), [], REPORT_URI)
+
+    before = {
+        c["id"]: c for c in _aggregate(runs, jobs, pods, report=writing)["summary"]["comparisons"]
+    }
+    after = _aggregate(runs, jobs, pods, report=written)["summary"]
+    comparisons = {c["id"]: c for c in after["comparisons"]}
+
+    assert (
+        before["smollm2-135m-nf4"]["f1DeltaPp"] == -6.9
+        and "verdict" not in before["smollm2-135m-nf4"]
+    )
+    assert comparisons["smollm2-135m-nf4"]["f1DeltaPp"] == -6.8  # paired, from the report
+    assert comparisons["smollm2-135m-nf4"]["f1DeltaCi95"] == [-12.1, -1.5]
+    assert comparisons["smollm2-135m-nf4"]["verdict"] == "significantly worse"
+    assert "verdict" not in comparisons["smollm2-135m-bf16"]  # not in the message: as before
+    assert after["verdictsTruncated"] is True
+    # A message that is not the report's (a crash's log tail) changes nothing.
+    crashed = PodObservation("eval-report-x", T1, "Succeeded", termination_message="Traceback")
+    plain = _aggregate(
+        runs, jobs, pods, report=ReportObservation(WRITTEN_REPORT.job, [crashed], REPORT_URI)
+    )
+    assert plain["summary"]["comparisons"] == list(before.values())
+
+
 def test_summary_skips_failed_runs_and_models_without_a_baseline(
     quickstart_dict: Manifest,
 ) -> None:
