@@ -192,7 +192,8 @@ def test_report_html_renders_in_chromium(chromium: Path, evaluation: Path, tmp_p
         assert header in text
     for run_id in RUN_IDS:
         assert run_id in text
-    assert "larger model at lower precision wins 1 of 1 comparison at similar memory" in text
+    assert "of 1 comparison at similar memory" in text  # the claim check's verdict
+    assert parsed.by_id("verdict")[0] == "section" and parsed.by_id("fidelity")[0] == "section"
 
     # Generated text is shown as text, never as markup.
     assert state["marquees"] == 0
