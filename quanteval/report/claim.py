@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 from quanteval.precisions import BYTES_PER_PARAMETER, Precision
 from quanteval.report.data import Generation
-from quanteval.report.drift import pair_by_sample
 from quanteval.report.schema import ClaimCheck, ClaimComparison
-from quanteval.stats import paired_comparison
+from quanteval.report.uncertainty import compare_generations
 
 CLAIM = (
     "a larger model at a lower precision beats a smaller model at a higher precision "
@@ -72,20 +71,13 @@ def verdict(supported: int, contradicted: int, total: int) -> str:
 
 def _settle(larger: ClaimRun, smaller: ClaimRun) -> tuple[int, float | None, Interval | None, str]:
     """Pairs, the paired ΔF1 (larger - smaller) and its interval, and the outcome."""
-    pairs = pair_by_sample(smaller.generations, larger.generations)
-    paired = paired_comparison(
-        [s.emotion for s, _ in pairs],
-        [s.predicted for s, _ in pairs],
-        [g.predicted for _, g in pairs],
-        [s.intensity for s, _ in pairs],
-        [g.intensity for _, g in pairs],
-        smaller.emotions or larger.emotions,
-    )
+    emotions = smaller.emotions or larger.emotions
+    pairs, _, paired = compare_generations(smaller.generations, larger.generations, emotions)
     if paired is None:
-        return len(pairs), None, None, UNSETTLED
+        return pairs, None, None, UNSETTLED
     low, high = paired.delta_f1_ci95_pp
     outcome = SUPPORTED if low > 0 else CONTRADICTED if high < 0 else UNSETTLED
-    return len(pairs), paired.delta_f1_pp, paired.delta_f1_ci95_pp, outcome
+    return pairs, paired.delta_f1_pp, paired.delta_f1_ci95_pp, outcome
 
 
 def check_claim(

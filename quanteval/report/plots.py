@@ -75,10 +75,11 @@ def _colors(runs: Sequence[RunReport]) -> dict[str, str]:
 
 
 def f1_memory_png(runs: Sequence[RunReport], front: Sequence[str]) -> bytes:
-    """F1 against peak memory, one labelled point per run, the Pareto front as a dashed line."""
+    """F1 (with its 95% interval) against peak memory, one labelled point per run, the Pareto
+    front as a dashed line."""
     figure = _figure(WIDTH, 4.6)
     ax = figure.add_subplot()
-    title = "Macro-F1 against peak memory"
+    title = "Macro-F1 (95% interval) against peak memory"
     done = [r for r in _succeeded(runs) if r.f1_macro is not None and r.peak_memory_bytes]
     if not done:
         _empty(ax, title)
@@ -96,6 +97,12 @@ def f1_memory_png(runs: Sequence[RunReport], front: Sequence[str]) -> bytes:
         )  # fmt: skip
     for r in done:
         x, y = (r.peak_memory_bytes or 0) / scale, r.f1_macro or 0.0
+        if r.intervals is not None:
+            low, high = r.intervals.f1_macro_ci95
+            ax.errorbar(
+                [x], [y], yerr=[[max(y - low, 0.0)], [max(high - y, 0.0)]], fmt="none",
+                ecolor=colors[r.model], elinewidth=1.2, capsize=4, alpha=0.7, zorder=1.5,
+            )  # fmt: skip
         ax.scatter(
             [x], [y], s=70, color=colors[r.model], marker=MARKERS.get(r.precision.value, "o"),
             edgecolors="black" if r.on_pareto_front else "none", linewidths=1.2, zorder=2,

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from quanteval.fidelity import compare_fidelity
-from quanteval.report.data import SUCCEEDED, RunRecord
+from quanteval.report.data import SUCCEEDED, Generation, RunRecord
 from quanteval.report.drift import pair_by_sample
 from quanteval.report.schema import (
     EmotionInterval,
@@ -45,18 +45,25 @@ def quality_intervals(record: RunRecord) -> QualityIntervals | None:
     )
 
 
-def _pair(base: RunRecord, record: RunRecord) -> tuple[int, int, PairedComparison | None]:
-    pairs = pair_by_sample(base.generations, record.generations)
-    unpaired = len(base.generations) + len(record.generations) - 2 * len(pairs)
+def compare_generations(
+    base: Sequence[Generation], run: Sequence[Generation], emotions: Sequence[str]
+) -> tuple[int, int, PairedComparison | None]:
+    """`run` against `base` on the samples both generated: pairs, unpaired, the comparison."""
+    pairs = pair_by_sample(base, run)
+    unpaired = len(base) + len(run) - 2 * len(pairs)
     comparison = paired_comparison(
         [b.emotion for b, _ in pairs],
         [b.predicted for b, _ in pairs],
         [r.predicted for _, r in pairs],
         [b.intensity for b, _ in pairs],
         [r.intensity for _, r in pairs],
-        _emotions(base),
+        emotions,
     )
     return len(pairs), unpaired, comparison
+
+
+def _pair(base: RunRecord, record: RunRecord) -> tuple[int, int, PairedComparison | None]:
+    return compare_generations(base.generations, record.generations, _emotions(base))
 
 
 def _samples_per_prompt(record: RunRecord, factor: float) -> int:
