@@ -228,6 +228,16 @@ def paired_comparison(
     )
 
 
+def ratio_interval(baseline: Sequence[float], run: Sequence[float]) -> tuple[float, Interval]:
+    """sum(run) / sum(baseline) over paired samples, with its 95% paired-bootstrap interval."""
+    base, mine = np.asarray(baseline, dtype=np.float64), np.asarray(run, dtype=np.float64)
+
+    def ratio(b: Any, r: Any, axis: int = -1) -> Any:
+        return r.sum(axis=axis) / b.sum(axis=axis)
+
+    return float(ratio(base, mine)), _bootstrap((base, mine), ratio)[0]
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment (family-wise error), in the order given."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])

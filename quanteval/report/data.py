@@ -27,6 +27,7 @@ class Generation:
     text: str
     predicted: str
     probabilities: dict[str, float] = field(default_factory=dict)
+    latency_ms: float | None = None  # its batch's start to its own end (None in older files)
 
     @property
     def sample_key(self) -> SampleKey:
@@ -99,6 +100,7 @@ def _generation(record: object) -> Generation | None:
             text=str(record.get("text", "")),
             predicted=str(record.get("predicted", "")),
             probabilities={str(k): float(v) for k, v in dict(probabilities).items()},
+            latency_ms=float(record["latencyMs"]) if "latencyMs" in record else None,
         )
     except (KeyError, TypeError, ValueError):
         return None

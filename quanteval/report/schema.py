@@ -61,6 +61,10 @@ class PairedTest:
     intensity_p_value: float | None = None
     min_detectable_f1_pp: float | None = None  # at 80% power, alpha 0.05, from this data's spread
     samples_per_prompt_for_5pp: int | None = None  # samplesPerPrompt a 5 pp change needs
+    # Per-sample latency (batch start to the sample's end), run over baseline on the pairs; the
+    # interval resamples samples, which share batches: read it as a spread, not an exact bound.
+    latency_ratio: float | None = None
+    latency_ratio_ci95: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,12 @@ def verdict_lines(report: Report) -> list[str]:
             f"{signed(t.intensity_delta, '.1f')} points (Wilcoxon p {t.intensity_p_value:.3f}). "
             f"This data detects a change of {t.min_detectable_f1_pp:.1f} points (80% power); "
             f"5 points needs samplesPerPrompt {t.samples_per_prompt_for_5pp}."
+            + (
+                f" Per-sample latency ×{t.latency_ratio:.2f} "
+                f"{interval(t.latency_ratio_ci95, '.2f')}."
+                if t.latency_ratio is not None
+                else ""
+            )
         )
     return lines
 

@@ -16,7 +16,16 @@ from quanteval.report.schema import (
     PairedTest,
     QualityIntervals,
 )
-from quanteval.stats import PairedComparison, holm, paired_comparison, run_intervals, verdict
+from quanteval.stats import (
+    MIN_PAIRS,
+    Interval,
+    PairedComparison,
+    holm,
+    paired_comparison,
+    ratio_interval,
+    run_intervals,
+    verdict,
+)
 
 
 def _emotions(record: RunRecord) -> list[str]:
@@ -66,6 +75,18 @@ def _pair(base: RunRecord, record: RunRecord) -> tuple[int, int, PairedCompariso
     return compare_generations(base.generations, record.generations, _emotions(base))
 
 
+def latency_ratio(base: RunRecord, record: RunRecord) -> tuple[float, Interval] | None:
+    """The run's per-sample latency over the baseline's on the pairs, with its interval."""
+    pairs = [
+        (b.latency_ms, r.latency_ms)
+        for b, r in pair_by_sample(base.generations, record.generations)
+        if b.latency_ms and r.latency_ms is not None
+    ]
+    if len(pairs) < MIN_PAIRS:
+        return None
+    return ratio_interval([b for b, _ in pairs], [r for _, r in pairs])
+
+
 def _samples_per_prompt(record: RunRecord, factor: float) -> int:
     settings = record.result.generation if record.result is not None else None
     current = settings.samples_per_prompt if settings is not None else 1
@@ -87,6 +108,7 @@ def paired_tests(
     tests = {}
     for run_id, (record, pairs, unpaired, c) in measured.items():
         p_adjusted = adjusted.get(run_id)
+        latency = latency_ratio(bases[record.model], record)
         if c is None:
             tests[run_id] = PairedTest(pairs, unpaired, verdict(None, None))
             continue
@@ -104,6 +126,8 @@ def paired_tests(
             intensity_p_value=c.wilcoxon_p,
             min_detectable_f1_pp=c.min_detectable_pp,
             samples_per_prompt_for_5pp=_samples_per_prompt(record, c.samples_factor_for_5pp),
+            latency_ratio=latency[0] if latency else None,
+            latency_ratio_ci95=latency[1] if latency else None,
         )
     return tests
 

@@ -13,6 +13,7 @@ from quanteval.stats import (
     mcnemar_exact,
     mean_interval,
     paired_comparison,
+    ratio_interval,
     run_intervals,
     verdict,
 )
@@ -130,3 +131,16 @@ def test_the_planned_sample_size_gives_about_80_percent_power() -> None:
         p = mcnemar_exact(int((outcome == 1).sum()), int((outcome == 0).sum()))
         rejected += p < 0.05
     assert 0.72 <= rejected / 1000 <= 0.88  # the exact test is a little conservative
+
+
+def test_a_latency_ratio_and_its_interval() -> None:
+    rng = np.random.default_rng(9)
+    base = rng.uniform(1000, 3000, 70)
+    assert ratio_interval(list(base), list(2 * base)) == (2.0, (2.0, 2.0))
+    hits = 0
+    for _ in range(200):
+        base = rng.uniform(1000, 3000, 70)
+        run = 1.5 * base * rng.lognormal(0, 0.2, 70) / np.exp(0.02)  # true ratio 1.5
+        _, (low, high) = ratio_interval(list(base), list(run))
+        hits += low <= 1.5 <= high
+    assert 0.9 <= hits / 200 <= 0.99
