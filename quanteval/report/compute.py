@@ -17,6 +17,7 @@ from quanteval.report.schema import (
     Report,
     RunReport,
 )
+from quanteval.report.study import study_claims
 from quanteval.report.uncertainty import (
     fidelity_against,
     not_worse_than_best,
@@ -244,6 +245,7 @@ def compute_report(
         best_runs=not_worse_than_best(runs, best.run_id if best else None),
         pareto_front=tuple(front),
         claim=claim,
+        study_claims=study_claims(reports),
         samples=tuple(row for m in models for row in sample_rows(m, runs, sample_count)),
         ignored=tuple(ignored),
     )

@@ -17,6 +17,7 @@ from quanteval.report.tables import (
     claim_lines,
     fidelity_rows,
     notes,
+    study_lines,
     table_cells,
     verdict_lines,
 )
@@ -184,6 +185,8 @@ intensity drift (mean absolute change of the intended emotion's probability, 0-1
 <section id="claim">
 <h2>Claim check</h2>
 {_paragraphs(claim_lines(report))}
+<h3>The study's figures on this data</h3>
+{_paragraphs(study_lines(report))}
 </section>
 <section id="plots">
 <h2>Plots</h2>

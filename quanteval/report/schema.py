@@ -178,6 +178,19 @@ class ClaimCheck:
 
 
 @dataclass(frozen=True)
+class StudyClaim:
+    """One of the study's headline figures, checked on one run (quanteval.report.study)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    run_id: str
+    claim: str
+    measured: str
+    outcome: str  # supported / contradicted / not settled by this data / measured
+    ci95: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
 class SampleCell:
     __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
 
@@ -226,6 +239,7 @@ class Report:
     best_runs: tuple[str, ...]
     pareto_front: tuple[str, ...]  # run ids, by peak memory
     claim: ClaimCheck
+    study_claims: tuple[StudyClaim, ...]  # the study's 76% memory, ~2x time, ±10 points
     samples: tuple[SampleRow, ...]
     ignored: tuple[str, ...] = ()  # names under runs/ that are not runs
 

@@ -253,6 +253,13 @@ def claim_lines(report: Report) -> list[str]:
     return lines
 
 
+def study_lines(report: Report) -> list[str]:
+    """The study's headline figures on this data, one line each."""
+    if not report.study_claims:
+        return ["(Needs an int8 run and an fp32 baseline run of the same model.)"]
+    return [f"- {c.run_id}: {c.claim}: {c.measured}: **{c.outcome}**" for c in report.study_claims]
+
+
 def notes(report: Report) -> list[str]:
     out = [
         f"- {r.run_id}: {r.state}" + (f" ({r.reason})" if r.reason else "")
@@ -324,6 +331,10 @@ def to_markdown(report: Report) -> str:
         "## Claim check",
         "",
         *claim_lines(report),
+        "",
+        "## The study's figures on this data",
+        "",
+        *study_lines(report),
     ]
     extra = notes(report)
     if extra:

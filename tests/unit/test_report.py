@@ -642,6 +642,11 @@ def test_paired_verdicts_reach_the_json_the_markdown_and_the_html(tmp_path: Path
     assert worse.paired.p_value is not None and worse.paired.p_value_adjusted is not None
     assert worse.paired.p_value_adjusted == pytest.approx(2 * worse.paired.p_value)
     assert by_id["m-fp32"].vs_baseline is not None and by_id["m-fp32"].vs_baseline.paired is None
+    # The study's figures on this data: int8 lost 50 points, beyond its "at most 10".
+    claims = {c.claim.split(" ")[2]: c for c in report.study_claims if c.run_id == "m-int8"}
+    assert claims["moves"].outcome == "contradicted" and claims["moves"].ci95 is not None
+    assert claims["roughly"].outcome == "not settled by this data"  # no latencies recorded
+    assert claims["saves"].measured.startswith("weights saving 0.0%")
     # The best is a set: the two runs with the same predictions; int8 is significantly worse.
     assert report.best_runs == ("m-fp32", "m-bf16") and report.best_run in report.best_runs
     intervals = by_id["m-fp32"].intervals
