@@ -175,6 +175,17 @@ def model_parameters(records: Sequence[RunRecord]) -> dict[str, int]:
     }
 
 
+def dollar_front(runs: Sequence[RunReport]) -> tuple[str, ...] | None:
+    """The Pareto front of F1 against dollars per run; None unless every succeeded run is priced."""
+    done = [r for r in runs if r.state == SUCCEEDED and r.f1_macro is not None]
+    if not done or any(r.dollars is None for r in done):
+        return None
+    return tuple(
+        p.run_id
+        for p in pareto_front([Point(r.run_id, r.f1_macro or 0.0, r.dollars or 0.0) for r in done])
+    )
+
+
 def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
     return [
         ClaimRun(
@@ -244,6 +255,7 @@ def compute_report(
         best_run=best.run_id if best else None,
         best_runs=not_worse_than_best(runs, best.run_id if best else None),
         pareto_front=tuple(front),
+        pareto_front_dollars=dollar_front(reports),
         claim=claim,
         study_claims=study_claims(reports),
         samples=tuple(row for m in models for row in sample_rows(m, runs, sample_count)),

@@ -15,6 +15,7 @@ from quanteval.report.tables import (
     VERDICT_INTRO,
     best_line,
     claim_lines,
+    dollar_front_text,
     fidelity_rows,
     notes,
     study_lines,
@@ -163,7 +164,8 @@ def render_html(report: Report, plots: Plots) -> str:
 <h1>{escape(title)}</h1>
 <p class="meta">{escape(report.source)} · generated {escape(report.generated_at)} ·
 {succeeded} of {len(report.runs)} runs succeeded · largest peak {escape(human_bytes(peak))}</p>
-<p>{_inline(best_line(report))} Pareto front (F1 against peak memory): {escape(front)}.</p>
+<p>{_inline(best_line(report))} Pareto front (F1 against peak memory): {escape(front)}.
+{escape(dollar_front_text(report))}</p>
 <section id="comparison">
 <h2>Comparison</h2>
 <p>Against each model's baseline precision: memory saving (peak), F1 change in percentage points,

@@ -238,6 +238,7 @@ class Report:
     # the best (McNemar, Holm-adjusted; with fewer than 10 paired samples a run stays in).
     best_runs: tuple[str, ...]
     pareto_front: tuple[str, ...]  # run ids, by peak memory
+    pareto_front_dollars: tuple[str, ...] | None  # by dollars; None unless every run is priced
     claim: ClaimCheck
     study_claims: tuple[StudyClaim, ...]  # the study's 76% memory, ~2x time, ±10 points
     samples: tuple[SampleRow, ...]

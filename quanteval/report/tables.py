@@ -275,6 +275,12 @@ def notes(report: Report) -> list[str]:
     return out
 
 
+def dollar_front_text(report: Report) -> str:
+    if report.pareto_front_dollars is None:
+        return ""
+    return f" Against dollars: {', '.join(report.pareto_front_dollars) or 'none'}."
+
+
 def best_line(report: Report) -> str:
     """The best run as the data supports it: every run not significantly worse than it."""
     if report.best_run is None:
@@ -314,7 +320,7 @@ def to_markdown(report: Report) -> str:
         "",
         best_line(report),
         "",
-        f"Pareto front (F1 against peak memory): {front}.",
+        f"Pareto front (F1 against peak memory): {front}." + dollar_front_text(report),
         "",
         "## Verdict",
         "",

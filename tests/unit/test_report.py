@@ -13,6 +13,7 @@ from quanteval.exitcodes import ExitCode, InvalidSpecError
 from quanteval.precisions import Precision
 from quanteval.report import REPORT_SCHEMA, BuiltReport, ExpectedRun, build_report
 from quanteval.report.claim import NO_PAIR, ClaimRun, check_claim, similar_memory, verdict
+from quanteval.report.compute import dollar_front
 from quanteval.report.data import Generation, parse_generations, parse_run_id
 from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_f, rouge_means
 from quanteval.report.pareto import Point, pareto_front
@@ -711,3 +712,14 @@ def test_quanteval_report_writes_the_termination_message_where_the_job_says(
     message = json.loads(log.read_text())
     assert message["kind"] == "report"
     assert {c["id"] for c in message["comparisons"]} == {"big-int8", "big-nf4", "small-bf16"}
+
+
+def test_the_dollar_front_needs_every_run_priced() -> None:
+    def run(run_id: str, f1: float, dollars: float | None) -> RunReport:
+        return RunReport(
+            run_id, "m", FP32, "Succeeded", "", FP32, False, f1_macro=f1, dollars=dollars
+        )
+
+    priced = [run("a", 0.6, 1.0), run("b", 0.7, 2.0), run("c", 0.5, 3.0)]
+    assert dollar_front(priced) == ("a", "b")  # c costs more and scores less than both
+    assert dollar_front([*priced, run("d", 0.9, None)]) is None  # no invented price
