@@ -19,10 +19,12 @@ quick start, and the kept mass reached.
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import ConfigDict
+from pydantic.alias_generators import to_camel
 from scipy import stats
 
 FIDELITY_FILE: Final = "fidelity.npz"
@@ -162,7 +164,13 @@ def position_kl(base: TokenDistributions, run: TokenDistributions) -> NDArray[np
 
 @dataclass(frozen=True)
 class FidelityFigures:
-    """A run against its baseline over the reference corpus; intervals resample sequences."""
+    """A run against its baseline over the reference corpus; intervals resample sequences.
+
+    Also the report's `vsBaseline.fidelity` (camelCase in report.json)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True
+    )
 
     sequences: int
     positions: int

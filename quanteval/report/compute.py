@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import replace
 
+from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
 from quanteval.report.data import SUCCEEDED, RunRecord
@@ -12,7 +13,6 @@ from quanteval.report.samples import DEFAULT_SAMPLES, sample_rows
 from quanteval.report.schema import (
     BaselineComparison,
     EvaluationInfo,
-    FidelityComparison,
     PairedTest,
     Report,
     RunReport,
@@ -107,7 +107,7 @@ def against_baseline(
         intensity_drift=intensity_drift(pairs),
         dollar_ratio=comparison.dollar_ratio,
         paired=paired,
-        fidelity=fidelity if isinstance(fidelity, FidelityComparison) else None,
+        fidelity=fidelity if isinstance(fidelity, FidelityFigures) else None,
         fidelity_unavailable=fidelity if isinstance(fidelity, str) else None,
     )
 

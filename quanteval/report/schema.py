@@ -10,6 +10,7 @@ from typing import ClassVar, Final, Literal
 from pydantic import ConfigDict
 from pydantic.alias_generators import to_camel
 
+from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import Precision
 
 REPORT_SCHEMA: Final = "quanteval.io/report/v1"
@@ -68,27 +69,6 @@ class PairedTest:
 
 
 @dataclass(frozen=True)
-class FidelityComparison:
-    """The run's next-token distributions against the baseline's on the reference corpus
-    (quanteval.fidelity); intervals resample the corpus's sequences."""
-
-    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
-
-    sequences: int
-    positions: int
-    mean_kl: float  # nats per token, KL(baseline || run)
-    mean_kl_ci95: tuple[float, float]
-    p99_kl: float
-    p99_kl_ci95: tuple[float, float]
-    top1_agreement_pct: float
-    top1_agreement_ci95: tuple[float, float]
-    perplexity_ratio: float  # the run's perplexity of the corpus / the baseline's
-    perplexity_ratio_ci95: tuple[float, float]
-    baseline_kept_mass: float  # mean probability the stored tokens hold
-    run_kept_mass: float
-
-
-@dataclass(frozen=True)
 class BaselineComparison:
     """A run against the same model's baseline run (the baseline against itself too)."""
 
@@ -106,7 +86,7 @@ class BaselineComparison:
     intensity_drift: float | None  # mean |intended-emotion probability - baseline's| x 100
     dollar_ratio: float | None = None  # dollars / baseline's, both priced
     paired: PairedTest | None = None  # None for the baseline itself
-    fidelity: FidelityComparison | None = None
+    fidelity: FidelityFigures | None = None  # quanteval.fidelity: KL, top-1, perplexity ratio
     fidelity_unavailable: str | None = None  # why there is no fidelity figure, when there is none
 
 

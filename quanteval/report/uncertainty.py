@@ -7,12 +7,11 @@ for how many were made.
 import math
 from collections.abc import Mapping, Sequence
 
-from quanteval.fidelity import compare_fidelity
+from quanteval.fidelity import FidelityFigures, compare_fidelity
 from quanteval.report.data import SUCCEEDED, Generation, RunRecord
 from quanteval.report.drift import pair_by_sample
 from quanteval.report.schema import (
     EmotionInterval,
-    FidelityComparison,
     PairedTest,
     QualityIntervals,
 )
@@ -132,29 +131,15 @@ def paired_tests(
     return tests
 
 
-def fidelity_against(base: RunRecord, record: RunRecord) -> FidelityComparison | str:
+def fidelity_against(base: RunRecord, record: RunRecord) -> FidelityFigures | str:
     """The run's fidelity figures against its baseline's, or why there are none."""
     if base.fidelity is None or record.fidelity is None:
         missing = base.run_id if base.fidelity is None else record.run_id
         return f"{missing} has no reference-corpus scores (written before they existed?)"
     try:
-        f = compare_fidelity(base.fidelity, record.fidelity)
+        return compare_fidelity(base.fidelity, record.fidelity)
     except ValueError as error:
         return str(error)
-    return FidelityComparison(
-        sequences=f.sequences,
-        positions=f.positions,
-        mean_kl=f.mean_kl,
-        mean_kl_ci95=f.mean_kl_ci95,
-        p99_kl=f.p99_kl,
-        p99_kl_ci95=f.p99_kl_ci95,
-        top1_agreement_pct=f.top1_agreement_pct,
-        top1_agreement_ci95=f.top1_agreement_ci95,
-        perplexity_ratio=f.perplexity_ratio,
-        perplexity_ratio_ci95=f.perplexity_ratio_ci95,
-        baseline_kept_mass=f.baseline_kept_mass,
-        run_kept_mass=f.run_kept_mass,
-    )
 
 
 def not_worse_than_best(records: Sequence[RunRecord], best_id: str | None) -> tuple[str, ...]:
