@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from quanteval.local import run_local
     from quanteval.report import build_report
     from quanteval.summary import compare
-    from quanteval.table import comparison_table, energy_notes, memory_notes
+    from quanteval.table import comparison_json, comparison_table, energy_notes, memory_notes
 
     if not args.local:
         raise InvalidSpecError(
@@ -182,7 +182,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     built = build_report(out, _expected_runs(manifest, results))
     against = {r.run_id: r.vs_baseline for r in built.report.runs if r.vs_baseline is not None}
     title = f"{manifest.metadata.name} ({out})"
-    Console(width=300).print(comparison_table(rows, title=title, against=against))
+    if args.output == "json":
+        print(json.dumps(comparison_json(rows, against), indent=2))
+    else:
+        Console(width=300).print(comparison_table(rows, title=title, against=against))
     console.print(
         "F1 Δ: paired over the samples both runs generated, 95% bootstrap interval; verdict: "
         "McNemar's exact test, Holm-adjusted (report.md); KL: mean KL(baseline || run) per "
@@ -261,8 +264,19 @@ def cmd_classify(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quanteval")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="quanteval", description=__doc__.splitlines()[0])
+    description = " ".join(__doc__.split("\n\n")[0].split())  # the first paragraph, whole
+    parser = argparse.ArgumentParser(prog="quanteval", description=description)
+    parser.add_argument("--version", action="version", version=f"quanteval {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="evaluate a QuantEval manifest")
@@ -284,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="USD",
             help=f"price of a {resource.upper()}-hour, where spec.cost.{resource}HourUSD is unset",
         )
+    run.add_argument(
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="the comparison as a table (default) or as JSON on standard output, for scripts",
+    )
     run.set_defaults(handler=cmd_run)
 
     validate = commands.add_parser("validate", help="check a manifest offline")

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from quanteval.exitcodes import ExitCode, InvalidSpecError
 from quanteval.matrix import Run, build_run_spec, expand
@@ -31,6 +38,39 @@ class LocalRunOutcome:
     outcome: RunOutcome
 
 
+class LineProgress:
+    """Progress as plain lines, one as a run starts, each time it finishes a batch, and one as it
+    ends: for a console that is not a terminal (CI logs, `| tee`), where a live bar stays silent."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._names: list[str] = []
+        self._done: dict[int, float] = {}
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None) -> TaskID:
+        self._names.append(description)
+        self.console.print(f"{description}: started", highlight=False)
+        return TaskID(len(self._names) - 1)
+
+    def update(
+        self,
+        task_id: TaskID,
+        completed: float | None = None,
+        total: float | None = None,
+        visible: bool | None = None,
+    ) -> None:
+        if completed is None or not total or self._done.get(task_id) == completed:
+            return
+        self._done[task_id] = completed
+        self.console.print(f"{self._names[task_id]}: {completed:g}/{total:g} samples")
+
+
 def select_runs(runs: list[Run], only: list[str] | None) -> list[Run]:
     if not only:
         return runs
@@ -44,7 +84,7 @@ def select_runs(runs: list[Run], only: list[str] | None) -> list[Run]:
 
 
 def _run_worker(
-    run: Run, spec_json: str, force: bool, progress: Progress, console: Console
+    run: Run, spec_json: str, force: bool, progress: Progress | LineProgress, console: Console
 ) -> tuple[int, dict[str, object]]:
     """Run one worker process; follow its progress events; return its exit code and message."""
     with tempfile.TemporaryDirectory(prefix="quanteval-") as tmp:
@@ -98,7 +138,11 @@ def run_local(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    live = console.is_terminal
+    progress = (
+        Progress(*columns, console=console, transient=False) if live else LineProgress(console)
+    )
+    with progress:
         for run in runs:
             spec_json = build_run_spec(manifest, run, storage.uri).to_json()
             exit_code, message = _run_worker(run, spec_json, force, progress, console)
@@ -119,5 +163,7 @@ def run_local(
                     )
             else:
                 console.print(f"[red]{run.id} failed (exit {exit_code}): {outcome.reason}[/red]")
+            if not live:
+                console.print(f"{run.id}: {outcome.state}", highlight=False)
             outcomes.append(LocalRunOutcome(run, exit_code, outcome))
     return outcomes

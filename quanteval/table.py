@@ -151,3 +151,35 @@ def memory_notes(rows: list[Comparison]) -> list[str]:
     """Runs whose peak is above the baseline's, with the allocator's measured share."""
     notes = ((r.outcome.run_id, peak_cause_note(r)) for r in rows)
     return [f"{run_id}: {note}" for run_id, note in notes if note]
+
+
+def comparison_json(
+    rows: list[Comparison], against: Mapping[str, AgainstBaseline] | None = None
+) -> list[dict[str, object]]:
+    """The table's rows as plain data (`quanteval run --output json`), unrounded, null where
+    unknown; the paired verdict and fidelity where the report has them."""
+    out: list[dict[str, object]] = []
+    for row in rows:
+        o = row.outcome
+        report = (against or {}).get(o.run_id)
+        test = report.paired if report else None
+        fidelity = report.fidelity if report else None
+        out.append({
+            "runId": o.run_id, "model": o.model, "precision": o.precision.value,
+            "state": o.state, "reason": o.reason or None, "isBaseline": row.is_baseline,
+            "f1Macro": o.f1_macro, "accuracy": o.accuracy, "intensity": o.intensity,
+            "weightsBytes": o.weights_bytes, "loadPeakMemoryBytes": o.load_peak_memory_bytes,
+            "peakMemoryBytes": o.peak_memory_bytes, "loadSeconds": o.load_seconds,
+            "generationSeconds": o.generation_seconds, "ttftMs": o.ttft_ms, "tpotMs": o.tpot_ms,
+            "tokensPerSecond": o.tokens_per_second, "joulesPerToken": o.joules_per_token,
+            "gpuSeconds": o.gpu_seconds, "dollars": o.dollars,
+            "weightsSavingPct": row.weights_saving_pct, "memorySavingPct": row.memory_saving_pct,
+            "f1DeltaPp": test.delta_f1_pp if test and test.delta_f1_pp is not None
+            else row.f1_delta_pp,
+            "f1DeltaCi95": list(test.ci95) if test and test.ci95 else None,
+            "verdict": test.verdict if test else None,
+            "meanKl": fidelity.mean_kl if fidelity else None,
+            "top1AgreementPct": fidelity.top1_agreement_pct if fidelity else None,
+            "timeRatio": row.time_ratio, "dollarRatio": row.dollar_ratio,
+        })  # fmt: skip
+    return out

@@ -195,3 +195,14 @@ def test_error_message_keeps_square_brackets_of_a_path(
 
     assert main(["validate", str(write_manifest(quickstart_dict))]) == 3
     assert "/models/[old]/m.gguf" in capsys.readouterr().err
+
+
+def test_version_and_a_whole_help_text(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("quanteval ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "validate or plan a manifest, try a classifier." in help_text  # not cut mid-sentence

@@ -116,3 +116,17 @@ def test_run_local_writes_results_and_prints_the_table(
         assert result.metrics.dollars is None  # no price given: no dollars
     assert "tiny-fp32 (baseline)" in process.stdout and "J/token" in process.stdout
     assert "tiny-int8" in process.stdout and "memory saving %" in process.stdout
+    # Not a terminal: one line as each run starts, progresses and ends, not a silent bar.
+    for line in ("tiny-fp32: started", "tiny-fp32: 2/2 samples", "tiny-int8: Succeeded"):
+        assert line in process.stderr, process.stderr[-2000:]
+
+    # For scripts: the comparison as JSON (the results are there already: each run resumes).
+    again = subprocess.run(
+        [*command, "--out", str(out), "--output", "json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = {row["runId"]: row for row in json.loads(again.stdout)}
+    assert set(rows) == {"tiny-fp32", "tiny-int8"} and rows["tiny-fp32"]["isBaseline"] is True
+    assert rows["tiny-int8"]["weightsBytes"] < rows["tiny-fp32"]["weightsBytes"]
+    assert rows["tiny-int8"]["verdict"].startswith("cannot decide")  # two samples a run
