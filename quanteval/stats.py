@@ -11,10 +11,12 @@ scikit-learn's per run would cost seconds each.
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import ConfigDict
+from pydantic.alias_generators import to_camel
 from scipy import stats
 
 from quanteval.power import ALPHA, DETECT_PP, detectable_change
@@ -93,16 +95,25 @@ def _bootstrap(
     return (float(low), float(high)), float(result.standard_error)
 
 
+CAMEL_CASE: Final = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
 @dataclass(frozen=True)
 class EmotionInterval:
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
     n: int  # samples whose intended emotion this is
     f1_ci95: Interval
 
 
 @dataclass(frozen=True)
 class RunIntervals:
+    """95% intervals of a run's quality figures; also the report's `runs[].intervals`."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
     samples: int
-    f1_ci95: Interval
+    f1_macro_ci95: Interval  # BCa bootstrap
     accuracy_ci95: Interval  # Wilson
     intensity_ci95: Interval  # of the mean, 0-100
     per_emotion: dict[str, EmotionInterval]
@@ -153,7 +164,7 @@ def run_intervals(
     correct = int((want == got).sum())
     return RunIntervals(
         samples=len(intended),
-        f1_ci95=f1_interval(intended, predicted, emotions),
+        f1_macro_ci95=f1_interval(intended, predicted, emotions),
         accuracy_ci95=wilson(correct, len(intended)),
         intensity_ci95=mean_interval(intensities),
         per_emotion=per_emotion,

@@ -12,30 +12,10 @@ from pydantic.alias_generators import to_camel
 
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import Precision
+from quanteval.stats import RunIntervals
 
 REPORT_SCHEMA: Final = "quanteval.io/report/v1"
 CAMEL_CASE: Final = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-@dataclass(frozen=True)
-class EmotionInterval:
-    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
-
-    n: int  # samples whose intended emotion this is
-    f1_ci95: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class QualityIntervals:
-    """95% intervals of a run's quality figures (quanteval.stats: BCa bootstrap, Wilson)."""
-
-    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
-
-    samples: int
-    f1_macro_ci95: tuple[float, float]
-    accuracy_ci95: tuple[float, float]  # Wilson
-    intensity_ci95: tuple[float, float]  # of the mean, 0-100
-    per_emotion: dict[str, EmotionInterval]
 
 
 @dataclass(frozen=True)
@@ -116,7 +96,7 @@ class RunReport:
     dollars: float | None = None  # only from a given price
     samples: int = 0  # generations read
     per_emotion_f1: dict[str, float] = field(default_factory=dict)
-    intervals: QualityIntervals | None = None  # None below two samples
+    intervals: RunIntervals | None = None  # quanteval.stats; None below two samples
     vs_baseline: BaselineComparison | None = None  # None: the run or its baseline did not succeed
     on_pareto_front: bool = False
     warnings: tuple[str, ...] = ()  # from result.json: what a reader must know (capped macro-F1)

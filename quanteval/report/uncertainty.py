@@ -10,15 +10,12 @@ from collections.abc import Mapping, Sequence
 from quanteval.fidelity import FidelityFigures, compare_fidelity
 from quanteval.report.data import SUCCEEDED, Generation, RunRecord
 from quanteval.report.drift import pair_by_sample
-from quanteval.report.schema import (
-    EmotionInterval,
-    PairedTest,
-    QualityIntervals,
-)
+from quanteval.report.schema import PairedTest
 from quanteval.stats import (
     MIN_PAIRS,
     Interval,
     PairedComparison,
+    RunIntervals,
     holm,
     paired_comparison,
     ratio_interval,
@@ -31,25 +28,16 @@ def _emotions(record: RunRecord) -> list[str]:
     return list(record.result.per_emotion) if record.result is not None else []
 
 
-def quality_intervals(record: RunRecord) -> QualityIntervals | None:
+def quality_intervals(record: RunRecord) -> RunIntervals | None:
     """The run's intervals; None unless it succeeded with at least two generations."""
     if record.state != SUCCEEDED or record.result is None:
         return None
     generations = record.generations
-    intervals = run_intervals(
+    return run_intervals(
         [g.emotion for g in generations],
         [g.predicted for g in generations],
         [g.intensity for g in generations],
         _emotions(record),
-    )
-    if intervals is None:
-        return None
-    return QualityIntervals(
-        samples=intervals.samples,
-        f1_macro_ci95=intervals.f1_ci95,
-        accuracy_ci95=intervals.accuracy_ci95,
-        intensity_ci95=intervals.intensity_ci95,
-        per_emotion={e: EmotionInterval(i.n, i.f1_ci95) for e, i in intervals.per_emotion.items()},
     )
 
 

@@ -113,7 +113,7 @@ def test_a_runs_intervals_hold_its_figures() -> None:
     intervals = run_intervals(intended, predicted, [40.0 + i % 20 for i in range(70)], EMOTIONS)
     assert intervals is not None
     f1 = f1_score(intended, predicted, labels=EMOTIONS, average="macro", zero_division=0)
-    assert intervals.f1_ci95[0] <= f1 <= intervals.f1_ci95[1]
+    assert intervals.f1_macro_ci95[0] <= f1 <= intervals.f1_macro_ci95[1]
     accuracy = sum(i == p for i, p in zip(intended, predicted, strict=True)) / 70
     assert intervals.accuracy_ci95[0] <= accuracy <= intervals.accuracy_ci95[1]
     assert {e: i.n for e, i in intervals.per_emotion.items()} == dict.fromkeys(EMOTIONS, 14)
