@@ -24,15 +24,13 @@ from typing import Any, ClassVar, Final
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ConfigDict
-from pydantic.alias_generators import to_camel
-from scipy import stats
+
+from quanteval.stats import CAMEL_CASE, bootstrap
 
 FIDELITY_FILE: Final = "fidelity.npz"
 KEPT_MASS: Final = 0.999
 MAX_K: Final = 512
 MAX_SEQUENCES: Final = 128  # with ~25 scored tokens each and MAX_K: at most ~6 MB a run
-RESAMPLES: Final = 2000
-SEED: Final = 20250131
 
 # Written by the QuantEval authors for this corpus: affective sentences a model is asked to
 # continue the prompts with; the same for every precision, so their token sequences are too.
@@ -168,9 +166,7 @@ class FidelityFigures:
 
     Also the report's `vsBaseline.fidelity` (camelCase in report.json)."""
 
-    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True
-    )
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
 
     sequences: int
     positions: int
@@ -184,26 +180,6 @@ class FidelityFigures:
     perplexity_ratio_ci95: tuple[float, float]
     baseline_kept_mass: float  # mean mass of the baseline's kept tokens
     run_kept_mass: float
-
-
-def _cluster_interval(
-    statistic: Any, groups: int, vectorized_data: tuple[Any, ...] | None
-) -> tuple[float, float]:
-    """95% percentile interval over resampled sequences: per-sequence sums (vectorized), or the
-    sequences' indices for a statistic that needs the positions themselves."""
-    rng = np.random.default_rng(SEED)
-    data = vectorized_data if vectorized_data is not None else (np.arange(groups),)
-    result = stats.bootstrap(
-        data,
-        statistic,
-        n_resamples=RESAMPLES,
-        paired=True,
-        vectorized=vectorized_data is not None,
-        method="percentile",
-        rng=rng,
-    )
-    ci = result.confidence_interval
-    return float(ci.low), float(ci.high)
 
 
 def compare_fidelity(base: TokenDistributions, run: TokenDistributions) -> FidelityFigures:
@@ -222,20 +198,12 @@ def compare_fidelity(base: TokenDistributions, run: TokenDistributions) -> Fidel
     groups = int(base.sequence.max()) + 1 if base.positions else 0
     counts = np.bincount(base.sequence, minlength=groups).astype(np.float64)
 
-    def sums(values: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.bincount(base.sequence, weights=values, minlength=groups).astype(np.float64)
+    def per_sequence(values: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+        """(the values' sum, positions) per sequence: what a resample of sequences draws."""
+        return np.bincount(base.sequence, weights=values, minlength=groups).astype(float), counts
 
-    per_sequence = (sums(kl), sums(agree), sums(drop), counts)
-
-    def ratio(a: Any, n: Any, axis: int = -1) -> Any:
-        return a.sum(axis=axis) / n.sum(axis=axis)
-
-    def mean_ratio(index: int, transform: Any = None) -> Any:
-        def statistic(*data: Any, axis: int = -1) -> Any:
-            value = ratio(data[index], data[3], axis)
-            return transform(value) if transform else value
-
-        return statistic
+    def mean(total: Any, n: Any, axis: int = -1) -> Any:
+        return total.sum(axis=axis) / n.sum(axis=axis)
 
     by_sequence = [np.flatnonzero(base.sequence == g) for g in range(groups)]
 
@@ -243,18 +211,23 @@ def compare_fidelity(base: TokenDistributions, run: TokenDistributions) -> Fidel
         picked = np.concatenate([kl[by_sequence[g]] for g in chosen])
         return float(np.percentile(picked, 99))
 
-    agree_low, agree_high = _cluster_interval(mean_ratio(1), groups, per_sequence)
+    def interval(data: tuple[NDArray[Any], ...], statistic: Any, vectorized: bool = True) -> Any:
+        return bootstrap(data, statistic, method="percentile", vectorized=vectorized)[0]
+
+    agree_low, agree_high = interval(per_sequence(agree), mean)
     return FidelityFigures(
         sequences=groups,
         positions=base.positions,
         mean_kl=float(kl.mean()),
-        mean_kl_ci95=_cluster_interval(mean_ratio(0), groups, per_sequence),
+        mean_kl_ci95=interval(per_sequence(kl), mean),
         p99_kl=float(np.percentile(kl, 99)),
-        p99_kl_ci95=_cluster_interval(p99, groups, None),
+        p99_kl_ci95=interval((np.arange(groups),), p99, vectorized=False),
         top1_agreement_pct=100 * float(agree.mean()),
         top1_agreement_ci95=(100 * agree_low, 100 * agree_high),
         perplexity_ratio=float(np.exp(drop.mean())),
-        perplexity_ratio_ci95=_cluster_interval(mean_ratio(2, np.exp), groups, per_sequence),
+        perplexity_ratio_ci95=interval(
+            per_sequence(drop), lambda t, n, axis=-1: np.exp(mean(t, n, axis))
+        ),
         baseline_kept_mass=float(base.kept_mass().mean()),
         run_kept_mass=float(run.kept_mass().mean()),
     )

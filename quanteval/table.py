@@ -124,7 +124,7 @@ def comparison_table(
             num(o.dollars, ".4f"),
             signed(row.weights_saving_pct, ".1f"),
             signed(row.memory_saving_pct, ".1f"),
-            _delta_cell(row.f1_delta_pp, test),
+            delta_cell(row.f1_delta_pp, test),
             verdict_mark(test.verdict) if test else "",
             num(fidelity.mean_kl if fidelity else None, ".4f"),
             num(fidelity.top1_agreement_pct if fidelity else None, ".1f"),
@@ -134,7 +134,7 @@ def comparison_table(
     return table
 
 
-def _delta_cell(unpaired: float | None, test: PairedTest | None) -> str:
+def delta_cell(unpaired: float | None, test: PairedTest | None) -> str:
     """The paired ΔF1 with its interval where there is one, else the plain difference."""
     if test is None or test.delta_f1_pp is None:
         return signed(unpaired, ".1f")

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import Final
 
 from quanteval.precisions import Precision
+from quanteval.report.claim import CONTRADICTED, SUPPORTED, UNSETTLED
 from quanteval.report.fmt import interval
 from quanteval.report.schema import RunReport, StudyClaim
 
-SUPPORTED, CONTRADICTED, UNSETTLED = "supported", "contradicted", "not settled by this data"
 STUDY_MEMORY_SAVING_PCT: Final = 76.0
 ROUGHLY_DOUBLE: Final = (1.5, 2.5)
 WITHIN_POINTS: Final = 10.0

@@ -3,7 +3,7 @@
 import csv
 import io
 
-from quanteval.report.fmt import human_bytes, interval, num, signed, verdict_mark
+from quanteval.report.fmt import delta_cell, human_bytes, interval, num, signed, verdict_mark
 from quanteval.report.schema import BaselineComparison, Report, RunReport
 
 NO_COMPARISON = BaselineComparison("", None, None, None, None, 0, None, None, None, None)
@@ -92,7 +92,7 @@ def table_cells(run: RunReport) -> list[str]:
         num(run.dollars, ".4f"),
         signed(c.weights_saving_pct, ".1f"),
         signed(c.memory_saving_pct, ".1f"),
-        _delta_cell(c),
+        delta_cell(c.f1_delta_pp, c.paired),
         _verdict_cell(c),
         num(c.time_ratio, ".2f"),
         num(c.dollar_ratio, ".2f"),
@@ -102,13 +102,6 @@ def table_cells(run: RunReport) -> list[str]:
         num(c.intensity_drift, ".1f"),
         "★" if run.on_pareto_front else "",
     ]
-
-
-def _delta_cell(c: BaselineComparison) -> str:
-    t = c.paired
-    if t is None or t.delta_f1_pp is None:
-        return signed(c.f1_delta_pp, ".1f")
-    return f"{signed(t.delta_f1_pp, '.1f')} {interval(t.ci95, '.1f', sign=True)}"
 
 
 def _verdict_cell(c: BaselineComparison) -> str:

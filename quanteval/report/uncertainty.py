@@ -80,6 +80,12 @@ def _samples_per_prompt(record: RunRecord, factor: float) -> int:
     return max(current, math.ceil(current * factor))
 
 
+def _holm_by_id(tests: Mapping[str, PairedComparison | None]) -> dict[str, float]:
+    """Each decided test's McNemar p, Holm-adjusted over all of them, by run id."""
+    decided = {run_id: c for run_id, c in tests.items() if c is not None}
+    return dict(zip(decided, holm([c.mcnemar_p for c in decided.values()]), strict=True))
+
+
 def paired_tests(
     records: Sequence[RunRecord], bases: Mapping[str, RunRecord]
 ) -> dict[str, PairedTest]:
@@ -90,8 +96,7 @@ def paired_tests(
         if record.state != SUCCEEDED or base is None or base.run_id == record.run_id:
             continue
         measured[record.run_id] = (record, *_pair(base, record))
-    decided = {run_id: c for run_id, (*_, c) in measured.items() if c is not None}
-    adjusted = dict(zip(decided, holm([c.mcnemar_p for c in decided.values()]), strict=True))
+    adjusted = _holm_by_id({run_id: c for run_id, (*_, c) in measured.items()})
     tests = {}
     for run_id, (record, pairs, unpaired, c) in measured.items():
         p_adjusted = adjusted.get(run_id)
@@ -140,11 +145,10 @@ def not_worse_than_best(records: Sequence[RunRecord], best_id: str | None) -> tu
     tested: dict[str, PairedComparison | None] = {
         run_id: _pair(best, record)[2] for run_id, record in by_id.items() if run_id != best_id
     }
-    decided = {run_id: c for run_id, c in tested.items() if c is not None}
-    adjusted = dict(zip(decided, holm([c.mcnemar_p for c in decided.values()]), strict=True))
+    adjusted = _holm_by_id(tested)
     worse = {
         run_id
-        for run_id, c in decided.items()
-        if verdict(c, adjusted[run_id]) == "significantly worse"
+        for run_id, c in tested.items()
+        if c is not None and verdict(c, adjusted[run_id]) == "significantly worse"
     }
     return tuple(r.run_id for r in records if r.run_id in by_id and r.run_id not in worse)

@@ -127,7 +127,6 @@ class MemoryMeter:
     """
 
     def __init__(self, device: str) -> None:
-        self.device = device
         self.figures: dict[str, int] = {}
         self.causes: dict[str, PeakCause] = {}  # what made a peak larger than its tensors
         _release_freed_memory()
@@ -181,10 +180,9 @@ class MemoryMeter:
         self._reset()
 
     def discard_attempt(self) -> None:
-        """Drop the peaks of the attempt that just failed (its memory already released)."""
+        """Drop the peaks of the attempt that just failed (the caller emptied the CUDA cache)."""
         _release_freed_memory()
         if self._nvml is not None:
-            torch.cuda.empty_cache()
             self._nvml.restart()
         self._reset()
 
