@@ -19,6 +19,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
 typecheck: setup
@@ -35,10 +36,10 @@ bench: setup
 # A real control plane on loopback (etcd, kube-apiserver, controller-manager, scheduler, and a
 # test node agent) plus MinIO: `make cluster`, then `make operator`, then kubectl apply.
 cluster: setup
-	$(PY) -m tests.infra.devcluster up
+	$(PY) -m devcluster up
 
 cluster-down: setup
-	$(PY) -m tests.infra.devcluster down
+	$(PY) -m devcluster down
 
 operator: setup
 	set -a && . .cluster/operator.env && set +a && $(VENV)/bin/quanteval-operator

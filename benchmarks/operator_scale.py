@@ -1,6 +1,6 @@
 """The operator at scale: 200 runs whose workers finish at once, parallelism 200.
 
-On the real test control plane (tests/infra/kube.py, with API audit logging), the operator running
+On the real control plane (devcluster/controlplane.py, with API audit logging), the operator running
 under its chart's ServiceAccount. Prints seconds from apply to all Jobs created and to Succeeded,
 API requests per run (from the audit log, the operator's user only), and the status size in bytes
 with its extrapolation to 1,000 runs (the target: under 512 KiB). No pass/fail.
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from devcluster.controlplane import Cluster
+from devcluster.waiting import wait_until
 from quanteval.precisions import PRECISION_ORDER
 from quanteval.results import RunMetrics, termination_message
-from tests.infra.kube import Cluster, wait_until
 from tests.operator.harness import (
     OPERATOR_NAMESPACE,
     OperatorProcess,

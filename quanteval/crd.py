@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from quanteval import API_GROUP, API_VERSION, KIND
+from quanteval.api.states import ConditionType
 from quanteval.spec import DNS1123_LABEL, MAX_EVAL_NAME, PRESETS, QuantEvalSpec
 
 PLURAL = "quantevals"
@@ -227,7 +228,7 @@ def status_schema() -> dict[str, Any]:
 
 
 def build_crd() -> dict[str, Any]:
-    succeeded = '.status.conditions[?(@.type=="Succeeded")].reason'
+    succeeded = f'.status.conditions[?(@.type=="{ConditionType.SUCCEEDED}")].reason'
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

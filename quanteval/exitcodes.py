@@ -8,6 +8,8 @@ shell.
 
 from enum import IntEnum
 
+from quanteval.api.states import Reason
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -31,7 +33,7 @@ class QuantEvalError(Exception):
     """An error with a user-facing message and the exit code it maps to."""
 
     exit_code: ExitCode = ExitCode.INVALID_SPEC
-    reason: str = "InvalidSpec"
+    reason: Reason = Reason.INVALID_SPEC
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -40,19 +42,19 @@ class QuantEvalError(Exception):
 
 class InvalidSpecError(QuantEvalError):
     exit_code = ExitCode.INVALID_SPEC
-    reason = "InvalidSpec"
+    reason = Reason.INVALID_SPEC
 
 
 class CannotLoadError(QuantEvalError):
     exit_code = ExitCode.CANNOT_LOAD
-    reason = "CannotLoad"
+    reason = Reason.CANNOT_LOAD
 
 
 class OutOfMemoryError(QuantEvalError):
     exit_code = ExitCode.OUT_OF_MEMORY
-    reason = "OutOfMemory"
+    reason = Reason.OUT_OF_MEMORY
 
 
 class StorageError(QuantEvalError):
     exit_code = ExitCode.STORAGE
-    reason = "StorageFailed"
+    reason = Reason.STORAGE_FAILED

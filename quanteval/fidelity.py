@@ -2,9 +2,11 @@
 
 Every run of a model scores the same reference corpus by teacher forcing (the evaluation's
 prompts, each followed by one of the sentences below, in the run's prompt format) and stores, per
-position, the most likely tokens until they hold `KEPT_MASS` of the probability (at most `MAX_K`),
-their log-probabilities, and the log-probability of the corpus's own next token. Runs execute
-apart, so the comparison works from what each stored alone. With C the tokens both kept,
+position, the most likely tokens until they hold `KEPT_MASS` of the probability, their
+log-probabilities, and the log-probability of the corpus's own next token. A run keeps at most
+`TOKEN_BUDGET` tokens over all positions, whatever the spec's size: positions that need few keep
+all they need, the rest share what is left evenly (`tokens_per_position`). Runs execute apart,
+so the comparison works from what each stored alone. With C the tokens both kept,
 
     KL(P || Q) >= sum over x in C of p(x) log(p(x) / q(x)) + p(R) log(p(R) / q(R))
 
@@ -27,10 +29,9 @@ from pydantic import ConfigDict
 
 from quanteval.stats import CAMEL_CASE, bootstrap
 
-FIDELITY_FILE: Final = "fidelity.npz"
 KEPT_MASS: Final = 0.999
-MAX_K: Final = 512
-MAX_SEQUENCES: Final = 128  # with ~25 scored tokens each and MAX_K: at most ~6 MB a run
+TOKEN_BUDGET: Final = 800_000  # tokens a run keeps over all positions: 6 bytes each, ~4.8 MB
+MAX_SEQUENCES: Final = 128
 
 # Written by the QuantEval authors for this corpus: affective sentences a model is asked to
 # continue the prompts with; the same for every precision, so their token sequences are too.
@@ -77,7 +78,8 @@ class TokenDistributions:
     target: NDArray[np.int32]  # the corpus's next token there
     target_logprob: NDArray[np.float32]  # its log-probability
     offsets: NDArray[np.int64]  # position i's kept tokens are ids[offsets[i]:offsets[i + 1]]
-    ids: NDArray[np.int32]  # kept tokens, most likely first
+    ids: NDArray[np.uint16] | NDArray[np.int32]  # kept tokens, most likely first (uint16 when
+    # the vocabulary fits)
     logprobs: NDArray[np.float32]
 
     @property
@@ -118,29 +120,49 @@ class TokenDistributions:
             )
 
 
-def from_top_tokens(
+def tokens_for_mass(sorted_logprobs: NDArray[Any]) -> int:
+    """How many of a position's tokens (most likely first) first hold KEPT_MASS (all if never)."""
+    cumulative = np.cumsum(np.exp(sorted_logprobs.astype(np.float64)))
+    return min(int(np.searchsorted(cumulative, KEPT_MASS)) + 1, len(sorted_logprobs))
+
+
+def tokens_per_position(needs: NDArray[np.int64], budget: int) -> int:
+    """The largest K with sum(min(need, K)) <= budget: positions that need few tokens keep all
+    of them, and the budget left is shared evenly by the rest (water-filling)."""
+    low, high = 1, int(needs.max(initial=1))
+    while low < high:  # the cost only grows with K: bisect for the last K within budget
+        middle = (low + high + 1) // 2
+        if int(np.minimum(needs, middle).sum()) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def from_kept_tokens(
     vocab_size: int,
     sequence: NDArray[Any],
     target: NDArray[Any],
     target_logprob: NDArray[Any],
-    top_ids: NDArray[Any],
-    top_logprobs: NDArray[Any],
+    ids: Sequence[NDArray[Any]],
+    logprobs: Sequence[NDArray[Any]],
+    budget: int = TOKEN_BUDGET,
 ) -> TokenDistributions:
-    """Each position's most likely tokens (`top_*`: [positions, MAX_K], most likely first) cut
-    where they first hold KEPT_MASS of the probability."""
-    cumulative = np.cumsum(np.exp(top_logprobs.astype(np.float64)), axis=1)
-    reached = cumulative >= KEPT_MASS
-    keep = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, top_ids.shape[1])
-    offsets = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
-    mask = np.arange(top_ids.shape[1])[None, :] < keep[:, None]
+    """Each position's most likely tokens (most likely first, at least until they hold
+    KEPT_MASS) cut where they first hold KEPT_MASS, at most `tokens_per_position` of them."""
+    needs = np.array([tokens_for_mass(lp) for lp in logprobs], dtype=np.int64)
+    keep = np.minimum(needs, tokens_per_position(needs, budget))
+    kept_ids = np.concatenate([i[:k] for i, k in zip(ids, keep, strict=True)])
     return TokenDistributions(
         vocab_size=vocab_size,
         sequence=sequence.astype(np.int32),
         target=target.astype(np.int32),
         target_logprob=target_logprob.astype(np.float32),
-        offsets=offsets,
-        ids=top_ids[mask].astype(np.int32),
-        logprobs=top_logprobs[mask].astype(np.float32),
+        offsets=np.concatenate([[0], np.cumsum(keep)]).astype(np.int64),
+        ids=kept_ids.astype(np.uint16) if vocab_size <= 1 << 16 else kept_ids.astype(np.int32),
+        logprobs=np.concatenate([lp[:k] for lp, k in zip(logprobs, keep, strict=True)]).astype(
+            np.float32
+        ),
     )
 
 

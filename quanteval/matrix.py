@@ -4,6 +4,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from quanteval.api.layout import run_dir, under
 from quanteval.precisions import Precision
 from quanteval.runspec import EvaluationRef, RunSpec
 from quanteval.spec import ModelSpec, QuantEval, QuantEvalSpec
@@ -80,7 +81,7 @@ def s3_evaluation_root(manifest: QuantEval) -> str:
 
 
 def run_output_uri(evaluation_root: str, run: Run) -> str:
-    return f"{evaluation_root.rstrip('/')}/runs/{run.id}"
+    return under(evaluation_root, run_dir(run.id))
 
 
 def build_run_spec(manifest: QuantEval, run: Run, evaluation_root: str) -> RunSpec:

@@ -1,4 +1,4 @@
-"""The result of one run (`result.json`, versioned) and its compact termination message."""
+"""The result of one run (`result.json`, versioned)."""
 
 import json
 from typing import Annotated, Any, Final, Literal
@@ -10,10 +10,6 @@ from quanteval.precisions import Precision
 from quanteval.runspec import EvaluationRef
 
 RESULT_SCHEMA: Final = "quanteval.io/result/v1"
-RESULT_FILE = "result.json"
-GENERATIONS_FILE = "generations.jsonl"
-# The kubelet keeps at most 4096 bytes of a termination message; beyond that the JSON would break.
-TERMINATION_MESSAGE_LIMIT = 4096
 
 
 class _Model(BaseModel):
@@ -151,34 +147,3 @@ class RunResult(_Model):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2) + "\n"
-
-
-def _rounded_metrics(metrics: RunMetrics) -> dict[str, float | int]:
-    values = metrics.model_dump(by_alias=True)
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
-
-
-def termination_message(
-    run_id: str,
-    state: Literal["Succeeded", "Failed"],
-    metrics: RunMetrics | None = None,
-    reason: str = "",
-    message: str = "",
-) -> str:
-    """Compact JSON for the pod's termination message, kept under the kubelet's 4096 bytes."""
-    payload: dict[str, Any] = {"runId": run_id, "state": state}
-    if reason:
-        payload["reason"] = reason
-    if metrics is not None:
-        payload["metrics"] = _rounded_metrics(metrics)
-    if message:
-        payload["message"] = message
-    text = json.dumps(payload, separators=(",", ":"))
-    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
-        return text
-    overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT + len(" [truncated]") + 16
-    payload["message"] = (
-        message.encode()[: max(0, len(message.encode()) - overflow)].decode(errors="ignore")
-        + " [truncated]"
-    )
-    return json.dumps(payload, separators=(",", ":"))

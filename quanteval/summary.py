@@ -5,6 +5,7 @@ Shared by the local table, the report and the operator's status summary.
 
 from dataclasses import dataclass
 
+from quanteval.api.states import RunState
 from quanteval.precisions import Precision
 from quanteval.results import PeakCause, RunResult
 
@@ -35,7 +36,7 @@ class RunOutcome:
     reason: str = ""
 
 
-def outcome_of(result: RunResult, state: str = "Succeeded", reason: str = "") -> RunOutcome:
+def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str = "") -> RunOutcome:
     """A run's outcome from its result.json."""
     m = result.metrics
     cause = result.memory.get("generationPeakCause")
@@ -88,11 +89,13 @@ def _saving(value: int | None, base: int | None) -> float | None:
 
 def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]:
     """Each run against the same model's run at `baseline` (None where either is missing)."""
-    baselines = {o.model: o for o in outcomes if o.precision == baseline and o.state == "Succeeded"}
+    baselines = {
+        o.model: o for o in outcomes if o.precision == baseline and o.state == RunState.SUCCEEDED
+    }
     rows = []
     for outcome in outcomes:
         base = baselines.get(outcome.model)
-        ok = outcome.state == "Succeeded" and base is not None
+        ok = outcome.state == RunState.SUCCEEDED and base is not None
         rows.append(
             Comparison(
                 outcome=outcome,
@@ -135,7 +138,7 @@ def peak_cause_note(row: Comparison) -> str | None:
 
 def best_run(outcomes: list[RunOutcome]) -> RunOutcome | None:
     """The succeeded run with the highest F1; on a tie, the one with less peak memory."""
-    done = [o for o in outcomes if o.state == "Succeeded" and o.f1_macro is not None]
+    done = [o for o in outcomes if o.state == RunState.SUCCEEDED and o.f1_macro is not None]
     if not done:
         return None
     unknown = float("inf")  # a run of unknown memory never wins a tie

@@ -2,14 +2,14 @@
 # Render manifests/install.yaml: the Helm chart with its defaults, for `kubectl apply -f` without
 # Helm (the quanteval-system Namespace first, then the CRD, RBAC and the Deployment).
 #   scripts/render-install.sh [OUTPUT]      default OUTPUT: manifests/install.yaml
-# HELM: the helm binary (default: the project's pinned helm, built and cached by tests.infra.helm).
+# HELM: the helm binary (default: the project's pinned helm, built and cached by devcluster.helm).
 # tests/unit/test_chart.py fails when manifests/install.yaml differs from what this writes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/manifests/install.yaml}
 namespace=quanteval-system
 if [ -z "${HELM:-}" ]; then
-  HELM=$(cd "$root" && "${VENV:-$root/.venv}/bin/python" -m tests.infra.helm --build)
+  HELM=$(cd "$root" && "${VENV:-$root/.venv}/bin/python" -m devcluster.helm --build)
 fi
 rendered=$("$HELM" template quanteval "$root/charts/quanteval-operator" \
   --namespace "$namespace" --include-crds)

@@ -5,10 +5,11 @@ venv=${VENV:-.venv}
 export HF_HUB_OFFLINE=1
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
+"$venv/bin/lint-imports"
 "$venv/bin/mypy"
-"$venv/bin/python" -m tests.infra.minio --build
-"$venv/bin/python" -m tests.infra.kube --build
-"$venv/bin/python" -m tests.infra.helm --build
+"$venv/bin/python" -m devcluster.minio --build
+"$venv/bin/python" -m devcluster.kubernetes --build
+"$venv/bin/python" -m devcluster.helm --build
 set +e
 "$venv/bin/python" -m pytest "$@"
 code=$?

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real S3 server (MinIO, tests/infra/minio.py) for storage and worker tests."""
+"""Shared fixtures: a real S3 server (MinIO, devcluster/minio.py) for storage and worker tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.infra.minio import MinioServer, MinioUnavailableError, ensure_minio
+from devcluster.minio import MinioServer, MinioUnavailableError, ensure_minio
 
 
 @pytest.fixture(scope="session")

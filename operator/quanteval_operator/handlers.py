@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from quanteval import API_GROUP, API_VERSION
+from quanteval.api.states import EventReason
 from quanteval.exitcodes import InvalidSpecError
 from quanteval.matrix import expand
 from quanteval.spec import QuantEval, parse_manifest
@@ -226,7 +227,7 @@ async def reconcile(
         message = message.removeprefix("spec: invalid QuantEval\n")
         status = invalid_status(previous, generation, now_iso(), message)
         if _differs(previous, status):
-            kopf.warn(body, reason="InvalidSpec", message=message)
+            kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
             await _patch_status(kube, body, status)
         return previous | status
     spec = manifest.spec
@@ -243,7 +244,7 @@ async def reconcile(
         )
         status = invalid_status(previous, generation, now_iso(), message)
         if _differs(previous, status):
-            kopf.warn(body, reason="InvalidSpec", message=message)
+            kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
             await _patch_status(kube, body, status)
         return previous | status
     active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
@@ -253,7 +254,7 @@ async def reconcile(
         name = job["metadata"]["name"]
         job_by_run[run.id] = await _start_job(
             kube, body, job, logger, kind="run", purpose=f"run {run.id}",
-            reason="RunStarted", message=f"run {run.id}: Job {name}",
+            reason=EventReason.RUN_STARTED, message=f"run {run.id}: Job {name}",
         )  # fmt: skip
     pods_by_run: dict[str, list[PodObservation]] = {}
     for run_id, pod in pods:
@@ -268,7 +269,7 @@ async def reconcile(
         name = job["metadata"]["name"]
         report_job = await _start_job(
             kube, body, job, logger, kind="report", purpose="the report",
-            reason="ReportStarted", message=f"Job {name}",
+            reason=EventReason.REPORT_STARTED, message=f"Job {name}",
         )  # fmt: skip
     report = ReportObservation(report_job, pods_by_run.pop(REPORT, []), report_uri(manifest))
     unsized = sorted({r.model.name for r in runs if gpus_for(manifest, r, settings) is None})

@@ -4,6 +4,7 @@ import hashlib
 from typing import Any
 
 from quanteval import API_GROUP, API_VERSION, KIND
+from quanteval.api.layout import REPORT_HTML, under
 from quanteval.cost import with_default_cost
 from quanteval.exitcodes import DETERMINISTIC_FAILURES
 from quanteval.matrix import Run, build_run_spec, expand, s3_evaluation_root
@@ -286,4 +287,4 @@ def render_report_job(manifest: QuantEval, settings: Settings) -> dict[str, Any]
 
 
 def report_uri(manifest: QuantEval) -> str:
-    return f"{s3_evaluation_root(manifest)}/report.html"
+    return under(s3_evaluation_root(manifest), REPORT_HTML)

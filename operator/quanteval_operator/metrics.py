@@ -22,7 +22,10 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
 
-RUN_STATES = ("Pending", "Queued", "Running", "Succeeded", "Failed")
+from quanteval.api.states import RunState
+
+# Every state but Missing, which only the report gives (a run that left nothing).
+RUN_STATES = tuple(s for s in RunState if s != RunState.MISSING)
 # Runs take from minutes (a small model at one precision) to many hours.
 DURATION_BUCKETS = (60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
                     86400.0)  # fmt: skip
@@ -30,7 +33,7 @@ DURATION_BUCKETS = (60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 1
 
 def run_states(runs: Iterable[Any] | None) -> dict[str, int]:
     """How many of a status's `runs` are in each state: every known state, then any other seen."""
-    counts = dict.fromkeys(RUN_STATES, 0)
+    counts: dict[str, int] = dict.fromkeys(RUN_STATES, 0)
     for run in runs or []:
         if isinstance(run, Mapping) and isinstance(run.get("state"), str):
             counts[run["state"]] = counts.get(run["state"], 0) + 1

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from quanteval_operator.jobs import ANNOTATION_CONTENT_HASH
-from quanteval_operator.status import JobObservation, PodObservation
+from quanteval_operator.status import JobObservation, PodObservation, PodPhase
 
 
 def _condition(conditions: list[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
@@ -50,7 +50,7 @@ def observe_pod(name: str, meta: Mapping[str, Any], status: Mapping[str, Any]) -
     return PodObservation(
         name=name,
         created=str(meta.get("creationTimestamp", "")),
-        phase=str(status.get("phase", "Pending")),
+        phase=str(status.get("phase", PodPhase.PENDING)),
         waiting_reason=str(waiting.get("reason", "")),
         waiting_message=str(waiting.get("message", "")),
         unschedulable_message=unschedulable,

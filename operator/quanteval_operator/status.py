@@ -3,15 +3,16 @@
 Plain data in, a status dict out; the handlers only gather observations and patch the result.
 """
 
-import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from quanteval.api.states import TERMINAL_STATES, ConditionType, Reason, RunState
+from quanteval.api.termination import ReportMessage, RunMessage
 from quanteval.matrix import Run
 from quanteval.precisions import Precision
 from quanteval.summary import RunOutcome, best_run, compare
 
-TERMINAL = ("Succeeded", "Failed")
 # The metrics kept in status: a handful of rounded numbers; everything else is in S3.
 STATUS_METRICS = {
     "f1Macro": 4,
@@ -44,6 +45,16 @@ class JobObservation:
     content_hash: str = ""
 
 
+class PodPhase(StrEnum):
+    """Kubernetes' pod phases (core/v1 PodStatus.phase), not our run states."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
 @dataclass(frozen=True)
 class PodObservation:
     name: str
@@ -62,14 +73,6 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
-def parse_termination_message(text: str) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
 def status_metrics(metrics: dict[str, Any]) -> dict[str, float | int]:
     kept: dict[str, float | int] = {}
     for name, digits in STATUS_METRICS.items():
@@ -83,10 +86,10 @@ def _failure_reason(job: JobObservation, pod: PodObservation | None) -> str:
     if pod is not None and pod.terminated_reason == "OOMKilled":
         return _short("OOMKilled: the worker ran out of memory; raise spec.resources.memory")
     if pod is not None and pod.termination_message:
-        message = parse_termination_message(pod.termination_message)
+        message = RunMessage.parse(pod.termination_message)
         if message is not None:
-            detail = str(message.get("message", ""))
-            return _short(f"{message.get('reason', 'Failed')}: {detail}".rstrip(": "))
+            detail = message.message or ""
+            return _short(f"{message.reason or RunState.FAILED}: {detail}".rstrip(": "))
         last_line = pod.termination_message.strip().splitlines()[-1:]
         code = f"ExitCode{pod.exit_code}" if pod.exit_code is not None else "Error"
         return _short(f"{code}: {' '.join(last_line)}")
@@ -105,34 +108,34 @@ def run_status(
     entry: dict[str, Any] = {"id": run.id}
     latest = max(pods, key=lambda p: (p.created, p.name)) if pods else None
     if job is None:
-        entry["state"] = "Pending"
+        entry["state"] = RunState.PENDING
         entry["attempts"] = 0
         if suspended:
             entry["reason"] = "Suspended: spec.suspend is true"
         return entry
     entry["attempts"] = job.active + job.succeeded + job.failed
     if job.complete:
-        entry["state"] = "Succeeded"
+        entry["state"] = RunState.SUCCEEDED
         done = next((p for p in sorted(pods, key=lambda p: p.created, reverse=True)
-                     if p.phase == "Succeeded"), None)  # fmt: skip
-        parsed = parse_termination_message(done.termination_message) if done else None
-        if parsed and isinstance(parsed.get("metrics"), dict):
-            entry["metrics"] = status_metrics(parsed["metrics"])
+                     if p.phase == PodPhase.SUCCEEDED), None)  # fmt: skip
+        parsed = RunMessage.parse(done.termination_message) if done else None
+        if parsed is not None and parsed.metrics is not None:
+            entry["metrics"] = status_metrics(parsed.metrics)
         return entry
     if job.failed_condition:
-        failed = [p for p in pods if p.phase == "Failed"]
+        failed = [p for p in pods if p.phase == PodPhase.FAILED]
         last_failed = max(failed, key=lambda p: (p.created, p.name)) if failed else None
-        entry["state"] = "Failed"
+        entry["state"] = RunState.FAILED
         entry["reason"] = _failure_reason(job, last_failed)
         return entry
     if job.suspended:
-        entry["state"] = "Queued"
+        entry["state"] = RunState.QUEUED
         entry["reason"] = "Suspended until the queue admits it"
         return entry
-    if latest is not None and latest.phase == "Running":
-        entry["state"] = "Running"
+    if latest is not None and latest.phase == PodPhase.RUNNING:
+        entry["state"] = RunState.RUNNING
         return entry
-    entry["state"] = "Pending"
+    entry["state"] = RunState.PENDING
     if latest is not None and latest.waiting_reason:
         message = f": {latest.waiting_message}" if latest.waiting_message else ""
         entry["reason"] = _short(f"{latest.waiting_reason}{message}")
@@ -194,7 +197,7 @@ def summarize(
     best = best_run(outcomes)
     rows = []
     for row in compare(outcomes, baseline):
-        if row.outcome.state != "Succeeded" or row.is_baseline:
+        if row.outcome.state != RunState.SUCCEEDED or row.is_baseline:
             continue
         item: dict[str, Any] = {"id": row.outcome.run_id}
         if row.memory_saving_pct is not None:
@@ -212,37 +215,23 @@ def summarize(
     return summary
 
 
-def report_verdicts(pods: list[PodObservation]) -> dict[str, Any] | None:
+def report_verdicts(pods: list[PodObservation]) -> ReportMessage | None:
     """The paired verdicts the report Job's pod left in its termination message, if any."""
-    done = [p for p in pods if p.phase == "Succeeded" and p.termination_message]
+    done = [p for p in pods if p.phase == PodPhase.SUCCEEDED and p.termination_message]
     if not done:
         return None
-    parsed = parse_termination_message(
-        max(done, key=lambda p: (p.created, p.name)).termination_message
-    )
-    if (
-        not parsed
-        or parsed.get("kind") != "report"
-        or not isinstance(parsed.get("comparisons"), list)
-    ):
-        return None
-    return parsed
+    return ReportMessage.parse(max(done, key=lambda p: (p.created, p.name)).termination_message)
 
 
-def with_verdicts(summary: dict[str, Any], verdicts: dict[str, Any] | None) -> dict[str, Any]:
+def with_verdicts(summary: dict[str, Any], verdicts: ReportMessage | None) -> dict[str, Any]:
     """The summary's comparisons with the report's paired ΔF1, its interval and the verdict in
     place of the unpaired difference (which stays where the report has no verdict)."""
     if verdicts is None:
         return summary
-    by_id = {c["id"]: c for c in verdicts["comparisons"] if isinstance(c, dict) and "id" in c}
-    rows = []
-    for row in summary["comparisons"]:
-        found = by_id.get(row["id"])
-        if found is not None:
-            row = row | {k: found[k] for k in ("f1DeltaPp", "f1DeltaCi95", "verdict") if k in found}
-        rows.append(row)
+    by_id = verdicts.verdicts()
+    rows = [row | by_id.get(row["id"], {}) for row in summary["comparisons"]]
     updated = summary | {"comparisons": rows}
-    if verdicts.get("truncated"):
+    if verdicts.truncated:
         updated["verdictsTruncated"] = True
     return updated
 
@@ -267,34 +256,86 @@ def _finished_conditions(
     job = report.job
     if job is None or not (job.complete or job.failed_condition):
         message = "all runs finished; writing the report"
-        conditions = set_condition(conditions, "Progressing", "True", "Reporting", message,
-                                   generation, now)  # fmt: skip
-        return set_condition(conditions, "Succeeded", "Unknown", "Reporting", message,
-                             generation, now)  # fmt: skip
+        conditions = set_condition(
+            conditions,
+            ConditionType.PROGRESSING,
+            "True",
+            Reason.REPORTING,
+            message,
+            generation,
+            now,
+        )
+        return set_condition(
+            conditions,
+            ConditionType.SUCCEEDED,
+            "Unknown",
+            Reason.REPORTING,
+            message,
+            generation,
+            now,
+        )
     conditions = set_condition(
-        conditions, "Progressing", "False", "AllRunsFinished", "", generation, now
+        conditions,
+        ConditionType.PROGRESSING,
+        "False",
+        Reason.ALL_RUNS_FINISHED,
+        "",
+        generation,
+        now,
     )
-    failed = [e for e in entries if e["state"] == "Failed"]
+    failed = [e for e in entries if e["state"] == RunState.FAILED]
     if job.complete:
-        conditions = set_condition(conditions, "ReportReady", "True", "ReportWritten",
-                                   report.uri, generation, now)  # fmt: skip
+        conditions = set_condition(
+            conditions,
+            ConditionType.REPORT_READY,
+            "True",
+            Reason.REPORT_WRITTEN,
+            report.uri,
+            generation,
+            now,
+        )
     else:
         last = max(report.pods, key=lambda p: (p.created, p.name)) if report.pods else None
-        conditions = set_condition(conditions, "ReportReady", "False", "ReportFailed",
-                                   _failure_reason(job, last), generation, now)  # fmt: skip
+        conditions = set_condition(
+            conditions,
+            ConditionType.REPORT_READY,
+            "False",
+            Reason.REPORT_FAILED,
+            _failure_reason(job, last),
+            generation,
+            now,
+        )
     if failed:
         names = ", ".join(f"{e['id']} ({e.get('reason', '').split(':')[0]})" for e in failed)
         return set_condition(
-            conditions, "Succeeded", "False", "RunsFailed",
+            conditions,
+            ConditionType.SUCCEEDED,
+            "False",
+            Reason.RUNS_FAILED,
             f"{len(entries) - len(failed)} of {len(entries)} runs succeeded; failed: {names}",
-            generation, now,
-        )  # fmt: skip
+            generation,
+            now,
+        )
     if not job.complete:
-        return set_condition(conditions, "Succeeded", "False", "ReportFailed",
-                             "every run succeeded, but the report failed (see ReportReady); "
-                             "the run results are in S3", generation, now)  # fmt: skip
-    return set_condition(conditions, "Succeeded", "True", "AllRunsSucceeded",
-                         f"{len(entries)} runs succeeded", generation, now)  # fmt: skip
+        return set_condition(
+            conditions,
+            ConditionType.SUCCEEDED,
+            "False",
+            Reason.REPORT_FAILED,
+            "every run succeeded, but the report failed (see ReportReady); "
+            "the run results are in S3",
+            generation,
+            now,
+        )
+    return set_condition(
+        conditions,
+        ConditionType.SUCCEEDED,
+        "True",
+        Reason.ALL_RUNS_SUCCEEDED,
+        f"{len(entries)} runs succeeded",
+        generation,
+        now,
+    )
 
 
 def aggregate(
@@ -311,29 +352,50 @@ def aggregate(
 ) -> dict[str, Any]:
     """The whole status from the observations."""
     entries = [run_status(r, jobs.get(r.id), pods.get(r.id, []), suspended) for r in runs]
-    finished = [e for e in entries if e["state"] in TERMINAL]
+    finished = [e for e in entries if e["state"] in TERMINAL_STATES]
     conditions: list[dict[str, Any]] = list(previous.get("conditions", []))
     conditions = set_condition(
-        conditions, "Valid", "True", "SpecValid", f"{len(runs)} runs", generation, now
+        conditions,
+        ConditionType.VALID,
+        "True",
+        Reason.SPEC_VALID,
+        f"{len(runs)} runs",
+        generation,
+        now,
     )
     if unsized_models:
         conditions = set_condition(
-            conditions, "GPUsEstimated", "False", "ParametersUnknown",
+            conditions,
+            ConditionType.GPUS_ESTIMATED,
+            "False",
+            Reason.PARAMETERS_UNKNOWN,
             f"models {', '.join(unsized_models)} get 1 GPU: set spec.models[].parameters or "
-            "spec.resources.gpus", generation, now,
-        )  # fmt: skip
+            "spec.resources.gpus",
+            generation,
+            now,
+        )
     else:
-        conditions = [c for c in conditions if c.get("type") != "GPUsEstimated"]
+        conditions = [c for c in conditions if c.get("type") != ConditionType.GPUS_ESTIMATED]
     all_done = len(finished) == len(entries)
     if all_done:
         conditions = _finished_conditions(conditions, entries, report, generation, now)
     else:
-        reason, message = ("Suspended", "spec.suspend is true: no new run starts") if suspended \
-            else ("RunsActive", f"{len(finished)} of {len(entries)} runs finished")  # fmt: skip
-        conditions = set_condition(conditions, "Progressing", "True", reason, message,
-                                   generation, now)  # fmt: skip
-        conditions = set_condition(conditions, "Succeeded", "Unknown", "RunsInProgress",
-                                   message, generation, now)  # fmt: skip
+        if suspended:
+            reason, message = Reason.SUSPENDED, "spec.suspend is true: no new run starts"
+        else:
+            reason, message = Reason.RUNS_ACTIVE, f"{len(finished)} of {len(entries)} runs finished"
+        conditions = set_condition(
+            conditions, ConditionType.PROGRESSING, "True", reason, message, generation, now
+        )
+        conditions = set_condition(
+            conditions,
+            ConditionType.SUCCEEDED,
+            "Unknown",
+            Reason.RUNS_IN_PROGRESS,
+            message,
+            generation,
+            now,
+        )
     started = any(e["attempts"] > 0 for e in entries)
     summary = summarize(runs, entries, baseline)
     if all_done and report.job is not None and report.job.complete:
@@ -358,11 +420,24 @@ def invalid_status(
     previous: dict[str, Any], generation: int, now: str, message: str
 ) -> dict[str, Any]:
     conditions = set_condition(
-        list(previous.get("conditions", [])), "Valid", "False", "InvalidSpec", message,
-        generation, now,
-    )  # fmt: skip
-    conditions = set_condition(conditions, "Succeeded", "False", "InvalidSpec", message,
-                               generation, now)  # fmt: skip
-    conditions = set_condition(conditions, "Progressing", "False", "InvalidSpec", message,
-                               generation, now)  # fmt: skip
+        list(previous.get("conditions", [])),
+        ConditionType.VALID,
+        "False",
+        Reason.INVALID_SPEC,
+        message,
+        generation,
+        now,
+    )
+    conditions = set_condition(
+        conditions, ConditionType.SUCCEEDED, "False", Reason.INVALID_SPEC, message, generation, now
+    )
+    conditions = set_condition(
+        conditions,
+        ConditionType.PROGRESSING,
+        "False",
+        Reason.INVALID_SPEC,
+        message,
+        generation,
+        now,
+    )
     return {"observedGeneration": generation, "conditions": conditions, "progress": "0/0"}

@@ -9,15 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quanteval.table import human_bytes
+from quanteval.api.states import ConditionType, EventReason, Reason, RunState
+from quanteval.fmt import human_bytes
 
 # Waits that are on their way (image pull, volume mount) or asked for (spec.suspend): no Warning.
-QUIET_WAITS = ("ContainerCreating", "PodInitializing", "Suspended")
+QUIET_WAITS = ("ContainerCreating", "PodInitializing", Reason.SUSPENDED.value)
 
 
 @dataclass(frozen=True)
 class StoryEvent:
-    reason: str
+    reason: str  # an EventReason
     message: str
     warning: bool = False
 
@@ -50,21 +51,31 @@ def run_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[StoryEven
         was = before.get(run_id, {})
         state, reason = run.get("state"), str(run.get("reason") or "")
         attempts = int(run.get("attempts") or 0)
-        if state == "Succeeded" and was.get("state") != "Succeeded":
+        if state == RunState.SUCCEEDED and was.get("state") != RunState.SUCCEEDED:
             told.append(
-                StoryEvent("RunSucceeded", _succeeded_message(run_id, run.get("metrics") or {}))
+                StoryEvent(
+                    EventReason.RUN_SUCCEEDED, _succeeded_message(run_id, run.get("metrics") or {})
+                )
             )
-        elif state == "Failed" and was.get("state") != "Failed":
-            told.append(StoryEvent("RunFailed", f"run {run_id}: {reason}", warning=True))
-        elif state in ("Pending", "Running") and attempts > max(1, int(was.get("attempts") or 0)):
-            told.append(StoryEvent("RunRetried", f"run {run_id}: attempt {attempts}", warning=True))
+        elif state == RunState.FAILED and was.get("state") != RunState.FAILED:
+            told.append(StoryEvent(EventReason.RUN_FAILED, f"run {run_id}: {reason}", warning=True))
+        elif state in (RunState.PENDING, RunState.RUNNING) and attempts > max(
+            1, int(was.get("attempts") or 0)
+        ):
+            told.append(
+                StoryEvent(
+                    EventReason.RUN_RETRIED, f"run {run_id}: attempt {attempts}", warning=True
+                )
+            )
         elif (
-            state == "Pending"
+            state == RunState.PENDING
             and reason != str(was.get("reason") or "")
             and reason
             and not reason.startswith(QUIET_WAITS)
         ):
-            told.append(StoryEvent("RunWaiting", f"run {run_id}: {reason}", warning=True))
+            told.append(
+                StoryEvent(EventReason.RUN_WAITING, f"run {run_id}: {reason}", warning=True)
+            )
     return told
 
 
@@ -79,19 +90,25 @@ def _changed(old: Mapping[str, Any], new: Mapping[str, Any], type_: str) -> Mapp
 def outcome_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[StoryEvent]:
     """The report written or failed, then the evaluation's end: each told once, on its change."""
     told: list[StoryEvent] = []
-    report = _changed(old, new, "ReportReady")
+    report = _changed(old, new, ConditionType.REPORT_READY)
     if report.get("status") == "True":
-        told.append(StoryEvent("ReportWritten", f"report at {report.get('message', '')}"))
+        told.append(
+            StoryEvent(EventReason.REPORT_WRITTEN, f"report at {report.get('message', '')}")
+        )
     elif report.get("status") == "False":
-        told.append(StoryEvent("ReportFailed", str(report.get("message", "")), warning=True))
-    end = _changed(old, new, "Succeeded")
+        told.append(
+            StoryEvent(EventReason.REPORT_FAILED, str(report.get("message", "")), warning=True)
+        )
+    end = _changed(old, new, ConditionType.SUCCEEDED)
     message = str(end.get("message", ""))
     if end.get("status") == "True":
         best = (new.get("summary") or {}).get("bestRun")
-        told.append(StoryEvent("Succeeded", message + (f"; best run {best}" if best else "")))
+        told.append(
+            StoryEvent(EventReason.SUCCEEDED, message + (f"; best run {best}" if best else ""))
+        )
     # InvalidSpec is told where the spec is read.
-    elif end.get("status") == "False" and end.get("reason") != "InvalidSpec":
-        told.append(StoryEvent("Failed", message, warning=True))
+    elif end.get("status") == "False" and end.get("reason") != Reason.INVALID_SPEC:
+        told.append(StoryEvent(EventReason.FAILED, message, warning=True))
     return told
 
 

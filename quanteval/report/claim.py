@@ -13,8 +13,8 @@ round), else not settled.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from quanteval.api.records import SampleRecord
 from quanteval.precisions import BYTES_PER_PARAMETER, Precision
-from quanteval.report.data import Generation
 from quanteval.report.schema import ClaimCheck, ClaimComparison
 from quanteval.report.uncertainty import compare_generations
 
@@ -34,7 +34,7 @@ class ClaimRun:
     precision: Precision
     f1: float
     peak_memory_bytes: int
-    generations: tuple[Generation, ...] = ()
+    generations: tuple[SampleRecord, ...] = ()
     emotions: tuple[str, ...] = ()
 
 

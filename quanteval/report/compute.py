@@ -3,10 +3,11 @@
 from collections.abc import Sequence
 from dataclasses import replace
 
+from quanteval.api.states import RunState
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
-from quanteval.report.data import SUCCEEDED, RunRecord
+from quanteval.report.data import RunRecord
 from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_means
 from quanteval.report.pareto import Point, pareto_front
 from quanteval.report.samples import DEFAULT_SAMPLES, sample_rows
@@ -68,7 +69,7 @@ def baseline_runs(
     return {
         r.model: r
         for r in records
-        if r.state == SUCCEEDED and baselines.get(r.model) == r.precision
+        if r.state == RunState.SUCCEEDED and baselines.get(r.model) == r.precision
     }
 
 
@@ -89,7 +90,7 @@ def against_baseline(
     paired: PairedTest | None = None,
 ) -> BaselineComparison | None:
     """The run against its model's baseline run; None unless both succeeded."""
-    if record.state != SUCCEEDED or base is None or comparison is None:
+    if record.state != RunState.SUCCEEDED or base is None or comparison is None:
         return None
     pairs = pair_by_sample(base.generations, record.generations)
     rouge = rouge_means(pairs)
@@ -130,7 +131,7 @@ def run_report(
         is_baseline=record.precision == baseline,
         samples=len(record.generations),
     )
-    if record.result is None or record.state != SUCCEEDED:
+    if record.result is None or record.state != RunState.SUCCEEDED:
         return row
     m = record.result.metrics
     texts = [g.text for g in record.generations]
@@ -163,7 +164,7 @@ def model_parameters(records: Sequence[RunRecord]) -> dict[str, int]:
     bytes over that: exact at fp32/bf16/fp16, an estimate from a quantized run alone)."""
     best: dict[str, RunRecord] = {}
     for r in records:
-        if r.state != SUCCEEDED or r.result is None:
+        if r.state != RunState.SUCCEEDED or r.result is None:
             continue
         known = best.get(r.model)
         if known is None or BYTES_PER_PARAMETER[r.precision] > BYTES_PER_PARAMETER[known.precision]:
@@ -177,7 +178,7 @@ def model_parameters(records: Sequence[RunRecord]) -> dict[str, int]:
 
 def dollar_front(runs: Sequence[RunReport]) -> tuple[str, ...] | None:
     """The Pareto front of F1 against dollars per run; None unless every succeeded run is priced."""
-    done = [r for r in runs if r.state == SUCCEEDED and r.f1_macro is not None]
+    done = [r for r in runs if r.state == RunState.SUCCEEDED and r.f1_macro is not None]
     if not done or any(r.dollars is None for r in done):
         return None
     return tuple(
@@ -198,7 +199,7 @@ def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
             tuple(r.result.per_emotion),
         )
         for r in records
-        if r.state == SUCCEEDED and r.result is not None
+        if r.state == RunState.SUCCEEDED and r.result is not None
     ]
 
 

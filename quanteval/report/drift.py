@@ -6,10 +6,10 @@ from functools import cache
 from statistics import fmean
 from typing import Any
 
-from quanteval.report.data import Generation
+from quanteval.api.records import SampleRecord
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-Pair = tuple[Generation, Generation]  # (the baseline's generation, the run's)
+Pair = tuple[SampleRecord, SampleRecord]  # (the baseline's generation, the run's)
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,15 @@ class RougeMeans:
     rouge_l: float
 
 
-def pair_by_sample(baseline: Sequence[Generation], run: Sequence[Generation]) -> list[Pair]:
-    """Generations of the same sample (prompt id, emotion, sample index) in both, in run order."""
+def pair_by_sample(baseline: Sequence[SampleRecord], run: Sequence[SampleRecord]) -> list[Pair]:
+    """Records of the same sample (prompt id, emotion, sample index) answering the same prompt
+    in both, in run order; a sample whose prompt changed is not a pair."""
     base = {g.sample_key: g for g in baseline}
-    return [(base[g.sample_key], g) for g in run if g.sample_key in base]
+    return [
+        (base[g.sample_key], g)
+        for g in run
+        if g.sample_key in base and base[g.sample_key].prompt_digest == g.prompt_digest
+    ]
 
 
 @cache

@@ -5,7 +5,8 @@ import re
 from collections.abc import Sequence
 from html import escape
 
-from quanteval.report.fmt import human_bytes, num
+from quanteval.api.states import RunState
+from quanteval.fmt import human_bytes, num
 from quanteval.report.plots import Plots
 from quanteval.report.schema import Report, SampleRow
 from quanteval.report.tables import (
@@ -55,6 +56,8 @@ figcaption { color: #555; font-size: 13px; margin-top: 4px; }
 PLOTS = (
     ("plot-f1-memory", "f1_memory", "Macro-F1 against peak memory; the dashed line is the "
      "Pareto front (outlined points)."),
+    ("plot-f1-dollars", "f1_dollars", "Macro-F1 against dollars per run; the dashed line is the "
+     "Pareto front by dollars."),
     ("plot-emotion-f1", "emotion_f1", "F1 per emotion, one row per run."),
     ("plot-memory", "memory", "Weights and peak memory (generation phase) per run."),
     ("plot-time", "time", "Generation wall time per run, with tokens per second."),
@@ -145,9 +148,10 @@ def render_html(report: Report, plots: Plots) -> str:
         f'src="{data_uri(getattr(plots, field))}"><figcaption>{escape(caption)}</figcaption>'
         "</figure>"
         for pid, field, caption in PLOTS
+        if getattr(plots, field) is not None
     )
     front = ", ".join(report.pareto_front) or "none"
-    succeeded = sum(r.state == "Succeeded" for r in report.runs)
+    succeeded = sum(r.state == RunState.SUCCEEDED for r in report.runs)
     peak = max((r.peak_memory_bytes or 0 for r in report.runs), default=0)
     extra = notes(report)
     title = f"QuantEval report: {report.title}"

@@ -5,21 +5,18 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from quanteval.api.layout import GENERATIONS_FILE, RESULT_FILE, RUNS_DIR, run_dir
+from quanteval.api.states import RunState
 from quanteval.exitcodes import InvalidSpecError
 from quanteval.fidelity import TokenDistributions
 from quanteval.report.data import (
-    FAILED,
-    MISSING,
-    SUCCEEDED,
     ExpectedRun,
     RunRecord,
     parse_generations,
     parse_run_id,
 )
-from quanteval.results import GENERATIONS_FILE, RESULT_FILE, RunResult
+from quanteval.results import RunResult
 from quanteval.storage import Storage
-
-RUNS = "runs"
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
     if parsed is None:
         return None
     model, precision = parsed
-    directory = storage.child(f"{RUNS}/{name}")
+    directory = storage.child(run_dir(name))
     text = directory.read_text(GENERATIONS_FILE)
     generations, bad = parse_generations(text.splitlines() if text is not None else [])
     notes = [f"{bad} unreadable lines in {GENERATIONS_FILE} skipped"] if bad else []
@@ -48,7 +45,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
     result_text = directory.read_text(RESULT_FILE)
     if result_text is None:
         files = directory.list_children("")
-        state = FAILED if files else MISSING
+        state = RunState.FAILED if files else RunState.MISSING
         default = f"no {RESULT_FILE}: the run " + ("did not finish" if files else "wrote nothing")
         return RunRecord(
             name, model, precision, state, "; ".join([failure or default, *notes]),
@@ -58,7 +55,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
         result = RunResult.model_validate_json(result_text)
     except ValidationError as error:
         reason = f"invalid {RESULT_FILE}: {_first_error(error)}"
-        return RunRecord(name, model, precision, FAILED, "; ".join([reason, *notes]))
+        return RunRecord(name, model, precision, RunState.FAILED, "; ".join([reason, *notes]))
     fidelity = None
     if result.fidelity is not None:
         data = directory.read_bytes(result.fidelity.file)
@@ -72,7 +69,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
         run_id=name,
         model=result.model,
         precision=result.precision,
-        state=SUCCEEDED,
+        state=RunState.SUCCEEDED,
         reason="; ".join(notes),
         result=result,
         generations=tuple(generations),
@@ -85,11 +82,11 @@ def load_evaluation(storage: Storage, expected: Sequence[ExpectedRun] = ()) -> L
 
     Raises InvalidSpecError when there is no `runs/` at all and no run was expected.
     """
-    names = storage.list_children(RUNS)
+    names = storage.list_children(RUNS_DIR)
     if not names and not expected:
         raise InvalidSpecError(
-            f"{storage.uri}: no {RUNS}/ here, so nothing to report: give the evaluation's "
-            f"directory or S3 prefix (the one holding {RUNS}/<run>/{RESULT_FILE})"
+            f"{storage.uri}: no {RUNS_DIR}/ here, so nothing to report: give the evaluation's "
+            f"directory or S3 prefix (the one holding {run_dir('<run>')}/{RESULT_FILE})"
         )
     by_id = {e.run_id: e for e in expected}
     runs: list[RunRecord] = []
@@ -103,6 +100,6 @@ def load_evaluation(storage: Storage, expected: Sequence[ExpectedRun] = ()) -> L
     seen = {r.run_id for r in runs}
     for run in expected:
         if run.run_id not in seen:
-            reason = run.reason or f"no {RUNS}/{run.run_id}/: the run wrote nothing"
-            runs.append(RunRecord(run.run_id, run.model, run.precision, MISSING, reason))
+            reason = run.reason or f"no {run_dir(run.run_id)}/: the run wrote nothing"
+            runs.append(RunRecord(run.run_id, run.model, run.precision, RunState.MISSING, reason))
     return LoadedEvaluation(runs, ignored)

@@ -4,12 +4,13 @@ no display, no global state)."""
 import io
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quanteval.report.fmt import human_bytes
+from quanteval.api.states import RunState
+from quanteval.fmt import human_bytes
 from quanteval.report.schema import Report, RunReport
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ GIB = 2**30
 @dataclass(frozen=True)
 class Plots:
     f1_memory: bytes
+    f1_dollars: bytes | None  # None unless every run has a price
     emotion_f1: bytes
     memory: bytes
     time: bytes
@@ -62,7 +64,7 @@ def _empty(ax: "Axes", title: str) -> None:
 
 
 def _succeeded(runs: Sequence[RunReport]) -> list[RunReport]:
-    return [r for r in runs if r.state == "Succeeded"]
+    return [r for r in runs if r.state == RunState.SUCCEEDED]
 
 
 def _memory_unit(values: Sequence[int]) -> tuple[int, str]:
@@ -74,29 +76,30 @@ def _colors(runs: Sequence[RunReport]) -> dict[str, str]:
     return {m: f"C{i % 10}" for i, m in enumerate(models)}
 
 
-def f1_memory_png(runs: Sequence[RunReport], front: Sequence[str]) -> bytes:
-    """F1 (with its 95% interval) against peak memory, one labelled point per run, the Pareto
-    front as a dashed line."""
+def _f1_against(
+    runs: Sequence[RunReport],
+    front: Sequence[str],
+    x_of: Callable[[RunReport], float | None],
+    title: str,
+    xlabel: str,
+) -> bytes:
+    """F1 (with its 95% interval) against x, one labelled point per run, the Pareto front (runs
+    outlined) as a dashed line."""
     figure = _figure(WIDTH, 4.6)
     ax = figure.add_subplot()
-    title = "Macro-F1 (95% interval) against peak memory"
-    done = [r for r in _succeeded(runs) if r.f1_macro is not None and r.peak_memory_bytes]
+    done = [r for r in _succeeded(runs) if r.f1_macro is not None and x_of(r)]
     if not done:
         _empty(ax, title)
         return _png(figure)
-    scale, unit = _memory_unit([r.peak_memory_bytes or 0 for r in done])
     colors = _colors(done)
-    on_front = sorted(
-        (r for r in done if r.run_id in front), key=lambda r: r.peak_memory_bytes or 0
-    )
+    on_front = sorted((r for r in done if r.run_id in front), key=lambda r: x_of(r) or 0.0)
     if on_front:
         ax.plot(
-            [(r.peak_memory_bytes or 0) / scale for r in on_front],
-            [r.f1_macro or 0.0 for r in on_front],
+            [x_of(r) or 0.0 for r in on_front], [r.f1_macro or 0.0 for r in on_front],
             linestyle="--", color="0.45", linewidth=1.2, zorder=1, label="Pareto front",
         )  # fmt: skip
     for r in done:
-        x, y = (r.peak_memory_bytes or 0) / scale, r.f1_macro or 0.0
+        x, y = x_of(r) or 0.0, r.f1_macro or 0.0
         if r.intervals is not None:
             low, high = r.intervals.f1_macro_ci95
             ax.errorbar(
@@ -105,20 +108,44 @@ def f1_memory_png(runs: Sequence[RunReport], front: Sequence[str]) -> bytes:
             )  # fmt: skip
         ax.scatter(
             [x], [y], s=70, color=colors[r.model], marker=MARKERS.get(r.precision.value, "o"),
-            edgecolors="black" if r.on_pareto_front else "none", linewidths=1.2, zorder=2,
+            edgecolors="black" if r.run_id in front else "none", linewidths=1.2, zorder=2,
         )  # fmt: skip
         ax.annotate(
             f"{r.model}/{r.precision.value}", (x, y), xytext=(6, 6),
             textcoords="offset points", fontsize=9,
         )  # fmt: skip
     ax.set_title(title)
-    ax.set_xlabel(f"peak memory ({unit}, generation phase)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("macro-F1")
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.15, y=0.15)
     if on_front:
         ax.legend(loc="best")
     return _png(figure)
+
+
+def f1_memory_png(runs: Sequence[RunReport], front: Sequence[str]) -> bytes:
+    scale, unit = _memory_unit([r.peak_memory_bytes or 0 for r in _succeeded(runs)])
+    return _f1_against(
+        runs,
+        front,
+        lambda r: (r.peak_memory_bytes or 0) / scale,
+        "Macro-F1 (95% interval) against peak memory",
+        f"peak memory ({unit}, generation phase)",
+    )
+
+
+def f1_dollars_png(runs: Sequence[RunReport], front: Sequence[str] | None) -> bytes | None:
+    """F1 against dollars per run; None unless every succeeded run is priced (as the front)."""
+    if front is None:
+        return None
+    return _f1_against(
+        runs,
+        front,
+        lambda r: r.dollars,
+        "Macro-F1 (95% interval) against dollars per run",
+        "dollars per run (the spec's price x measured time)",
+    )
 
 
 def emotion_heatmap_png(runs: Sequence[RunReport], emotions: Sequence[str]) -> bytes:
@@ -206,6 +233,7 @@ def time_bars_png(runs: Sequence[RunReport]) -> bytes:
 def render_plots(report: Report) -> Plots:
     return Plots(
         f1_memory=f1_memory_png(report.runs, report.pareto_front),
+        f1_dollars=f1_dollars_png(report.runs, report.pareto_front_dollars),
         emotion_f1=emotion_heatmap_png(report.runs, report.emotions),
         memory=memory_bars_png(report.runs),
         time=time_bars_png(report.runs),

@@ -2,8 +2,9 @@
 
 from collections.abc import Sequence
 
+from quanteval.api.records import SampleKey, SampleRecord
 from quanteval.precisions import PRECISION_ORDER
-from quanteval.report.data import Generation, RunRecord, SampleKey
+from quanteval.report.data import RunRecord
 from quanteval.report.schema import SampleCell, SampleRow
 
 DEFAULT_SAMPLES = 5
@@ -24,7 +25,7 @@ def pick_samples(keys: Sequence[SampleKey], count: int) -> list[SampleKey]:
     return picked
 
 
-def _cell(record: RunRecord, generation: Generation | None) -> SampleCell:
+def _cell(record: RunRecord, generation: SampleRecord | None) -> SampleCell:
     if generation is None:
         return SampleCell(record.run_id, record.precision, None)
     return SampleCell(

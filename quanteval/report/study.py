@@ -12,9 +12,9 @@ For each model with an int8 run and an fp32 run (the study's 8 and 32 bits):
 from collections.abc import Sequence
 from typing import Final
 
+from quanteval.fmt import interval
 from quanteval.precisions import Precision
 from quanteval.report.claim import CONTRADICTED, SUPPORTED, UNSETTLED
-from quanteval.report.fmt import interval
 from quanteval.report.schema import RunReport, StudyClaim
 
 STUDY_MEMORY_SAVING_PCT: Final = 76.0

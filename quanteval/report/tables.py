@@ -3,7 +3,8 @@
 import csv
 import io
 
-from quanteval.report.fmt import delta_cell, human_bytes, interval, num, signed, verdict_mark
+from quanteval.api.states import RunState
+from quanteval.fmt import delta_cell, human_bytes, interval, num, signed, verdict_mark
 from quanteval.report.schema import BaselineComparison, Report, RunReport
 
 NO_COMPARISON = BaselineComparison("", None, None, None, None, 0, None, None, None, None)
@@ -257,7 +258,7 @@ def notes(report: Report) -> list[str]:
     out = [
         f"- {r.run_id}: {r.state}" + (f" ({r.reason})" if r.reason else "")
         for r in report.runs
-        if r.state != "Succeeded"
+        if r.state != RunState.SUCCEEDED
     ]
     out += [f"- {r.run_id}: {warning}" for r in report.runs for warning in r.warnings]
     for model in dict.fromkeys(r.model for r in report.runs):

@@ -7,8 +7,10 @@ for how many were made.
 import math
 from collections.abc import Mapping, Sequence
 
+from quanteval.api.records import SampleRecord
+from quanteval.api.states import RunState
 from quanteval.fidelity import FidelityFigures, compare_fidelity
-from quanteval.report.data import SUCCEEDED, Generation, RunRecord
+from quanteval.report.data import RunRecord
 from quanteval.report.drift import pair_by_sample
 from quanteval.report.schema import PairedTest
 from quanteval.stats import (
@@ -30,7 +32,7 @@ def _emotions(record: RunRecord) -> list[str]:
 
 def quality_intervals(record: RunRecord) -> RunIntervals | None:
     """The run's intervals; None unless it succeeded with at least two generations."""
-    if record.state != SUCCEEDED or record.result is None:
+    if record.state != RunState.SUCCEEDED or record.result is None:
         return None
     generations = record.generations
     return run_intervals(
@@ -42,7 +44,7 @@ def quality_intervals(record: RunRecord) -> RunIntervals | None:
 
 
 def compare_generations(
-    base: Sequence[Generation], run: Sequence[Generation], emotions: Sequence[str]
+    base: Sequence[SampleRecord], run: Sequence[SampleRecord], emotions: Sequence[str]
 ) -> tuple[int, int, PairedComparison | None]:
     """`run` against `base` on the samples both generated: pairs, unpaired, the comparison."""
     pairs = pair_by_sample(base, run)
@@ -93,7 +95,7 @@ def paired_tests(
     measured: dict[str, tuple[RunRecord, int, int, PairedComparison | None]] = {}
     for record in records:
         base = bases.get(record.model)
-        if record.state != SUCCEEDED or base is None or base.run_id == record.run_id:
+        if record.state != RunState.SUCCEEDED or base is None or base.run_id == record.run_id:
             continue
         measured[record.run_id] = (record, *_pair(base, record))
     adjusted = _holm_by_id({run_id: c for run_id, (*_, c) in measured.items()})
@@ -138,7 +140,7 @@ def fidelity_against(base: RunRecord, record: RunRecord) -> FidelityFigures | st
 def not_worse_than_best(records: Sequence[RunRecord], best_id: str | None) -> tuple[str, ...]:
     """The succeeded runs not significantly worse than the best (itself included), each paired
     with it by sample and tested as comparisons are, Holm-adjusted over the tests made."""
-    by_id = {r.run_id: r for r in records if r.state == SUCCEEDED and r.result is not None}
+    by_id = {r.run_id: r for r in records if r.state == RunState.SUCCEEDED and r.result is not None}
     best = by_id.get(best_id or "")
     if best is None:
         return ()

@@ -6,23 +6,14 @@ significant differences (the largest first), then the rest; where they do not al
 as fit and `truncated: true`.
 """
 
-import json
-from typing import Any, Final
-
+from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT, ReportMessage, Verdict
 from quanteval.report.schema import Report
-from quanteval.results import TERMINATION_MESSAGE_LIMIT
 
-REPORT_MESSAGE_KIND: Final = "report"
 _RANK = {"significantly worse": 0, "significantly better": 1, "no detectable difference": 2}
 
 
-def _entry(run_id: str, delta: float | None, ci: tuple[float, float] | None, verdict: str) -> Any:
-    entry: dict[str, Any] = {"id": run_id, "verdict": verdict}
-    if delta is not None:
-        entry["f1DeltaPp"] = round(delta, 1)
-    if ci is not None:
-        entry["f1DeltaCi95"] = [round(ci[0], 1), round(ci[1], 1)]
-    return entry
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def report_termination_message(report: Report, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
@@ -33,15 +24,15 @@ def report_termination_message(report: Report, limit: int = TERMINATION_MESSAGE_
         if run.vs_baseline is not None and run.vs_baseline.paired is not None
     ]
     tests.sort(key=lambda t: (_RANK.get(t[1].verdict, 3), -abs(t[1].delta_f1_pp or 0.0), t[0]))
-    entries = [_entry(i, t.delta_f1_pp, t.ci95, t.verdict) for i, t in tests]
-    payload: dict[str, Any] = {"kind": REPORT_MESSAGE_KIND, "state": "Succeeded"}
-    kept: list[Any] = []
-    for entry in entries:
-        trial = payload | {"comparisons": [*kept, entry], "truncated": True}
-        if len(json.dumps(trial, separators=(",", ":")).encode()) > limit:
-            break
-        kept.append(entry)
-    payload["comparisons"] = kept
-    if len(kept) < len(entries):
-        payload["truncated"] = True
-    return json.dumps(payload, separators=(",", ":"))
+    ranked = [
+        Verdict(
+            id=run_id,
+            verdict=test.verdict,
+            f1_delta_pp=_rounded(test.delta_f1_pp),
+            f1_delta_ci95=None
+            if test.ci95 is None
+            else (round(test.ci95[0], 1), round(test.ci95[1], 1)),
+        )
+        for run_id, test in tests
+    ]
+    return ReportMessage.fitting(ranked, limit).to_text()

@@ -2,14 +2,20 @@
 
 from dataclasses import dataclass
 
+from quanteval.api.layout import (
+    REPORT_CSV,
+    REPORT_FILES,
+    REPORT_HTML,
+    REPORT_JSON,
+    REPORT_MARKDOWN,
+    REPORT_PNG,
+)
 from quanteval.report.html import render_html
 from quanteval.report.plots import render_plots
 from quanteval.report.schema import Report
 from quanteval.report.serialize import to_json
 from quanteval.report.tables import to_csv, to_markdown
 from quanteval.storage import Storage
-
-REPORT_FILES = ("report.json", "report.csv", "report.md", "report.html", "report.png")
 
 
 @dataclass(frozen=True)
@@ -19,7 +25,7 @@ class ReportFiles:
 
     @property
     def html(self) -> str:
-        return self.uris[REPORT_FILES.index("report.html")]
+        return self.uris[REPORT_FILES.index(REPORT_HTML)]
 
 
 def write_report(storage: Storage, report: Report) -> ReportFiles:
@@ -27,11 +33,11 @@ def write_report(storage: Storage, report: Report) -> ReportFiles:
     plots = render_plots(report)
     markdown = to_markdown(report)
     contents: dict[str, bytes] = {
-        "report.json": to_json(report).encode(),
-        "report.csv": to_csv(report).encode(),
-        "report.md": markdown.encode(),
-        "report.png": plots.f1_memory,
-        "report.html": render_html(report, plots).encode(),
+        REPORT_JSON: to_json(report).encode(),
+        REPORT_CSV: to_csv(report).encode(),
+        REPORT_MARKDOWN: markdown.encode(),
+        REPORT_PNG: plots.f1_memory,
+        REPORT_HTML: render_html(report, plots).encode(),
     }
     for name, data in contents.items():
         storage.write_bytes(name, data)

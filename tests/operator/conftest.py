@@ -1,6 +1,6 @@
-"""Fixtures for operator tests: one real single-node cluster per session (tests/infra/kube.py).
+"""Fixtures for operator tests: one real single-node cluster per session (devcluster/).
 
-``cluster`` is a :class:`tests.infra.kube.Cluster`: ``cluster.kubeconfig`` (admin kubeconfig
+``cluster`` is a :class:`devcluster.controlplane.Cluster`: ``cluster.kubeconfig`` (admin kubeconfig
 path), ``cluster.kubectl(*args, namespace=None, input=None, check=True)``, ``cluster.get(path)``
 (a GET as the admin), ``cluster.pod_dir(ns, name)`` / ``cluster.pod_pid(ns, name)`` (the node
 agent's per-pod directory and process). ``namespace`` is a fresh namespace per test.
@@ -13,14 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.infra.kube import (
-    Cluster,
+from devcluster.controlplane import Cluster
+from devcluster.kubernetes import (
     KubeUnavailableError,
     ensure_kube_binaries,
     etcd_binary,
     kubectl_binary,
-    wait_until,
 )
+from devcluster.waiting import wait_until
 
 
 @pytest.fixture(scope="session")

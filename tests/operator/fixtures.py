@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.kube import Cluster
-from tests.infra.minio import MinioServer
+from devcluster.controlplane import Cluster
+from devcluster.minio import MinioServer
 from tests.operator.harness import (
     BUCKET,
     OperatorProcess,

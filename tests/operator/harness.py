@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,11 @@ from typing import Any
 
 import yaml
 
-from tests.infra.helm import helm
-from tests.infra.kube import Cluster, wait_until
-from tests.infra.minio import MinioServer
+from devcluster.controlplane import Cluster
+from devcluster.helm import helm
+from devcluster.minio import MinioServer
+from devcluster.ports import free_port
+from devcluster.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "quantevals.quanteval.io.yaml"
@@ -28,12 +29,6 @@ RELEASE = "qe"
 BUCKET = "quanteval-e2e"
 S3_SECRET = "quanteval-s3"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def install_crd(cluster: Cluster) -> None:

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
+from devcluster.controlplane import Cluster
+from devcluster.waiting import wait_until
 from quanteval.exitcodes import InvalidSpecError
 from quanteval.spec import parse_manifest
-from tests.infra.kube import Cluster, wait_until
 from tests.operator.harness import OperatorProcess, condition, get_eval, install_crd, jobs
 
 JSON = dict[str, Any]

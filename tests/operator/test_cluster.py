@@ -9,7 +9,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.infra.kube import KUBERNETES_VERSION, Cluster, wait_until
+from devcluster.controlplane import Cluster
+from devcluster.kubernetes import KUBERNETES_VERSION
+from devcluster.waiting import wait_until
 
 JSON = dict[str, Any]
 

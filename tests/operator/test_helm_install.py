@@ -23,16 +23,17 @@ from typing import Any
 import pytest
 import yaml
 
+from devcluster.controlplane import Cluster
+from devcluster.helm import helm
+from devcluster.minio import MinioServer
+from devcluster.ports import free_port
+from devcluster.waiting import wait_until
 from quanteval.storage import S3Storage
-from tests.infra.helm import helm
-from tests.infra.kube import Cluster, wait_until
-from tests.infra.minio import MinioServer
 from tests.operator.harness import (
     ROOT,
     OperatorProcess,
     condition,
     event_counts,
-    free_port,
     get_eval,
     jobs,
     s3_secret,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from devcluster.controlplane import Cluster
+from devcluster.minio import MinioServer
+from devcluster.waiting import wait_until
 from quanteval.results import RunResult
 from quanteval.storage import S3Storage
-from tests.infra.kube import Cluster, wait_until
-from tests.infra.minio import MinioServer
 from tests.operator.harness import (
     BUCKET,
     OperatorProcess,

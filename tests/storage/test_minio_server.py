@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import boto3
 
-from tests.infra.minio import MinioServer
+from devcluster.minio import MinioServer
 
 
 def test_put_get_list_roundtrip(s3_server: MinioServer, s3_bucket: str) -> None:

@@ -2,9 +2,9 @@
 
 import pytest
 
+from devcluster.minio import MinioServer
 from quanteval.exitcodes import StorageError
 from quanteval.storage import S3Storage, open_storage
-from tests.infra.minio import MinioServer
 
 
 def test_write_read_list_delete(

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from devcluster.helm import ensure_helm, helm
 from quanteval.spec import IMAGE_REFERENCE
 from quanteval_operator.settings import Settings
-from tests.infra.helm import ensure_helm, helm
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "quanteval-operator"

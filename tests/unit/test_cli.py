@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from quanteval.cli import main
+from quanteval_cli.main import main
 
 from .conftest import Manifest, WriteManifest
 

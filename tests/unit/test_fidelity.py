@@ -5,12 +5,12 @@ import pytest
 
 from quanteval.fidelity import (
     KEPT_MASS,
-    MAX_K,
     TokenDistributions,
     compare_fidelity,
-    from_top_tokens,
+    from_kept_tokens,
     position_kl,
     reference_pairs,
+    tokens_per_position,
 )
 
 VOCAB = 2000
@@ -22,14 +22,15 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return result
 
 
-def _stored(logprobs: np.ndarray, targets: np.ndarray, sequence: np.ndarray) -> TokenDistributions:
+def _stored(
+    logprobs: np.ndarray, targets: np.ndarray, sequence: np.ndarray, budget: int = 10**6
+) -> TokenDistributions:
     """What a run stores of full distributions: its top tokens, cut at KEPT_MASS."""
-    order = np.argsort(-logprobs, axis=1)[:, :MAX_K]
+    order = np.argsort(-logprobs, axis=1)
     top = np.take_along_axis(logprobs, order, axis=1)
     rows = np.arange(len(targets))
-    return from_top_tokens(
-        VOCAB, sequence, targets, logprobs[rows, targets].astype(np.float32), order, top
-    )
+    target_lp = logprobs[rows, targets].astype(np.float32)
+    return from_kept_tokens(VOCAB, sequence, targets, target_lp, list(order), list(top), budget)
 
 
 def _corpus(seed: int, positions: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,3 +97,28 @@ def test_the_corpus_pairs_each_distinct_prompt_with_a_sentence() -> None:
     pairs = reference_pairs(["a", "b", "a", "c"])
     assert [p for p, _ in pairs] == ["a", "b", "c"]
     assert len({s for _, s in pairs}) == 3
+
+
+def test_the_token_budget_is_shared_by_water_filling() -> None:
+    needs = np.array([1, 2, 100, 100])
+    assert tokens_per_position(needs, 53) == 25  # 1 + 2 + 25 + 25
+    assert tokens_per_position(needs, 1000) == 100  # within budget: every position all it needs
+    assert tokens_per_position(needs, 2) == 1  # never below one token a position
+
+
+def test_a_run_keeps_at_most_its_budget_and_the_flattest_positions_give_way() -> None:
+    logits, targets, sequence = _corpus(7)
+    logits[:10] *= 0.05  # ten nearly uniform positions: each needs most of the vocabulary
+    p = _log_softmax(logits)
+    unlimited = _stored(p, targets, sequence)
+    needs = np.diff(unlimited.offsets)
+    budget = int(needs[10:].sum()) + 10 * 500  # room for 500 tokens at each flat position
+    capped = _stored(p, targets, sequence, budget)
+    kept = np.diff(capped.offsets)
+    assert kept.sum() <= budget < needs.sum()
+    assert np.array_equal(kept[10:], needs[10:])  # the peaked positions keep all they need
+    assert kept[:10].min() >= 500
+    assert capped.kept_mass()[:10].max() < KEPT_MASS <= capped.kept_mass()[10:].min()
+    assert capped.ids.dtype == np.uint16  # a vocabulary under 65,536 ids: two bytes a token
+    again = TokenDistributions.from_bytes(capped.to_bytes())
+    assert compare_fidelity(capped, again).mean_kl == 0

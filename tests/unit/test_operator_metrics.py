@@ -12,6 +12,7 @@ import kopf
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from devcluster.ports import free_port
 from quanteval_operator import handlers, metrics
 from quanteval_operator import main as operator_main
 from quanteval_operator.metrics import RUN_STATES, Metrics, job_duration, run_states, serve
@@ -118,13 +119,6 @@ def test_the_operator_metrics_live_on_the_default_registry() -> None:
     text = generate_latest().decode()
     assert "quanteval_runs{" in text
     assert "quanteval_reconcile_errors_total" in text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_serve_answers_on_metrics_and_fails_clearly_on_a_busy_port() -> None:

@@ -8,111 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from quanteval.cli import main
+from quanteval.api.records import SampleRecord
 from quanteval.exitcodes import ExitCode, InvalidSpecError
 from quanteval.precisions import Precision
 from quanteval.report import REPORT_SCHEMA, BuiltReport, ExpectedRun, build_report
 from quanteval.report.claim import NO_PAIR, ClaimRun, check_claim, similar_memory, verdict
 from quanteval.report.compute import dollar_front
-from quanteval.report.data import Generation, parse_generations, parse_run_id
+from quanteval.report.data import parse_generations, parse_run_id
 from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_f, rouge_means
 from quanteval.report.pareto import Point, pareto_front
+from quanteval.report.plots import f1_dollars_png
 from quanteval.report.samples import pick_samples
 from quanteval.report.schema import Report, RunReport
 from quanteval.report.serialize import from_json, to_json
 from quanteval.report.verdicts import report_termination_message
-from quanteval.results import (
-    ConfusionMatrix,
-    EmotionScores,
-    RunMetrics,
-    RunResult,
-)
-from quanteval.runspec import EvaluationRef
-from quanteval.storage import LocalStorage
+from quanteval_cli.main import main
+from tests.builders import EMOTIONS, Samples, generation_lines, make_result, write_run
 
 FP32, BF16, INT8, NF4 = Precision.FP32, Precision.BF16, Precision.INT8, Precision.NF4
-EMOTIONS = ("anger", "joy")
-# (prompt id, emotion, sample index) -> (text, probability of the intended emotion)
-Samples = dict[tuple[int, str, int], tuple[str, float]]
-
-
-def make_result(
-    model: str,
-    precision: Precision,
-    *,
-    f1: float,
-    weights: int,
-    peak: int,
-    seconds: float,
-    baseline: Precision = FP32,
-    per_emotion_f1: tuple[float, float] = (0.5, 0.5),
-) -> RunResult:
-    metrics = RunMetrics(
-        f1_macro=f1, accuracy=f1, intensity=50.0,
-        distinct1=0.123, distinct2=0.456,  # deliberately not what the generations give
-        weights_bytes=weights, peak_memory_bytes=peak, load_peak_memory_bytes=peak,
-        generation_peak_memory_bytes=peak, load_seconds=1.0, generation_seconds=seconds,
-        tokens_per_second=100.0 / seconds, latency_p50_ms=1.0, latency_p95_ms=2.0,
-        generated_tokens=100, samples=4,
-    )  # fmt: skip
-    return RunResult(
-        evaluation=EvaluationRef(name="hand-made", namespace="default", uid="local"),
-        run_id=f"{model}-{precision.value}",
-        model=model,
-        source="package:nothing",
-        revision=None,
-        precision=precision,
-        baseline=baseline,
-        content_hash="0" * 16,
-        device="cpu",
-        batch_size=4,
-        metrics=metrics,
-        per_emotion={
-            e: EmotionScores(f1=f, precision=f, recall=f, support=2, intensity=50.0)
-            for e, f in zip(EMOTIONS, per_emotion_f1, strict=True)
-        },
-        confusion=ConfusionMatrix(
-            labels=list(EMOTIONS), predicted_labels=list(EMOTIONS), matrix=[[1, 1], [1, 1]]
-        ),
-        memory={"peakMemoryBytes": peak},
-        environment={},
-        started_at="2025-01-01T00:00:00+00:00",
-        finished_at="2025-01-01T00:01:00+00:00",
-    )
-
-
-def generation_lines(samples: Samples) -> str:
-    lines = []
-    for (prompt_id, emotion, index), (text, probability) in samples.items():
-        other = next(e for e in EMOTIONS if e != emotion)
-        record = {
-            "key": f"p{prompt_id}-{emotion}-s{index}",
-            "promptId": prompt_id,
-            "emotion": emotion,
-            "sampleIndex": index,
-            "seed": 1,
-            "prompt": f"Write a text that expresses {emotion}",
-            "text": text,
-            "predicted": emotion if probability >= 0.5 else other,
-            "probabilities": {emotion: probability, other: 1.0 - probability},
-            "promptTokens": 10,
-            "newTokens": 5,
-            "batchLatencyMs": 1.0,
-        }
-        lines.append(json.dumps(record))
-    return "\n".join(lines) + "\n"
-
-
-def write_run(
-    root: Path, run_id: str, result: RunResult | None, samples: Samples | None = None
-) -> None:
-    """A run directory as the worker leaves it (no result.json: the run did not finish)."""
-    storage = LocalStorage(root).child(f"runs/{run_id}")
-    (root / "runs" / run_id).mkdir(parents=True, exist_ok=True)
-    if samples is not None:
-        storage.write_text("generations.jsonl", generation_lines(samples))
-    if result is not None:
-        storage.write_text("result.json", result.to_json())
 
 
 BIG_FP32: Samples = {
@@ -190,7 +103,7 @@ def test_rouge_by_hand() -> None:
     assert rouge_l == pytest.approx(2 / 3)
 
 
-def _gens(samples: Samples) -> list[Generation]:
+def _gens(samples: Samples) -> list[SampleRecord]:
     generations, bad = parse_generations(generation_lines(samples).splitlines())
     assert bad == 0
     return generations
@@ -299,9 +212,9 @@ def test_claim_verdict_wording() -> None:
     assert verdict(0, 0, 0) == "no pair at similar memory"
 
 
-def _generations(model_right: set[int], n: int = 40) -> tuple[Generation, ...]:
+def _generations(model_right: set[int], n: int = 40) -> tuple[SampleRecord, ...]:
     return tuple(
-        Generation(
+        SampleRecord(
             key=f"p{i}", prompt_id=i, emotion=EMOTIONS[i % 2], sample_index=0, prompt="",
             text="", predicted=EMOTIONS[i % 2] if i in model_right else EMOTIONS[(i + 1) % 2],
             probabilities={},
@@ -528,7 +441,8 @@ def test_the_files_are_written_and_the_json_round_trips(
 
     assert (evaluation / "report.png").read_bytes().startswith(b"\x89PNG")
     html = (evaluation / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 4
+    assert html.count('src="data:image/png;base64,') == 4  # no price: no F1-against-dollars
+    assert "plot-f1-dollars" not in html
     assert 'id="comparison-table"' in html
 
 
@@ -723,3 +637,6 @@ def test_the_dollar_front_needs_every_run_priced() -> None:
     priced = [run("a", 0.6, 1.0), run("b", 0.7, 2.0), run("c", 0.5, 3.0)]
     assert dollar_front(priced) == ("a", "b")  # c costs more and scores less than both
     assert dollar_front([*priced, run("d", 0.9, None)]) is None  # no invented price
+    plot = f1_dollars_png(priced, dollar_front(priced))
+    assert plot is not None and plot.startswith(b"\x89PNG")
+    assert f1_dollars_png([*priced, run("d", 0.9, None)], None) is None  # and no plot of one

@@ -5,7 +5,9 @@ from typing import Any
 
 import pytest
 
-from quanteval.results import TERMINATION_MESSAGE_LIMIT, RunMetrics, termination_message
+from quanteval.api.states import RunState
+from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT, run_message
+from quanteval.results import RunMetrics
 
 
 def _metrics() -> RunMetrics:
@@ -42,7 +44,9 @@ def test_limit_is_the_kubelets() -> None:
 
 def test_short_message_is_kept_whole() -> None:
     payload = _parse(
-        termination_message("m-fp32", "Failed", reason="CannotLoad", message="no such file")
+        run_message(
+            "m-fp32", RunState.FAILED, reason="CannotLoad", message="no such file"
+        ).to_text()
     )
 
     assert payload == {
@@ -54,7 +58,7 @@ def test_short_message_is_kept_whole() -> None:
 
 
 def test_success_carries_rounded_metrics() -> None:
-    payload = _parse(termination_message("m-nf4", "Succeeded", metrics=_metrics()))
+    payload = _parse(run_message("m-nf4", RunState.SUCCEEDED, metrics=_metrics()).to_text())
 
     assert payload["runId"] == "m-nf4"
     assert payload["state"] == "Succeeded"
@@ -80,7 +84,7 @@ def test_success_carries_rounded_metrics() -> None:
     ],
 )
 def test_long_message_is_truncated_to_valid_json(message: str) -> None:
-    text = termination_message("m-int8", "Failed", reason="OutOfMemory", message=message)
+    text = run_message("m-int8", RunState.FAILED, reason="OutOfMemory", message=message).to_text()
     payload = _parse(text)
 
     assert payload["runId"] == "m-int8"
@@ -92,9 +96,9 @@ def test_long_message_is_truncated_to_valid_json(message: str) -> None:
 
 
 def test_long_message_with_metrics_keeps_the_metrics() -> None:
-    text = termination_message(
-        "m-bf16", "Succeeded", metrics=_metrics(), reason="Note", message="y" * 10_000
-    )
+    text = run_message(
+        "m-bf16", RunState.SUCCEEDED, metrics=_metrics(), reason="Note", message="y" * 10_000
+    ).to_text()
     payload = _parse(text)
 
     assert payload["runId"] == "m-bf16"
@@ -106,6 +110,6 @@ def test_long_message_with_metrics_keeps_the_metrics() -> None:
 
 
 def test_ascii_truncation_keeps_most_of_the_message() -> None:
-    payload = _parse(termination_message("r", "Failed", reason="X", message="z" * 10_000))
+    payload = _parse(run_message("r", RunState.FAILED, reason="X", message="z" * 10_000).to_text())
 
     assert len(payload["message"]) > TERMINATION_MESSAGE_LIMIT - 200

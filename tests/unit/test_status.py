@@ -5,9 +5,11 @@ from typing import Any
 
 import pytest
 
+from quanteval.api.states import RunState
+from quanteval.api.termination import run_message
 from quanteval.matrix import Run, expand
 from quanteval.precisions import Precision
-from quanteval.results import RunMetrics, termination_message
+from quanteval.results import RunMetrics
 from quanteval.spec import parse_manifest
 from quanteval_operator.observe import observe_job, observe_pod
 from quanteval_operator.status import (
@@ -161,7 +163,7 @@ def _metrics(
 
 
 def _succeeded_pod(run: Run, metrics: RunMetrics, created: str = T1) -> PodObservation:
-    message = termination_message(run.id, "Succeeded", metrics)
+    message = run_message(run.id, RunState.SUCCEEDED, metrics).to_text()
     return _pod(_pod_body(f"{run.id}-pod", created, "Succeeded", state=_terminated(0, message)))
 
 
@@ -355,9 +357,9 @@ def test_complete_job_takes_metrics_from_the_newest_succeeded_pod(
 
 def test_failed_job_with_the_workers_json_message(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
-    message = termination_message(
-        run.id, "Failed", reason="CannotLoad", message="package llm_x is not installed"
-    )
+    message = run_message(
+        run.id, RunState.FAILED, reason="CannotLoad", message="package llm_x is not installed"
+    ).to_text()
     pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(4, message, reason="Error")))
     job = _job(
         _job_body(
@@ -404,7 +406,9 @@ def test_failed_job_with_logs_as_the_message(quickstart_dict: Manifest) -> None:
 
 def test_failed_job_reason_is_short(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
-    message = termination_message(run.id, "Failed", reason="CannotLoad", message="x" * 3000)
+    message = run_message(
+        run.id, RunState.FAILED, reason="CannotLoad", message="x" * 3000
+    ).to_text()
     pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(4, message, reason="Error")))
     job = _job(_job_body("j", failed=1, conditions=[{"type": "Failed", "status": "True"}]))
 
@@ -585,7 +589,7 @@ def _succeed(run: Run, metrics: RunMetrics | None = None) -> tuple[JobObservatio
 
 
 def _fail(run: Run, reason: str = "CannotLoad") -> tuple[JobObservation, PodObservation]:
-    message = termination_message(run.id, "Failed", reason=reason, message="cannot load")
+    message = run_message(run.id, RunState.FAILED, reason=reason, message="cannot load").to_text()
     pod = _pod(_pod_body(f"{run.id}-p", T1, "Failed", state=_terminated(4, message, "Error")))
     failed = {"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}
     return _job(_job_body(f"job-{run.id}", failed=1, conditions=[failed])), pod

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quanteval.cli import main
+from devcluster.minio import MinioServer
 from quanteval.results import RunResult
+from quanteval_cli.main import main
 from quanteval_worker.sources import resolve_source
-from tests.infra.minio import MinioServer
 
 
 def test_classify_reads_lines_and_prints_json_lines(
@@ -95,7 +95,7 @@ def test_run_local_writes_results_and_prints_the_table(
         )
     )
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "quanteval.cli", "run", str(manifest), "--local"]
+    command = [sys.executable, "-m", "quanteval_cli.main", "run", str(manifest), "--local"]
     process = subprocess.run(
         [*command, "--out", str(out)],
         capture_output=True,

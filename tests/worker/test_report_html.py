@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from quanteval.cli import main
 from quanteval.precisions import Precision
 from quanteval.report import build_report
 from quanteval.report.serialize import from_json
-from tests.unit.test_report import Samples, make_result, write_run
+from quanteval_cli.main import main
+from tests.builders import Samples, make_result, write_run
 
 if TYPE_CHECKING:
-    from tests.infra.minio import MinioServer
+    from devcluster.minio import MinioServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / ".test-artifacts"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT
 from quanteval.exitcodes import ExitCode
 from quanteval.matrix import build_run_spec, expand
-from quanteval.results import TERMINATION_MESSAGE_LIMIT
 from quanteval.spec import parse_manifest
 
 

@@ -5,7 +5,6 @@ its labels, the tokenizer, the prompt format and lengths), so a mistake costs se
 run. Generations are written before they are scored, so a scoring failure never loses them.
 """
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from quanteval.api.layout import FIDELITY_FILE, GENERATIONS_FILE
+from quanteval.api.records import SampleRecord, prompt_sha256
 from quanteval.cost import per_thousand, run_dollars
-from quanteval.fidelity import FIDELITY_FILE
 from quanteval.prompts import Sample, expand_samples
 from quanteval.results import (
-    GENERATIONS_FILE,
     EnergyFigures,
     FidelitySummary,
     GenerationSettings,
@@ -182,28 +181,31 @@ def generation_records(
     """`generations.jsonl`: one line per sample; with the classifier's verdict once scored."""
     lines = []
     for index, g in enumerate(generations):
-        record: dict[str, Any] = {
-            "key": g.sample.key,
-            "promptId": g.sample.prompt_id,
-            "emotion": g.sample.emotion,
-            "sampleIndex": g.sample.sample_index,
-            "seed": g.sample.seed,
-            "prompt": g.sample.prompt,
-            "text": g.text,
-        }
+        scored: dict[str, Any] = {}
         if predictions is not None:
             p = predictions[index]
-            record["predicted"] = p.label
-            record["probabilities"] = {k: round(v, 5) for k, v in p.probabilities.items()}
-        record |= {
-            "promptTokens": g.prompt_tokens,
-            "newTokens": g.new_tokens,
-            "batch": g.batch.index,
-            "ttftMs": round(g.ttft_seconds * 1000, 2),
-            "tpotMs": None if g.tpot_seconds is None else round(g.tpot_seconds * 1000, 3),
-            "latencyMs": round(g.latency_seconds * 1000, 2),
-        }
-        lines.append(json.dumps(record, ensure_ascii=False))
+            scored = {
+                "predicted": p.label,
+                "probabilities": {k: round(v, 5) for k, v in p.probabilities.items()},
+            }
+        record = SampleRecord(
+            key=g.sample.key,
+            prompt_id=g.sample.prompt_id,
+            emotion=g.sample.emotion,
+            sample_index=g.sample.sample_index,
+            seed=g.sample.seed,
+            prompt=g.sample.prompt,
+            prompt_sha256=prompt_sha256(g.sample.prompt),
+            text=g.text,
+            **scored,
+            prompt_tokens=g.prompt_tokens,
+            new_tokens=g.new_tokens,
+            batch=g.batch.index,
+            ttft_ms=round(g.ttft_seconds * 1000, 2),
+            tpot_ms=None if g.tpot_seconds is None else round(g.tpot_seconds * 1000, 3),
+            latency_ms=round(g.latency_seconds * 1000, 2),
+        )
+        lines.append(record.to_line())
     return "\n".join(lines) + "\n"
 
 

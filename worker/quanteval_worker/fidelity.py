@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from quanteval.fidelity import MAX_K, TokenDistributions, from_top_tokens, reference_pairs
+from quanteval.fidelity import (
+    KEPT_MASS,
+    TOKEN_BUDGET,
+    TokenDistributions,
+    from_kept_tokens,
+    reference_pairs,
+)
 from quanteval.prompts import Sample
 from quanteval_worker.generation import encode_prompts, format_prompt
 
@@ -48,23 +54,27 @@ def score_reference(model: Any, sequences: Sequence[tuple[list[int], int]]) -> T
         with torch.no_grad():
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
         vocab = int(logits.shape[-1])  # the model's own width (a padded vocabulary included)
-        k = min(MAX_K, vocab)
         for row, (tokens, begins) in enumerate(batch):
             # Position t predicts token t + 1: the sentence's tokens are predicted from begins - 1.
             scored = torch.log_softmax(logits[row, begins - 1 : len(tokens) - 1].float(), dim=-1)
-            top = scored.topk(k, dim=-1)
+            ordered, order = scored.sort(dim=-1, descending=True)
+            # Enough of each position for KEPT_MASS (from_kept_tokens cuts it to the budget).
+            needs = (ordered.exp().cumsum(dim=-1) < KEPT_MASS).sum(dim=-1) + 1
+            kept = min(int(needs.max()), TOKEN_BUDGET, vocab)
+            top_ids, top_lp = order[:, :kept].cpu().numpy(), ordered[:, :kept].cpu().numpy()
+            for position, need in enumerate(needs.clamp(max=kept).tolist()):
+                ids.append(top_ids[position, :need].astype(np.int32))
+                logprobs.append(top_lp[position, :need].copy())
             next_tokens = torch.tensor(tokens[begins:], device=scored.device)
-            ids.append(top.indices.to(torch.int32).cpu().numpy())
-            logprobs.append(top.values.cpu().numpy())
             targets.append(next_tokens.cpu().numpy())
             target_lp.append(scored.gather(1, next_tokens[:, None])[:, 0].cpu().numpy())
             which.append(np.full(len(next_tokens), start + row, dtype=np.int32))
         del logits
-    return from_top_tokens(
+    return from_kept_tokens(
         vocab,
         np.concatenate(which),
         np.concatenate(targets),
         np.concatenate(target_lp),
-        np.concatenate(ids),
-        np.concatenate(logprobs),
+        ids,
+        logprobs,
     )

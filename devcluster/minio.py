@@ -4,7 +4,7 @@ The binary lives at ``$QUANTEVAL_CACHE_DIR/minio/<MINIO_VERSION>/minio`` (cache 
 ``~/.cache/quanteval``). The first call to :func:`ensure_minio` builds it with the Go toolchain
 (several minutes on 2 cores, ~1.3 GiB of Go modules downloaded through the module proxy).
 
-Pre-build from CI with ``python -m tests.infra.minio --build``.
+Pre-build from CI with ``python -m devcluster.minio --build``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from tests.infra.gobuild import (
+from devcluster.build import (
     GoUnavailableError,
     cache_root,
     ensure_built,
@@ -31,6 +30,7 @@ from tests.infra.gobuild import (
     log,
     run_streaming,
 )
+from devcluster.ports import free_port
 
 # RELEASE.2025-10-15T17-29-55Z (commit 9e49d5e7a648). MinIO tags are not semver, so the module
 # proxy only knows this commit by its pseudo-version.
@@ -83,13 +83,6 @@ def _build(work: Path) -> None:
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "", "GOWORK": "off"}
     _log(f"building MinIO {MINIO_RELEASE} ({MINIO_VERSION}); this takes several minutes")
     run_streaming("minio", cmd, cwd=work, env=env)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class MinioServer:
@@ -156,7 +149,7 @@ class MinioServer:
     def _start_once(self, binary: Path) -> bool:
         """Start the process; True once ready, False if it exited early (e.g. port clash)."""
         assert self.workdir is not None
-        self.port, self.console_port = _free_port(), _free_port()
+        self.port, self.console_port = free_port(), free_port()
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINIO_")}
@@ -253,7 +246,7 @@ class MinioServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.infra.minio", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devcluster.minio", description=__doc__)
     parser.add_argument(
         "--build", action="store_true", help="build the pinned MinIO if needed; print its path"
     )

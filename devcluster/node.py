@@ -20,56 +20,46 @@ per-pod directories and nothing else. Per pod, under
 Not supported (on purpose): init/sidecar containers (only the first container runs), probes,
 images (the image is ignored), ``kubectl logs``/``exec``, mounting volumes at their mountPath.
 
-Run by :class:`tests.infra.kube.Cluster`; by hand::
+Run by :class:`devcluster.controlplane.Cluster`; by hand::
 
-    python -m tests.infra.node_agent --kubeconfig K --state DIR [--node-name qe-node-1]
+    python -m devcluster.node --kubeconfig K --state DIR [--node-name qe-node-1]
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import ctypes
 import json
 import logging
-import math
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from types import FrameType
-from typing import Any
 from urllib.parse import quote
 
-import kubernetes
-import kubernetes.client
-import kubernetes.client.rest
-import kubernetes.config
-import kubernetes.utils
 import yaml
 
-JSON = dict[str, Any]
+from devcluster.nodeapi import JSON, Api, ApiError, micro_timestamp, timestamp
+from devcluster.pods import (
+    NODE_CAPACITY,
+    POD_IP,
+    TERMINATION_LOG_ENV,
+    ConfigError,
+    Run,
+    build_env,
+    expand,
+)
 
 DEFAULT_NODE_NAME = "qe-node-1"
-NODE_CAPACITY = {"cpu": "1000", "memory": "4Ti", "pods": "1000", "nvidia.com/gpu": "1000"}
 NODE_LABEL = "quanteval.io/node-agent"
-POD_IP = "127.0.0.1"
-TERMINATION_LOG_ENV = "QUANTEVAL_TERMINATION_LOG"
 
 _TOKEN_SECONDS = 6 * 3600  # the ServiceAccount token a pod gets (not refreshed: tests are short)
-_MAX_MESSAGE_BYTES = 4096  # the kubelet's limit on a termination message
-_FALLBACK_BYTES = 2048  # FallbackToLogsOnError: at most this much of the log's tail...
-_FALLBACK_LINES = 80  # ...and at most this many lines
 _RESYNC_S = 1.0  # full relist of the node's pods (also the retry period for config errors)
 _HEARTBEAT_S = 10.0  # Lease renewal and node status heartbeat
 _LEASE_DURATION_S = 40
@@ -77,314 +67,8 @@ _MAX_BACKOFF_S = 10.0  # restart backoff cap (restartPolicy OnFailure/Always)
 _SHUTDOWN_GRACE_S = 5.0
 _SMP = "application/strategic-merge-patch+json"
 _MERGE = "application/merge-patch+json"
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 log = logging.getLogger("node-agent")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _now_micro() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class ApiError(Exception):
-    """A non-2xx answer from the API server."""
-
-    def __init__(self, method: str, path: str, status: int, body: str) -> None:
-        self.status = status
-        try:
-            message = str(json.loads(body).get("message", body))
-        except (ValueError, AttributeError):
-            message = body
-        super().__init__(f"{method} {path}: HTTP {status}: {message}")
-
-
-class Api:
-    """JSON requests through the official client's transport (auth and TLS from a kubeconfig).
-
-    Objects stay plain JSON dicts: the agent never depends on the client's models matching the
-    server's version.
-    """
-
-    def __init__(self, kubeconfig: str) -> None:
-        cfg = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-        cfg.no_proxy = "127.0.0.1,localhost,::1"
-        self._client = kubernetes.client.ApiClient(cfg)
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: dict[str, str] | None,
-        body: JSON | None,
-        content_type: str,
-        timeout: float | tuple[float, float],
-    ) -> kubernetes.client.rest.RESTResponse:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        _, url, headers, sent, _ = self._client.param_serialize(
-            method,
-            path,
-            query_params=list((query or {}).items()),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        return self._client.call_api(
-            method, url, header_params=headers, body=sent, _request_timeout=timeout
-        )
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: dict[str, str] | None = None,
-        body: JSON | None = None,
-        content_type: str = "application/json",
-        timeout: float = 30.0,
-    ) -> JSON:
-        resp = self._send(
-            method, path, query=query, body=body, content_type=content_type, timeout=timeout
-        )
-        data = resp.read()
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-        if not 200 <= resp.status < 300:
-            raise ApiError(method, path, resp.status, text)
-        result: JSON = json.loads(text) if text else {}
-        return result
-
-    def get_or_none(self, path: str) -> JSON | None:
-        try:
-            return self.request("GET", path)
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def watch(self, path: str, query: dict[str, str], timeout_s: int) -> Iterator[JSON]:
-        """Yield watch events until the server ends the watch (after ``timeout_s``)."""
-        query = {**query, "watch": "true", "timeoutSeconds": str(timeout_s)}
-        resp = self._send(
-            "GET",
-            path,
-            query=query,
-            body=None,
-            content_type="application/json",
-            timeout=(10.0, timeout_s + 30.0),
-        )
-        raw = resp.response
-        try:
-            if not 200 <= resp.status < 300:
-                raise ApiError("GET", path, resp.status, raw.data.decode("utf-8", "replace"))
-            buffer = b""
-            for chunk in raw.stream(amt=None, decode_content=True):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        event: JSON = json.loads(line)
-                        yield event
-        finally:
-            raw.release_conn()
-
-
-class ConfigError(Exception):
-    """The container's environment references something missing (CreateContainerConfigError)."""
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes ``$(VAR)`` expansion: ``$$`` is a literal ``$``; unknown references stay."""
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch != "$" or i + 1 >= len(text):
-            out.append(ch)
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt == "$":
-            out.append("$")
-            i += 2
-        elif nxt == "(":
-            end = text.find(")", i + 2)
-            if end == -1:  # unterminated: the rest is literal
-                out.append(text[i:])
-                break
-            name = text[i + 2 : end]
-            out.append(env[name] if name and name in env else text[i : end + 1])
-            i = end + 1
-        else:
-            out.append(ch + nxt)
-            i += 2
-    return "".join(out)
-
-
-def _field_ref(pod: JSON, path: str) -> str:
-    meta, spec = pod["metadata"], pod.get("spec", {})
-    m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']*)'\]", path)
-    if m:
-        return str(meta.get(m.group(1), {}).get(m.group(2), ""))
-    if path in ("metadata.labels", "metadata.annotations"):
-        items = sorted(meta.get(path.split(".")[1], {}).items())
-        return "\n".join(f"{k}={json.dumps(v)}" for k, v in items)
-    simple = {
-        "metadata.name": meta.get("name", ""),
-        "metadata.namespace": meta.get("namespace", ""),
-        "metadata.uid": meta.get("uid", ""),
-        "spec.nodeName": spec.get("nodeName", ""),
-        "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-        "status.podIP": POD_IP,
-        "status.podIPs": POD_IP,
-        "status.hostIP": POD_IP,
-        "status.hostIPs": POD_IP,
-    }
-    if path not in simple:
-        raise ConfigError(f"unsupported fieldRef fieldPath {path!r}")
-    return str(simple[path])
-
-
-def _resource_field_ref(container: JSON, ref: JSON) -> str:
-    resource = str(ref.get("resource", ""))
-    kind, _, name = resource.partition(".")
-    resources = container.get("resources", {})
-    value = resources.get(kind, {}).get(name)
-    if value is None and kind == "requests":
-        value = resources.get("limits", {}).get(name)
-    if value is None:  # no limit: the node's allocatable, like the kubelet
-        value = NODE_CAPACITY.get(name)
-    if value is None:
-        raise ConfigError(f"unsupported resourceFieldRef resource {resource!r}")
-    quantity = kubernetes.utils.parse_quantity(value)
-    divisor = kubernetes.utils.parse_quantity(ref.get("divisor", "1") or "1")
-    if divisor == 0:
-        divisor = Decimal(1)
-    return str(math.ceil(quantity / divisor))
-
-
-class _EnvSource:
-    """Reads the pod's Secrets and ConfigMaps (once each per build)."""
-
-    def __init__(self, api: Api, namespace: str) -> None:
-        self.api = api
-        self.namespace = namespace
-        self._cache: dict[tuple[str, str], JSON | None] = {}
-
-    def data(self, kind: str, name: str, optional: bool) -> dict[str, str] | None:
-        key = (kind, name)
-        if key not in self._cache:
-            ns = quote(self.namespace, safe="")
-            path = f"/api/v1/namespaces/{ns}/{kind}s/{quote(name, safe='')}"
-            self._cache[key] = self.api.get_or_none(path)
-        obj = self._cache[key]
-        if obj is None:
-            if optional:
-                return None
-            raise ConfigError(f'{kind} "{name}" not found')
-        if kind == "secret":
-            return {
-                k: base64.b64decode(v).decode("utf-8", "replace")
-                for k, v in (obj.get("data") or {}).items()
-            }
-        return dict(obj.get("data") or {})
-
-    def key(self, kind: str, ref: JSON) -> str | None:
-        name, key, optional = ref.get("name", ""), ref.get("key", ""), bool(ref.get("optional"))
-        data = self.data(kind, name, optional)
-        if data is None:
-            return None
-        if key not in data:
-            if optional:
-                return None
-            label = "Secret" if kind == "secret" else "ConfigMap"
-            raise ConfigError(f"couldn't find key {key} in {label} {self.namespace}/{name}")
-        return data[key]
-
-
-def build_env(api: Api, pod: JSON, container: JSON) -> dict[str, str]:
-    """The container's environment from the pod spec only (kubelet semantics and order)."""
-    source = _EnvSource(api, pod["metadata"]["namespace"])
-    env: dict[str, str] = {}
-    for src in container.get("envFrom") or []:
-        prefix = str(src.get("prefix", ""))
-        for kind, ref_key in (("configmap", "configMapRef"), ("secret", "secretRef")):
-            ref = src.get(ref_key)
-            if ref is None:
-                continue
-            data = source.data(kind, ref.get("name", ""), bool(ref.get("optional")))
-            for k, v in (data or {}).items():
-                if _ENV_NAME.match(prefix + k):  # the kubelet skips invalid names too
-                    env[prefix + k] = v
-    for var in container.get("env") or []:
-        name = var["name"]
-        value_from = var.get("valueFrom")
-        if value_from is None:
-            env[name] = expand(str(var.get("value", "")), env)
-            continue
-        value: str | None
-        if "secretKeyRef" in value_from:
-            value = source.key("secret", value_from["secretKeyRef"])
-        elif "configMapKeyRef" in value_from:
-            value = source.key("configmap", value_from["configMapKeyRef"])
-        elif "fieldRef" in value_from:
-            value = _field_ref(pod, str(value_from["fieldRef"].get("fieldPath", "")))
-        elif "resourceFieldRef" in value_from:
-            value = _resource_field_ref(container, value_from["resourceFieldRef"])
-        else:
-            raise ConfigError(f"env {name}: unsupported valueFrom {sorted(value_from)}")
-        if value is not None:
-            env[name] = value
-    return env
-
-
-@dataclass
-class _Run:
-    """What the agent knows about one pod (by uid)."""
-
-    uid: str
-    namespace: str
-    name: str
-    dir: Path
-    start_time: str = field(default_factory=_now)
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    restart_count: int = 0
-    last_terminated: JSON | None = None
-    next_start: float = 0.0
-    waiting: tuple[str, str] | None = None
-    terminal: tuple[str, JSON] | None = None  # (phase, terminated state) once decided
-    pod_reason: tuple[str, str] | None = None
-    term_deadline: float | None = None
-    deleted: bool = False
-    last_patch: str | None = None
-    conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    def condition(self, type_: str, status: bool, reason: str | None = None) -> JSON:
-        value = "True" if status else "False"
-        old = self.conditions.get(type_)
-        if old is None or old[0] != value:
-            self.conditions[type_] = (value, _now())
-        cond: JSON = {
-            "type": type_,
-            "status": value,
-            "lastProbeTime": None,
-            "lastTransitionTime": self.conditions[type_][1],
-        }
-        if reason:
-            cond["reason"] = reason
-        return cond
 
 
 class NodeAgent:
@@ -396,16 +80,16 @@ class NodeAgent:
         self.api = Api(kubeconfig)
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         self._proc_lock = threading.Lock()  # reaping vs. signalling a process group
-        self._registered_at = _now()
+        self._registered_at = timestamp()
         self._path = os.environ.get("PATH", os.defpath)
         self._version = ""
 
     # -- node and lease --------------------------------------------------------------------
 
     def _node_status(self, version: str) -> JSON:
-        now = _now()
+        now = timestamp()
         conditions = [
             ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
             ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
@@ -505,7 +189,7 @@ class NodeAgent:
         spec = {
             "holderIdentity": self.node_name,
             "leaseDurationSeconds": _LEASE_DURATION_S,
-            "renewTime": _now_micro(),
+            "renewTime": micro_timestamp(),
         }
         if api.get_or_none(path) is not None:
             api.request("PATCH", path, body={"spec": spec}, content_type=_MERGE)
@@ -613,16 +297,16 @@ class NodeAgent:
                 return  # finished before this agent started
             run = self._new_run(pod)
             if status.get("phase") == "Running":  # started by an earlier agent: process lost
-                self._kill_orphan(run)
+                run.kill_orphan()
                 run.terminal = (
                     "Failed",
-                    self._terminated(run, 137, "Error", "the node agent restarted; process lost"),
+                    run.terminated(137, "Error", "the node agent restarted; process lost"),
                 )
         if run.terminal is None:
             self._advance(pod, run)
         self._report(pod, run)  # restarts after a backoff happen on later resyncs
 
-    def _new_run(self, pod: JSON) -> _Run:
+    def _new_run(self, pod: JSON) -> Run:
         meta = pod["metadata"]
         pod_dir = self.pods_dir / f"{meta['namespace']}_{meta['name']}"
         uid_file = pod_dir / "uid"
@@ -632,11 +316,11 @@ class NodeAgent:
         uid_file.write_text(meta["uid"])
         for volume in pod["spec"].get("volumes") or []:
             (pod_dir / "volumes" / volume["name"]).mkdir(parents=True, exist_ok=True)
-        run = _Run(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], dir=pod_dir)
+        run = Run(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], dir=pod_dir)
         self._runs[run.uid] = run
         return run
 
-    def _advance(self, pod: JSON, run: _Run) -> None:
+    def _advance(self, pod: JSON, run: Run) -> None:
         """Start, watch and (per restartPolicy) restart the first container."""
         if run.running:
             return
@@ -645,8 +329,8 @@ class NodeAgent:
             code = run.proc.returncode
             assert code is not None
             code = 128 - code if code < 0 else code
-            message = self._termination_message(pod, run, code)
-            state = self._terminated(run, code, "Completed" if code == 0 else "Error", message)
+            message = run.termination_message(pod, code)
+            state = run.terminated(code, "Completed" if code == 0 else "Error", message)
             run.proc = None
             if policy == "Always" or (policy == "OnFailure" and code != 0):
                 backoff = min(_MAX_BACKOFF_S, 2.0**run.restart_count)
@@ -666,7 +350,7 @@ class NodeAgent:
                 "command + args as a local process and cannot run an image's entrypoint"
             )
             run.pod_reason = ("NoCommand", message)
-            run.terminal = ("Failed", self._terminated(run, 128, "StartError", message))
+            run.terminal = ("Failed", run.terminated(128, "StartError", message))
             return
         try:
             env = build_env(self.api, pod, container) | self._service_account_env(pod, run)
@@ -675,7 +359,7 @@ class NodeAgent:
             return
         self._start(pod, run, container, env)
 
-    def _service_account_env(self, pod: JSON, run: _Run) -> dict[str, str]:
+    def _service_account_env(self, pod: JSON, run: Run) -> dict[str, str]:
         """$KUBECONFIG with a token of the pod's ServiceAccount bound to the pod, or nothing."""
         spec = pod["spec"]
         if spec.get("automountServiceAccountToken") is False:
@@ -708,7 +392,7 @@ class NodeAgent:
         target.chmod(0o600)
         return {"KUBECONFIG": str(target)}
 
-    def _start(self, pod: JSON, run: _Run, container: JSON, spec_env: dict[str, str]) -> None:
+    def _start(self, pod: JSON, run: Run, container: JSON, spec_env: dict[str, str]) -> None:
         termination_log = run.dir / "termination-log"
         termination_log.write_bytes(b"")
         env = {"PATH": self._path, "HOME": str(run.dir / "home")}
@@ -716,7 +400,7 @@ class NodeAgent:
         env[TERMINATION_LOG_ENV] = str(termination_log)
         argv = [expand(str(a), env) for a in [*container["command"], *container.get("args", [])]]
         run.waiting = None
-        run.started_at = _now()
+        run.started_at = timestamp()
         try:
             with (run.dir / "log").open("ab") as out:
                 proc = subprocess.Popen(
@@ -731,14 +415,14 @@ class NodeAgent:
                 )
         except OSError as exc:
             message = f"failed to start {argv[0]!r}: {exc}"
-            run.terminal = ("Failed", self._terminated(run, 128, "StartError", message))
+            run.terminal = ("Failed", run.terminated(128, "StartError", message))
             return
         run.proc = proc
         (run.dir / "pid").write_text(f"{proc.pid}\n")
         log.info("pod %s/%s: started pid %d: %s", run.namespace, run.name, proc.pid, argv)
         threading.Thread(target=self._reap, args=(run, proc), daemon=True).start()
 
-    def _reap(self, run: _Run, proc: subprocess.Popen[bytes]) -> None:
+    def _reap(self, run: Run, proc: subprocess.Popen[bytes]) -> None:
         # Wait without reaping, kill what is left of the group while the leader's pid still
         # pins the group id (so it cannot be reused), then reap.
         with contextlib.suppress(ChildProcessError):
@@ -750,60 +434,13 @@ class NodeAgent:
         log.info("pod %s/%s: pid %d exited %s", run.namespace, run.name, proc.pid, proc.returncode)
         self.wake.set()
 
-    def _signal(self, run: _Run, sig: signal.Signals) -> None:
+    def _signal(self, run: Run, sig: signal.Signals) -> None:
         with self._proc_lock:
             if run.proc is not None and run.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(run.proc.pid, sig)
 
-    def _kill_orphan(self, run: _Run) -> None:
-        """Kill a process group an earlier agent started for this pod, if it is still there."""
-        try:
-            pid = int((run.dir / "pid").read_text())
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except (OSError, ValueError):
-            return
-        marker = f"{TERMINATION_LOG_ENV}={run.dir / 'termination-log'}".encode()
-        if marker in environ.split(b"\0"):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-
-    def _terminated(self, run: _Run, code: int, reason: str, message: str) -> JSON:
-        run.finished_at = _now()
-        state: JSON = {
-            "exitCode": code,
-            "reason": reason,
-            "startedAt": run.started_at or run.finished_at,
-            "finishedAt": run.finished_at,
-        }
-        if message:
-            state["message"] = message
-        if run.proc is not None:
-            state["containerID"] = f"qe://{run.proc.pid}"
-        return state
-
-    def _termination_message(self, pod: JSON, run: _Run, code: int) -> str:
-        container = pod["spec"]["containers"][0]
-        try:
-            with (run.dir / "termination-log").open("rb") as f:
-                message = f.read(_MAX_MESSAGE_BYTES)
-        except OSError:
-            message = b""
-        policy = container.get("terminationMessagePolicy", "File")
-        if not message and code != 0 and policy == "FallbackToLogsOnError":
-            try:
-                with (run.dir / "log").open("rb") as f:
-                    f.seek(max(0, f.seek(0, os.SEEK_END) - _FALLBACK_BYTES))
-                    message = f.read()
-            except OSError:
-                message = b""
-            lines = message.rstrip(b"\n").split(b"\n")[-_FALLBACK_LINES:]
-            message = b"\n".join(lines) + (b"\n" if message.endswith(b"\n") else b"")
-        return message.decode("utf-8", "replace")
-
-    # -- deletion --------------------------------------------------------------------------
-
-    def _terminate(self, pod: JSON, run: _Run | None) -> None:
+    def _terminate(self, pod: JSON, run: Run | None) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         if run is not None and run.running:
             if run.term_deadline is None:
@@ -822,8 +459,8 @@ class NodeAgent:
             code = run.proc.returncode
             assert code is not None
             code = 128 - code if code < 0 else code
-            message = self._termination_message(pod, run, code)
-            state = self._terminated(run, code, "Completed" if code == 0 else "Error", message)
+            message = run.termination_message(pod, code)
+            state = run.terminated(code, "Completed" if code == 0 else "Error", message)
             run.terminal = ("Succeeded" if code == 0 else "Failed", state)
             with contextlib.suppress(ApiError):
                 self._report(pod, run)
@@ -847,7 +484,7 @@ class NodeAgent:
 
     # -- status ----------------------------------------------------------------------------
 
-    def _report(self, pod: JSON, run: _Run) -> None:
+    def _report(self, pod: JSON, run: Run) -> None:
         container = pod["spec"]["containers"][0]
         cstatus: JSON = {
             "name": container["name"],
@@ -933,7 +570,7 @@ def _become_subreaper() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.infra.node_agent", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devcluster.node", description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--state", required=True, type=Path, help="pods go to STATE/pods/")
     parser.add_argument("--node-name", default=DEFAULT_NODE_NAME)

@@ -1,4 +1,4 @@
-"""The real `helm`, built from its Go module and cached (``python -m tests.infra.helm --build``)."""
+"""The real `helm`, built from its Go module and cached (``python -m devcluster.helm --build``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.infra.gobuild import cache_root, ensure_built, find_go, log, run_streaming
+from devcluster.build import cache_root, ensure_built, find_go, log, run_streaming
 
 HELM_VERSION = "v3.22.0"
 HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"

@@ -21,10 +21,11 @@ from quanteval.exitcodes import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.matrix import expand
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
 from quanteval.spec import QuantEval, load_manifest
+from quanteval_cli import worker
 
 if TYPE_CHECKING:
-    from quanteval.local import LocalRunOutcome
     from quanteval.report import ExpectedRun
+    from quanteval_cli.local import LocalRunOutcome
 
 DEFAULT_OUT = "quanteval-out"
 
@@ -36,11 +37,12 @@ def _gguf_note(manifest: QuantEval) -> list[str]:
         location = model.source
         if model.source.startswith("package:"):
             try:
-                from quanteval_worker.sources import package_location
-
-                location = str(package_location(model.source.removeprefix("package:")))
-            except (ImportError, QuantEvalError):
+                found = worker.package_location(model.source.removeprefix("package:"))
+            except QuantEvalError:
                 continue
+            if found is None:
+                continue
+            location = str(found)
         if location.endswith(".gguf"):
             notes.append(
                 f"note: {model.name} comes from the GGUF file {Path(location).name}: its weights "
@@ -79,18 +81,10 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
-def _parameters(source: str) -> int | None:
-    try:
-        from quanteval_worker.inspect import count_parameters
-    except ImportError:
-        return None
-    return count_parameters(source)
-
-
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
-    from quanteval.table import human_bytes
+    from quanteval.fmt import human_bytes
 
     manifest = load_manifest(args.file)
     spec = manifest.spec
@@ -107,7 +101,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         params = run.model.parameters
         if params is None:
             if run.model.name not in counted:
-                counted[run.model.name] = _parameters(run.model.source)
+                counted[run.model.name] = worker.count_parameters(run.model.source)
             params = counted[run.model.name]
         if params is None:
             table.add_row(run.id, run.model.name, run.precision.value, "unknown", "-", "1 (?)")
@@ -162,10 +156,10 @@ def _price(text: str) -> float:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from quanteval.local import run_local
     from quanteval.report import build_report
     from quanteval.summary import compare
-    from quanteval.table import comparison_json, comparison_table, energy_notes, memory_notes
+    from quanteval_cli.local import run_local
+    from quanteval_cli.table import comparison_json, comparison_table, energy_notes, memory_notes
 
     if not args.local:
         raise InvalidSpecError(
@@ -247,9 +241,6 @@ def cmd_classify(args: argparse.Namespace, console: Console) -> int:
         if args.classifier
         else ClassifierSpec(builtin="minilm")
     )
-    from quanteval_worker.classifier import load_classifier, predict
-
-    classifier = load_classifier(spec, emotions).classifier
     if args.input == "-":
         lines = sys.stdin.read().splitlines()
     else:
@@ -258,9 +249,11 @@ def cmd_classify(args: argparse.Namespace, console: Console) -> int:
         except OSError as error:
             raise InvalidSpecError(f"{args.input}: cannot read: {error.strerror}") from None
     texts = [line.strip() for line in lines if line.strip()]
-    for text, prediction in zip(texts, predict(classifier, texts), strict=True):
-        probabilities = {k: round(v, 4) for k, v in prediction.probabilities.items()}
-        print(json.dumps({"text": text, "label": prediction.label, "probabilities": probabilities}))
+    for text, (label, probabilities) in zip(
+        texts, worker.classify(spec, emotions, texts), strict=True
+    ):
+        rounded = {k: round(v, 4) for k, v in probabilities.items()}
+        print(json.dumps({"text": text, "label": label, "probabilities": rounded}))
     return ExitCode.OK
 
 

@@ -1,4 +1,4 @@
-"""Test infrastructure built from Go modules, cached outside the repo (one build per machine).
+"""Binaries built from Go modules, cached outside the repo (one build per machine).
 
 Shared by the MinIO, Kubernetes and Helm builds: a cache root, an exclusive build lock, a build in
 a temporary directory published by rename (a killed build never leaves half a binary behind), and

@@ -1,0 +1,7 @@
+"""The contract between QuantEval's parts, in one place: what one writes and another reads.
+
+- `states`: run states, condition types and reasons (the words `kubectl get` and the reports show)
+- `layout`: where each file of an evaluation lives (`runs/<run>/result.json`, `report.*`)
+- `records`: the per-sample record of `generations.jsonl`
+- `termination`: the worker's and the report Job's termination messages
+"""

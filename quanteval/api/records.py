@@ -1,0 +1,78 @@
+"""The per-sample record: one line of a run's `generations.jsonl`, written by the worker as each
+sample is generated (then again once scored) and read by the report.
+
+Field names are the file's since its first version (`key`, `emotion`, `predicted`,
+`promptTokens`, `newTokens`, ...); new fields are additions. A line carries only what is known
+when it is written: no `predicted` or `probabilities` before the classifier has scored it.
+"""
+
+import hashlib
+import json
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic.alias_generators import to_camel
+
+SampleKey = tuple[int, str, int]  # prompt id, intended emotion, sample index
+
+
+def prompt_sha256(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()
+
+
+class SampleRecord(BaseModel):
+    # Readers ignore fields they do not know: a newer worker's additions still read.
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", populate_by_name=True, alias_generator=to_camel
+    )
+
+    key: str
+    prompt_id: int
+    emotion: str
+    sample_index: int = 0
+    seed: int | None = None
+    prompt: str = ""
+    prompt_sha256: str | None = None  # of the prompt as answered; absent in older files
+    text: str = ""
+    predicted: str = ""  # the classifier's label; "" until scored
+    probabilities: dict[str, float] = {}
+    prompt_tokens: int | None = None
+    new_tokens: int | None = None
+    batch: int | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None  # None for a sample of one token
+    latency_ms: float | None = None  # its batch's start to its own end (absent in older files)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_from_parts(cls, data: Any) -> Any:
+        """Files written before `key` existed: the key the sample's parts give."""
+        if isinstance(data, dict) and "key" not in data and "promptId" in data:
+            index = data.get("sampleIndex", 0)
+            data = data | {"key": f"p{data['promptId']}-{data.get('emotion')}-s{index}"}
+        return data
+
+    @property
+    def sample_key(self) -> SampleKey:
+        """What identifies a sample across precisions (the same seed generated it)."""
+        return (self.prompt_id, self.emotion, self.sample_index)
+
+    @property
+    def prompt_digest(self) -> str:
+        """The prompt's hash: the stored one, else the prompt text's."""
+        return self.prompt_sha256 or prompt_sha256(self.prompt)
+
+    @property
+    def intensity(self) -> float:
+        """The classifier's probability of the intended emotion, on the 0-100 scale."""
+        return 100.0 * self.probabilities.get(self.emotion, 0.0)
+
+    def to_line(self) -> str:
+        """One JSON line (no newline) with the fields that were set, in the file's order."""
+        fields = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return json.dumps(fields, ensure_ascii=False)
+
+    @classmethod
+    def from_line(cls, line: str) -> Self:
+        """Raises pydantic.ValidationError when the line is not a record."""
+        return cls.model_validate_json(line)

@@ -1,0 +1,93 @@
+"""Builders shared by the suites: stored runs as the worker leaves them (result.json and
+generations.jsonl), for the report's tests and the report extra's."""
+
+from pathlib import Path
+
+from quanteval.api.records import SampleRecord
+from quanteval.precisions import Precision
+from quanteval.results import ConfusionMatrix, EmotionScores, RunMetrics, RunResult
+from quanteval.runspec import EvaluationRef
+from quanteval.storage import LocalStorage
+
+FP32 = Precision.FP32
+EMOTIONS = ("anger", "joy")
+# (prompt id, emotion, sample index) -> (text, probability of the intended emotion)
+Samples = dict[tuple[int, str, int], tuple[str, float]]
+
+
+def make_result(
+    model: str,
+    precision: Precision,
+    *,
+    f1: float,
+    weights: int,
+    peak: int,
+    seconds: float,
+    baseline: Precision = FP32,
+    per_emotion_f1: tuple[float, float] = (0.5, 0.5),
+) -> RunResult:
+    metrics = RunMetrics(
+        f1_macro=f1, accuracy=f1, intensity=50.0,
+        distinct1=0.123, distinct2=0.456,  # deliberately not what the generations give
+        weights_bytes=weights, peak_memory_bytes=peak, load_peak_memory_bytes=peak,
+        generation_peak_memory_bytes=peak, load_seconds=1.0, generation_seconds=seconds,
+        tokens_per_second=100.0 / seconds, latency_p50_ms=1.0, latency_p95_ms=2.0,
+        generated_tokens=100, samples=4,
+    )  # fmt: skip
+    return RunResult(
+        evaluation=EvaluationRef(name="hand-made", namespace="default", uid="local"),
+        run_id=f"{model}-{precision.value}",
+        model=model,
+        source="package:nothing",
+        revision=None,
+        precision=precision,
+        baseline=baseline,
+        content_hash="0" * 16,
+        device="cpu",
+        batch_size=4,
+        metrics=metrics,
+        per_emotion={
+            e: EmotionScores(f1=f, precision=f, recall=f, support=2, intensity=50.0)
+            for e, f in zip(EMOTIONS, per_emotion_f1, strict=True)
+        },
+        confusion=ConfusionMatrix(
+            labels=list(EMOTIONS), predicted_labels=list(EMOTIONS), matrix=[[1, 1], [1, 1]]
+        ),
+        memory={"peakMemoryBytes": peak},
+        environment={},
+        started_at="2025-01-01T00:00:00+00:00",
+        finished_at="2025-01-01T00:01:00+00:00",
+    )
+
+
+def generation_lines(samples: Samples) -> str:
+    lines = []
+    for (prompt_id, emotion, index), (text, probability) in samples.items():
+        other = next(e for e in EMOTIONS if e != emotion)
+        record = SampleRecord(
+            key=f"p{prompt_id}-{emotion}-s{index}",
+            prompt_id=prompt_id,
+            emotion=emotion,
+            sample_index=index,
+            seed=1,
+            prompt=f"Write a text that expresses {emotion}",
+            text=text,
+            predicted=emotion if probability >= 0.5 else other,
+            probabilities={emotion: probability, other: 1.0 - probability},
+            prompt_tokens=10,
+            new_tokens=5,
+        )
+        lines.append(record.to_line())
+    return "\n".join(lines) + "\n"
+
+
+def write_run(
+    root: Path, run_id: str, result: RunResult | None, samples: Samples | None = None
+) -> None:
+    """A run directory as the worker leaves it (no result.json: the run did not finish)."""
+    storage = LocalStorage(root).child(f"runs/{run_id}")
+    (root / "runs" / run_id).mkdir(parents=True, exist_ok=True)
+    if samples is not None:
+        storage.write_text("generations.jsonl", generation_lines(samples))
+    if result is not None:
+        storage.write_text("result.json", result.to_json())
