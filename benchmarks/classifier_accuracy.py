@@ -14,8 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import yaml
 from sklearn.metrics import accuracy_score, f1_score
 
+from quanteval.api.spec import ClassifierSpec
 from quanteval.emotions import BUILTIN_EMOTION_SETS
-from quanteval.spec import ClassifierSpec
 from quanteval_worker.classifier import load_classifier, predict
 
 EVAL_SET = Path(__file__).parent / "data" / "emotion_eval.yaml"

@@ -15,10 +15,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from quanteval.api.spec import GenerationSpec
 from quanteval.emotions import BUILTIN_EMOTION_SETS
 from quanteval.precisions import Precision
 from quanteval.prompts import PAPER_PROMPTS, expand_samples
-from quanteval.spec import GenerationSpec
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.generation import Generator, format_prompt, token_budget
 from quanteval_worker.loading import load_causal_lm, load_tokenizer

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from quanteval.api.spec import load_manifest
 from quanteval.fidelity import (
     KEPT_MASS,
     TokenDistributions,
@@ -24,7 +25,6 @@ from quanteval.fidelity import (
 from quanteval.matrix import build_run_spec, expand
 from quanteval.precisions import Precision
 from quanteval.prompts import expand_samples
-from quanteval.spec import load_manifest
 from quanteval_worker.device import detect_device
 from quanteval_worker.fidelity import reference_sequences
 from quanteval_worker.loading import fetch_source, load_causal_lm, load_tokenizer

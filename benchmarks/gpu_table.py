@@ -81,9 +81,9 @@ def measure(directory: Path, precision: str, new_tokens: int, prompt_words: int)
     from transformers import AutoTokenizer
 
     from benchmarks.sampler_overhead import median_ms
+    from quanteval.api.spec import GenerationSpec
     from quanteval.precisions import Precision
     from quanteval.prompts import Sample
-    from quanteval.spec import GenerationSpec
     from quanteval_worker.device import detect_device
     from quanteval_worker.generation import Generator, SeededRowSampler
     from quanteval_worker.loading import gpu_memory_caps, load_causal_lm, weights_bytes

@@ -19,8 +19,8 @@ import yaml
 
 from devcluster.controlplane import Cluster
 from devcluster.waiting import wait_until
+from quanteval.api.result import RunMetrics, termination_message
 from quanteval.precisions import PRECISION_ORDER
-from quanteval.results import RunMetrics, termination_message
 from tests.operator.harness import (
     OPERATOR_NAMESPACE,
     OperatorProcess,

@@ -23,8 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from quanteval.api.spec import GenerationSpec
 from quanteval.precisions import Precision
-from quanteval.spec import GenerationSpec
 from quanteval_worker.device import DeviceInfo, detect_device
 from quanteval_worker.generation import SeededRowSampler
 from quanteval_worker.loading import load_causal_lm

@@ -3,7 +3,7 @@
 Never an invented price: a run whose resource has no price has no dollars, only its seconds.
 """
 
-from quanteval.spec import CostSpec, QuantEval
+from quanteval.api.spec import CostSpec, QuantEval
 
 
 def run_dollars(gpu_seconds: float, cpu_seconds: float, cost: CostSpec) -> float | None:

@@ -5,9 +5,9 @@ import json
 from dataclasses import dataclass
 
 from quanteval.api.layout import run_dir, under
+from quanteval.api.runspec import EvaluationRef, RunSpec
+from quanteval.api.spec import ModelSpec, QuantEval, QuantEvalSpec
 from quanteval.precisions import Precision
-from quanteval.runspec import EvaluationRef, RunSpec
-from quanteval.spec import ModelSpec, QuantEval, QuantEvalSpec
 
 LOCAL_UID = "local"
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from quanteval.exitcodes import StorageError
+from quanteval.api.errors import StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -4,9 +4,9 @@ generations.jsonl), for the report's tests and the report extra's."""
 from pathlib import Path
 
 from quanteval.api.records import SampleRecord
+from quanteval.api.result import ConfusionMatrix, EmotionScores, RunMetrics, RunResult
+from quanteval.api.runspec import EvaluationRef
 from quanteval.precisions import Precision
-from quanteval.results import ConfusionMatrix, EmotionScores, RunMetrics, RunResult
-from quanteval.runspec import EvaluationRef
 from quanteval.storage import LocalStorage
 
 FP32 = Precision.FP32

@@ -22,15 +22,15 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from quanteval.api.errors import ExitCode, InvalidSpecError
 from quanteval.api.layout import RESULT_FILE, run_dir
+from quanteval.api.result import RunResult
+from quanteval.api.spec import QuantEval
 from quanteval.api.states import Reason, RunState
 from quanteval.api.termination import RunMessage
-from quanteval.exitcodes import ExitCode, InvalidSpecError
+from quanteval.comparison import RunOutcome, outcome_of
 from quanteval.matrix import Run, build_run_spec, expand
-from quanteval.results import RunResult
-from quanteval.spec import QuantEval
 from quanteval.storage import open_storage
-from quanteval.summary import RunOutcome, outcome_of
 from quanteval_cli import worker
 
 

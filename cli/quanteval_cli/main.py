@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from quanteval.api.errors import ExitCode, InvalidSpecError, QuantEvalError
+from quanteval.api.spec import QuantEval, load_manifest
 from quanteval.cost import with_default_cost
-from quanteval.exitcodes import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.matrix import expand
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
-from quanteval.spec import QuantEval, load_manifest
 from quanteval_cli import worker
 
 if TYPE_CHECKING:
@@ -156,8 +156,8 @@ def _price(text: str) -> float:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from quanteval.comparison import compare
     from quanteval.report import build_report
-    from quanteval.summary import compare
     from quanteval_cli.local import run_local
     from quanteval_cli.table import comparison_json, comparison_table, energy_notes, memory_notes
 
@@ -227,8 +227,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_classify(args: argparse.Namespace, console: Console) -> int:
+    from quanteval.api.spec import ClassifierSpec
     from quanteval.emotions import resolve_emotions
-    from quanteval.spec import ClassifierSpec
 
     try:
         emotions = list(

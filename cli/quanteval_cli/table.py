@@ -5,8 +5,8 @@ from typing import Protocol
 
 from rich.table import Table
 
+from quanteval.comparison import Comparison, peak_cause_note
 from quanteval.fmt import PairedTest, delta_cell, human_bytes, num, signed, verdict_mark
-from quanteval.summary import Comparison, peak_cause_note
 
 
 class Fidelity(Protocol):

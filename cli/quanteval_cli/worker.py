@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quanteval.exitcodes import CannotLoadError
+from quanteval.api.errors import CannotLoadError
 
 if TYPE_CHECKING:
-    from quanteval.spec import ClassifierSpec
+    from quanteval.api.spec import ClassifierSpec
 
 INSTALL_HINT = "install the worker extra: pip install 'quanteval[worker]'"
 
@@ -31,7 +31,7 @@ def package_location(package: str) -> Path | None:
 def count_parameters(source: str) -> int | None:
     """The model's parameter count read from its files; None without the worker or the files."""
     try:
-        from quanteval_worker.inspect import count_parameters as count
+        from quanteval_worker.parameters import count_parameters as count
     except ImportError:
         return None
     return count(source)

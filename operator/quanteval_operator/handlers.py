@@ -19,11 +19,12 @@ from typing import Any
 import kopf
 
 from quanteval import API_GROUP, API_VERSION
+from quanteval.api.errors import InvalidSpecError
+from quanteval.api.spec import QuantEval, parse_manifest
 from quanteval.api.states import EventReason
-from quanteval.exitcodes import InvalidSpecError
 from quanteval.matrix import expand
-from quanteval.spec import QuantEval, parse_manifest
 from quanteval_operator import metrics
+from quanteval_operator.events import story_events
 from quanteval_operator.jobs import (
     LABEL_EVAL_UID,
     LABEL_RUN,
@@ -45,7 +46,6 @@ from quanteval_operator.status import (
     aggregate,
     invalid_status,
 )
-from quanteval_operator.story import story_events
 
 PLURAL = "quantevals"
 COALESCE_SECONDS = 0.5

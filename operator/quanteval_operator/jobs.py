@@ -4,12 +4,12 @@ import hashlib
 from typing import Any
 
 from quanteval import API_GROUP, API_VERSION, KIND
+from quanteval.api.errors import DETERMINISTIC_FAILURES
 from quanteval.api.layout import REPORT_HTML, under
+from quanteval.api.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
 from quanteval.cost import with_default_cost
-from quanteval.exitcodes import DETERMINISTIC_FAILURES
 from quanteval.matrix import Run, build_run_spec, expand, s3_evaluation_root
 from quanteval.sizing import estimate_weights_bytes, gpus_needed
-from quanteval.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
 from quanteval_operator.settings import Settings
 
 LABEL_EVAL = f"{API_GROUP}/eval"

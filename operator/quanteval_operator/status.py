@@ -9,9 +9,9 @@ from typing import Any
 
 from quanteval.api.states import TERMINAL_STATES, ConditionType, Reason, RunState
 from quanteval.api.termination import ReportMessage, RunMessage
+from quanteval.comparison import RunOutcome, best_run, compare
 from quanteval.matrix import Run
 from quanteval.precisions import Precision
-from quanteval.summary import RunOutcome, best_run, compare
 
 # The metrics kept in status: a handful of rounded numbers; everything else is in S3.
 STATUS_METRICS = {

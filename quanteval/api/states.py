@@ -41,7 +41,7 @@ class Reason(StrEnum):
     REPORT_FAILED = "ReportFailed"
     RUNS_FAILED = "RunsFailed"
     ALL_RUNS_SUCCEEDED = "AllRunsSucceeded"
-    # a run's (the errors' own are on quanteval.exitcodes' error types)
+    # a run's (the errors' own are on quanteval.api.errors' error types)
     CANNOT_LOAD = "CannotLoad"
     OUT_OF_MEMORY = "OutOfMemory"
     STORAGE_FAILED = "StorageFailed"

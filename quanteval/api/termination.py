@@ -11,8 +11,8 @@ from typing import Any, Final, Literal, Self
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from quanteval.api.result import RunMetrics
 from quanteval.api.states import RunState
-from quanteval.results import RunMetrics
 
 TERMINATION_MESSAGE_LIMIT: Final = 4096
 _TRUNCATED: Final = " [truncated]"

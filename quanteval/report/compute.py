@@ -4,6 +4,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from quanteval.api.states import RunState
+from quanteval.comparison import (
+    Comparison,
+    RunOutcome,
+    best_run,
+    compare,
+    outcome_of,
+    peak_cause_note,
+)
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
@@ -25,19 +33,11 @@ from quanteval.report.uncertainty import (
     paired_tests,
     quality_intervals,
 )
-from quanteval.summary import (
-    Comparison,
-    RunOutcome,
-    best_run,
-    compare,
-    outcome_of,
-    peak_cause_note,
-)
 from quanteval.textstats import distinct_n
 
 
 def run_outcome(record: RunRecord) -> RunOutcome:
-    """The record as quanteval.summary's outcome (the shared comparison's input)."""
+    """The record as quanteval.comparison's outcome (the shared comparison's input)."""
     if record.result is None:
         return RunOutcome(
             record.run_id, record.model, record.precision, record.state, reason=record.reason

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from quanteval.api.records import SampleRecord
+from quanteval.api.result import RunResult
 from quanteval.api.states import RunState
 from quanteval.fidelity import TokenDistributions
 from quanteval.precisions import Precision
-from quanteval.results import RunResult
 
 
 @dataclass(frozen=True)

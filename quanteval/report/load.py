@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from quanteval.api.errors import InvalidSpecError
 from quanteval.api.layout import GENERATIONS_FILE, RESULT_FILE, RUNS_DIR, run_dir
+from quanteval.api.result import RunResult
 from quanteval.api.states import RunState
-from quanteval.exitcodes import InvalidSpecError
 from quanteval.fidelity import TokenDistributions
 from quanteval.report.data import (
     ExpectedRun,
@@ -15,7 +16,6 @@ from quanteval.report.data import (
     parse_generations,
     parse_run_id,
 )
-from quanteval.results import RunResult
 from quanteval.storage import Storage
 
 

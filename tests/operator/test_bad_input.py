@@ -18,8 +18,8 @@ import yaml
 
 from devcluster.controlplane import Cluster
 from devcluster.waiting import wait_until
-from quanteval.exitcodes import InvalidSpecError
-from quanteval.spec import parse_manifest
+from quanteval.api.errors import InvalidSpecError
+from quanteval.api.spec import parse_manifest
 from tests.operator.harness import OperatorProcess, condition, get_eval, install_crd, jobs
 
 JSON = dict[str, Any]

@@ -7,7 +7,7 @@ from typing import Any
 from devcluster.controlplane import Cluster
 from devcluster.minio import MinioServer
 from devcluster.waiting import wait_until
-from quanteval.results import RunResult
+from quanteval.api.result import RunResult
 from quanteval.storage import S3Storage
 from tests.operator.harness import (
     BUCKET,

@@ -3,7 +3,7 @@
 import pytest
 
 from devcluster.minio import MinioServer
-from quanteval.exitcodes import StorageError
+from quanteval.api.errors import StorageError
 from quanteval.storage import S3Storage, open_storage
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from devcluster.helm import ensure_helm, helm
-from quanteval.spec import IMAGE_REFERENCE
+from quanteval.api.spec import IMAGE_REFERENCE
 from quanteval_operator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

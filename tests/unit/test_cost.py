@@ -2,8 +2,8 @@
 
 import pytest
 
+from quanteval.api.spec import CostSpec, parse_manifest
 from quanteval.cost import per_thousand, run_dollars, with_default_cost
-from quanteval.spec import CostSpec, parse_manifest
 
 
 def test_a_gpu_run_costs_its_gpu_hours_and_its_priced_cpu_time() -> None:

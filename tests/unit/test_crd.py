@@ -9,8 +9,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from quanteval.api.spec import PRESETS, QuantEvalSpec
 from quanteval.crd import build_crd, render_crd
-from quanteval.spec import PRESETS, QuantEvalSpec
 
 from .conftest import REPO_ROOT
 
@@ -62,7 +62,7 @@ def test_committed_crd_matches_the_models() -> None:
     committed = CRD_PATH.read_text()
 
     assert committed == render_crd(), (
-        f"{CRD_PATH.relative_to(REPO_ROOT)} drifted from quanteval/spec.py: run "
+        f"{CRD_PATH.relative_to(REPO_ROOT)} drifted from quanteval/api/spec.py: run "
         "`python -m quanteval.crd > crds/quantevals.quanteval.io.yaml`"
     )
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from celpy.adapter import json_to_cel
 
+from quanteval.api.spec import parse_manifest
 from quanteval.matrix import expand
-from quanteval.spec import parse_manifest
 from quanteval_operator.status import (
     JobObservation,
     PodObservation,

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from quanteval.api.runspec import RunSpec
+from quanteval.api.spec import QuantEval, parse_manifest
 from quanteval.matrix import Run, expand
 from quanteval.precisions import Precision
-from quanteval.runspec import RunSpec
-from quanteval.spec import QuantEval, parse_manifest
 from quanteval_operator.jobs import (
     KUEUE_QUEUE_LABEL,
     SpecProblem,

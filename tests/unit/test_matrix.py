@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from quanteval.api.runspec import RunSpec
+from quanteval.api.spec import QuantEval, load_manifest, parse_manifest
 from quanteval.matrix import (
     build_run_spec,
     content_hash,
@@ -15,8 +17,6 @@ from quanteval.matrix import (
     s3_evaluation_root,
 )
 from quanteval.precisions import Precision, default_baseline
-from quanteval.runspec import RunSpec
-from quanteval.spec import QuantEval, load_manifest, parse_manifest
 
 from .conftest import Manifest
 

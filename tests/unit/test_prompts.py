@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from quanteval.api.spec import load_manifest
 from quanteval.emotions import BUILTIN_EMOTION_SETS
 from quanteval.prompts import BUILTIN_PROMPT_SETS, PAPER_PROMPTS, expand_samples, sample_seed
-from quanteval.spec import load_manifest
 
 ISEAR = BUILTIN_EMOTION_SETS["isear"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from quanteval.api.errors import ExitCode, InvalidSpecError
 from quanteval.api.records import SampleRecord
-from quanteval.exitcodes import ExitCode, InvalidSpecError
 from quanteval.precisions import Precision
 from quanteval.report import REPORT_SCHEMA, BuiltReport, ExpectedRun, build_report
 from quanteval.report.claim import NO_PAIR, ClaimRun, check_claim, similar_memory, verdict

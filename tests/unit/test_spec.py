@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from quanteval.exitcodes import ExitCode, InvalidSpecError
+from quanteval.api.errors import ExitCode, InvalidSpecError
+from quanteval.api.spec import load_manifest
 from quanteval.precisions import Precision
 from quanteval.prompts import PAPER_PROMPTS
-from quanteval.spec import load_manifest
 
 from .conftest import Manifest, WriteManifest
 

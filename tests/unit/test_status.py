@@ -5,12 +5,12 @@ from typing import Any
 
 import pytest
 
+from quanteval.api.result import RunMetrics
+from quanteval.api.spec import parse_manifest
 from quanteval.api.states import RunState
 from quanteval.api.termination import run_message
 from quanteval.matrix import Run, expand
 from quanteval.precisions import Precision
-from quanteval.results import RunMetrics
-from quanteval.spec import parse_manifest
 from quanteval_operator.observe import observe_job, observe_pod
 from quanteval_operator.status import (
     STATUS_METRICS,
@@ -944,7 +944,7 @@ def test_a_failed_report_is_a_condition_and_the_runs_stay(quickstart_dict: Manif
     pods = {r.id: [pod] for r, pod in zip(runs, done.values(), strict=True)}
     failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
     report_job = _job(_job_body("eval-report", failed=2, conditions=[failed]))
-    logs = "Traceback ...\nquanteval.exitcodes.StorageError: cannot write report.html"
+    logs = "Traceback ...\nquanteval.api.errors.StorageError: cannot write report.html"
     pod = _pod(_pod_body("eval-report-p", T1, "Failed", state=_terminated(6, logs, "Error")))
 
     status = _aggregate(runs, jobs, pods, report=ReportObservation(report_job, [pod], REPORT_URI))

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from quanteval.exitcodes import CannotLoadError
-from quanteval.spec import ClassifierSpec
+from quanteval.api.errors import CannotLoadError
+from quanteval.api.spec import ClassifierSpec
 from quanteval_worker.classifier import load_classifier, predict
 
 

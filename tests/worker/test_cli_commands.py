@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from devcluster.minio import MinioServer
-from quanteval.results import RunResult
+from quanteval.api.result import RunResult
 from quanteval_cli.main import main
 from quanteval_worker.sources import resolve_source
 

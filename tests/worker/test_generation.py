@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 import torch
 
+from quanteval.api.spec import GenerationSpec
 from quanteval.precisions import Precision
 from quanteval.prompts import expand_samples
-from quanteval.spec import GenerationSpec
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.generation import (
     Generator,

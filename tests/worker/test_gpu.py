@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from quanteval.exitcodes import OutOfMemoryError
+from quanteval.api.errors import OutOfMemoryError
+from quanteval.api.spec import GenerationSpec
 from quanteval.precisions import Precision
-from quanteval.spec import GenerationSpec
 from quanteval_worker.device import detect_device
 from quanteval_worker.generation import SeededRowSampler
 from quanteval_worker.loading import load_causal_lm, weights_bytes

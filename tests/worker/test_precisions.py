@@ -2,7 +2,7 @@
 
 import pytest
 
-from quanteval.exitcodes import CannotLoadError
+from quanteval.api.errors import CannotLoadError
 from quanteval.precisions import Precision
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.precisions import STRATEGIES, strategy_for

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from quanteval.exitcodes import CannotLoadError
+from quanteval.api.errors import CannotLoadError
 from quanteval_worker.sources import package_location, resolve_source
 
 

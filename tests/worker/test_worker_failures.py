@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from quanteval.api.errors import ExitCode
+from quanteval.api.spec import parse_manifest
 from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT
-from quanteval.exitcodes import ExitCode
 from quanteval.matrix import build_run_spec, expand
-from quanteval.spec import parse_manifest
 
 
 def _spec_json(out: str, source: str, precisions: list[str] | None = None) -> str:

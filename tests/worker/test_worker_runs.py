@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from devcluster.minio import MinioServer
-from quanteval.exitcodes import ExitCode
+from quanteval.api.errors import ExitCode
+from quanteval.api.result import RunResult
+from quanteval.api.runspec import RunSpec
+from quanteval.api.spec import parse_manifest
 from quanteval.matrix import build_run_spec, expand, s3_evaluation_root
-from quanteval.results import RunResult
-from quanteval.runspec import RunSpec
-from quanteval.spec import parse_manifest
 from quanteval.storage import S3Storage
 
 PRECISIONS = ["fp32", "bf16", "int8", "nf4"]

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import yaml
 
-from quanteval.exitcodes import CannotLoadError
-from quanteval.spec import ClassifierSpec
+from quanteval.api.errors import CannotLoadError
+from quanteval.api.spec import ClassifierSpec
 from quanteval_worker.sources import ResolvedSource, resolve_source
 
 BATCH = 32

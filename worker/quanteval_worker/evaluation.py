@@ -14,16 +14,16 @@ import numpy as np
 
 from quanteval.api.layout import FIDELITY_FILE, GENERATIONS_FILE
 from quanteval.api.records import SampleRecord, prompt_sha256
-from quanteval.cost import per_thousand, run_dollars
-from quanteval.prompts import Sample, expand_samples
-from quanteval.results import (
+from quanteval.api.result import (
     EnergyFigures,
     FidelitySummary,
     GenerationSettings,
     RunMetrics,
     RunResult,
 )
-from quanteval.runspec import RunSpec
+from quanteval.api.runspec import RunSpec
+from quanteval.cost import per_thousand, run_dollars
+from quanteval.prompts import Sample, expand_samples
 from quanteval.storage import Storage
 from quanteval.textstats import distinct_n, percentile
 from quanteval_worker.classifier import LoadedClassifier, Prediction, load_classifier, predict

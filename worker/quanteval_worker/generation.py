@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 import torch
 
-from quanteval.exitcodes import CannotLoadError, InvalidSpecError, OutOfMemoryError
+from quanteval.api.errors import CannotLoadError, InvalidSpecError, OutOfMemoryError
+from quanteval.api.result import GenerationSettings
+from quanteval.api.spec import GenerationSpec
 from quanteval.prompts import Sample
-from quanteval.results import GenerationSettings
-from quanteval.spec import GenerationSpec
 from quanteval_worker.loading import is_out_of_memory
 from quanteval_worker.sampling import sample_tokens
 

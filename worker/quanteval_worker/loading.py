@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from quanteval.exitcodes import CannotLoadError, OutOfMemoryError, first_line
+from quanteval.api.errors import CannotLoadError, OutOfMemoryError, first_line
 from quanteval.sizing import GPU_WEIGHTS_SHARE
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.precisions import PrecisionStrategy

@@ -3,7 +3,7 @@
 Input: a run spec (JSON) from `--spec FILE` or the QUANTEVAL_RUN_SPEC environment variable.
 Output: `generations.jsonl`, then `result.json` (the commit mark), and a compact termination
 message at QUANTEVAL_TERMINATION_LOG (default /dev/termination-log), on failure too.
-Exit codes: see quanteval.exitcodes.
+Exit codes: see quanteval.api.errors.
 """
 
 import argparse
@@ -15,19 +15,19 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from quanteval.api.layout import RESULT_FILE
-from quanteval.api.states import Reason, RunState
-from quanteval.api.termination import run_message
-from quanteval.exitcodes import (
+from quanteval.api.errors import (
     ExitCode,
     InvalidSpecError,
     OutOfMemoryError,
     QuantEvalError,
     first_line,
 )
-from quanteval.results import RunResult
-from quanteval.runspec import RunSpec
-from quanteval.spec import format_validation_error
+from quanteval.api.layout import RESULT_FILE
+from quanteval.api.result import RunResult
+from quanteval.api.runspec import RunSpec
+from quanteval.api.spec import format_validation_error
+from quanteval.api.states import Reason, RunState
+from quanteval.api.termination import run_message
 from quanteval.storage import Storage, open_storage
 from quanteval_worker.events import log
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from quanteval.results import PeakCause
+from quanteval.api.result import PeakCause
 
 
 def _status_bytes(field: str) -> int:

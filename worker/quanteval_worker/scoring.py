@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from quanteval.results import ConfusionMatrix, EmotionScores
+from quanteval.api.result import ConfusionMatrix, EmotionScores
 
 
 @dataclass(frozen=True)

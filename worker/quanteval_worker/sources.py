@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from quanteval.exitcodes import CannotLoadError
+from quanteval.api.errors import CannotLoadError
 from quanteval.storage import S3Storage
 
 

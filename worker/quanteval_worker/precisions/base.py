@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from quanteval.exitcodes import CannotLoadError
+from quanteval.api.errors import CannotLoadError
 from quanteval.precisions import Precision
 from quanteval_worker.device import DeviceInfo
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from quanteval.api.runspec import EvaluationRef
 from quanteval.precisions import Precision
-from quanteval.runspec import EvaluationRef
 
 RESULT_SCHEMA: Final = "quanteval.io/result/v1"
 

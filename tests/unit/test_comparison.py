@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
+from quanteval.comparison import Comparison, RunOutcome, best_run, compare, peak_cause_note
 from quanteval.precisions import Precision
-from quanteval.summary import Comparison, RunOutcome, best_run, compare, peak_cause_note
 
 GIB = 2**30
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from quanteval.exitcodes import QuantEvalError
+from quanteval.api.errors import QuantEvalError
 from quanteval_worker.sources import package_location
 
 

@@ -5,9 +5,9 @@ Shared by the local table, the report and the operator's status summary.
 
 from dataclasses import dataclass
 
+from quanteval.api.result import PeakCause, RunResult
 from quanteval.api.states import RunState
 from quanteval.precisions import Precision
-from quanteval.results import PeakCause, RunResult
 
 
 @dataclass(frozen=True)

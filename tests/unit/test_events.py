@@ -2,8 +2,8 @@
 
 from typing import Any
 
+from quanteval_operator.events import StoryEvent, story_events
 from quanteval_operator.status import set_condition
-from quanteval_operator.story import StoryEvent, story_events
 
 URI = "s3://bucket/quanteval/ns/quick-uid/report.html"
 

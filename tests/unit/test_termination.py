@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
+from quanteval.api.result import RunMetrics
 from quanteval.api.states import RunState
 from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT, run_message
-from quanteval.results import RunMetrics
 
 
 def _metrics() -> RunMetrics:

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel, to_snake
 
 from quanteval import API_GROUP, API_VERSION, KIND
+from quanteval.api.errors import InvalidSpecError
 from quanteval.emotions import ALL_BUILTIN_EMOTIONS, resolve_emotions
-from quanteval.exitcodes import InvalidSpecError
 from quanteval.precisions import Precision, default_baseline
 from quanteval.prompts import BUILTIN_PROMPT_SETS, PLACEHOLDER
 

@@ -10,8 +10,8 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from quanteval.api.spec import ClassifierSpec, CostSpec, GenerationSpec, ModelSpec
 from quanteval.precisions import Precision
-from quanteval.spec import ClassifierSpec, CostSpec, GenerationSpec, ModelSpec
 
 RUNSPEC_SCHEMA: Final = "quanteval.io/runspec/v1"
 
