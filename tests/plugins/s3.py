@@ -1,0 +1,29 @@
+"""A real S3 server (MinIO, devcluster/minio.py) for the storage, worker and report tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from devcluster.minio import MinioServer, MinioUnavailableError, ensure_minio
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MinioServer]:
+    """One MinIO server for the whole session (the first run builds the binary: minutes)."""
+    try:
+        binary = ensure_minio()
+    except MinioUnavailableError as exc:
+        pytest.skip(str(exc))
+    with MinioServer(binary) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: MinioServer) -> str:
+    """A fresh, uniquely named, empty bucket on the session's server."""
+    name = f"qe-test-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(name)
+    return name
