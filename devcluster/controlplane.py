@@ -35,6 +35,7 @@ from devcluster.kubernetes import (
 )
 from devcluster.pki import token_kubeconfig, write_pki
 from devcluster.ports import free_port
+from quanteval.api.termination import TERMINATION_LOG_ENV
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -57,7 +58,6 @@ _AUDIT_POLICY_DOC = {
 }
 # Started in this order, stopped in the reverse one (the agent first: it stops the pods).
 _ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
-_TERMINATION_MARKER = "QUANTEVAL_TERMINATION_LOG"  # pods.TERMINATION_LOG_ENV
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -548,7 +548,7 @@ class Cluster:
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             except (OSError, ValueError):
                 continue
-            marker = f"{_TERMINATION_MARKER}={pod_dir / 'termination-log'}".encode()
+            marker = f"{TERMINATION_LOG_ENV}={pod_dir / 'termination-log'}".encode()
             if marker in environ:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)

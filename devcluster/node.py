@@ -49,12 +49,12 @@ from devcluster.nodeapi import JSON, Api, ApiError, micro_timestamp, timestamp
 from devcluster.pods import (
     NODE_CAPACITY,
     POD_IP,
-    TERMINATION_LOG_ENV,
     ConfigError,
     Run,
     build_env,
     expand,
 )
+from quanteval.api.termination import TERMINATION_LOG_ENV
 
 DEFAULT_NODE_NAME = "qe-node-1"
 NODE_LABEL = "quanteval.io/node-agent"

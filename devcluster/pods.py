@@ -20,10 +20,10 @@ from urllib.parse import quote
 import kubernetes.utils
 
 from devcluster.nodeapi import JSON, Api, timestamp
+from quanteval.api.termination import TERMINATION_LOG_ENV
 
 NODE_CAPACITY = {"cpu": "1000", "memory": "4Ti", "pods": "1000", "nvidia.com/gpu": "1000"}
 POD_IP = "127.0.0.1"
-TERMINATION_LOG_ENV = "QUANTEVAL_TERMINATION_LOG"
 
 _MAX_MESSAGE_BYTES = 4096  # the kubelet's limit on a termination message
 _FALLBACK_BYTES = 2048  # FallbackToLogsOnError: at most this much of the log's tail...

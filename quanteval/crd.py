@@ -19,6 +19,7 @@ import yaml
 from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.api.spec import DNS1123_LABEL, MAX_EVAL_NAME, PRESETS, QuantEvalSpec
 from quanteval.api.states import ConditionType
+from quanteval.api.status import EvaluationStatus
 
 PLURAL = "quantevals"
 MUTABLE_FIELDS = ("parallelism", "suspend")
@@ -70,6 +71,8 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> di
         if len(options) == 1:
             merged = options[0] | {k: v for k, v in node.items() if k != "anyOf"}
             return structural(merged, defs, path)
+        if types == ["integer", "number"]:  # a number that stays an integer when it is one
+            return {"type": "number"}
         if types == ["integer", "string"]:
             integer = next(o for o in options if o.get("type") == "integer")
             return _int_or_auto(node, integer)
@@ -158,73 +161,13 @@ def spec_schema() -> dict[str, Any]:
     return spec
 
 
-def _metrics_schema() -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": {"type": "number"}}
-
-
 def status_schema() -> dict[str, Any]:
-    condition = {
-        "type": "object",
-        "required": ["type", "status"],
-        "properties": {
-            "type": {"type": "string"},
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "reason": {"type": "string"},
-            "message": {"type": "string"},
-            "lastTransitionTime": {"type": "string", "format": "date-time"},
-            "observedGeneration": {"type": "integer"},
-        },
-    }
-    run = {
-        "type": "object",
-        "required": ["id", "state"],
-        "properties": {
-            "id": {"type": "string"},
-            "state": {"type": "string"},
-            "attempts": {"type": "integer"},
-            "reason": {"type": "string"},
-            "metrics": _metrics_schema(),
-        },
-    }
-    comparison = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "memorySavingPct": {"type": "number"},
-            "f1DeltaPp": {"type": "number"},
-            # From the report (paired over samples), once it is written.
-            "f1DeltaCi95": {"type": "array", "items": {"type": "number"}},
-            "verdict": {"type": "string"},
-            "timeRatio": {"type": "number"},
-            "dollarRatio": {"type": "number"},
-        },
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "observedGeneration": {"type": "integer"},
-            "conditions": {
-                "type": "array",
-                "items": condition,
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
-            "progress": {"type": "string"},
-            "startTime": {"type": "string", "format": "date-time"},
-            "completionTime": {"type": "string", "format": "date-time"},
-            "runs": {"type": "array", "items": run},
-            "summary": {
-                "type": "object",
-                "properties": {
-                    "baseline": {"type": "string"},
-                    "bestRun": {"type": "string"},
-                    "reportUri": {"type": "string"},
-                    "comparisons": {"type": "array", "items": comparison},
-                    "verdictsTruncated": {"type": "boolean"},
-                },
-            },
-        },
-    }
+    schema = EvaluationStatus.model_json_schema(by_alias=True)
+    status = structural(schema, schema.pop("$defs", {}), "status")
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return status
 
 
 def build_crd() -> dict[str, Any]:

@@ -27,7 +27,7 @@ from quanteval.api.layout import RESULT_FILE, run_dir
 from quanteval.api.result import RunResult
 from quanteval.api.spec import QuantEval
 from quanteval.api.states import Reason, RunState
-from quanteval.api.termination import RunMessage
+from quanteval.api.termination import TERMINATION_LOG_ENV, RunMessage
 from quanteval.comparison import RunOutcome, outcome_of
 from quanteval.matrix import Run, build_run_spec, expand
 from quanteval.storage import open_storage
@@ -94,7 +94,7 @@ def _run_worker(
         spec_file = Path(tmp) / "runspec.json"
         spec_file.write_text(spec_json)
         termination = Path(tmp) / "termination-log"
-        env = os.environ | {"QUANTEVAL_TERMINATION_LOG": str(termination)}
+        env = os.environ | {TERMINATION_LOG_ENV: str(termination)}
         command = worker.command(spec_file)
         if force:
             command.append("--force")

@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from quanteval.api.errors import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.api.spec import QuantEval, load_manifest
+from quanteval.api.termination import TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
 from quanteval.matrix import expand
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
@@ -213,7 +214,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     except ValueError as error:
         raise InvalidSpecError(f"--expect: {error}") from None
     built = build_report(args.path, expected)
-    termination_log = os.environ.get("QUANTEVAL_TERMINATION_LOG")
+    termination_log = os.environ.get(TERMINATION_LOG_ENV)
     if termination_log:  # the report Job: the verdicts reach the status through it
         from quanteval.report.verdicts import report_termination_message
 

@@ -7,6 +7,7 @@ from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.api.errors import DETERMINISTIC_FAILURES
 from quanteval.api.layout import REPORT_HTML, under
 from quanteval.api.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
+from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
 from quanteval.matrix import Run, build_run_spec, expand, s3_evaluation_root
 from quanteval.sizing import estimate_weights_bytes, gpus_needed
@@ -97,9 +98,6 @@ def labels_for(manifest: QuantEval, run: Run | None) -> dict[str, str]:
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-
-
-TERMINATION_LOG = "/dev/termination-log"  # the container's terminationMessagePath (default)
 
 
 def _credentials_env(manifest: QuantEval) -> list[dict[str, Any]]:
@@ -278,7 +276,7 @@ def render_report_job(manifest: QuantEval, settings: Settings) -> dict[str, Any]
     command = [*settings.report_command, root, *expected]
     requests = {"cpu": "500m", "memory": "1Gi"}
     # `quanteval report` writes the comparisons' verdicts there, for the status (no S3 here).
-    termination = {"name": "QUANTEVAL_TERMINATION_LOG", "value": TERMINATION_LOG}
+    termination = {"name": TERMINATION_LOG_ENV, "value": DEFAULT_TERMINATION_LOG}
     env = [*_credentials_env(manifest), termination]
     pod_spec = _pod_spec(manifest, settings, command, env, {}, requests)
     job_spec = {"backoffLimit": 1, "activeDeadlineSeconds": 3600}

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from quanteval.api.states import TERMINAL_STATES, ConditionType, Reason, RunState
+from quanteval.api.status import EvaluationStatus
 from quanteval.api.termination import ReportMessage, RunMessage
 from quanteval.comparison import RunOutcome, best_run, compare
 from quanteval.matrix import Run
@@ -413,7 +414,7 @@ def aggregate(
         status["startTime"] = start_time
     if all_done:
         status["completionTime"] = previous.get("completionTime") or now
-    return status
+    return EvaluationStatus.checked(status)
 
 
 def invalid_status(
@@ -440,4 +441,6 @@ def invalid_status(
         generation,
         now,
     )
-    return {"observedGeneration": generation, "conditions": conditions, "progress": "0/0"}
+    return EvaluationStatus.checked(
+        {"observedGeneration": generation, "conditions": conditions, "progress": "0/0"}
+    )

@@ -15,6 +15,10 @@ from quanteval.api.result import RunMetrics
 from quanteval.api.states import RunState
 
 TERMINATION_MESSAGE_LIMIT: Final = 4096
+# Where a process writes its message: the container's terminationMessagePath unless the variable
+# says otherwise (a local run, the dev cluster's node agent).
+TERMINATION_LOG_ENV: Final = "QUANTEVAL_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
 _TRUNCATED: Final = " [truncated]"
 
 

@@ -4,10 +4,12 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from quanteval.api.result import RunMetrics
 from quanteval.api.spec import parse_manifest
 from quanteval.api.states import RunState
+from quanteval.api.status import EvaluationStatus
 from quanteval.api.termination import run_message
 from quanteval.matrix import Run, expand
 from quanteval.precisions import Precision
@@ -955,3 +957,14 @@ def test_a_failed_report_is_a_condition_and_the_runs_stay(quickstart_dict: Manif
     assert _condition(status, "Succeeded")["reason"] == "ReportFailed"
     assert all(r["state"] == "Succeeded" and r["metrics"] for r in status["runs"])
     assert "reportUri" not in status["summary"]
+
+
+def test_a_status_the_models_do_not_know_is_refused_before_it_is_written() -> None:
+    good = {"runs": [{"id": "m-fp32", "state": "Succeeded", "metrics": {"peakMemoryBytes": 5}}]}
+    assert EvaluationStatus.checked(good) == good  # an integer stays one
+    for bad in (
+        {"runs": [{"id": "m-fp32", "state": "Done"}]},  # not a run state
+        {"summary": {"bestrun": "m-fp32"}},  # misspelled: the API server would prune it
+    ):
+        with pytest.raises(ValidationError):
+            EvaluationStatus.checked(bad)

@@ -27,11 +27,9 @@ from quanteval.api.result import RunResult
 from quanteval.api.runspec import RunSpec
 from quanteval.api.spec import format_validation_error
 from quanteval.api.states import Reason, RunState
-from quanteval.api.termination import run_message
+from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV, run_message
 from quanteval.storage import Storage, open_storage
 from quanteval_worker.events import log
-
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 def _quiet_libraries() -> None:
@@ -59,7 +57,7 @@ def read_run_spec(path: str | None) -> RunSpec:
 
 
 def write_termination_message(text: str) -> None:
-    path = os.environ.get("QUANTEVAL_TERMINATION_LOG", DEFAULT_TERMINATION_LOG)
+    path = os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG)
     try:
         Path(path).write_text(text)
     except OSError as error:
