@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from quanteval.api.layout import run_dir, under
 from quanteval.api.runspec import EvaluationRef, RunSpec
 from quanteval.api.spec import ModelSpec, QuantEval, QuantEvalSpec
+from quanteval.intensity import intensity_run
 from quanteval.precisions import Precision
 
 LOCAL_UID = "local"
@@ -45,6 +46,9 @@ def content_hash(spec: QuantEvalSpec, model: ModelSpec, precision: Precision) ->
         "generation": spec.generation.model_dump(mode="json", exclude={"batch_size", "preset"}),
         "classifier": spec.classifier.model_dump(mode="json"),
     }
+    if spec.tasks != ["generation"]:  # only then: the hashes of earlier evaluations hold
+        material["tasks"] = list(spec.tasks)
+        material["intensity"] = spec.intensity.model_dump(mode="json")
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -97,6 +101,9 @@ def build_run_spec(manifest: QuantEval, run: Run, evaluation_root: str) -> RunSp
         prompts=list(spec.prompt_templates),
         generation=spec.generation,
         classifier=spec.classifier,
+        intensity=(
+            intensity_run(spec.intensity, spec.emotion_names) if "intensity" in spec.tasks else None
+        ),
         output_uri=run_output_uri(evaluation_root, run),
         s3_endpoint=s3.endpoint if s3 else "",
         s3_region=s3.region if s3 else "",

@@ -138,6 +138,23 @@ def f1_interval(
     return bootstrap((want, got), lambda i, p, axis=-1: macro_f1(i, p, k))[0]
 
 
+def spearman(
+    x: Sequence[float] | NDArray[Any], y: Sequence[float] | NDArray[Any]
+) -> tuple[float, Interval] | None:
+    """Spearman's rho of paired values (scipy) with its 95% bootstrap interval over the pairs;
+    None below MIN_PAIRS pairs or when either side is constant (rho is undefined)."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(a) < MIN_PAIRS or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+
+    def rho(u: NDArray[Any], v: NDArray[Any]) -> float:
+        value = stats.spearmanr(u, v).statistic
+        return 0.0 if np.isnan(value) else float(value)  # a constant resample: no rank order
+
+    # Percentile, not BCa: near |rho| = 1 BCa's interval can leave out the estimate itself.
+    return rho(a, b), bootstrap((a, b), rho, method="percentile", vectorized=False)[0]
+
+
 def mean_interval(values: Sequence[float]) -> Interval:
     """95% bootstrap interval of the mean."""
     data = np.asarray(values, dtype=np.float64)

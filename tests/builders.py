@@ -1,7 +1,8 @@
 """Builders shared by the suites: stored runs as the worker leaves them (result.json and
-generations.jsonl), for the report's tests and the report extra's."""
+generations.jsonl), and Job and pod bodies shaped like `kubectl get -o json`."""
 
 from pathlib import Path
+from typing import Any
 
 from quanteval.api.records import SampleRecord
 from quanteval.api.result import ConfusionMatrix, EmotionScores, RunMetrics, RunResult
@@ -10,6 +11,9 @@ from quanteval.precisions import Precision
 from quanteval.storage import LocalStorage
 
 FP32 = Precision.FP32
+T0 = "2025-03-01T10:00:00Z"
+T1 = "2025-03-01T10:05:00Z"
+T2 = "2025-03-01T10:10:00Z"
 EMOTIONS = ("anger", "joy")
 # (prompt id, emotion, sample index) -> (text, probability of the intended emotion)
 Samples = dict[tuple[int, str, int], tuple[str, float]]
@@ -91,3 +95,76 @@ def write_run(
         storage.write_text("generations.jsonl", generation_lines(samples))
     if result is not None:
         storage.write_text("result.json", result.to_json())
+
+
+def job_body(
+    name: str,
+    *,
+    conditions: list[dict[str, Any]] | None = None,
+    suspend: bool = False,
+    **counts: int,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"startTime": T0, "uncountedTerminatedPods": {}, "ready": 0}
+    status.update(counts)
+    if conditions:
+        status["conditions"] = [
+            {"lastProbeTime": T1, "lastTransitionTime": T1, **c} for c in conditions
+        ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": "default", "uid": "job-uid"},
+        "spec": {"backoffLimit": 1, "completions": 1, "parallelism": 1, "suspend": suspend},
+        "status": status,
+    }
+
+
+def pod_body(
+    name: str,
+    created: str,
+    phase: str,
+    *,
+    state: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "qosClass": "Burstable"}
+    if conditions is not None:
+        status["conditions"] = conditions
+    if state is not None:
+        status["containerStatuses"] = [
+            {
+                "name": "worker",
+                "image": "ghcr.io/quanteval/quanteval-worker:0.1.0",
+                "imageID": "",
+                "ready": phase == "Running",
+                "restartCount": 0,
+                "started": phase == "Running",
+                "lastState": {},
+                "state": state,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "creationTimestamp": created,
+            "labels": {"quanteval.io/run": "r"},
+        },
+        "spec": {"restartPolicy": "Never"},
+        "status": status,
+    }
+
+
+def terminated(exit_code: int, message: str = "", reason: str = "Completed") -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "exitCode": exit_code,
+        "reason": reason,
+        "startedAt": T1,
+        "finishedAt": T2,
+        "containerID": "containerd://abc",
+    }
+    if message:
+        state["message"] = message
+    return {"terminated": state}

@@ -3,7 +3,6 @@
 A process per run keeps each run's memory peak its own, exactly as one pod per run does.
 """
 
-import json
 import os
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from quanteval.api.result import RunResult
 from quanteval.api.spec import QuantEval
 from quanteval.api.states import Reason, RunState
 from quanteval.api.termination import TERMINATION_LOG_ENV, RunMessage
+from quanteval.api.worker_log import WorkerEvent
 from quanteval.comparison import RunOutcome, outcome_of
 from quanteval.matrix import Run, build_run_spec, expand
 from quanteval.storage import open_storage
@@ -48,7 +48,7 @@ class LineProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._names: list[str] = []
-        self._done: dict[int, float] = {}
+        self._done: dict[int, tuple[str, float]] = {}
 
     def __enter__(self) -> "LineProgress":
         return self
@@ -56,7 +56,9 @@ class LineProgress:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def add_task(self, description: str, total: float | None = None) -> TaskID:
+    def add_task(
+        self, description: str, total: float | None = None, what: str = "samples"
+    ) -> TaskID:
         self._names.append(description)
         self.console.print(f"{description}: started", highlight=False)
         return TaskID(len(self._names) - 1)
@@ -67,11 +69,12 @@ class LineProgress:
         completed: float | None = None,
         total: float | None = None,
         visible: bool | None = None,
+        what: str = "samples",
     ) -> None:
-        if completed is None or not total or self._done.get(task_id) == completed:
+        if completed is None or not total or self._done.get(task_id) == (what, completed):
             return
-        self._done[task_id] = completed
-        self.console.print(f"{self._names[task_id]}: {completed:g}/{total:g} samples")
+        self._done[task_id] = (what, completed)
+        self.console.print(f"{self._names[task_id]}: {completed:g}/{total:g} {what}")
 
 
 def select_runs(runs: list[Run], only: list[str] | None) -> list[Run]:
@@ -98,24 +101,21 @@ def _run_worker(
         command = worker.command(spec_file)
         if force:
             command.append("--force")
-        task = progress.add_task(run.id, total=None)
+        task = progress.add_task(run.id, total=None, what="samples")
         tail: deque[str] = deque(maxlen=20)
         with subprocess.Popen(
             command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
         ) as process:
             assert process.stderr is not None
             for line in process.stderr:
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
+                event = WorkerEvent.parse(line)
+                if event is None:
                     tail.append(line.rstrip())
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                if event.get("event") == "progress":
-                    progress.update(task, completed=event["done"], total=event["total"])
-                elif event.get("level") in ("warning", "error"):
-                    console.print(f"[yellow]{run.id}: {event.get('message')}[/yellow]")
+                elif event.event == "progress":
+                    what = "ratings" if event.task == "intensity" else "samples"
+                    progress.update(task, completed=event.done, total=event.total, what=what)
+                elif event.level in ("warning", "error"):
+                    console.print(f"[yellow]{run.id}: {event.message}[/yellow]")
         progress.update(task, visible=False)
         try:
             text = termination.read_text()
@@ -142,6 +142,7 @@ def run_local(
         TextColumn("{task.description:<28}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[what]}"),
         TimeElapsedColumn(),
     )
     live = console.is_terminal

@@ -20,6 +20,7 @@ from quanteval.api.errors import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.api.spec import QuantEval, load_manifest
 from quanteval.api.termination import TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
+from quanteval.intensity import intensity_run
 from quanteval.matrix import expand
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
 from quanteval_cli import worker
@@ -92,9 +93,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     gpu_memory = args.gpu_memory_gib or spec.resources.gpu_memory_gib or DEFAULT_GPU_MEMORY_GIB
     samples = len(spec.prompt_templates) * len(spec.emotion_names)
     samples *= spec.generation.samples_per_prompt
-    table = Table(
-        title=f"{manifest.metadata.name}: {samples} samples a run, {gpu_memory:g} GiB GPUs"
-    )
+    work = f"{samples} samples"
+    if "intensity" in spec.tasks:
+        work += f" and {len(intensity_run(spec.intensity, spec.emotion_names).items)} ratings"
+    table = Table(title=f"{manifest.metadata.name}: {work} a run, {gpu_memory:g} GiB GPUs")
     for header in ("run", "model", "precision", "parameters", "weights (est.)", "GPUs"):
         table.add_column(header)
     counted: dict[str, int | None] = {}

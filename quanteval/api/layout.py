@@ -11,6 +11,7 @@ from typing import Final
 RUNS_DIR: Final = "runs"
 RESULT_FILE: Final = "result.json"
 GENERATIONS_FILE: Final = "generations.jsonl"
+RATINGS_FILE: Final = "ratings.jsonl"
 FIDELITY_FILE: Final = "fidelity.npz"
 REPORT_JSON: Final = "report.json"
 REPORT_CSV: Final = "report.csv"

@@ -1,5 +1,6 @@
-"""The per-sample record: one line of a run's `generations.jsonl`, written by the worker as each
-sample is generated (then again once scored) and read by the report.
+"""The per-sample records: one line of a run's `generations.jsonl` (`SampleRecord`), written by
+the worker as each sample is generated (then again once scored) and read by the report; one line
+of its `ratings.jsonl` (`RatingRecord`), the intensity task's answer to one text.
 
 Field names are the file's since its first version (`key`, `emotion`, `predicted`,
 `promptTokens`, `newTokens`, ...); new fields are additions. A line carries only what is known
@@ -71,6 +72,32 @@ class SampleRecord(BaseModel):
         """One JSON line (no newline) with the fields that were set, in the file's order."""
         fields = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         return json.dumps(fields, ensure_ascii=False)
+
+    @classmethod
+    def from_line(cls, line: str) -> Self:
+        """Raises pydantic.ValidationError when the line is not a record."""
+        return cls.model_validate_json(line)
+
+
+class RatingRecord(BaseModel):
+    """One line of a run's `ratings.jsonl`: the intensity task's answer to one text."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", populate_by_name=True, alias_generator=to_camel
+    )
+
+    key: str  # the text's id, the same for every precision
+    emotion: str
+    level: int | None = None  # the built-in corpus's intended level, 1-5
+    gold: float | None = None  # a user's own 0-100 score
+    rating: float | None  # the first number of the answer, clamped to 0-100; None: no number
+    answer: str  # the model's answer as it came
+    prompt_tokens: int | None = None
+    new_tokens: int | None = None
+    latency_ms: float | None = None  # its batch's start to its own end
+
+    def to_line(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), ensure_ascii=False)
 
     @classmethod
     def from_line(cls, line: str) -> Self:

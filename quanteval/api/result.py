@@ -113,6 +113,24 @@ class FidelitySummary(_Model):
     seconds: float
 
 
+class IntensityFigures(_Model):
+    """The intensity task's figures for the run alone (against the baseline: the report's)."""
+
+    texts: int
+    parse_failures: int  # answers with no number: counted, kept in ratings.jsonl, never scored
+    parse_failure_rate: float
+    spearman_rho: float | None  # ratings against the intended level; None below 10 or constant
+    spearman_rho_ci95: tuple[float, float] | None
+    spearman_rho_unavailable: str | None = None  # why there is no rho
+    mae_vs_gold: float | None  # points, where texts carry a gold score
+    mae_vs_gold_ci95: tuple[float, float] | None
+    seconds: float  # the task's phase, wall
+    ratings_per_second: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    rule: str  # how a rating is read from an answer
+
+
 class PeakCause(_Model):
     """What, measured, made a phase's peak larger than its tensors needed."""
 
@@ -139,6 +157,7 @@ class RunResult(_Model):
     generation: GenerationSettings | None = None  # absent in results written before it existed
     energy: EnergyFigures | str | None = None  # a string says why there is no figure
     fidelity: FidelitySummary | None = None  # absent in results written before it existed
+    intensity_task: IntensityFigures | None = None  # where the evaluation's tasks hold intensity
     # What a reader must know to trust a figure (a capped macro-F1, say), one sentence each.
     warnings: list[str] = []
     environment: dict[str, Any]

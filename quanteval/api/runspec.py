@@ -28,6 +28,24 @@ class EvaluationRef(_Model):
     uid: str
 
 
+class IntensityItem(_Model):
+    """One text a run rates; `key` is the same for every precision, so ratings pair by it."""
+
+    key: str
+    text: str
+    emotion: str
+    level: int | None = None  # the built-in corpus's intended level, 1 (very mild) to 5 (extreme)
+    gold: float | None = None  # a user's own 0-100 score
+
+
+class IntensityRun(_Model):
+    """The intensity task as a run does it: the prompt template and the texts, resolved."""
+
+    template: str
+    max_new_tokens: int
+    items: Annotated[list[IntensityItem], Field(min_length=1)]
+
+
 class RunSpec(_Model):
     schema_version: Literal["quanteval.io/runspec/v1"] = RUNSPEC_SCHEMA
     evaluation: EvaluationRef
@@ -39,6 +57,7 @@ class RunSpec(_Model):
     prompts: Annotated[list[str], Field(min_length=1)]
     generation: GenerationSpec
     classifier: ClassifierSpec
+    intensity: IntensityRun | None = None  # set when the evaluation's tasks hold intensity
     # The run's directory: file:///abs/path or s3://bucket/key/prefix.
     output_uri: str
     s3_endpoint: str = ""

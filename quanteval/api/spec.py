@@ -276,8 +276,47 @@ class CostSpec(_Model):
     """
 
 
-EmotionName = Annotated[str, Field(pattern=EMOTION_NAME)]
+EmotionName = Annotated[str, Field(pattern=EMOTION_NAME, max_length=32)]
 PromptTemplate = Annotated[str, Field(min_length=1, max_length=2048)]
+Task = Literal["generation", "intensity"]
+
+# In the spirit of "The Cost of Nuance": the model is asked for one number, 0-100.
+DEFAULT_INTENSITY_TEMPLATE = (
+    "How intensely does the following text express {emotion}? Answer with a single number "
+    "from 0 (not at all) to 100 (extremely), and nothing else.\nText: {text}\nIntensity:"
+)
+
+
+class IntensityText(_Model):
+    """One text to rate: how intensely it expresses `emotion`, with an optional 0-100 `gold`."""
+
+    text: Annotated[str, Field(min_length=1, max_length=500)]
+    emotion: EmotionName
+    gold: Annotated[float | None, Field(ge=0, le=100)] = None
+
+
+class IntensitySpec(_Model):
+    """The intensity task: the model under test rates texts 0-100 (greedy, the first number in
+    its answer, clamped to 0-100; an answer without a number is a parse failure)."""
+
+    template: Annotated[str, Field(max_length=2048)] = ""
+    """Prompt template with {text} and {emotion}, in the spec's prompt format (default: the
+    built-in one).
+    """
+    max_new_tokens: Annotated[int, Field(ge=1, le=64)] = 5
+    """Tokens the model may answer with."""
+    texts: Annotated[list[IntensityText], Field(min_length=1, max_length=200)] | None = None
+    """Texts to rate (default: the built-in corpus, for the evaluation's emotions)."""
+
+    @model_validator(mode="after")
+    def _template_has_text(self) -> Self:
+        if self.template and "{text}" not in self.template:
+            raise ValueError("template: must contain {text}, where the text to rate goes")
+        return self
+
+    @property
+    def prompt_template(self) -> str:
+        return self.template or DEFAULT_INTENSITY_TEMPLATE
 
 
 class QuantEvalSpec(_Model):
@@ -299,8 +338,16 @@ class QuantEvalSpec(_Model):
     """
     prompts: Annotated[list[PromptTemplate], Field(min_length=1, max_length=200)] | None = None
     """Prompt templates; <class> is replaced by the emotion name."""
+    tasks: Annotated[list[Task], Field(min_length=1, max_length=2)] = Field(
+        default_factory=lambda: list[Task](["generation"])
+    )
+    """What each run does with its model loaded once: generation (affective text, scored by the
+    classifier) and intensity (the model rates texts 0-100). generation is always among them.
+    """
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     """Generation settings."""
+    intensity: IntensitySpec = Field(default_factory=IntensitySpec)
+    """The intensity task's settings (read when tasks holds intensity)."""
     classifier: ClassifierSpec = Field(default_factory=lambda: ClassifierSpec(builtin="minilm"))
     """The emotion classifier that scores the generations."""
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -333,6 +380,15 @@ class QuantEvalSpec(_Model):
             raise ValueError("each precision may appear once")
         return value
 
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each task may appear once")
+        if "generation" not in value:
+            raise ValueError("must hold generation: a run without it is not supported yet")
+        return value
+
     @field_validator("models")
     @classmethod
     def _unique_model_names(cls, value: list[ModelSpec]) -> list[ModelSpec]:
@@ -363,6 +419,8 @@ class QuantEvalSpec(_Model):
                 raise ValueError(
                     f"prompts[{index}]: must contain {PLACEHOLDER}, where the emotion name goes"
                 )
+        if "intensity" in self.tasks:
+            self._check_intensity_texts()
         if self.baseline is not None and self.baseline not in self.precisions:
             raise ValueError(f"baseline: {self.baseline} is not one of precisions")
         if self.classifier.builtin is not None:
@@ -373,6 +431,22 @@ class QuantEvalSpec(_Model):
                     f"{', '.join(ALL_BUILTIN_EMOTIONS)}); set classifier.source and labelMap"
                 )
         return self
+
+    def _check_intensity_texts(self) -> None:
+        from quanteval.intensity import builtin_items  # the corpus is read only when it is used
+
+        emotions = self.emotion_names
+        for index, text in enumerate(self.intensity.texts or []):
+            if text.emotion not in emotions:
+                raise ValueError(
+                    f"intensity.texts[{index}].emotion: {text.emotion!r} is not one of the "
+                    f"evaluation's emotions ({', '.join(emotions)})"
+                )
+        if self.intensity.texts is None and not builtin_items(emotions):
+            raise ValueError(
+                f"intensity.texts: the built-in corpus has no text for {', '.join(emotions)}; "
+                "give intensity.texts"
+            )
 
     @property
     def emotion_names(self) -> tuple[str, ...]:

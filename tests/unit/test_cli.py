@@ -162,6 +162,15 @@ def test_plan_quickstart_lists_the_runs(
     assert "generation.samplesPerPrompt 14" in flat
 
 
+def test_plan_counts_the_ratings_of_the_intensity_task(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart_dict["spec"]["tasks"] = ["generation", "intensity"]
+    assert main(["plan", str(write_manifest(quickstart_dict))]) == 0
+    # isear's seven emotions x 25 texts of the built-in corpus each
+    assert "70 samples and 175 ratings a run" in " ".join(capsys.readouterr().out.split())
+
+
 def test_plan_bad_manifest(
     quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -192,6 +192,25 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], list[str]]] = [
         ["spec.workerImage", "should match pattern"],
     ),
     ("metadata-name-too-long", _set("metadata.name", "a" * 53), ["metadata.name", "52"]),
+    ("unknown-task", _set("spec.tasks", ["generation", "summary"]), ["spec.tasks", "intensity"]),
+    ("tasks-without-generation", _set("spec.tasks", ["intensity"]), ["spec.tasks", "generation"]),
+    (
+        "intensity-template-without-text",
+        _both(
+            _set("spec.tasks", ["generation", "intensity"]),
+            _set("spec.intensity", {"template": "Rate {emotion}"}),
+        ),
+        ["spec.intensity.template", "{text}"],
+    ),
+    ("intensity-empty-texts", _set("spec.intensity", {"texts": []}), ["spec.intensity.texts"]),
+    (
+        "intensity-text-of-another-emotion",
+        _both(
+            _set("spec.tasks", ["generation", "intensity"]),
+            _set("spec.intensity", {"texts": [{"text": "wow", "emotion": "surprise"}]}),
+        ),
+        ["intensity.texts[0].emotion", "surprise"],
+    ),
     ("metadata-name-uppercase", _set("metadata.name", "QuickStart"), ["metadata.name"]),
 ]
 

@@ -26,40 +26,13 @@ from quanteval_operator.status import (
     status_metrics,
     summarize,
 )
+from tests.builders import T0, T1, T2, job_body, pod_body, terminated
 
 from .conftest import Manifest
 
 GIB = 2**30
-T0 = "2025-03-01T10:00:00Z"
-T1 = "2025-03-01T10:05:00Z"
-T2 = "2025-03-01T10:10:00Z"
 T3 = "2025-03-01T10:15:00Z"
 T4 = "2025-03-01T10:20:00Z"
-
-
-# API bodies, shaped like `kubectl get -o json`
-
-
-def _job_body(
-    name: str,
-    *,
-    conditions: list[dict[str, Any]] | None = None,
-    suspend: bool = False,
-    **counts: int,
-) -> dict[str, Any]:
-    status: dict[str, Any] = {"startTime": T0, "uncountedTerminatedPods": {}, "ready": 0}
-    status.update(counts)
-    if conditions:
-        status["conditions"] = [
-            {"lastProbeTime": T1, "lastTransitionTime": T1, **c} for c in conditions
-        ]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": "default", "uid": "job-uid"},
-        "spec": {"backoffLimit": 1, "completions": 1, "parallelism": 1, "suspend": suspend},
-        "status": status,
-    }
 
 
 def _job(body: dict[str, Any]) -> JobObservation:
@@ -71,59 +44,8 @@ def _job(body: dict[str, Any]) -> JobObservation:
     )
 
 
-def _pod_body(
-    name: str,
-    created: str,
-    phase: str,
-    *,
-    state: dict[str, Any] | None = None,
-    conditions: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    status: dict[str, Any] = {"phase": phase, "qosClass": "Burstable"}
-    if conditions is not None:
-        status["conditions"] = conditions
-    if state is not None:
-        status["containerStatuses"] = [
-            {
-                "name": "worker",
-                "image": "ghcr.io/quanteval/quanteval-worker:0.1.0",
-                "imageID": "",
-                "ready": phase == "Running",
-                "restartCount": 0,
-                "started": phase == "Running",
-                "lastState": {},
-                "state": state,
-            }
-        ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "creationTimestamp": created,
-            "labels": {"quanteval.io/run": "r"},
-        },
-        "spec": {"restartPolicy": "Never"},
-        "status": status,
-    }
-
-
 def _pod(body: dict[str, Any]) -> PodObservation:
     return observe_pod(body["metadata"]["name"], body["metadata"], body["status"])
-
-
-def _terminated(exit_code: int, message: str = "", reason: str = "Completed") -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "exitCode": exit_code,
-        "reason": reason,
-        "startedAt": T1,
-        "finishedAt": T2,
-        "containerID": "containerd://abc",
-    }
-    if message:
-        state["message"] = message
-    return {"terminated": state}
 
 
 COMPLETE = [
@@ -166,11 +88,11 @@ def _metrics(
 
 def _succeeded_pod(run: Run, metrics: RunMetrics, created: str = T1) -> PodObservation:
     message = run_message(run.id, RunState.SUCCEEDED, metrics).to_text()
-    return _pod(_pod_body(f"{run.id}-pod", created, "Succeeded", state=_terminated(0, message)))
+    return _pod(pod_body(f"{run.id}-pod", created, "Succeeded", state=terminated(0, message)))
 
 
 def _complete_job(run: Run) -> JobObservation:
-    return _job(_job_body(f"job-{run.id}", conditions=COMPLETE, succeeded=1))
+    return _job(job_body(f"job-{run.id}", conditions=COMPLETE, succeeded=1))
 
 
 def _runs(document: Manifest, models: int = 1) -> list[Run]:
@@ -196,13 +118,13 @@ def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def test_observe_complete_job() -> None:
-    job = _job(_job_body("j", conditions=COMPLETE, succeeded=1))
+    job = _job(job_body("j", conditions=COMPLETE, succeeded=1))
 
     assert job == JobObservation(name="j", succeeded=1, complete=True)
 
 
 def test_observe_failed_job() -> None:
-    body = _job_body(
+    body = job_body(
         "j",
         failed=2,
         conditions=[
@@ -226,7 +148,7 @@ def test_observe_failed_job() -> None:
 
 
 def test_observe_job_ignores_false_conditions_and_missing_counts() -> None:
-    body = _job_body("j", suspend=True)
+    body = job_body("j", suspend=True)
     body["status"] = {"conditions": [{"type": "Complete", "status": "False"}]}
 
     job = _job(body)
@@ -239,7 +161,7 @@ def test_observe_new_job_without_status() -> None:
 
 
 def test_observe_terminated_pod() -> None:
-    pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(4, '{"a":1}', reason="Error")))
+    pod = _pod(pod_body("p", T1, "Failed", state=terminated(4, '{"a":1}', reason="Error")))
 
     assert pod == PodObservation(
         name="p",
@@ -253,7 +175,7 @@ def test_observe_terminated_pod() -> None:
 
 def test_observe_waiting_pod() -> None:
     waiting = {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}
-    pod = _pod(_pod_body("p", T1, "Pending", state=waiting))
+    pod = _pod(pod_body("p", T1, "Pending", state=waiting))
 
     assert pod.waiting_reason == "ImagePullBackOff"
     assert pod.waiting_message == "Back-off pulling image"
@@ -270,7 +192,7 @@ def test_observe_unschedulable_pod() -> None:
         "lastProbeTime": None,
         "lastTransitionTime": T1,
     }
-    pod = _pod(_pod_body("p", T1, "Pending", conditions=[scheduled]))
+    pod = _pod(pod_body("p", T1, "Pending", conditions=[scheduled]))
 
     assert pod.unschedulable_message == "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
     assert pod.waiting_reason == ""
@@ -279,7 +201,7 @@ def test_observe_unschedulable_pod() -> None:
 def test_observe_scheduled_pod_has_no_unschedulable_message() -> None:
     scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": T1}
     running = {"running": {"startedAt": T1}}
-    pod = _pod(_pod_body("p", T1, "Running", state=running, conditions=[scheduled]))
+    pod = _pod(pod_body("p", T1, "Running", state=running, conditions=[scheduled]))
 
     assert pod == PodObservation(name="p", created=T1, phase="Running")
 
@@ -336,7 +258,7 @@ def test_complete_job_succeeds_with_rounded_status_metrics(quickstart_dict: Mani
 
 def test_complete_job_without_a_message_has_no_metrics(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
-    pod = _pod(_pod_body("p", T1, "Succeeded", state=_terminated(0)))
+    pod = _pod(pod_body("p", T1, "Succeeded", state=terminated(0)))
 
     entry = run_status(run, _complete_job(run), [pod], suspended=False)
 
@@ -350,7 +272,7 @@ def test_complete_job_takes_metrics_from_the_newest_succeeded_pod(
     run = _runs(quickstart_dict)[0]
     old = _succeeded_pod(run, _metrics(f1=0.1), created=T1)
     new = _succeeded_pod(run, _metrics(f1=0.2), created=T2)
-    failed = _pod(_pod_body("f", T3, "Failed", state=_terminated(137, reason="OOMKilled")))
+    failed = _pod(pod_body("f", T3, "Failed", state=terminated(137, reason="OOMKilled")))
 
     entry = run_status(run, _complete_job(run), [new, failed, old], suspended=False)
 
@@ -362,9 +284,9 @@ def test_failed_job_with_the_workers_json_message(quickstart_dict: Manifest) -> 
     message = run_message(
         run.id, RunState.FAILED, reason="CannotLoad", message="package llm_x is not installed"
     ).to_text()
-    pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(4, message, reason="Error")))
+    pod = _pod(pod_body("p", T1, "Failed", state=terminated(4, message, reason="Error")))
     job = _job(
-        _job_body(
+        job_body(
             "j",
             failed=1,
             conditions=[
@@ -393,9 +315,9 @@ def test_failed_job_with_logs_as_the_message(quickstart_dict: Manifest) -> None:
         '  File "/app/worker.py", line 10, in <module>\n'
         "RuntimeError: CUDA error: an illegal memory access was encountered\n"
     )
-    pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(1, logs, reason="Error")))
+    pod = _pod(pod_body("p", T1, "Failed", state=terminated(1, logs, reason="Error")))
     failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
-    job = _job(_job_body("j", failed=2, conditions=[failed]))
+    job = _job(job_body("j", failed=2, conditions=[failed]))
 
     entry = run_status(run, job, [pod], suspended=False)
 
@@ -411,8 +333,8 @@ def test_failed_job_reason_is_short(quickstart_dict: Manifest) -> None:
     message = run_message(
         run.id, RunState.FAILED, reason="CannotLoad", message="x" * 3000
     ).to_text()
-    pod = _pod(_pod_body("p", T1, "Failed", state=_terminated(4, message, reason="Error")))
-    job = _job(_job_body("j", failed=1, conditions=[{"type": "Failed", "status": "True"}]))
+    pod = _pod(pod_body("p", T1, "Failed", state=terminated(4, message, reason="Error")))
+    job = _job(job_body("j", failed=1, conditions=[{"type": "Failed", "status": "True"}]))
 
     entry = run_status(run, job, [pod], suspended=False)
 
@@ -428,7 +350,7 @@ def test_failed_job_without_pods_uses_its_condition(quickstart_dict: Manifest) -
         "reason": "DeadlineExceeded",
         "message": "Job was active longer than specified deadline",
     }
-    job = _job(_job_body("j", failed=1, conditions=[failed]))
+    job = _job(job_body("j", failed=1, conditions=[failed]))
 
     entry = run_status(run, job, [], suspended=False)
 
@@ -439,7 +361,7 @@ def test_failed_job_without_pods_uses_its_condition(quickstart_dict: Manifest) -
 def test_suspended_job_is_queued(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
     suspended = {"type": "Suspended", "status": "True", "reason": "JobSuspended"}
-    job = _job(_job_body("j", suspend=True, conditions=[suspended]))
+    job = _job(job_body("j", suspend=True, conditions=[suspended]))
 
     entry = run_status(run, job, [], suspended=False)
 
@@ -450,8 +372,8 @@ def test_suspended_job_is_queued(quickstart_dict: Manifest) -> None:
 
 def test_running_pod_is_running(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
-    job = _job(_job_body("j", active=1))
-    pod = _pod(_pod_body("p", T1, "Running", state={"running": {"startedAt": T1}}))
+    job = _job(job_body("j", active=1))
+    pod = _pod(pod_body("p", T1, "Running", state={"running": {"startedAt": T1}}))
 
     entry = run_status(run, job, [pod], suspended=False)
 
@@ -462,14 +384,14 @@ def test_running_pod_is_running(quickstart_dict: Manifest) -> None:
 
 def test_pending_pod_with_a_config_error(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
-    job = _job(_job_body("j", active=1))
+    job = _job(job_body("j", active=1))
     waiting = {
         "waiting": {
             "reason": "CreateContainerConfigError",
             "message": 'secret "quanteval-s3" not found',
         }
     }
-    pod = _pod(_pod_body("p", T1, "Pending", state=waiting))
+    pod = _pod(pod_body("p", T1, "Pending", state=waiting))
 
     entry = run_status(run, job, [pod], suspended=False)
 
@@ -479,7 +401,7 @@ def test_pending_pod_with_a_config_error(quickstart_dict: Manifest) -> None:
 
 def test_unschedulable_pod(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
-    job = _job(_job_body("j", active=1))
+    job = _job(job_body("j", active=1))
     scheduled = {
         "type": "PodScheduled",
         "status": "False",
@@ -487,7 +409,7 @@ def test_unschedulable_pod(quickstart_dict: Manifest) -> None:
         "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 "
         "nodes are available: 4 No preemption victims found for incoming pod.",
     }
-    pod = _pod(_pod_body("p", T1, "Pending", conditions=[scheduled]))
+    pod = _pod(pod_body("p", T1, "Pending", conditions=[scheduled]))
 
     entry = run_status(run, job, [pod], suspended=False)
 
@@ -497,19 +419,19 @@ def test_unschedulable_pod(quickstart_dict: Manifest) -> None:
 
 def test_attempts_count_active_succeeded_and_failed(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
-    job = _job(_job_body("j", active=1, failed=2))
-    pod = _pod(_pod_body("p", T3, "Running", state={"running": {"startedAt": T3}}))
+    job = _job(job_body("j", active=1, failed=2))
+    pod = _pod(pod_body("p", T3, "Running", state={"running": {"startedAt": T3}}))
 
     assert run_status(run, job, [pod], suspended=False)["attempts"] == 3
 
 
 def test_the_newest_pod_wins(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
-    job = _job(_job_body("j", active=1, failed=1))
-    old = _pod(_pod_body("p-old", T1, "Failed", state=_terminated(1, "boom", reason="Error")))
-    new = _pod(_pod_body("p-new", T2, "Running", state={"running": {"startedAt": T2}}))
+    job = _job(job_body("j", active=1, failed=1))
+    old = _pod(pod_body("p-old", T1, "Failed", state=terminated(1, "boom", reason="Error")))
+    new = _pod(pod_body("p-new", T2, "Running", state={"running": {"startedAt": T2}}))
     newer_pending = _pod(
-        _pod_body("p-newer", T3, "Pending", state={"waiting": {"reason": "ContainerCreating"}})
+        pod_body("p-newer", T3, "Pending", state={"waiting": {"reason": "ContainerCreating"}})
     )
 
     assert run_status(run, job, [new, old], suspended=False)["state"] == "Running"
@@ -592,14 +514,14 @@ def _succeed(run: Run, metrics: RunMetrics | None = None) -> tuple[JobObservatio
 
 def _fail(run: Run, reason: str = "CannotLoad") -> tuple[JobObservation, PodObservation]:
     message = run_message(run.id, RunState.FAILED, reason=reason, message="cannot load").to_text()
-    pod = _pod(_pod_body(f"{run.id}-p", T1, "Failed", state=_terminated(4, message, "Error")))
+    pod = _pod(pod_body(f"{run.id}-p", T1, "Failed", state=terminated(4, message, "Error")))
     failed = {"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}
-    return _job(_job_body(f"job-{run.id}", failed=1, conditions=[failed])), pod
+    return _job(job_body(f"job-{run.id}", failed=1, conditions=[failed])), pod
 
 
 def _running(run: Run) -> tuple[JobObservation, PodObservation]:
-    pod = _pod(_pod_body(f"{run.id}-p", T1, "Running", state={"running": {"startedAt": T1}}))
-    return _job(_job_body(f"job-{run.id}", active=1)), pod
+    pod = _pod(pod_body(f"{run.id}-p", T1, "Running", state={"running": {"startedAt": T1}}))
+    return _job(job_body(f"job-{run.id}", active=1)), pod
 
 
 def _observations(
@@ -945,9 +867,9 @@ def test_a_failed_report_is_a_condition_and_the_runs_stay(quickstart_dict: Manif
     jobs = {r.id: done_job for r, done_job in zip(runs, done, strict=True)}
     pods = {r.id: [pod] for r, pod in zip(runs, done.values(), strict=True)}
     failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
-    report_job = _job(_job_body("eval-report", failed=2, conditions=[failed]))
+    report_job = _job(job_body("eval-report", failed=2, conditions=[failed]))
     logs = "Traceback ...\nquanteval.api.errors.StorageError: cannot write report.html"
-    pod = _pod(_pod_body("eval-report-p", T1, "Failed", state=_terminated(6, logs, "Error")))
+    pod = _pod(pod_body("eval-report-p", T1, "Failed", state=terminated(6, logs, "Error")))
 
     status = _aggregate(runs, jobs, pods, report=ReportObservation(report_job, [pod], REPORT_URI))
 

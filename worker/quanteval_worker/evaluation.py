@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from quanteval.api.layout import FIDELITY_FILE, GENERATIONS_FILE
+from quanteval.api.layout import FIDELITY_FILE, GENERATIONS_FILE, RATINGS_FILE
 from quanteval.api.records import SampleRecord, prompt_sha256
 from quanteval.api.result import (
     EnergyFigures,
@@ -38,6 +38,7 @@ from quanteval_worker.generation import (
     check_prompt_lengths,
     prompt_lengths,
 )
+from quanteval_worker.intensity import intensity_figures, rate, ratings_lines
 from quanteval_worker.loading import (
     actual_dtypes,
     fetch_source,
@@ -129,9 +130,9 @@ def generate(
     spec: RunSpec, prepared: Prepared, model: Any, loaded: Loaded, tracker: PhaseTracker
 ) -> Generated:
     def on_batch(done: int, total: int) -> None:
-        emit("progress", done=done, total=total)
+        emit("progress", task="generation", done=done, total=total)
 
-    emit("progress", done=0, total=len(prepared.samples))
+    emit("progress", task="generation", done=0, total=len(prepared.samples))
     generator = Generator(model, prepared.tokenizer, spec.generation, prepared.device.kind)
     requested = spec.generation.batch_size
     touch_weights(model)  # mapped checkpoint pages resident now: counted as the model's bytes
@@ -335,8 +336,16 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     generated = generate(spec, prepared, model, loaded, tracker)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
     fidelity = measure_fidelity(spec, prepared, model, loaded, tracker, storage)
+    intensity = None
+    if spec.intensity is not None:
+        ratings = rate(
+            spec, spec.intensity, model, prepared.tokenizer, prepared.device.kind, tracker
+        )
+        storage.write_text(RATINGS_FILE, ratings_lines(ratings))
+        intensity = intensity_figures(ratings, tracker.seconds["intensity"])
     del model
     release_device_memory(prepared.device)
     predictions, scores = classify(prepared.classifier, generated.generations, spec.emotions)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations, predictions))
-    return assemble(spec, prepared, loaded, generated, scores, tracker, started_at, fidelity)
+    result = assemble(spec, prepared, loaded, generated, scores, tracker, started_at, fidelity)
+    return result.model_copy(update={"intensity_task": intensity})

@@ -1,18 +1,15 @@
-"""The worker's structured output: one JSON object a line on stderr.
+"""The worker's structured output (quanteval.api.worker_log): one JSON object a line on stderr."""
 
-`quanteval run --local` reads the `progress` events to draw its progress bar; in a pod the same
-lines are the container log.
-"""
-
-import json
 import sys
 import time
 from typing import Any
 
+from quanteval.api.worker_log import WorkerEvent
+
 
 def emit(event: str, **fields: Any) -> None:
-    record = {"ts": round(time.time(), 3), "event": event, **fields}
-    sys.stderr.write(json.dumps(record, default=str) + "\n")
+    record = WorkerEvent.model_validate({"ts": round(time.time(), 3), "event": event, **fields})
+    sys.stderr.write(record.to_line() + "\n")
     sys.stderr.flush()
 
 

