@@ -4,7 +4,7 @@ generations.jsonl), and Job and pod bodies shaped like `kubectl get -o json`."""
 from pathlib import Path
 from typing import Any
 
-from quanteval.api.records import SampleRecord
+from quanteval.api.records import RatingRecord, SampleRecord
 from quanteval.api.result import ConfusionMatrix, EmotionScores, RunMetrics, RunResult
 from quanteval.api.runspec import EvaluationRef
 from quanteval.precisions import Precision
@@ -168,3 +168,15 @@ def terminated(exit_code: int, message: str = "", reason: str = "Completed") -> 
     if message:
         state["message"] = message
     return {"terminated": state}
+
+
+def write_ratings(root: Path, run_id: str, ratings: dict[str, float | None]) -> None:
+    """A run's ratings.jsonl: key -> rating (None: a parse failure)."""
+    lines = [
+        RatingRecord(
+            key=key, emotion="joy", level=1 + i % 5, rating=rating,
+            answer="none" if rating is None else f"{rating:g}",
+        ).to_line()
+        for i, (key, rating) in enumerate(ratings.items())
+    ]  # fmt: skip
+    LocalStorage(root).child(f"runs/{run_id}").write_text("ratings.jsonl", "\n".join(lines) + "\n")

@@ -95,6 +95,7 @@ class RatingRecord(BaseModel):
     prompt_tokens: int | None = None
     new_tokens: int | None = None
     latency_ms: float | None = None  # its batch's start to its own end
+    classifier_rating: float | None = None  # the classifier's probability of the emotion x 100
 
     def to_line(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), ensure_ascii=False)

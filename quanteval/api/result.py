@@ -113,6 +113,22 @@ class FidelitySummary(_Model):
     seconds: float
 
 
+class ClassifierReference(_Model):
+    """The same texts scored by the evaluation's classifier (its probability of the named
+    emotion, x 100) in the same run, timed the same way: what an LLM's rating is measured
+    against."""
+
+    classifier: str
+    device: str
+    texts: int
+    spearman_rho: float | None
+    spearman_rho_ci95: tuple[float, float] | None
+    spearman_rho_unavailable: str | None = None
+    seconds: float
+    ratings_per_second: float
+    dollars_per_1k_ratings: float | None  # CPU time x cpuHourUSD; None without a price
+
+
 class IntensityFigures(_Model):
     """The intensity task's figures for the run alone (against the baseline: the report's)."""
 
@@ -129,6 +145,8 @@ class IntensityFigures(_Model):
     latency_p50_ms: float
     latency_p95_ms: float
     rule: str  # how a rating is read from an answer
+    dollars_per_1k_ratings: float | None = None  # the phase's GPU/CPU time x price; None unpriced
+    classifier: ClassifierReference | None = None
 
 
 class PeakCause(_Model):

@@ -18,6 +18,7 @@ from quanteval.report.claim import ClaimRun, check_claim
 from quanteval.report.data import RunRecord
 from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_means
 from quanteval.report.pareto import Point, pareto_front
+from quanteval.report.ratings import rating_drift
 from quanteval.report.samples import DEFAULT_SAMPLES, sample_rows
 from quanteval.report.schema import (
     BaselineComparison,
@@ -110,6 +111,9 @@ def against_baseline(
         paired=paired,
         fidelity=fidelity if isinstance(fidelity, FidelityFigures) else None,
         fidelity_unavailable=fidelity if isinstance(fidelity, str) else None,
+        rating_drift=(
+            rating_drift(base.ratings, record.ratings) if base.run_id != record.run_id else None
+        ),
     )
 
 
@@ -154,6 +158,7 @@ def run_report(
         per_emotion_f1={e: s.f1 for e, s in record.result.per_emotion.items()},
         intervals=quality_intervals(record),
         vs_baseline=vs_baseline,
+        intensity_task=record.result.intensity_task,
         on_pareto_front=on_front,
         warnings=(*record.result.warnings, *filter(None, [peak_note])),
     )

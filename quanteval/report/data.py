@@ -2,10 +2,11 @@
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from quanteval.api.records import SampleRecord
+from quanteval.api.records import RatingRecord, SampleRecord
 from quanteval.api.result import RunResult
 from quanteval.api.states import RunState
 from quanteval.fidelity import TokenDistributions
@@ -21,6 +22,7 @@ class RunRecord:
     reason: str = ""
     result: RunResult | None = None
     generations: tuple[SampleRecord, ...] = ()
+    ratings: tuple[RatingRecord, ...] = ()  # the intensity task's, where it ran
     fidelity: TokenDistributions | None = None  # its pass over the reference corpus
 
 
@@ -53,15 +55,19 @@ def parse_run_id(name: str) -> tuple[str, Precision] | None:
         return None
 
 
-def parse_generations(lines: Iterable[str]) -> tuple[list[SampleRecord], int]:
-    """The records of a `generations.jsonl`, and how many non-blank lines were unreadable."""
-    records: list[SampleRecord] = []
+Record = TypeVar("Record", SampleRecord, RatingRecord)
+
+
+def parse_records(lines: Iterable[str], kind: type[Record]) -> tuple[list[Record], int]:
+    """The records of a per-sample file (`generations.jsonl`, `ratings.jsonl`), and how many
+    non-blank lines were unreadable."""
+    records: list[Record] = []
     bad = 0
     for line in lines:
         if not line.strip():
             continue
         try:
-            records.append(SampleRecord.from_line(line))
+            records.append(kind.from_line(line))
         except ValidationError:
             bad += 1
     return records, bad

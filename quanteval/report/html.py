@@ -12,6 +12,8 @@ from quanteval.report.schema import Report, SampleRow
 from quanteval.report.tables import (
     FIDELITY_HEADERS,
     FIDELITY_INTRO,
+    RATINGS_HEADERS,
+    RATINGS_INTRO,
     TABLE_HEADERS,
     VERDICT_INTRO,
     best_line,
@@ -19,6 +21,8 @@ from quanteval.report.tables import (
     dollar_front_text,
     fidelity_rows,
     notes,
+    nuance_lines,
+    ratings_rows,
     study_lines,
     table_cells,
     verdict_lines,
@@ -82,15 +86,31 @@ def comparison_table(report: Report) -> str:
     )
 
 
+def _table(table_id: str, headers: Sequence[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        f'<div class="scroll"><table id="{table_id}" class="comparison">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+
+
 def fidelity_table(report: Report) -> str:
     rows = fidelity_rows(report)
     if not rows:
         return "<p>No fidelity figures.</p>"
-    head = "".join(f"<th>{escape(h)}</th>" for h in FIDELITY_HEADERS)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return _table("fidelity-table", FIDELITY_HEADERS, rows)
+
+
+def ratings_section(report: Report) -> str:
+    """The intensity task's section; nothing when no run did the task."""
+    rows = ratings_rows(report)
+    if not rows:
+        return ""
     return (
-        f'<div class="scroll"><table id="fidelity-table" class="comparison">'
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+        f'<section id="intensity">\n<h2>Intensity ratings</h2>\n<p>{escape(RATINGS_INTRO)}</p>\n'
+        f"{_table('intensity-table', RATINGS_HEADERS, rows)}\n<h3>The cost of nuance</h3>\n"
+        f"{_paragraphs(nuance_lines(report) or ['No classifier reference.'])}\n</section>"
     )
 
 
@@ -188,6 +208,7 @@ intensity drift (mean absolute change of the intended emotion's probability, 0-1
 <p>{escape(FIDELITY_INTRO)}</p>
 {fidelity_table(report)}
 </section>
+{ratings_section(report)}
 <section id="claim">
 <h2>Claim check</h2>
 {_paragraphs(claim_lines(report))}

@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from quanteval.api.errors import InvalidSpecError
-from quanteval.api.layout import GENERATIONS_FILE, RESULT_FILE, RUNS_DIR, run_dir
+from quanteval.api.layout import GENERATIONS_FILE, RATINGS_FILE, RESULT_FILE, RUNS_DIR, run_dir
+from quanteval.api.records import RatingRecord, SampleRecord
 from quanteval.api.result import RunResult
 from quanteval.api.states import RunState
 from quanteval.fidelity import TokenDistributions
 from quanteval.report.data import (
     ExpectedRun,
     RunRecord,
-    parse_generations,
+    parse_records,
     parse_run_id,
 )
 from quanteval.storage import Storage
@@ -39,7 +40,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
     model, precision = parsed
     directory = storage.child(run_dir(name))
     text = directory.read_text(GENERATIONS_FILE)
-    generations, bad = parse_generations(text.splitlines() if text is not None else [])
+    generations, bad = parse_records(text.splitlines() if text is not None else [], SampleRecord)
     notes = [f"{bad} unreadable lines in {GENERATIONS_FILE} skipped"] if bad else []
     failure = expected.reason if expected is not None else ""
     result_text = directory.read_text(RESULT_FILE)
@@ -65,6 +66,12 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
             notes.append(f"unreadable {result.fidelity.file} ({error}): no fidelity figures")
         if data is None:
             notes.append(f"no {result.fidelity.file}: no fidelity figures")
+    ratings_text = directory.read_text(RATINGS_FILE)
+    ratings, bad_ratings = parse_records(
+        ratings_text.splitlines() if ratings_text else [], RatingRecord
+    )
+    if bad_ratings:
+        notes.append(f"{bad_ratings} unreadable lines in {RATINGS_FILE} skipped")
     return RunRecord(
         run_id=name,
         model=result.model,
@@ -73,6 +80,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
         reason="; ".join(notes),
         result=result,
         generations=tuple(generations),
+        ratings=tuple(ratings),
         fidelity=fidelity,
     )
 

@@ -10,8 +10,10 @@ from typing import ClassVar, Final, Literal
 from pydantic import ConfigDict
 from pydantic.alias_generators import to_camel
 
+from quanteval.api.result import IntensityFigures
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import Precision
+from quanteval.report.ratings import RatingDrift
 from quanteval.stats import RunIntervals
 
 REPORT_SCHEMA: Final = "quanteval.io/report/v1"
@@ -68,6 +70,7 @@ class BaselineComparison:
     paired: PairedTest | None = None  # None for the baseline itself
     fidelity: FidelityFigures | None = None  # quanteval.fidelity: KL, top-1, perplexity ratio
     fidelity_unavailable: str | None = None  # why there is no fidelity figure, when there is none
+    rating_drift: RatingDrift | None = None  # the intensity task's ratings against the baseline's
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class RunReport:
     per_emotion_f1: dict[str, float] = field(default_factory=dict)
     intervals: RunIntervals | None = None  # quanteval.stats; None below two samples
     vs_baseline: BaselineComparison | None = None  # None: the run or its baseline did not succeed
+    intensity_task: IntensityFigures | None = None  # the run's own, from result.json
     on_pareto_front: bool = False
     warnings: tuple[str, ...] = ()  # from result.json: what a reader must know (capped macro-F1)
 

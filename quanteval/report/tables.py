@@ -3,6 +3,7 @@
 import csv
 import io
 
+from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.api.states import RunState
 from quanteval.fmt import delta_cell, human_bytes, interval, num, signed, verdict_mark
 from quanteval.report.schema import BaselineComparison, Report, RunReport
@@ -153,7 +154,8 @@ FIDELITY_HEADERS = (
 FIDELITY_INTRO = (
     "Each run scores the same reference corpus by teacher forcing (the evaluation's prompts, "
     "each followed by a fixed affective sentence) and keeps each position's most likely tokens "
-    "until they hold 99.9% of the probability or number 512 (kept mass: what they held). "
+    "until they hold 99.9% of the probability, within 800,000 tokens a run (kept mass: what "
+    "they held). "
     "Against the baseline: KL(baseline || run) per token (a lower bound: the exact KL over the "
     "tokens both kept plus one bin for the rest), its 99th percentile, how often the two most "
     "likely tokens agree, and the ratio of the corpus's perplexities; intervals resample the "
@@ -179,6 +181,119 @@ def fidelity_rows(report: Report) -> list[list[str]]:
             f"{100 * f.run_kept_mass:.2f}%",
         ])  # fmt: skip
     return rows
+
+
+RATINGS_HEADERS = (
+    "run", "texts", "parse failures", "rho vs level [95% CI]", "ratings/s", "against",
+    "mean abs. Δ [95% CI]", "p95 abs. Δ", "moved > 5 points", "rank corr. [95% CI]",
+    "Wilcoxon p",
+)  # fmt: skip
+
+RATINGS_INTRO = (
+    "The intensity task: the model rated each text 0-100 (the first number of its answer, "
+    "clamped; no number is a parse failure, never a 0). rho: Spearman's rank correlation of the "
+    "ratings with the texts' intended levels. Against the baseline, paired by text (texts both "
+    "rated): the mean and p95 absolute rating change, the share that moved by more than 5 "
+    "points, the rank correlation with the baseline's ratings, and Wilcoxon's signed-rank test."
+)
+
+
+def _with_interval(value: str, ci: tuple[float, float] | None, fmt: str) -> str:
+    return f"{value} {interval(ci, fmt)}".rstrip()
+
+
+def ratings_rows(report: Report) -> list[list[str]]:
+    """One row per run that did the intensity task, under RATINGS_HEADERS."""
+    rows = []
+    for run in report.runs:
+        t = run.intensity_task
+        if t is None:
+            continue
+        d = run.vs_baseline.rating_drift if run.vs_baseline else None
+        rho = (
+            f"{t.spearman_rho:+.2f} {interval(t.spearman_rho_ci95, '+.2f')}"
+            if t.spearman_rho is not None
+            else f"- ({t.spearman_rho_unavailable})"
+            if t.spearman_rho_unavailable
+            else "-"
+        )
+        drift = ["", "", "", "", "", ""]
+        if d is not None and run.vs_baseline is not None:
+            rank = d.rank_correlation
+            drift = [
+                f"{run.vs_baseline.baseline_run_id} ({d.pairs} pairs, {d.unpaired} unpaired)",
+                _with_interval(num(d.mean_abs_change, ".1f"), d.mean_abs_change_ci95, ".1f"),
+                num(d.p95_abs_change, ".1f"),
+                f"{num(d.moved_over_5_pct, '.1f')}%",
+                _with_interval(num(rank, "+.2f"), d.rank_correlation_ci95, "+.2f"),
+                num(d.wilcoxon_p, ".3f"),
+            ]
+        rows.append([
+            run.run_id, str(t.texts), f"{t.parse_failures} ({100 * t.parse_failure_rate:.1f}%)",
+            rho, f"{t.ratings_per_second:.1f}", *drift,
+        ])  # fmt: skip
+    return rows
+
+
+def _rank_verdict(run: IntensityFigures, reference: ClassifierReference) -> str:
+    if run.spearman_rho is None or run.spearman_rho_ci95 is None:
+        return "it gives no rank order"
+    if reference.spearman_rho is None or reference.spearman_rho_ci95 is None:
+        return "the classifier gives no rank order"
+    low, high = run.spearman_rho_ci95
+    if low > reference.spearman_rho_ci95[1]:
+        return "it ranks intensities better than the classifier"
+    if high < reference.spearman_rho_ci95[0]:
+        return "it ranks intensities worse than the classifier"
+    return "not settled by this data (the intervals overlap)"
+
+
+def nuance_lines(report: Report) -> list[str]:
+    """The cost of nuance in plain words: each run's ratings against its classifier's."""
+    lines = []
+    for run in report.runs:
+        t = run.intensity_task
+        c = t.classifier if t else None
+        if t is None or c is None:
+            continue
+        slower = c.ratings_per_second / t.ratings_per_second if t.ratings_per_second else None
+        dearer = (
+            f"${t.dollars_per_1k_ratings:.5f} against ${c.dollars_per_1k_ratings:.5f} per 1,000 "
+            f"ratings ({t.dollars_per_1k_ratings / c.dollars_per_1k_ratings:.0f}x dearer)"
+            if t.dollars_per_1k_ratings is not None and c.dollars_per_1k_ratings
+            else "no price, so no dollars (seconds only)"
+        )
+        rho = num(t.spearman_rho, "+.2f") if t.spearman_rho is not None else "none"
+        lines.append(
+            f"- {run.run_id}: {t.ratings_per_second:.1f} ratings/s against the classifier's "
+            f"{c.ratings_per_second:.1f}/s on {c.device} ({num(slower, '.0f')}x slower); {dearer}; "
+            f"rank order against the intended levels: rho {rho} against the classifier's "
+            f"{_with_interval(num(c.spearman_rho, '+.2f'), c.spearman_rho_ci95, '+.2f')}: "
+            f"{_rank_verdict(t, c)}."
+        )
+    return lines
+
+
+def ratings_lines(report: Report) -> list[str]:
+    rows = ratings_rows(report)
+    if not rows:
+        return []
+    return [
+        "## Intensity ratings",
+        "",
+        RATINGS_INTRO,
+        "",
+        "| " + " | ".join(RATINGS_HEADERS) + " |",
+        "| "
+        + " | ".join("---" if i in (0, 5) else "---:" for i in range(len(RATINGS_HEADERS)))
+        + " |",
+        *("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows),
+        "",
+        "### The cost of nuance",
+        "",
+        *(nuance_lines(report) or ["No classifier reference."]),
+        "",
+    ]
 
 
 def fidelity_lines(report: Report) -> list[str]:
@@ -328,6 +443,7 @@ def to_markdown(report: Report) -> str:
         "",
         *fidelity_lines(report),
         "",
+        *ratings_lines(report),
         "## Claim check",
         "",
         *claim_lines(report),

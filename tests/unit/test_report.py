@@ -10,11 +10,12 @@ import pytest
 
 from quanteval.api.errors import ExitCode, InvalidSpecError
 from quanteval.api.records import SampleRecord
+from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.precisions import Precision
 from quanteval.report import REPORT_SCHEMA, BuiltReport, ExpectedRun, build_report
 from quanteval.report.claim import NO_PAIR, ClaimRun, check_claim, similar_memory, verdict
 from quanteval.report.compute import dollar_front
-from quanteval.report.data import parse_generations, parse_run_id
+from quanteval.report.data import parse_records, parse_run_id
 from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_f, rouge_means
 from quanteval.report.pareto import Point, pareto_front
 from quanteval.report.plots import f1_dollars_png
@@ -23,7 +24,14 @@ from quanteval.report.schema import Report, RunReport
 from quanteval.report.serialize import from_json, to_json
 from quanteval.report.verdicts import report_termination_message
 from quanteval_cli.main import main
-from tests.builders import EMOTIONS, Samples, generation_lines, make_result, write_run
+from tests.builders import (
+    EMOTIONS,
+    Samples,
+    generation_lines,
+    make_result,
+    write_ratings,
+    write_run,
+)
 
 FP32, BF16, INT8, NF4 = Precision.FP32, Precision.BF16, Precision.INT8, Precision.NF4
 
@@ -104,7 +112,7 @@ def test_rouge_by_hand() -> None:
 
 
 def _gens(samples: Samples) -> list[SampleRecord]:
-    generations, bad = parse_generations(generation_lines(samples).splitlines())
+    generations, bad = parse_records(generation_lines(samples).splitlines(), SampleRecord)
     assert bad == 0
     return generations
 
@@ -390,7 +398,9 @@ def test_an_invalid_result_is_a_failed_run(tmp_path: Path) -> None:
 
 
 def test_unreadable_generation_lines_are_counted() -> None:
-    generations, bad = parse_generations(['{"promptId": 1, "emotion": "joy"}', "{", "[]", "", "7"])
+    generations, bad = parse_records(
+        ['{"promptId": 1, "emotion": "joy"}', "{", "[]", "", "7"], SampleRecord
+    )
 
     assert [g.key for g in generations] == ["p1-joy-s0"]
     assert bad == 3
@@ -640,3 +650,47 @@ def test_the_dollar_front_needs_every_run_priced() -> None:
     plot = f1_dollars_png(priced, dollar_front(priced))
     assert plot is not None and plot.startswith(b"\x89PNG")
     assert f1_dollars_png([*priced, run("d", 0.9, None)], None) is None  # and no plot of one
+
+
+def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "eval"
+    keys = [f"joy-s{i // 5 + 1}-l{i % 5 + 1}" for i in range(20)]
+    for precision, shift in ((FP32, 0.0), (INT8, 8.0)):
+        figures = IntensityFigures(
+            texts=20, parse_failures=1, parse_failure_rate=0.05, spearman_rho=0.8,
+            spearman_rho_ci95=(0.6, 0.9), mae_vs_gold=None, mae_vs_gold_ci95=None, seconds=2.0,
+            ratings_per_second=10.0, latency_p50_ms=1.0, latency_p95_ms=2.0, rule="first number",
+            dollars_per_1k_ratings=0.5, classifier=ClassifierReference(
+                classifier="builtin:minilm", device="cpu", texts=20, spearman_rho=0.3,
+                spearman_rho_ci95=(0.1, 0.5), seconds=0.1, ratings_per_second=200.0,
+                dollars_per_1k_ratings=0.01,
+            ),
+        )  # fmt: skip
+        result = make_result("m", precision, f1=0.5, weights=10, peak=20, seconds=1.0)
+        write_run(
+            root,
+            f"m-{precision.value}",
+            result.model_copy(update={"intensity_task": figures}),
+            BIG_FP32,
+        )
+        ratings: dict[str, float | None] = {k: 4.0 * i + shift for i, k in enumerate(keys)}
+        ratings[keys[0]] = None if precision == INT8 else 0.0  # a parse failure: unpaired
+        write_ratings(root, f"m-{precision.value}", ratings)
+
+    built = build_report(str(root))
+
+    int8 = _runs(built.report)["m-int8"]
+    assert int8.intensity_task is not None and int8.intensity_task.ratings_per_second == 10.0
+    drift = int8.vs_baseline.rating_drift if int8.vs_baseline else None
+    assert drift is not None and (drift.pairs, drift.unpaired) == (19, 1)
+    assert drift.mean_abs_change == pytest.approx(8.0) and drift.moved_over_5_pct == 100
+    markdown = (root / "report.md").read_text()
+    assert "## Intensity ratings" in markdown and "m-fp32 (19 pairs, 1 unpaired)" in markdown
+    assert 'id="intensity-table"' in (root / "report.html").read_text()
+    flat = " ".join(markdown.split())
+    assert "m-int8: 10.0 ratings/s against the classifier's 200.0/s on cpu (20x slower)" in flat
+    assert "$0.50000 against $0.01000 per 1,000 ratings (50x dearer)" in flat
+    assert "it ranks intensities better than the classifier" in flat  # [0.6, 0.9] vs [0.1, 0.5]
+    assert from_json((root / "report.json").read_text()) == built.report

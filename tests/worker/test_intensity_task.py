@@ -72,6 +72,11 @@ def test_a_run_with_both_tasks_writes_its_ratings_and_their_figures(tmp_path: Pa
         assert -1 <= low <= figures.spearman_rho <= high <= 1
     else:  # SmolLM2-135M answers 100 to almost everything: it says so
         assert figures.spearman_rho_unavailable
+    # The classifier scored the same texts in the same run, timed the same way.
+    reference = figures.classifier
+    assert reference is not None and reference.texts == 50 and reference.ratings_per_second > 0
+    assert all(r.classifier_rating is not None and 0 <= r.classifier_rating <= 100 for r in records)
+    assert reference.spearman_rho is not None  # the embedded classifier orders them
 
 
 def _rating(level: int, rating: float | None, gold: float | None = None) -> RatingRecord:

@@ -38,7 +38,12 @@ from quanteval_worker.generation import (
     check_prompt_lengths,
     prompt_lengths,
 )
-from quanteval_worker.intensity import intensity_figures, rate, ratings_lines
+from quanteval_worker.intensity import (
+    classifier_reference,
+    intensity_figures,
+    rate,
+    ratings_lines,
+)
 from quanteval_worker.loading import (
     actual_dtypes,
     fetch_source,
@@ -336,16 +341,20 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     generated = generate(spec, prepared, model, loaded, tracker)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
     fidelity = measure_fidelity(spec, prepared, model, loaded, tracker, storage)
-    intensity = None
+    rated = None
     if spec.intensity is not None:
-        ratings = rate(
-            spec, spec.intensity, model, prepared.tokenizer, prepared.device.kind, tracker
-        )
-        storage.write_text(RATINGS_FILE, ratings_lines(ratings))
-        intensity = intensity_figures(ratings, tracker.seconds["intensity"])
+        rated = rate(spec, spec.intensity, model, prepared.tokenizer, prepared.device, tracker)
+        storage.write_text(RATINGS_FILE, ratings_lines(rated.records))
     del model
     release_device_memory(prepared.device)
     predictions, scores = classify(prepared.classifier, generated.generations, spec.emotions)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations, predictions))
+    intensity = None
+    if spec.intensity is not None and rated is not None:
+        reference, records = classifier_reference(
+            prepared.classifier, spec.intensity, rated, spec.cost
+        )
+        storage.write_text(RATINGS_FILE, ratings_lines(records))
+        intensity = intensity_figures(records, rated.seconds, rated.dollars_per_1k, reference)
     result = assemble(spec, prepared, loaded, generated, scores, tracker, started_at, fidelity)
     return result.model_copy(update={"intensity_task": intensity})

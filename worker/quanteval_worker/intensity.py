@@ -2,21 +2,26 @@
 engine as generation (batches, out-of-memory halving, per-sample timing), with the model loaded
 once for every task of the run."""
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from quanteval.api.records import RatingRecord
-from quanteval.api.result import IntensityFigures
+from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.api.runspec import IntensityRun, RunSpec
-from quanteval.api.spec import GenerationSpec
+from quanteval.api.spec import CostSpec, GenerationSpec
+from quanteval.cost import per_thousand, run_dollars
 from quanteval.intensity import parse_rating, rating_prompt
 from quanteval.prompts import Sample
-from quanteval.stats import MIN_PAIRS, mean_interval, spearman
+from quanteval.stats import MIN_PAIRS, Interval, mean_interval, spearman
 from quanteval.textstats import percentile
+from quanteval_worker.classifier import LoadedClassifier, predict
+from quanteval_worker.device import DeviceInfo
 from quanteval_worker.events import emit, log
 from quanteval_worker.generation import Generation, Generator
-from quanteval_worker.trackers import PhaseTracker
+from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
 
 RULE = "the first number in the answer, clamped to 0-100; an answer without one is a parse failure"
 
@@ -32,15 +37,22 @@ def rating_settings(spec: RunSpec, task: IntensityRun) -> GenerationSpec:
     )
 
 
+@dataclass(frozen=True)
+class Rated:
+    records: list[RatingRecord]  # in the task's order
+    seconds: float  # the phase's wall time
+    dollars_per_1k: float | None  # its GPU-seconds (GPUs x wall) and CPU-seconds, priced
+
+
 def rate(
     spec: RunSpec,
     task: IntensityRun,
     model: Any,
     tokenizer: Any,
-    device: str,
+    device: DeviceInfo,
     tracker: PhaseTracker,
-) -> list[RatingRecord]:
-    """Every text's answer and rating, in the task's order (phase `intensity`)."""
+) -> Rated:
+    """Every text's answer and rating (phase `intensity`)."""
     samples = [
         Sample(
             prompt_id=i,
@@ -52,8 +64,9 @@ def rate(
         for i, item in enumerate(task.items)
     ]
     log("rating intensities", texts=len(samples))
-    generator = Generator(model, tokenizer, rating_settings(spec, task), device)
+    generator = Generator(model, tokenizer, rating_settings(spec, task), device.kind)
     requested = spec.generation.batch_size
+    cpu_began = cpu_seconds_used()
     with tracker.phase("intensity"):
         answers, _ = generator.generate_all(
             samples,
@@ -61,7 +74,44 @@ def rate(
             lambda done, total: emit("progress", task="intensity", done=done, total=total),
             tracker.memory,
         )
-    return [_record(item, answer) for item, answer in zip(task.items, answers, strict=True)]
+    seconds = tracker.seconds["intensity"]
+    gpu_seconds = len(device.gpu_names) * seconds
+    dollars = run_dollars(gpu_seconds, cpu_seconds_used() - cpu_began, spec.cost)
+    records = [_record(item, answer) for item, answer in zip(task.items, answers, strict=True)]
+    return Rated(records, seconds, per_thousand(dollars, len(records)))
+
+
+def classifier_reference(
+    loaded: LoadedClassifier, task: IntensityRun, rated: Rated, cost: CostSpec
+) -> tuple[ClassifierReference, list[RatingRecord]]:
+    """The texts scored by the classifier (its probability of the named emotion x 100), timed
+    like the model's ratings, and the ratings with the classifier's beside them."""
+    log("scoring the texts with the classifier", texts=len(task.items))
+    began, cpu_began = time.perf_counter(), cpu_seconds_used()
+    predictions = predict(loaded.classifier, [item.text for item in task.items])
+    seconds, cpu = time.perf_counter() - began, cpu_seconds_used() - cpu_began
+    scores = [
+        100.0 * p.probabilities.get(item.emotion, 0.0)
+        for p, item in zip(predictions, task.items, strict=True)
+    ]
+    levels = [(item.level, score) for item, score in zip(task.items, scores, strict=True)]
+    rho, why = _rho([(level, score) for level, score in levels if level is not None])
+    reference = ClassifierReference(
+        classifier=loaded.name,
+        device="cpu",  # the worker runs its classifier on the CPU
+        texts=len(scores),
+        spearman_rho=rho[0] if rho else None,
+        spearman_rho_ci95=rho[1] if rho else None,
+        spearman_rho_unavailable=why,
+        seconds=seconds,
+        ratings_per_second=len(scores) / seconds if seconds else 0.0,
+        dollars_per_1k_ratings=per_thousand(run_dollars(0.0, cpu, cost), len(scores)),
+    )
+    records = [
+        r.model_copy(update={"classifier_rating": round(score, 3)})
+        for r, score in zip(rated.records, scores, strict=True)
+    ]
+    return reference, records
 
 
 def _record(item: Any, answer: Generation) -> RatingRecord:
@@ -82,22 +132,31 @@ def ratings_lines(records: list[RatingRecord]) -> str:
     return "".join(r.to_line() + "\n" for r in records)
 
 
-def intensity_figures(records: list[RatingRecord], seconds: float) -> IntensityFigures:
+def _rho(pairs: list[tuple[int, float]]) -> tuple[tuple[float, Interval] | None, str | None]:
+    """Spearman's rho of (level, rating) pairs, or why there is none."""
+    rho = spearman([level for level, _ in pairs], [rating for _, rating in pairs])
+    if rho is not None:
+        return rho, None
+    ratings = {rating for _, rating in pairs}
+    if len(pairs) < MIN_PAIRS:
+        return None, f"{len(pairs)} rated texts with an intended level: below {MIN_PAIRS}"
+    if len(ratings) == 1:
+        return None, f"every rating is {ratings.pop():g}: no rank order"
+    return None, "the levels do not vary"
+
+
+def intensity_figures(
+    records: list[RatingRecord],
+    seconds: float,
+    dollars_per_1k: float | None = None,
+    classifier: ClassifierReference | None = None,
+) -> IntensityFigures:
     """The run's own figures: parse failures, rank agreement with the intended levels (and the
-    error against gold scores), speed."""
+    error against gold scores), speed and dollars, beside the classifier's."""
     parsed = [r for r in records if r.rating is not None]
-    leveled = [r for r in parsed if r.level is not None]
-    rho = spearman([r.level or 0 for r in leveled], [r.rating or 0.0 for r in leveled])
-    ratings = {r.rating for r in leveled}
-    why = None
-    if rho is None:
-        why = (
-            f"{len(leveled)} rated texts with an intended level: below 10"
-            if len(leveled) < MIN_PAIRS
-            else f"every rating is {ratings.pop():g}: no rank order"
-            if len(ratings) == 1
-            else "the levels do not vary"
-        )
+    rho, why = _rho(
+        [(r.level, r.rating) for r in parsed if r.level is not None and r.rating is not None]
+    )
     golden = [r for r in parsed if r.gold is not None]
     errors = [abs((r.rating or 0.0) - (r.gold or 0.0)) for r in golden]
     latencies = [r.latency_ms or 0.0 for r in records]
@@ -115,4 +174,6 @@ def intensity_figures(records: list[RatingRecord], seconds: float) -> IntensityF
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
         rule=RULE,
+        dollars_per_1k_ratings=dollars_per_1k,
+        classifier=classifier,
     )
