@@ -11,7 +11,7 @@ from quanteval.api.spec import load_manifest
 from quanteval.precisions import Precision
 from quanteval.prompts import PAPER_PROMPTS
 
-from .conftest import Manifest, WriteManifest
+from .conftest import QUICKSTART, Manifest, WriteManifest
 
 
 def test_quickstart_loads_with_paper_defaults(quickstart_path: Path) -> None:
@@ -319,3 +319,9 @@ def test_union_errors_name_the_field_as_the_user_writes_it(
 
     assert field in caught.value.message
     assert "constrained" not in caught.value.message
+
+
+@pytest.mark.parametrize("path", sorted(QUICKSTART.parent.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_manifest_is_valid(path: Path) -> None:
+    manifest = load_manifest(path)
+    assert manifest.spec.models and manifest.spec.precisions
