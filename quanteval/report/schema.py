@@ -8,16 +8,14 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal
 
 from pydantic import ConfigDict
-from pydantic.alias_generators import to_camel
 
 from quanteval.api.result import IntensityFigures
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import Precision
 from quanteval.report.ratings import RatingDrift
-from quanteval.stats import RunIntervals
+from quanteval.stats import CAMEL_CASE, RunIntervals
 
 REPORT_SCHEMA: Final = "quanteval.io/report/v1"
-CAMEL_CASE: Final = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
 @dataclass(frozen=True)
