@@ -2,6 +2,7 @@
 
 import csv
 import io
+from collections.abc import Collection, Iterable, Sequence
 
 from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.api.states import RunState
@@ -210,13 +211,9 @@ def ratings_rows(report: Report) -> list[list[str]]:
         if t is None:
             continue
         d = run.vs_baseline.rating_drift if run.vs_baseline else None
-        rho = (
-            f"{t.spearman_rho:+.2f} {interval(t.spearman_rho_ci95, '+.2f')}"
-            if t.spearman_rho is not None
-            else f"- ({t.spearman_rho_unavailable})"
-            if t.spearman_rho_unavailable
-            else "-"
-        )
+        rho = _with_interval(num(t.spearman_rho, "+.2f"), t.spearman_rho_ci95, "+.2f")
+        if t.spearman_rho is None and t.spearman_rho_unavailable:
+            rho = f"- ({t.spearman_rho_unavailable})"
         drift = ["", "", "", "", "", ""]
         if d is not None and run.vs_baseline is not None:
             rank = d.rank_correlation
@@ -283,11 +280,7 @@ def ratings_lines(report: Report) -> list[str]:
         "",
         RATINGS_INTRO,
         "",
-        "| " + " | ".join(RATINGS_HEADERS) + " |",
-        "| "
-        + " | ".join("---" if i in (0, 5) else "---:" for i in range(len(RATINGS_HEADERS)))
-        + " |",
-        *("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows),
+        *_md_table(RATINGS_HEADERS, rows, ("run", "against")),
         "",
         "### The cost of nuance",
         "",
@@ -306,26 +299,27 @@ def fidelity_lines(report: Report) -> list[str]:
     after = ["", *unavailable] if unavailable else []
     if not rows:
         return ["No fidelity figures.", *after]
-    lines = [
-        "| " + " | ".join(FIDELITY_HEADERS) + " |",
-        "| " + " | ".join("---" if i < 2 else "---:" for i in range(len(FIDELITY_HEADERS))) + " |",
-        *("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows),
-    ]
-    return lines + after
+    return _md_table(FIDELITY_HEADERS, rows, ("run", "against")) + after
 
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(report: Report) -> str:
-    lines = [
-        "| " + " | ".join(TABLE_HEADERS) + " |",
-        "| " + " | ".join("---" if h in ("run", "state") else "---:" for h in TABLE_HEADERS) + " |",
+def _md_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], left: Collection[str]
+) -> list[str]:
+    """A Markdown table: the `left` columns left-aligned, the rest (figures) right-aligned."""
+    return [
+        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join("---" if h in left else "---:" for h in headers) + " |",
+        *("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows),
     ]
-    for run in report.runs:
-        lines.append("| " + " | ".join(_md_escape(c) for c in table_cells(run)) + " |")
-    return "\n".join(lines)
+
+
+def markdown_table(report: Report) -> str:
+    cells = (table_cells(run) for run in report.runs)
+    return "\n".join(_md_table(TABLE_HEADERS, cells, ("run", "state")))
 
 
 def claim_lines(report: Report) -> list[str]:
