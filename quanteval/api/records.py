@@ -21,12 +21,21 @@ def prompt_sha256(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()
 
 
-class SampleRecord(BaseModel):
-    # Readers ignore fields they do not know: a newer worker's additions still read.
+class _Record(BaseModel):
+    """A line of a per-sample file; readers ignore fields they do not know, so a newer
+    worker's additions still read."""
+
     model_config = ConfigDict(
         frozen=True, extra="ignore", populate_by_name=True, alias_generator=to_camel
     )
 
+    @classmethod
+    def from_line(cls, line: str) -> Self:
+        """Raises pydantic.ValidationError when the line is not a record."""
+        return cls.model_validate_json(line)
+
+
+class SampleRecord(_Record):
     key: str
     prompt_id: int
     emotion: str
@@ -73,18 +82,9 @@ class SampleRecord(BaseModel):
         fields = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         return json.dumps(fields, ensure_ascii=False)
 
-    @classmethod
-    def from_line(cls, line: str) -> Self:
-        """Raises pydantic.ValidationError when the line is not a record."""
-        return cls.model_validate_json(line)
 
-
-class RatingRecord(BaseModel):
+class RatingRecord(_Record):
     """One line of a run's `ratings.jsonl`: the intensity task's answer to one text."""
-
-    model_config = ConfigDict(
-        frozen=True, extra="ignore", populate_by_name=True, alias_generator=to_camel
-    )
 
     key: str  # the text's id, the same for every precision
     emotion: str
@@ -99,8 +99,3 @@ class RatingRecord(BaseModel):
 
     def to_line(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), ensure_ascii=False)
-
-    @classmethod
-    def from_line(cls, line: str) -> Self:
-        """Raises pydantic.ValidationError when the line is not a record."""
-        return cls.model_validate_json(line)
