@@ -94,8 +94,13 @@ def classifier_reference(
         100.0 * p.probabilities.get(item.emotion, 0.0)
         for p, item in zip(predictions, task.items, strict=True)
     ]
-    levels = [(item.level, score) for item, score in zip(task.items, scores, strict=True)]
-    rho, why = _rho([(level, score) for level, score in levels if level is not None])
+    rho, why = _rho(
+        [
+            (item.level, score)
+            for item, score in zip(task.items, scores, strict=True)
+            if item.level is not None
+        ]
+    )
     reference = ClassifierReference(
         classifier=loaded.name,
         device="cpu",  # the worker runs its classifier on the CPU
