@@ -34,12 +34,18 @@ class RunOutcome:
     # CPU: freed memory the C allocator still held at generation's end (memory.generationPeakCause)
     allocator_held_bytes: int | None = None
     reason: str = ""
+    # The intensity task, where it ran: the model's own 0-100 ratings of the corpus.
+    rating_parse_failure_rate: float | None = None
+    rating_spearman_rho: float | None = None  # against the texts' intended levels
+    ratings_per_second: float | None = None
+    dollars_per_1k_ratings: float | None = None
 
 
 def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str = "") -> RunOutcome:
     """A run's outcome from its result.json."""
     m = result.metrics
     cause = result.memory.get("generationPeakCause")
+    task = result.intensity_task
     return RunOutcome(
         run_id=result.run_id,
         model=result.model,
@@ -62,6 +68,10 @@ def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str =
         energy_unavailable=result.energy if isinstance(result.energy, str) else "",
         allocator_held_bytes=cause.bytes if isinstance(cause, PeakCause) else None,
         reason=reason,
+        rating_parse_failure_rate=task.parse_failure_rate if task else None,
+        rating_spearman_rho=task.spearman_rho if task else None,
+        ratings_per_second=task.ratings_per_second if task else None,
+        dollars_per_1k_ratings=task.dollars_per_1k_ratings if task else None,
     )
 
 

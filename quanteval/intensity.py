@@ -1,6 +1,7 @@
 """The intensity task's pure parts: the built-in corpus, the texts a run rates, the prompt it
 sends, and the rule that reads a rating from an answer (the README states the same rule)."""
 
+import json
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -8,11 +9,14 @@ from importlib.resources import files
 from typing import Any, Final
 
 import yaml
+from pydantic import ValidationError
 
+from quanteval.api.errors import InvalidSpecError
 from quanteval.api.runspec import IntensityItem, IntensityRun
-from quanteval.api.spec import IntensitySpec
+from quanteval.api.spec import IntensitySpec, IntensityText
 
 CORPUS_FILE: Final = "intensity_corpus.yaml"
+MAX_TEXTS_FROM: Final = 10_000  # texts a textsFrom file may hold
 LEVELS: Final = 5  # 1 very mild, 2 mild, 3 moderate, 4 strong, 5 extreme
 _NUMBER: Final = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -35,18 +39,57 @@ def builtin_items(emotions: Sequence[str]) -> list[IntensityItem]:
     ]
 
 
+def _own_items(texts: Sequence[IntensityText]) -> list[IntensityItem]:
+    """A user's texts, keyed t1, t2, ... in their order."""
+    return [
+        IntensityItem(key=f"t{i}", text=t.text, emotion=t.emotion, gold=t.gold)
+        for i, t in enumerate(texts, start=1)
+    ]
+
+
 def intensity_run(spec: IntensitySpec, emotions: Sequence[str]) -> IntensityRun:
-    """What a run rates: the spec's own texts (keyed t1, t2, ...) or the built-in corpus."""
-    if spec.texts is not None:
-        items = [
-            IntensityItem(key=f"t{i}", text=t.text, emotion=t.emotion, gold=t.gold)
-            for i, t in enumerate(spec.texts, start=1)
-        ]
+    """What a run rates: the spec's own texts, where to read them, or the built-in corpus."""
+    if spec.texts_from is not None:
+        items = []
+    elif spec.texts is not None:
+        items = _own_items(spec.texts)
     else:
         items = builtin_items(emotions)
     return IntensityRun(
-        template=spec.prompt_template, max_new_tokens=spec.max_new_tokens, items=items
+        template=spec.prompt_template,
+        max_new_tokens=spec.max_new_tokens,
+        items=items,
+        texts_from=spec.texts_from,
     )
+
+
+def items_from_lines(text: str, emotions: Sequence[str]) -> list[IntensityItem]:
+    """The texts of a textsFrom file (JSON lines; blank lines skipped), keyed like inline texts.
+    InvalidSpecError names the field and the first bad line."""
+    field = "spec.intensity.textsFrom"
+    texts: list[IntensityText] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = IntensityText.model_validate(json.loads(line))
+        except (json.JSONDecodeError, ValidationError) as error:
+            detail = error.errors()[0]["msg"] if isinstance(error, ValidationError) else error.msg
+            raise InvalidSpecError(
+                f'{field}: line {number}: {detail} (each line: {{"text": ..., "emotion": ..., '
+                '"gold": 0-100, optional})'
+            ) from None
+        if item.emotion not in emotions:
+            raise InvalidSpecError(
+                f"{field}: line {number}: emotion {item.emotion!r} is not one of the "
+                f"evaluation's emotions ({', '.join(emotions)})"
+            )
+        texts.append(item)
+        if len(texts) > MAX_TEXTS_FROM:
+            raise InvalidSpecError(f"{field}: more than {MAX_TEXTS_FROM:,} texts")
+    if not texts:
+        raise InvalidSpecError(f"{field}: no texts (an empty file)")
+    return _own_items(texts)
 
 
 def rating_prompt(template: str, item: IntensityItem) -> str:

@@ -27,6 +27,7 @@ from quanteval_cli import worker
 
 if TYPE_CHECKING:
     from quanteval.report import ExpectedRun
+    from quanteval.report.schema import Report
     from quanteval_cli.local import LocalRunOutcome
 
 DEFAULT_OUT = "quanteval-out"
@@ -70,7 +71,27 @@ def _local_path_problems(manifest: QuantEval) -> list[str]:
             source
         ).expanduser().exists():
             problems.append(f"spec.models[{index}].source: {source} does not exist")
+    texts_from = manifest.spec.intensity.texts_from
+    if "intensity" in manifest.spec.tasks and texts_from and not texts_from.startswith("s3://"):
+        try:
+            _local_texts(manifest)
+        except InvalidSpecError as error:
+            problems.append(error.message)
     return problems
+
+
+def _local_texts(manifest: QuantEval) -> int:
+    """How many texts a local textsFrom file holds (InvalidSpecError when it cannot be read)."""
+    from quanteval.intensity import items_from_lines
+
+    path = Path(manifest.spec.intensity.texts_from or "").expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidSpecError(
+            f"spec.intensity.textsFrom: cannot read {path}: {error.strerror}"
+        ) from None
+    return len(items_from_lines(text, manifest.spec.emotion_names))
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
@@ -95,7 +116,12 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     samples *= spec.generation.samples_per_prompt
     work = f"{samples} samples"
     if "intensity" in spec.tasks:
-        work += f" and {len(intensity_run(spec.intensity, spec.emotion_names).items)} ratings"
+        if spec.intensity.texts_from is None:
+            work += f" and {len(intensity_run(spec.intensity, spec.emotion_names).items)} ratings"
+        elif spec.intensity.texts_from.startswith("s3://"):
+            work += f" and a rating of each text in {spec.intensity.texts_from}"
+        else:
+            work += f" and {_local_texts(manifest)} ratings"
     table = Table(title=f"{manifest.metadata.name}: {work} a run, {gpu_memory:g} GiB GPUs")
     for header in ("run", "model", "precision", "parameters", "weights (est.)", "GPUs"):
         table.add_column(header)
@@ -183,6 +209,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(comparison_json(rows, against), indent=2))
     else:
         Console(width=300).print(comparison_table(rows, title=title, against=against))
+        _print_ratings(built.report)
     console.print(
         "F1 Δ: paired over the samples both runs generated, 95% bootstrap interval; verdict: "
         "McNemar's exact test, Holm-adjusted (report.md); KL: mean KL(baseline || run) per "
@@ -195,6 +222,26 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     failures = [r.exit_code for r in results if r.exit_code != ExitCode.OK]
     return failures[0] if failures else ExitCode.OK
+
+
+def _print_ratings(report: "Report") -> None:
+    """The intensity task's table and the cost of nuance in words, where the task ran."""
+    from rich.table import Table
+
+    from quanteval.report.tables import RATINGS_HEADERS, nuance_lines, ratings_rows
+
+    rows = ratings_rows(report)
+    if not rows:
+        return
+    wide = Console(width=300)
+    table = Table(title="intensity ratings (0-100, by the model under test)")
+    for header in RATINGS_HEADERS:
+        table.add_column(header, justify="left" if header in ("run", "against") else "right")
+    for row in rows:
+        table.add_row(*row)
+    wide.print(table)
+    for line in nuance_lines(report):
+        wide.print(line, highlight=False, soft_wrap=True)
 
 
 def _expected_runs(manifest: QuantEval, results: "list[LocalRunOutcome]") -> "list[ExpectedRun]":

@@ -19,6 +19,16 @@ class Fidelity(Protocol):
     def top1_agreement_pct(self) -> float: ...
 
 
+class RatingDrift(Protocol):
+    """What the JSON carries of the ratings' drift (quanteval.report.ratings.RatingDrift)."""
+
+    @property
+    def mean_abs_change(self) -> float | None: ...
+
+    @property
+    def moved_over_5_pct(self) -> float | None: ...
+
+
 class AgainstBaseline(Protocol):
     """A run's comparison in the report (quanteval.report.schema.BaselineComparison)."""
 
@@ -27,6 +37,9 @@ class AgainstBaseline(Protocol):
 
     @property
     def fidelity(self) -> Fidelity | None: ...
+
+    @property
+    def rating_drift(self) -> RatingDrift | None: ...
 
 
 def comparison_table(
@@ -104,6 +117,7 @@ def comparison_json(
         report = (against or {}).get(o.run_id)
         test = report.paired if report else None
         fidelity = report.fidelity if report else None
+        drift = report.rating_drift if report else None
         out.append({
             "runId": o.run_id, "model": o.model, "precision": o.precision.value,
             "state": o.state, "reason": o.reason or None, "isBaseline": row.is_baseline,
@@ -121,5 +135,10 @@ def comparison_json(
             "meanKl": fidelity.mean_kl if fidelity else None,
             "top1AgreementPct": fidelity.top1_agreement_pct if fidelity else None,
             "timeRatio": row.time_ratio, "dollarRatio": row.dollar_ratio,
+            "ratingParseFailureRate": o.rating_parse_failure_rate,
+            "ratingSpearmanRho": o.rating_spearman_rho, "ratingsPerSecond": o.ratings_per_second,
+            "dollarsPer1kRatings": o.dollars_per_1k_ratings,
+            "ratingMeanAbsChange": drift.mean_abs_change if drift else None,
+            "ratingMovedOver5Pct": drift.moved_over_5_pct if drift else None,
         })  # fmt: skip
     return out

@@ -40,6 +40,13 @@ def _succeeded_message(run_id: str, metrics: Mapping[str, Any]) -> str:
         parts.append(f"peak memory {human_bytes(metrics['peakMemoryBytes'])}")
     if metrics.get("generationSeconds") is not None:
         parts.append(f"generation {metrics['generationSeconds']:.1f} s")
+    if metrics.get("ratingParseFailureRate") is not None:
+        rho = metrics.get("ratingSpearmanRho")
+        parts.append(
+            "intensity ratings: rho vs level "
+            + (f"{rho:+.2f}" if rho is not None else "none")
+            + f", parse failures {100 * metrics['ratingParseFailureRate']:.1f}%"
+        )
     return f"run {run_id} succeeded" + (f": {', '.join(parts)}" if parts else "")
 
 

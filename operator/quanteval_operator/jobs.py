@@ -47,6 +47,12 @@ def job_name(eval_name: str, uid: str, run: Run) -> str:
 
 def effective_manifest(manifest: QuantEval, settings: Settings) -> QuantEval:
     """The manifest with the operator's defaults filled in where the spec leaves them out."""
+    texts_from = manifest.spec.intensity.texts_from
+    if "intensity" in manifest.spec.tasks and texts_from and not texts_from.startswith("s3://"):
+        raise SpecProblem(
+            f"spec.intensity.textsFrom: {texts_from} is not an s3:// object; a worker pod "
+            "reads the texts from S3 (upload the file and give its s3:// URI)"
+        )
     s3 = manifest.spec.output.s3
     bucket = s3.bucket if s3 else settings.s3_bucket
     if not bucket:

@@ -28,6 +28,10 @@ STATUS_METRICS = {
     "joulesPerToken": 3,
     "dollars": 4,
     "dollarsPer1kGenerations": 4,
+    "ratingParseFailureRate": 4,
+    "ratingSpearmanRho": 3,
+    "ratingsPerSecond": 2,
+    "dollarsPer1kRatings": 6,
 }
 MAX_REASON = 300
 

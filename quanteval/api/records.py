@@ -17,8 +17,8 @@ from pydantic.alias_generators import to_camel
 SampleKey = tuple[int, str, int]  # prompt id, intended emotion, sample index
 
 
-def prompt_sha256(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode()).hexdigest()
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class _Record(BaseModel):
@@ -70,7 +70,7 @@ class SampleRecord(_Record):
     @property
     def prompt_digest(self) -> str:
         """The prompt's hash: the stored one, else the prompt text's."""
-        return self.prompt_sha256 or prompt_sha256(self.prompt)
+        return self.prompt_sha256 or sha256_hex(self.prompt)
 
     @property
     def intensity(self) -> float:
@@ -88,6 +88,7 @@ class RatingRecord(_Record):
 
     key: str  # the text's id, the same for every precision
     emotion: str
+    text_sha256: str | None = None  # of the text rated: pairs only where both rated the same
     level: int | None = None  # the built-in corpus's intended level, 1-5
     gold: float | None = None  # a user's own 0-100 score
     rating: float | None  # the first number of the answer, clamped to 0-100; None: no number

@@ -5,9 +5,9 @@ contract between the control plane and the worker.
 """
 
 import json
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from quanteval.api.spec import ClassifierSpec, CostSpec, GenerationSpec, ModelSpec
@@ -39,11 +39,19 @@ class IntensityItem(_Model):
 
 
 class IntensityRun(_Model):
-    """The intensity task as a run does it: the prompt template and the texts, resolved."""
+    """The intensity task as a run does it: the prompt template and the texts, resolved, or
+    where to read them (`textsFrom`: the worker reads it before it loads the model)."""
 
     template: str
     max_new_tokens: int
-    items: Annotated[list[IntensityItem], Field(min_length=1)]
+    items: list[IntensityItem]
+    texts_from: str | None = None
+
+    @model_validator(mode="after")
+    def _texts_or_their_source(self) -> Self:
+        if bool(self.items) == (self.texts_from is not None):
+            raise ValueError("intensity: give items or textsFrom, one of them")
+        return self
 
 
 class RunSpec(_Model):

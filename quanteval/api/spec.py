@@ -307,11 +307,17 @@ class IntensitySpec(_Model):
     """Tokens the model may answer with."""
     texts: Annotated[list[IntensityText], Field(min_length=1, max_length=200)] | None = None
     """Texts to rate (default: the built-in corpus, for the evaluation's emotions)."""
+    texts_from: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """Instead of texts: an s3:// object (read with the output's S3 credentials and endpoint)
+    or, in a local run, a file of JSON lines, one text a line: {"text", "emotion", "gold"?}.
+    """
 
     @model_validator(mode="after")
-    def _template_has_text(self) -> Self:
+    def _check_fields(self) -> Self:
         if self.template and "{text}" not in self.template:
             raise ValueError("template: must contain {text}, where the text to rate goes")
+        if self.texts is not None and self.texts_from is not None:
+            raise ValueError("texts: set texts or textsFrom, not both")
         return self
 
     @property
@@ -442,10 +448,11 @@ class QuantEvalSpec(_Model):
                     f"intensity.texts[{index}].emotion: {text.emotion!r} is not one of the "
                     f"evaluation's emotions ({', '.join(emotions)})"
                 )
-        if self.intensity.texts is None and not builtin_items(emotions):
+        given = self.intensity.texts is not None or self.intensity.texts_from is not None
+        if not given and not builtin_items(emotions):
             raise ValueError(
                 f"intensity.texts: the built-in corpus has no text for {', '.join(emotions)}; "
-                "give intensity.texts"
+                "give intensity.texts or intensity.textsFrom"
             )
 
     @property

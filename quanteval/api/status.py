@@ -52,6 +52,9 @@ class ComparisonStatus(_Status):
         None, min_length=2, max_length=2, description="the paired 95% interval, from the report"
     )
     verdict: str | None = Field(None, description="the paired verdict, from the report")
+    rating_mean_abs_change: float | None = Field(
+        None, description="intensity task: mean absolute rating change in points, from the report"
+    )
     time_ratio: float | None = None
     dollar_ratio: float | None = None
 

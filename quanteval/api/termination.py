@@ -11,7 +11,7 @@ from typing import Any, Final, Literal, Self
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from quanteval.api.result import RunMetrics
+from quanteval.api.result import IntensityFigures, RunMetrics
 from quanteval.api.states import RunState
 
 TERMINATION_MESSAGE_LIMIT: Final = 4096
@@ -61,12 +61,14 @@ class RunMessage(_Message):
 
 
 class Verdict(_Message):
-    """One comparison of the report: its run id, paired ΔF1 (points), interval and verdict."""
+    """One comparison of the report: its run id, paired ΔF1 (points), interval and verdict;
+    with the intensity task, the mean absolute rating change against the baseline (points)."""
 
     id: str
     verdict: str
     f1_delta_pp: float | None = None
     f1_delta_ci95: tuple[float, float] | None = None
+    rating_mean_abs_change: float | None = None
 
 
 class ReportMessage(_Message):
@@ -89,11 +91,23 @@ class ReportMessage(_Message):
         return cls(comparisons=kept, truncated=True if len(kept) < len(ranked) else None)
 
     def verdicts(self) -> dict[str, dict[str, Any]]:
-        """By run id, the status fields the operator copies (f1DeltaPp, f1DeltaCi95, verdict)."""
+        """By run id, the status fields the operator copies (f1DeltaPp, f1DeltaCi95, verdict,
+        ratingMeanAbsChange)."""
         return {
             v.id: v.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"id"})
             for v in self.comparisons
         }
+
+
+def intensity_metrics(figures: IntensityFigures) -> dict[str, float | None]:
+    """The intensity task's headline figures under their status names (rating*: the model's
+    0-100 ratings, apart from the classifier-probability `intensity` of the generation task)."""
+    return {
+        "ratingParseFailureRate": figures.parse_failure_rate,
+        "ratingSpearmanRho": figures.spearman_rho,
+        "ratingsPerSecond": figures.ratings_per_second,
+        "dollarsPer1kRatings": figures.dollars_per_1k_ratings,
+    }
 
 
 def run_message(
@@ -102,12 +116,16 @@ def run_message(
     metrics: RunMetrics | None = None,
     reason: str = "",
     message: str = "",
+    intensity: IntensityFigures | None = None,
 ) -> RunMessage:
-    """The worker's message, with the run's headline metrics rounded to 4 decimals."""
+    """The worker's message, with the run's headline metrics (and the intensity task's, where it
+    ran) rounded to 6 significant digits (a price per 1,000 ratings may be $0.0001)."""
     rounded = None
     if metrics is not None:
-        values = metrics.model_dump(by_alias=True)
-        rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+        values: dict[str, float | int | None] = metrics.model_dump(by_alias=True)
+        if intensity is not None:
+            values |= intensity_metrics(intensity)
+        rounded = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in values.items()}
     return RunMessage(
         run_id=run_id, state=state, reason=reason or None, metrics=rounded, message=message or None
     )

@@ -65,6 +65,8 @@ PLOTS = (
     ("plot-emotion-f1", "emotion_f1", "F1 per emotion, one row per run."),
     ("plot-memory", "memory", "Weights and peak memory (generation phase) per run."),
     ("plot-time", "time", "Generation wall time per run, with tokens per second."),
+    ("plot-ratings", "ratings", "Intensity ratings: each precision's rating of a text against "
+     "the baseline's; marker area counts the texts at a point; grey: within 5 points."),
 )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ no display, no global state)."""
 import io
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ class Plots:
     emotion_f1: bytes
     memory: bytes
     time: bytes
+    ratings: bytes | None = None  # None unless a run did the intensity task against a baseline
 
 
 def _config_dir() -> None:
@@ -230,6 +232,42 @@ def time_bars_png(runs: Sequence[RunReport]) -> bytes:
     return _png(figure)
 
 
+def ratings_scatter_png(runs: Sequence[RunReport]) -> bytes | None:
+    """Per model, each precision's rating of a text against the baseline's rating of it; a
+    marker's area counts the texts at that point (ratings are integers, so many coincide)."""
+    drifts = [(r, r.vs_baseline) for r in runs if r.vs_baseline and r.vs_baseline.rating_drift]
+    models = list(dict.fromkeys(r.model for r, _ in drifts))
+    if not models:
+        return None
+    figure = _figure(WIDTH, 0.5 + 3.6 * len(models))
+    for index, model in enumerate(models):
+        ax = figure.add_subplot(len(models), 1, index + 1)
+        ax.fill_between([0, 100], [-5, 95], [5, 105], color="0.9", label="within 5 points")
+        ax.plot([0, 100], [0, 100], color="0.5", linewidth=0.8)
+        baseline = ""
+        for run, against in drifts:
+            if run.model != model or against.rating_drift is None:
+                continue
+            baseline = against.baseline_run_id
+            counts = Counter(against.rating_drift.pairs_rated)
+            points = list(counts)
+            ax.scatter(
+                [x for x, _ in points], [y for _, y in points],
+                s=[12 * counts[p] for p in points], alpha=0.5,
+                marker=MARKERS.get(run.precision.value, "o"),
+                label=f"{run.run_id} ({sum(counts.values())} texts)",
+            )  # fmt: skip
+        ax.set_xlim(-3, 103)
+        ax.set_ylim(-3, 103)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"rating by the baseline ({baseline})")
+        ax.set_ylabel("rating by the quantized run")
+        ax.set_title(f"{model}: intensity ratings against the baseline's")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    return _png(figure)
+
+
 def render_plots(report: Report) -> Plots:
     return Plots(
         f1_memory=f1_memory_png(report.runs, report.pareto_front),
@@ -237,4 +275,5 @@ def render_plots(report: Report) -> Plots:
         emotion_f1=emotion_heatmap_png(report.runs, report.emotions),
         memory=memory_bars_png(report.runs),
         time=time_bars_png(report.runs),
+        ratings=ratings_scatter_png(report.runs),
     )

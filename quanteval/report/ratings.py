@@ -1,9 +1,10 @@
 """The intensity task against the baseline precision: each text's rating paired by its key.
 
-A text rated by both runs (a number in both answers) is a pair; a parse failure on either side
-leaves it out, counted. Figures: the mean absolute rating change with its 95% bootstrap interval,
-its p95, the share of texts whose rating moved by more than 5 points, the rank correlation with
-the baseline's ratings, and Wilcoxon's signed-rank test of the changes (scipy).
+A text rated by both runs (a number in both answers, the same text by its hash) is a pair; a
+parse failure on either side, or a text that changed, leaves it out, counted. Figures: the mean
+absolute rating change with its 95% bootstrap interval, its p95, the share of texts whose rating
+moved by more than 5 points, the rank correlation with the baseline's ratings, and Wilcoxon's
+signed-rank test of the changes (scipy).
 """
 
 import warnings
@@ -34,14 +35,20 @@ class RatingDrift:
     rank_correlation: float | None  # Spearman's rho with the baseline's ratings
     rank_correlation_ci95: tuple[float, float] | None
     wilcoxon_p: float | None  # None below 10 pairs
+    # (baseline rating, this run's rating) of every pair, in the run's order: the scatter's data
+    pairs_rated: tuple[tuple[float, float], ...] = ()
 
 
 def rating_drift(base: Sequence[RatingRecord], run: Sequence[RatingRecord]) -> RatingDrift | None:
     """None when either run has no ratings (the task did not run)."""
     if not base or not run:
         return None
-    rated = {r.key: r.rating for r in base if r.rating is not None}
-    pairs = [(rated[r.key], r.rating) for r in run if r.rating is not None and r.key in rated]
+    rated = {r.key: r for r in base if r.rating is not None}
+    pairs = [
+        (rated[r.key].rating or 0.0, r.rating)
+        for r in run
+        if r.rating is not None and r.key in rated and _same_text(rated[r.key], r)
+    ]
     keys = {r.key for r in base} | {r.key for r in run}
     if not pairs:
         return RatingDrift(0, len(keys), None, None, None, None, None, None, None)
@@ -59,6 +66,15 @@ def rating_drift(base: Sequence[RatingRecord], run: Sequence[RatingRecord]) -> R
         rank_correlation=rho[0] if rho else None,
         rank_correlation_ci95=rho[1] if rho else None,
         wilcoxon_p=_wilcoxon(after - before) if len(pairs) >= MIN_PAIRS else None,
+        pairs_rated=tuple(pairs),
+    )
+
+
+def _same_text(base: RatingRecord, run: RatingRecord) -> bool:
+    """Both rated the same text (a textsFrom file may have changed between runs); files that
+    do not record the text's hash pair by key alone."""
+    return (
+        base.text_sha256 is None or run.text_sha256 is None or base.text_sha256 == run.text_sha256
     )
 
 

@@ -17,9 +17,10 @@ def _rounded(value: float | None) -> float | None:
 
 
 def report_termination_message(report: Report, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-    """Compact JSON: {kind, state, comparisons: [{id, f1DeltaPp, f1DeltaCi95, verdict}], ...}."""
+    """Compact JSON: {kind, state, comparisons: [{id, f1DeltaPp, f1DeltaCi95, verdict,
+    ratingMeanAbsChange}], ...}."""
     tests = [
-        (run.run_id, run.vs_baseline.paired)
+        (run.run_id, run.vs_baseline.paired, run.vs_baseline.rating_drift)
         for run in report.runs
         if run.vs_baseline is not None and run.vs_baseline.paired is not None
     ]
@@ -32,7 +33,8 @@ def report_termination_message(report: Report, limit: int = TERMINATION_MESSAGE_
             f1_delta_ci95=None
             if test.ci95 is None
             else (round(test.ci95[0], 1), round(test.ci95[1], 1)),
+            rating_mean_abs_change=_rounded(drift.mean_abs_change) if drift else None,
         )
-        for run_id, test in tests
+        for run_id, test, drift in tests
     ]
     return ReportMessage.fitting(ranked, limit).to_text()

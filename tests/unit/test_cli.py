@@ -171,6 +171,29 @@ def test_plan_counts_the_ratings_of_the_intensity_task(
     assert "70 samples and 175 ratings a run" in " ".join(capsys.readouterr().out.split())
 
 
+def test_a_local_texts_file_is_counted_and_its_bad_line_refused(
+    quickstart_dict: Manifest,
+    write_manifest: WriteManifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "so glad", "emotion": "joy"}\n{"text": "grr", "emotion": "anger"}\n')
+    quickstart_dict["spec"]["tasks"] = ["generation", "intensity"]
+    quickstart_dict["spec"]["intensity"] = {"textsFrom": str(texts)}
+    path = write_manifest(quickstart_dict)
+    assert main(["plan", str(path)]) == 0
+    assert "70 samples and 2 ratings a run" in " ".join(capsys.readouterr().out.split())
+
+    texts.write_text('{"text": "so glad", "emotion": "joy"}\n{"text": "grr"}\n')
+    assert main(["validate", str(path)]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert "spec.intensity.textsFrom: line 2: Field required" in err and "Traceback" not in err
+    texts.unlink()
+    assert main(["validate", str(path)]) == 3
+    assert "cannot read" in capsys.readouterr().err
+
+
 def test_plan_bad_manifest(
     quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -45,6 +45,22 @@ def test_a_run_that_succeeds_is_told_with_its_figures_once() -> None:
     assert _told(done, done) == []
 
 
+def test_a_run_that_rated_intensities_tells_its_rank_order_and_parse_failures() -> None:
+    metrics = {"f1Macro": 0.5, "ratingParseFailureRate": 0.1543, "ratingSpearmanRho": 0.2812}
+    done = _status({"id": "m-int8", "state": "Succeeded", "attempts": 1, "metrics": metrics})
+    unranked = _status(
+        {"id": "m-int8", "state": "Succeeded", "attempts": 1,
+         "metrics": {"ratingParseFailureRate": 0.0}}
+    )  # fmt: skip
+    running = _status({"id": "m-int8", "state": "Running", "attempts": 1})
+
+    assert _told(running, done)[0][1] == (
+        "run m-int8 succeeded: macro-F1 0.500, "
+        "intensity ratings: rho vs level +0.28, parse failures 15.4%"
+    )
+    assert _told(running, unranked)[0][1].endswith("rho vs level none, parse failures 0.0%")
+
+
 def test_a_failed_run_is_a_warning_with_its_reason() -> None:
     old = _status({"id": "m-fp32", "state": "Running", "attempts": 1})
     new = _status({"id": "m-fp32", "state": "Failed", "attempts": 1, "reason": "OOMKilled: raise"})

@@ -4,6 +4,7 @@ rating rule, and Spearman's rho with its interval on data of known order."""
 import numpy as np
 import pytest
 
+from quanteval.api.errors import InvalidSpecError
 from quanteval.api.runspec import IntensityItem
 from quanteval.api.spec import DEFAULT_INTENSITY_TEMPLATE, IntensitySpec, IntensityText
 from quanteval.emotions import ALL_BUILTIN_EMOTIONS
@@ -12,6 +13,7 @@ from quanteval.intensity import (
     builtin_items,
     corpus,
     intensity_run,
+    items_from_lines,
     parse_rating,
     rating_prompt,
 )
@@ -42,6 +44,37 @@ def test_a_run_rates_the_texts_of_its_emotions_or_the_users_own() -> None:
         ["joy"],
     )
     assert own.items == [IntensityItem(key="t1", text="hm", emotion="joy", gold=40)]
+
+
+def test_texts_from_a_file_are_read_by_the_worker_and_keyed_like_inline_ones() -> None:
+    run = intensity_run(IntensitySpec(texts_from="s3://bucket/texts.jsonl"), ["joy"])
+    assert run.items == [] and run.texts_from == "s3://bucket/texts.jsonl"
+    lines = (
+        '{"text": "a fine day", "emotion": "joy"}\n\n'
+        '{"text": "grr", "emotion": "anger", "gold": 80}\n'
+    )
+    assert items_from_lines(lines, ["joy", "anger"]) == [
+        IntensityItem(key="t1", text="a fine day", emotion="joy"),
+        IntensityItem(key="t2", text="grr", emotion="anger", gold=80),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        pytest.param('{"text": "x", "emotion": "joy"}\nnot json\n', "line 2", id="not-json"),
+        pytest.param('{"text": "x"}\n', "line 1: Field required", id="no-emotion"),
+        pytest.param('{"text": "x", "emotion": "joy", "gold": 150}', "line 1", id="gold-over-100"),
+        pytest.param('{"text": "x", "emotion": "fear"}', "'fear' is not one of", id="emotion"),
+        pytest.param("\n\n", "no texts", id="empty"),
+    ],
+)
+def test_a_bad_texts_file_is_refused_naming_the_field_and_the_line(
+    lines: str, expected: str
+) -> None:
+    with pytest.raises(InvalidSpecError, match=r"spec\.intensity\.textsFrom") as error:
+        items_from_lines(lines, ["joy", "anger"])
+    assert expected in error.value.message
 
 
 def test_the_rating_is_the_first_number_clamped_and_no_number_is_a_failure() -> None:

@@ -487,6 +487,18 @@ def test_run_spec_env_parses_and_points_at_the_run_output(quickstart_dict: Manif
 # Operator defaults
 
 
+def test_a_cluster_run_reads_intensity_texts_from_s3_only(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["tasks"] = ["generation", "intensity"]
+    quickstart_dict["spec"]["intensity"] = {"textsFrom": "./texts.jsonl"}
+
+    with pytest.raises(SpecProblem, match=r"spec.intensity.textsFrom: \./texts.jsonl .* s3://"):
+        effective_manifest(parse_manifest(quickstart_dict), SETTINGS)
+
+    quickstart_dict["spec"]["intensity"] = {"textsFrom": "s3://texts/mine.jsonl"}
+    spec = effective_manifest(parse_manifest(quickstart_dict), SETTINGS).spec
+    assert spec.intensity.texts_from == "s3://texts/mine.jsonl"
+
+
 def test_effective_manifest_fills_s3_from_settings(quickstart_dict: Manifest) -> None:
     del quickstart_dict["spec"]["output"]
     quickstart_dict["metadata"]["uid"] = UID

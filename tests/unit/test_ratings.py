@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from quanteval.api.records import RatingRecord
+from quanteval.api.records import RatingRecord, sha256_hex
 from quanteval.report.ratings import rating_drift
 
 
@@ -34,4 +34,17 @@ def test_parse_failures_leave_their_texts_unpaired_and_few_pairs_give_no_test() 
     drift = rating_drift(_ratings([50, None, 70, 80]), _ratings([55, 60, None, 80]))
     assert drift is not None and (drift.pairs, drift.unpaired) == (2, 2)
     assert drift.mean_abs_change == pytest.approx(2.5) and drift.wilcoxon_p is None
+    assert drift.pairs_rated == ((50, 55), (80, 80))  # the scatter's points: (baseline, run)
     assert rating_drift([], _ratings([50])) is None  # the baseline did not do the task
+
+
+def test_a_text_that_changed_between_runs_is_not_paired() -> None:
+    def rated(text: str, rating: float) -> RatingRecord:
+        return RatingRecord(
+            key="t1", emotion="joy", text_sha256=sha256_hex(text), rating=rating, answer="x"
+        )
+
+    drift = rating_drift([rated("old text", 50)], [rated("new text", 90)])
+    assert drift is not None and (drift.pairs, drift.unpaired) == (0, 1)
+    same = rating_drift([rated("a text", 50)], [rated("a text", 90)])
+    assert same is not None and same.pairs_rated == ((50, 90),)

@@ -6,14 +6,14 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from quanteval.api.records import SampleRecord, prompt_sha256
+from quanteval.api.records import SampleRecord, sha256_hex
 from quanteval.report.drift import pair_by_sample
 
 
 def _record(prompt: str = "Write anger", **scored: object) -> SampleRecord:
     return SampleRecord(
         key="p1-anger-s0", prompt_id=1, emotion="anger", sample_index=0, seed=7,
-        prompt=prompt, prompt_sha256=prompt_sha256(prompt), text="grr", prompt_tokens=3,
+        prompt=prompt, prompt_sha256=sha256_hex(prompt), text="grr", prompt_tokens=3,
         new_tokens=2, tpot_ms=None, **scored,
     )  # fmt: skip
 
@@ -33,7 +33,7 @@ def test_a_line_keeps_the_files_names_and_only_what_is_known() -> None:
 def test_an_older_line_without_key_or_hash_still_reads() -> None:
     old = SampleRecord.from_line('{"promptId": 2, "emotion": "joy", "text": "yay", "x": 1}')
     assert old.key == "p2-joy-s0" and old.sample_key == (2, "joy", 0)
-    assert old.prompt_digest == prompt_sha256("")
+    assert old.prompt_digest == sha256_hex("")
     with pytest.raises(ValidationError):
         SampleRecord.from_line('{"emotion": "joy"}')
 

@@ -11,6 +11,7 @@ import pytest
 from quanteval.api.errors import ExitCode, InvalidSpecError
 from quanteval.api.records import SampleRecord
 from quanteval.api.result import ClassifierReference, IntensityFigures
+from quanteval.api.termination import ReportMessage
 from quanteval.precisions import Precision
 from quanteval.report import REPORT_SCHEMA, BuiltReport, ExpectedRun, build_report
 from quanteval.report.claim import NO_PAIR, ClaimRun, check_claim, similar_memory, verdict
@@ -688,7 +689,11 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
     assert drift.mean_abs_change == pytest.approx(8.0) and drift.moved_over_5_pct == 100
     markdown = (root / "report.md").read_text()
     assert "## Intensity ratings" in markdown and "m-fp32 (19 pairs, 1 unpaired)" in markdown
-    assert 'id="intensity-table"' in (root / "report.html").read_text()
+    html = (root / "report.html").read_text()
+    assert 'id="intensity-table"' in html and 'id="plot-ratings"' in html
+    verdicts = ReportMessage.parse(report_termination_message(built.report))
+    assert verdicts is not None  # the status summary's drift, through the report Job
+    assert verdicts.verdicts()["m-int8"]["ratingMeanAbsChange"] == 8.0
     flat = " ".join(markdown.split())
     assert "m-int8: 10.0 ratings/s against the classifier's 200.0/s on cpu (20x slower)" in flat
     assert "$0.50000 against $0.01000 per 1,000 ratings (50x dearer)" in flat

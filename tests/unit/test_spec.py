@@ -211,6 +211,11 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], list[str]]] = [
         ),
         ["intensity.texts[0].emotion", "surprise"],
     ),
+    (
+        "intensity-texts-and-texts-from",
+        _set("spec.intensity", {"texts": [{"text": "wow", "emotion": "joy"}], "textsFrom": "t"}),
+        ["spec.intensity.texts", "textsFrom"],
+    ),
     ("metadata-name-uppercase", _set("metadata.name", "QuickStart"), ["metadata.name"]),
 ]
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from quanteval.api.result import RunMetrics
+from quanteval.api.result import IntensityFigures, RunMetrics
 from quanteval.api.spec import parse_manifest
 from quanteval.api.states import RunState
 from quanteval.api.status import EvaluationStatus
@@ -252,8 +252,27 @@ def test_complete_job_succeeds_with_rounded_status_metrics(quickstart_dict: Mani
         "dollars": 0.0139,  # 20.0567 s at $2.5 an hour
         "dollarsPer1kGenerations": 0.199,
     }
-    assert set(entry["metrics"]) == set(STATUS_METRICS)
     assert isinstance(entry["metrics"]["peakMemoryBytes"], int)
+
+
+def test_the_intensity_tasks_figures_reach_the_status_metrics(quickstart_dict: Manifest) -> None:
+    run = _runs(quickstart_dict)[0]
+    figures = IntensityFigures(
+        texts=45, parse_failures=7, parse_failure_rate=7 / 45, spearman_rho=0.612345,
+        spearman_rho_ci95=(0.4, 0.8), mae_vs_gold=None, mae_vs_gold_ci95=None, seconds=9.0,
+        ratings_per_second=5.0012, latency_p50_ms=190.0, latency_p95_ms=240.0,
+        rule="first number", dollars_per_1k_ratings=0.0045213,
+    )  # fmt: skip
+    message = run_message(run.id, RunState.SUCCEEDED, _metrics(), intensity=figures).to_text()
+    pod = _pod(pod_body("p", T1, "Succeeded", state=terminated(0, message)))
+
+    entry = run_status(run, _complete_job(run), [pod], suspended=False)
+
+    assert set(entry["metrics"]) == set(STATUS_METRICS)
+    assert entry["metrics"]["ratingParseFailureRate"] == 0.1556
+    assert entry["metrics"]["ratingSpearmanRho"] == 0.612
+    assert entry["metrics"]["ratingsPerSecond"] == 5.0
+    assert entry["metrics"]["dollarsPer1kRatings"] == 0.004521
 
 
 def test_complete_job_without_a_message_has_no_metrics(quickstart_dict: Manifest) -> None:

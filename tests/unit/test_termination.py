@@ -64,8 +64,8 @@ def test_success_carries_rounded_metrics() -> None:
     assert payload["state"] == "Succeeded"
     assert "reason" not in payload
     assert "message" not in payload
-    assert payload["metrics"]["f1Macro"] == pytest.approx(0.5123)
-    assert payload["metrics"]["loadSeconds"] == pytest.approx(12.3457)
+    assert payload["metrics"]["f1Macro"] == 0.512346  # 6 significant digits
+    assert payload["metrics"]["loadSeconds"] == 12.3457
     assert payload["metrics"]["peakMemoryBytes"] == 987_654_321
     assert payload["metrics"]["samples"] == 70
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from quanteval.api.layout import FIDELITY_FILE, GENERATIONS_FILE, RATINGS_FILE
-from quanteval.api.records import SampleRecord, prompt_sha256
+from quanteval.api.records import SampleRecord, sha256_hex
 from quanteval.api.result import (
     EnergyFigures,
     FidelitySummary,
@@ -43,6 +43,7 @@ from quanteval_worker.intensity import (
     intensity_figures,
     rate,
     ratings_lines,
+    with_texts,
 )
 from quanteval_worker.loading import (
     actual_dtypes,
@@ -201,7 +202,7 @@ def generation_records(
             sample_index=g.sample.sample_index,
             seed=g.sample.seed,
             prompt=g.sample.prompt,
-            prompt_sha256=prompt_sha256(g.sample.prompt),
+            prompt_sha256=sha256_hex(g.sample.prompt),
             text=g.text,
             **scored,
             prompt_tokens=g.prompt_tokens,
@@ -335,6 +336,7 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     """The run's phases in order; result.json is the caller's to write (the commit mark)."""
     started_at = datetime.now(UTC).isoformat()
     work_began, cpu_began = time.perf_counter(), cpu_seconds_used()
+    task = with_texts(spec.intensity, spec) if spec.intensity is not None else None
     prepared = prepare(spec)
     tracker = PhaseTracker(prepared.device, work_began, cpu_began)
     model, loaded = load(spec, prepared, tracker)
@@ -342,18 +344,16 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
     fidelity = measure_fidelity(spec, prepared, model, loaded, tracker, storage)
     rated = None
-    if spec.intensity is not None:
-        rated = rate(spec, spec.intensity, model, prepared.tokenizer, prepared.device, tracker)
+    if task is not None:
+        rated = rate(spec, task, model, prepared.tokenizer, prepared.device, tracker)
         storage.write_text(RATINGS_FILE, ratings_lines(rated.records))
     del model
     release_device_memory(prepared.device)
     predictions, scores = classify(prepared.classifier, generated.generations, spec.emotions)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations, predictions))
     intensity = None
-    if spec.intensity is not None and rated is not None:
-        reference, records = classifier_reference(
-            prepared.classifier, spec.intensity, rated, spec.cost
-        )
+    if task is not None and rated is not None:
+        reference, records = classifier_reference(prepared.classifier, task, rated, spec.cost)
         storage.write_text(RATINGS_FILE, ratings_lines(records))
         intensity = intensity_figures(records, rated.seconds, rated.dollars_per_1k, reference)
     result = assemble(spec, prepared, loaded, generated, scores, tracker, started_at, fidelity)

@@ -8,14 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from quanteval.api.records import RatingRecord
+from quanteval.api.errors import InvalidSpecError, StorageError
+from quanteval.api.records import RatingRecord, sha256_hex
 from quanteval.api.result import ClassifierReference, IntensityFigures
-from quanteval.api.runspec import IntensityRun, RunSpec
+from quanteval.api.runspec import IntensityItem, IntensityRun, RunSpec
 from quanteval.api.spec import CostSpec, GenerationSpec
 from quanteval.cost import per_thousand, run_dollars
-from quanteval.intensity import parse_rating, rating_prompt
+from quanteval.intensity import items_from_lines, parse_rating, rating_prompt
 from quanteval.prompts import Sample
 from quanteval.stats import MIN_PAIRS, Interval, mean_interval, spearman
+from quanteval.storage import open_storage
 from quanteval.textstats import percentile
 from quanteval_worker.classifier import LoadedClassifier, predict
 from quanteval_worker.device import DeviceInfo
@@ -24,6 +26,24 @@ from quanteval_worker.generation import Generation, Generator
 from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
 
 RULE = "the first number in the answer, clamped to 0-100; an answer without one is a parse failure"
+
+
+def with_texts(task: IntensityRun, spec: RunSpec) -> IntensityRun:
+    """The task with a textsFrom file's texts read (an s3:// object with the output's endpoint
+    and credentials, else a local file); InvalidSpecError names the field when it cannot be."""
+    if task.texts_from is None:
+        return task
+    source = task.texts_from
+    parent, _, name = source.rstrip("/").rpartition("/")
+    try:
+        text = open_storage(parent or ".", spec.s3_endpoint, spec.s3_region).read_text(name)
+    except (StorageError, OSError) as error:
+        raise InvalidSpecError(f"spec.intensity.textsFrom: cannot read {source}: {error}") from None
+    if text is None:
+        raise InvalidSpecError(f"spec.intensity.textsFrom: {source} does not exist")
+    items = items_from_lines(text, spec.emotions)
+    log("intensity texts read", source=source, texts=len(items), sha256=sha256_hex(text))
+    return task.model_copy(update={"items": items, "texts_from": None})
 
 
 def rating_settings(spec: RunSpec, task: IntensityRun) -> GenerationSpec:
@@ -119,10 +139,11 @@ def classifier_reference(
     return reference, records
 
 
-def _record(item: Any, answer: Generation) -> RatingRecord:
+def _record(item: IntensityItem, answer: Generation) -> RatingRecord:
     return RatingRecord(
         key=item.key,
         emotion=item.emotion,
+        text_sha256=sha256_hex(item.text),
         level=item.level,
         gold=item.gold,
         rating=parse_rating(answer.text),

@@ -103,7 +103,11 @@ def run(spec_path: str | None, force: bool) -> int:
             log("result exists with the same content hash; skipping", uri=storage.uri)
             write_termination_message(
                 run_message(
-                    run_id, RunState.SUCCEEDED, previous.metrics, reason=Reason.ALREADY_COMPLETE
+                    run_id,
+                    RunState.SUCCEEDED,
+                    previous.metrics,
+                    reason=Reason.ALREADY_COMPLETE,
+                    intensity=previous.intensity_task,
                 ).to_text()
             )
             return ExitCode.OK
@@ -128,7 +132,11 @@ def run(spec_path: str | None, force: bool) -> int:
         )
         return ExitCode.INTERNAL_ERROR
     log("run complete", uri=storage.uri, f1Macro=round(result.metrics.f1_macro, 4))
-    write_termination_message(run_message(run_id, RunState.SUCCEEDED, result.metrics).to_text())
+    write_termination_message(
+        run_message(
+            run_id, RunState.SUCCEEDED, result.metrics, intensity=result.intensity_task
+        ).to_text()
+    )
     return ExitCode.OK
 
 
