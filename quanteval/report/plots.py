@@ -2,6 +2,7 @@
 no display, no global state)."""
 
 import io
+import math
 import os
 import tempfile
 from collections import Counter
@@ -234,11 +235,14 @@ def time_bars_png(runs: Sequence[RunReport]) -> bytes:
 
 def ratings_scatter_png(runs: Sequence[RunReport]) -> bytes | None:
     """Per model, each precision's rating of a text against the baseline's rating of it; a
-    marker's area counts the texts at that point (ratings are integers, so many coincide)."""
+    marker's area grows with the square root of the texts at that point (ratings are integers,
+    so many coincide)."""
     drifts = [(r, r.vs_baseline) for r in runs if r.vs_baseline and r.vs_baseline.rating_drift]
     models = list(dict.fromkeys(r.model for r, _ in drifts))
     if not models:
         return None
+    from matplotlib.collections import PathCollection
+
     figure = _figure(WIDTH, 0.5 + 3.6 * len(models))
     for index, model in enumerate(models):
         ax = figure.add_subplot(len(models), 1, index + 1)
@@ -253,7 +257,7 @@ def ratings_scatter_png(runs: Sequence[RunReport]) -> bytes | None:
             points = list(counts)
             ax.scatter(
                 [x for x, _ in points], [y for _, y in points],
-                s=[12 * counts[p] for p in points], alpha=0.5,
+                s=[16 * math.sqrt(counts[p]) for p in points], alpha=0.5,
                 marker=MARKERS.get(run.precision.value, "o"),
                 label=f"{run.run_id} ({sum(counts.values())} texts)",
             )  # fmt: skip
@@ -264,7 +268,10 @@ def ratings_scatter_png(runs: Sequence[RunReport]) -> bytes | None:
         ax.set_ylabel("rating by the quantized run")
         ax.set_title(f"{model}: intensity ratings against the baseline's")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
+        legend = ax.legend(loc="upper left", fontsize=8)
+        for handle in legend.legend_handles:  # one size in the legend, whatever the counts
+            if isinstance(handle, PathCollection):
+                handle.set_sizes([30])
     return _png(figure)
 
 

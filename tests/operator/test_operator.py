@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from devcluster.controlplane import Cluster
 from devcluster.minio import MinioServer
 from devcluster.waiting import wait_until
+from quanteval.api.layout import RATINGS_FILE
 from quanteval.api.result import RunResult
 from quanteval.storage import S3Storage
 from tests.operator.harness import (
@@ -205,3 +207,50 @@ def test_deleting_an_evaluation_collects_its_jobs_and_pods(
         return not jobs(cluster, eval_namespace) and not pods.strip()
 
     wait_until(gone, timeout=120, what="the garbage collector to remove Jobs and pods")
+
+
+def test_an_evaluation_with_the_intensity_task_reports_its_figures_in_the_status(
+    cluster: Cluster,
+    eval_namespace: str,
+    smollm2_dir: Path,
+    s3_server: MinioServer,
+    operator: OperatorProcess,
+) -> None:
+    """SmolLM2 at fp32 and int8 rates the built-in corpus's joy and anger texts in its pods."""
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        namespace=eval_namespace,
+        input=manifest(
+            "nuance",
+            [{"name": "smollm2", "source": str(smollm2_dir)}],
+            precisions=["fp32", "int8"],
+            tasks=["generation", "intensity"],
+            parallelism=2,
+        ),
+    )
+    body = wait_finished(cluster, eval_namespace, "nuance", timeout=900)
+    assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+    runs = _runs(body)
+    for run in runs.values():
+        metrics = run["metrics"]
+        assert 0 <= metrics["ratingParseFailureRate"] <= 1 and metrics["ratingsPerSecond"] > 0
+        assert "f1Macro" in metrics  # the generation task's figures beside the ratings'
+    (compared,) = body["status"]["summary"]["comparisons"]
+    assert compared["id"] == "smollm2-int8" and compared["ratingMeanAbsChange"] >= 0
+
+    uid = body["metadata"]["uid"]
+    storage = S3Storage(
+        f"s3://{BUCKET}/quanteval/{eval_namespace}/nuance-{uid}", s3_server.endpoint
+    )
+    storage._client = s3_server.client()
+    ratings = (storage.child("runs/smollm2-int8").read_text(RATINGS_FILE) or "").splitlines()
+    assert len(ratings) == 50  # joy and anger: 25 texts each
+    assert "Intensity ratings" in (storage.read_text("report.md") or "")
+    told = cluster.kubectl(
+        "get", "events", "-o", "jsonpath={.items[*].message}",
+        "--field-selector=involvedObject.kind=QuantEval,involvedObject.name=nuance",
+        namespace=eval_namespace,
+    ).stdout  # fmt: skip
+    assert "intensity ratings: rho vs level" in told
