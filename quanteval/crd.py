@@ -157,6 +157,21 @@ def spec_schema() -> dict[str, Any]:
             "rule": "self.precisions.all(p, self.precisions.exists_one(q, q == p))",
             "message": "each precision may appear once",
         },
+        {
+            "rule": "!has(self.tasks) || 'generation' in self.tasks",
+            "message": "tasks must hold generation (the intensity task runs beside it)",
+        },
+    ]
+    spec["properties"]["intensity"]["x-kubernetes-validations"] = [
+        {
+            "rule": "!has(self.template) || self.template == ''"
+            " || self.template.contains('{text}')",
+            "message": "template must contain {text}, where the text to rate goes",
+        },
+        {
+            "rule": "!(has(self.texts) && has(self.textsFrom))",
+            "message": "set texts or textsFrom, not both",
+        },
     ]
     return spec
 

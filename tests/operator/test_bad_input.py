@@ -158,6 +158,32 @@ APPLY_REJECTIONS = [
         ["spec.generation.preset", '"creative"'],
         id="unknown-generation-preset",
     ),
+    pytest.param(
+        _eval(tasks=["generation", "summary"]),
+        ["spec.tasks[1]", '"summary"', '"intensity"'],
+        id="unknown-task",
+    ),
+    pytest.param(
+        _eval(tasks=["intensity"]), ["spec", "tasks must hold generation"], id="no-generation"
+    ),
+    pytest.param(
+        _eval(tasks=["generation", "intensity"], intensity={"texts": []}),
+        ["spec.intensity.texts", "at least 1 items"],
+        id="empty-intensity-texts",
+    ),
+    pytest.param(
+        _eval(tasks=["generation", "intensity"], intensity={"template": "Rate {emotion}"}),
+        ["spec.intensity", "template must contain {text}"],
+        id="template-without-text",
+    ),
+    pytest.param(
+        _eval(
+            tasks=["generation", "intensity"],
+            intensity={"texts": [{"text": "yay", "emotion": "joy"}], "textsFrom": "s3://b/t"},
+        ),
+        ["spec.intensity", "set texts or textsFrom, not both"],
+        id="texts-and-texts-from",
+    ),
 ]
 
 
@@ -258,6 +284,19 @@ OPERATOR_REJECTIONS = [
         _eval(classifier={"builtin": "minilm", "source": "j-hartmann/emotion"}),
         ["spec.classifier", "set exactly one of classifier.builtin and classifier.source"],
         id="classifier-builtin-and-source",
+    ),
+    pytest.param(
+        _eval(
+            tasks=["generation", "intensity"],
+            intensity={"texts": [{"text": "eek", "emotion": "fear"}]},
+        ),
+        ["spec.intensity.texts[0].emotion: 'fear' is not one of the evaluation's emotions"],
+        id="intensity-text-of-another-emotion",
+    ),
+    pytest.param(
+        _eval(tasks=["generation", "intensity"], intensity={"textsFrom": "./mine.jsonl"}),
+        ["spec.intensity.textsFrom: ./mine.jsonl is not an s3:// object"],
+        id="intensity-texts-from-a-local-path",
     ),
     pytest.param(
         _eval(classifier={"builtin": "minilm", "labelMap": {"happy": "joy"}}),
