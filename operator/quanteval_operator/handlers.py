@@ -44,7 +44,9 @@ from quanteval_operator.status import (
     PodObservation,
     ReportObservation,
     aggregate,
+    finished_status,
     invalid_status,
+    recorded_runs,
 )
 
 PLURAL = "quantevals"
@@ -230,6 +232,11 @@ async def reconcile(
             kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
             await _patch_status(kube, body, status)
         return previous | status
+    finished = finished_status(previous, generation)
+    if finished is not None:  # its Jobs may be gone by now: none is created again
+        if _differs(previous, finished):
+            await _patch_status(kube, body, finished)
+        return previous | finished
     spec = manifest.spec
     runs = expand(spec)
     job_by_run = {run_id: job for run_id, job in jobs}
@@ -249,7 +256,8 @@ async def reconcile(
         return previous | status
     active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
-    for run in [r for r in runs if r.id not in job_by_run][:room]:
+    done = recorded_runs(previous)  # a finished run whose Job was removed is not run again
+    for run in [r for r in runs if r.id not in job_by_run and r.id not in done][:room]:
         job = render_job(manifest, run, settings)
         name = job["metadata"]["name"]
         job_by_run[run.id] = await _start_job(
@@ -261,7 +269,11 @@ async def reconcile(
         pods_by_run.setdefault(run_id, []).append(pod)
     report_job = job_by_run.pop(REPORT, None)
     terminal = all(
-        job_by_run.get(r.id) and (job_by_run[r.id].complete or job_by_run[r.id].failed_condition)
+        r.id in done
+        or (
+            job_by_run.get(r.id)
+            and (job_by_run[r.id].complete or job_by_run[r.id].failed_condition)
+        )
         for r in runs
     )
     if terminal and report_job is None:

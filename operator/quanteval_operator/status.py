@@ -3,6 +3,7 @@
 Plain data in, a status dict out; the handlers only gather observations and patch the result.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -356,7 +357,12 @@ def aggregate(
     unsized_models: list[str] | None = None,
 ) -> dict[str, Any]:
     """The whole status from the observations."""
-    entries = [run_status(r, jobs.get(r.id), pods.get(r.id, []), suspended) for r in runs]
+    before = recorded_runs(previous)
+    entries = [
+        remembered(before.get(r.id), jobs.get(r.id), pods.get(r.id, []))
+        or run_status(r, jobs.get(r.id), pods.get(r.id, []), suspended)
+        for r in runs
+    ]
     finished = [e for e in entries if e["state"] in TERMINAL_STATES]
     conditions: list[dict[str, Any]] = list(previous.get("conditions", []))
     conditions = set_condition(
@@ -418,6 +424,42 @@ def aggregate(
         status["startTime"] = start_time
     if all_done:
         status["completionTime"] = previous.get("completionTime") or now
+    return EvaluationStatus.checked(status)
+
+
+def recorded_runs(previous: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The runs the status written last recorded as Succeeded or Failed, by id."""
+    runs = previous.get("runs") or []
+    return {
+        str(r["id"]): dict(r)
+        for r in runs
+        if isinstance(r, Mapping) and r.get("state") in TERMINAL_STATES
+    }
+
+
+def remembered(
+    recorded: dict[str, Any] | None, job: JobObservation | None, pods: list[PodObservation]
+) -> dict[str, Any] | None:
+    """A finished run's entry as recorded, once its Job or pods are gone (pod GC, a node scaled
+    down, a TTL, a hand): what they said is not lost. While both are there the entry is read
+    from them afresh (a pod whose message the last pass had not seen yet adds its metrics)."""
+    if recorded is not None and (job is None or not pods):
+        return recorded
+    return None
+
+
+def finished_status(previous: Mapping[str, Any], generation: int) -> dict[str, Any] | None:
+    """A finished evaluation's status as written, whatever became of its Jobs and pods since:
+    its spec cannot change, so neither can its outcome; only observedGeneration follows a change
+    of parallelism or suspend. None while it is not finished (or was never valid)."""
+    conditions = [c for c in previous.get("conditions") or [] if isinstance(c, Mapping)]
+    end = next((c for c in conditions if c.get("type") == ConditionType.SUCCEEDED), {})
+    if end.get("status") not in ("True", "False") or end.get("reason") == Reason.INVALID_SPEC:
+        return None
+    status = dict(previous) | {
+        "observedGeneration": generation,
+        "conditions": [dict(c) | {"observedGeneration": generation} for c in conditions],
+    }
     return EvaluationStatus.checked(status)
 
 

@@ -20,6 +20,7 @@ from quanteval_operator.status import (
     PodObservation,
     ReportObservation,
     aggregate,
+    finished_status,
     invalid_status,
     run_status,
     set_condition,
@@ -909,3 +910,61 @@ def test_a_status_the_models_do_not_know_is_refused_before_it_is_written() -> No
     ):
         with pytest.raises(ValidationError):
             EvaluationStatus.checked(bad)
+
+
+# What a finished run or evaluation learned stays, whatever becomes of its Jobs and pods
+
+
+def test_a_finished_runs_entry_outlives_its_pods_and_its_job(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+    ids = [r.id for r in runs]
+    by_id = _by_id(runs)
+    pairs = {ids[0]: _succeed(by_id[ids[0]]), ids[1]: _fail(by_id[ids[1]])}
+    pairs[ids[2]] = _running(by_id[ids[2]])
+    jobs, pods = _observations(pairs)
+    first = _aggregate(runs, jobs, pods, now=T1)
+
+    # The finished runs' pods are collected (pod GC, a node scaled down), then their Jobs.
+    without_pods = _aggregate(runs, jobs, {ids[2]: pods[ids[2]]}, first, now=T2)
+    running_only = {ids[2]: jobs[ids[2]]}
+    without_jobs = _aggregate(runs, running_only, {ids[2]: pods[ids[2]]}, without_pods, now=T3)
+
+    for later in (without_pods, without_jobs):
+        assert later["runs"][:2] == first["runs"][:2]  # metrics, reason, attempts as they were
+        assert later["summary"] == first["summary"] and later["progress"] == "2/4"
+    assert first["runs"][0]["metrics"]["f1Macro"] == 0.5
+    assert first["runs"][1]["reason"] == "CannotLoad: cannot load"
+
+
+def test_a_pod_seen_after_its_job_completed_adds_its_metrics(quickstart_dict: Manifest) -> None:
+    runs = _runs(quickstart_dict)
+    run = runs[0]
+    job, pod = _succeed(run)
+    early = _aggregate(runs, {run.id: job}, {run.id: [_pod(pod_body("p", T1, "Running"))]})
+    assert early["runs"][0]["state"] == "Succeeded" and "metrics" not in early["runs"][0]
+
+    later = _aggregate(runs, {run.id: job}, {run.id: [pod]}, early, now=T2)
+
+    assert later["runs"][0]["metrics"]["f1Macro"] == 0.5
+
+
+def test_a_finished_evaluation_keeps_its_status_and_follows_the_generation(
+    quickstart_dict: Manifest,
+) -> None:
+    runs = _runs(quickstart_dict)
+    jobs, pods = _observations({r.id: _succeed(r) for r in runs})
+    running = _aggregate(runs, jobs, pods, now=T1, report=ReportObservation(None, [], REPORT_URI))
+    assert finished_status(running, 1) is None  # writing the report: not finished
+    done = _aggregate(runs, jobs, pods, running, now=T2)
+
+    kept = finished_status(done, 2)  # spec.parallelism changed; every Job and pod since gone
+
+    assert kept is not None
+    assert kept["runs"] == done["runs"] and kept["summary"] == done["summary"]
+    assert kept["observedGeneration"] == 2
+    assert {c["observedGeneration"] for c in kept["conditions"]} == {2}
+    assert _condition(kept, "Succeeded") | {"observedGeneration": 1} == _condition(
+        done, "Succeeded"
+    )
+    invalid = invalid_status(done, 3, T3, "spec.emotions changed")
+    assert finished_status(invalid, 3) is None  # invalid: not a finished evaluation
