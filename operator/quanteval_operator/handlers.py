@@ -7,12 +7,14 @@ Jobs and pods asks for a pass; passes of one QuantEval never overlap, and a burs
 coalesces into one more pass.
 
 Only event and index handlers: kopf puts no finalizer on a QuantEval (daemons and timers would),
-so deleting one never waits for the operator.
+so deleting one never waits for the operator. A pass that fails is retried with backoff, and a
+resync task started with the operator asks for a pass of every unfinished QuantEval now and then,
+so neither a lost event nor an API server that refused us for a while leaves one stuck.
 """
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +23,7 @@ import kopf
 from quanteval import API_GROUP, API_VERSION
 from quanteval.api.errors import InvalidSpecError
 from quanteval.api.spec import QuantEval, parse_manifest
-from quanteval.api.states import EventReason
+from quanteval.api.states import EventReason, Reason
 from quanteval.matrix import expand
 from quanteval_operator import metrics
 from quanteval_operator.events import story_events
@@ -36,7 +38,7 @@ from quanteval_operator.jobs import (
     render_report_job,
     report_uri,
 )
-from quanteval_operator.kube import KubeClient
+from quanteval_operator.kube import JobRefused, KubeClient
 from quanteval_operator.observe import observe_job, observe_pod
 from quanteval_operator.settings import Settings
 from quanteval_operator.status import (
@@ -46,14 +48,27 @@ from quanteval_operator.status import (
     aggregate,
     finished_status,
     invalid_status,
+    is_finished,
     recorded_runs,
+    refused_runs,
 )
 
 PLURAL = "quantevals"
 COALESCE_SECONDS = 0.5
-_running: set[str] = set()
-_pending: set[str] = set()
-_written: dict[str, dict[str, Any]] = {}
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # after the 1st, 2nd, ... failed pass in a row
+INDEXES = ("evals_by_uid", "jobs_by_eval", "pods_by_eval")
+
+
+@dataclass
+class OperatorState:
+    """What the operator keeps between passes, in kopf's memo (shared by every object's copy)."""
+
+    running: set[str] = field(default_factory=set)  # QuantEvals with a pass under way
+    pending: set[str] = field(default_factory=set)  # ... and another asked for meanwhile
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)  # the status we wrote last
+    # kopf's live indexes and a logger, from the first handler call (startup handlers get none)
+    indexes: dict[str, Any] = field(default_factory=dict)
+    tasks: set["asyncio.Task[None]"] = field(default_factory=set)  # resync passes in flight
 
 
 @dataclass
@@ -62,6 +77,7 @@ class Options:
 
     namespaced: bool = False  # only the given namespaces: no cluster-wide scanning
     metrics_port: int = 0  # 0: no /metrics server
+    resync_seconds: float = 300.0  # how often every unfinished QuantEval gets a pass; 0: never
 
 
 OPTIONS = Options()
@@ -93,11 +109,33 @@ async def configure(
         logger.info(f"metrics on :{OPTIONS.metrics_port}/metrics")
     memo.settings = Settings.from_env()
     memo.kube = await KubeClient.connect()
+    memo.state = OperatorState()
+    if OPTIONS.resync_seconds > 0:
+        memo.resync = asyncio.create_task(resync(memo, OPTIONS.resync_seconds))
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    if "resync" in memo:
+        memo.resync.cancel()
     await memo.kube.close()
+
+
+async def resync(memo: kopf.Memo, every: float) -> None:
+    """Every `every` seconds, a pass for each QuantEval that has not finished."""
+    state: OperatorState = memo.state
+    while True:
+        await asyncio.sleep(every)
+        if not state.indexes:
+            continue  # no handler has run yet: nothing is indexed
+        for uid, bodies in list(state.indexes["evals_by_uid"].items()):
+            body: Mapping[str, Any] = next(iter(bodies), {})
+            status = body.get("status") or {}
+            if uid in state.running or is_finished(status):
+                continue
+            task = asyncio.create_task(request_pass(uid, memo, state.indexes))
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
 
 
 @kopf.index(API_GROUP, API_VERSION, PLURAL)
@@ -151,20 +189,25 @@ async def eval_changed(uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
 
 
 async def request_pass(uid: str, memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
-    """Reconcile the QuantEval `uid` now, or once more after the pass already under way."""
-    if uid in _running:
-        _pending.add(uid)
+    """Reconcile the QuantEval `uid` now, or once more after the pass already under way; a
+    failed pass is tried again after RETRY_SECONDS (events meanwhile join that try)."""
+    state: OperatorState = memo.state
+    if not state.indexes:
+        state.indexes = {name: indexes[name] for name in (*INDEXES, "logger")}
+    if uid in state.running:
+        state.pending.add(uid)
         return
-    _running.add(uid)
+    state.running.add(uid)
+    failures = 0
     try:
         while True:
             # Events come in bursts (a Job and its pod change together, 200 Jobs finish within
             # seconds): wait a moment so one pass and one status patch answer the whole burst.
             await asyncio.sleep(COALESCE_SECONDS)
-            _pending.discard(uid)
+            state.pending.discard(uid)
             bodies = list(indexes["evals_by_uid"].get(uid, []))
             if not bodies:
-                _written.pop(uid, None)
+                state.written.pop(uid, None)
                 metrics.METRICS.forget(uid)
                 return  # deleted: its Jobs go with it through owner references
             try:
@@ -175,15 +218,29 @@ async def request_pass(uid: str, memo: kopf.Memo, indexes: Mapping[str, Any]) ->
                     memo.kube,
                     memo.settings,
                     indexes["logger"],
+                    state.written,
                 )
-            except Exception:
+            except Exception as error:
                 metrics.METRICS.reconcile_errors.inc()
-                raise  # kopf logs it; the next event asks for another pass
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                indexes["logger"].warning(
+                    f"pass of {uid} failed ({type(error).__name__}: {error}); "
+                    f"trying again in {delay:g} s"
+                )
+                await asyncio.sleep(delay)
+                continue
             metrics.METRICS.record_runs(uid, status.get("runs"))
-            if uid not in _pending:
+            if refused_runs(status):  # a quota may free up: try again, backing off
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            if uid not in state.pending:
                 return
     finally:
-        _running.discard(uid)
+        state.running.discard(uid)
 
 
 def _manifest(body: kopf.Body, settings: Settings) -> QuantEval:
@@ -215,13 +272,15 @@ async def reconcile(
     kube: KubeClient,
     settings: Settings,
     logger: kopf.Logger,
+    written: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """One pass; returns the status as the resource now holds it (this pass's over the last)."""
+    """One pass; returns the status as the resource now holds it (this pass's over the last).
+    `written`: the status this operator wrote last, by uid (updated here)."""
     meta = body.metadata
     generation = int(meta.get("generation") or 0)
     # The status this operator wrote last: the indexed body can lag behind our own patch, and
     # comparing with a stale status would post every run's Events again.
-    previous = _written.get(str(meta.uid)) or dict(body.get("status") or {})
+    previous = written.get(str(meta.uid)) or dict(body.get("status") or {})
     try:
         manifest = _manifest(body, settings)
     except (InvalidSpecError, SpecProblem) as error:
@@ -230,12 +289,12 @@ async def reconcile(
         status = invalid_status(previous, generation, now_iso(), message)
         if _differs(previous, status):
             kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
-            await _patch_status(kube, body, status)
+            await _patch_status(kube, body, status, written)
         return previous | status
     finished = finished_status(previous, generation)
     if finished is not None:  # its Jobs may be gone by now: none is created again
         if _differs(previous, finished):
-            await _patch_status(kube, body, finished)
+            await _patch_status(kube, body, finished, written)
         return previous | finished
     spec = manifest.spec
     runs = expand(spec)
@@ -252,18 +311,23 @@ async def reconcile(
         status = invalid_status(previous, generation, now_iso(), message)
         if _differs(previous, status):
             kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
-            await _patch_status(kube, body, status)
+            await _patch_status(kube, body, status, written)
         return previous | status
     active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
     done = recorded_runs(previous)  # a finished run whose Job was removed is not run again
+    refused: dict[str, str] = {}  # the runs whose Job the API server refused, and why
     for run in [r for r in runs if r.id not in job_by_run and r.id not in done][:room]:
         job = render_job(manifest, run, settings)
         name = job["metadata"]["name"]
-        job_by_run[run.id] = await _start_job(
-            kube, body, job, logger, kind="run", purpose=f"run {run.id}",
-            reason=EventReason.RUN_STARTED, message=f"run {run.id}: Job {name}",
-        )  # fmt: skip
+        try:
+            job_by_run[run.id] = await _start_job(
+                kube, body, job, logger, kind="run", purpose=f"run {run.id}",
+                reason=EventReason.RUN_STARTED, message=f"run {run.id}: Job {name}",
+            )  # fmt: skip
+        except JobRefused as error:  # told as the run's reason; the other runs go on
+            refused[run.id] = f"{Reason.CREATE_FAILED}: {error.message}"
+            logger.warning(f"job {name} for run {run.id} refused ({error.status}): {error}")
     pods_by_run: dict[str, list[PodObservation]] = {}
     for run_id, pod in pods:
         pods_by_run.setdefault(run_id, []).append(pod)
@@ -287,10 +351,10 @@ async def reconcile(
     unsized = sorted({r.model.name for r in runs if gpus_for(manifest, r, settings) is None})
     status = aggregate(
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, now_iso(),
-        spec.baseline_precision, report, unsized,
+        spec.baseline_precision, report, unsized, refused,
     )  # fmt: skip
     if _differs(previous, status):
-        await _patch_status(kube, body, status)
+        await _patch_status(kube, body, status, written)
         _tell_story(body, previous, status)  # after the patch: only what the status records
     return previous | status
 
@@ -316,10 +380,12 @@ async def _start_job(
     return JobObservation(name=name, active=1)
 
 
-async def _patch_status(kube: KubeClient, body: kopf.Body, status: dict[str, Any]) -> None:
+async def _patch_status(
+    kube: KubeClient, body: kopf.Body, status: dict[str, Any], written: dict[str, dict[str, Any]]
+) -> None:
     meta = body.metadata
     await kube.patch_status(str(meta.namespace), str(meta.name), status)
-    _written[str(meta.uid)] = status
+    written[str(meta.uid)] = status
 
 
 def _differs(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:

@@ -1,5 +1,6 @@
 """The few Kubernetes API calls the operator makes itself (kopf does the watching and Events)."""
 
+import json
 import os
 from typing import Any, cast
 
@@ -10,6 +11,23 @@ from quanteval import API_GROUP, API_VERSION
 
 PLURAL = "quantevals"
 MERGE_PATCH = "application/merge-patch+json"
+
+
+class JobRefused(Exception):
+    """The API server refused to create a Job for good (a quota, an admission webhook, an
+    invalid object): 4xx other than a conflict or a rate limit, which a later pass may retry."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
 
 
 class KubeClient:
@@ -31,12 +49,15 @@ class KubeClient:
         await self.api.close()
 
     async def create_job(self, namespace: str, job: dict[str, Any]) -> bool:
-        """Create the Job; False when it exists already (a restarted operator, a lost race)."""
+        """Create the Job; False when it exists already (a restarted operator, a lost race).
+        JobRefused when the API server refuses it; other errors (5xx, 429) propagate."""
         try:
             await self.batch.create_namespaced_job(namespace, cast(Any, job))
         except ApiException as error:
             if error.status == 409:
                 return False
+            if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+                raise JobRefused(error.status, _api_message(error)) from error
             raise
         return True
 

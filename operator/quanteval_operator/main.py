@@ -3,7 +3,8 @@
 With no flags it watches every namespace; `--namespace` (repeatable) or QUANTEVAL_NAMESPACES
 (comma-separated) narrows it, and then it needs no cluster-wide permission (kopf's scanning of
 namespaces and CRDs is off: the CRD must be installed before it starts). Standalone (no peering
-objects); kopf's liveness endpoint on --liveness; Prometheus metrics on --metrics-port (0: none).
+objects); kopf's liveness endpoint on --liveness; Prometheus metrics on --metrics-port (0: none);
+a pass of every unfinished QuantEval each --resync-seconds.
 It needs neither S3 nor model credentials: the workers get those from Secrets.
 """
 
@@ -47,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("QUANTEVAL_METRICS_PORT", "8000"),
         help="serve Prometheus metrics on this port at /metrics; 0 disables (default %(default)s)",
     )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=os.environ.get("QUANTEVAL_RESYNC_SECONDS", "300"),
+        help="a pass for every unfinished QuantEval this often, whatever the events; "
+        "0 disables (default %(default)s)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     namespaces = args.namespace or [
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     handlers.OPTIONS.namespaced = bool(namespaces)
     handlers.OPTIONS.metrics_port = args.metrics_port
+    handlers.OPTIONS.resync_seconds = args.resync_seconds
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
     logging.captureWarnings(True)  # Python warnings as JSON lines too, not bare stderr text
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -355,14 +355,20 @@ def aggregate(
     baseline: Precision,
     report: ReportObservation,
     unsized_models: list[str] | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The whole status from the observations."""
+    """The whole status from the observations; `refused`: by run, why the API server refused
+    its Job this pass."""
     before = recorded_runs(previous)
     entries = [
         remembered(before.get(r.id), jobs.get(r.id), pods.get(r.id, []))
         or run_status(r, jobs.get(r.id), pods.get(r.id, []), suspended)
         for r in runs
     ]
+    for entry in entries:
+        why = (refused or {}).get(entry["id"])
+        if why:
+            entry["reason"] = _short(why)
     finished = [e for e in entries if e["state"] in TERMINAL_STATES]
     conditions: list[dict[str, Any]] = list(previous.get("conditions", []))
     conditions = set_condition(
@@ -427,6 +433,18 @@ def aggregate(
     return EvaluationStatus.checked(status)
 
 
+def refused_runs(status: Mapping[str, Any]) -> list[str]:
+    """The runs whose Job the API server refused in the pass that wrote `status`."""
+    runs = status.get("runs") or []
+    return [
+        str(r["id"])
+        for r in runs
+        if isinstance(r, Mapping)
+        and r.get("state") == RunState.PENDING
+        and str(r.get("reason", "")).startswith(f"{Reason.CREATE_FAILED}:")
+    ]
+
+
 def recorded_runs(previous: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The runs the status written last recorded as Succeeded or Failed, by id."""
     runs = previous.get("runs") or []
@@ -448,14 +466,23 @@ def remembered(
     return None
 
 
+def _conditions(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [c for c in status.get("conditions") or [] if isinstance(c, Mapping)]
+
+
+def is_finished(status: Mapping[str, Any]) -> bool:
+    """Succeeded is True or False, once every run and the report have ended (not InvalidSpec)."""
+    end = next((c for c in _conditions(status) if c.get("type") == ConditionType.SUCCEEDED), {})
+    return end.get("status") in ("True", "False") and end.get("reason") != Reason.INVALID_SPEC
+
+
 def finished_status(previous: Mapping[str, Any], generation: int) -> dict[str, Any] | None:
     """A finished evaluation's status as written, whatever became of its Jobs and pods since:
     its spec cannot change, so neither can its outcome; only observedGeneration follows a change
     of parallelism or suspend. None while it is not finished (or was never valid)."""
-    conditions = [c for c in previous.get("conditions") or [] if isinstance(c, Mapping)]
-    end = next((c for c in conditions if c.get("type") == ConditionType.SUCCEEDED), {})
-    if end.get("status") not in ("True", "False") or end.get("reason") == Reason.INVALID_SPEC:
+    if not is_finished(previous):
         return None
+    conditions = _conditions(previous)
     status = dict(previous) | {
         "observedGeneration": generation,
         "conditions": [dict(c) | {"observedGeneration": generation} for c in conditions],

@@ -49,6 +49,7 @@ class Reason(StrEnum):
     ALREADY_COMPLETE = "AlreadyComplete"  # a retried pod found its result.json already written
     CRASHED = "Crashed"  # a local worker process ended with no termination message
     NO_RESULT = "NoResult"  # a local worker process ended with no result.json
+    CREATE_FAILED = "CreateFailed"  # the API server refused the run's Job (a quota, a webhook)
 
 
 class EventReason(StrEnum):

@@ -29,7 +29,9 @@ def operator(
     state = tmp_path_factory.mktemp("operator")
     kubeconfig = service_account_kubeconfig(cluster, account, state / "kubeconfig")
     s3_server.create_bucket(BUCKET)
-    process = OperatorProcess(kubeconfig, state, {"QUANTEVAL_S3_ENDPOINT": s3_server.endpoint})
+    # A short resync, so that the tests see it heal what no event would.
+    settings = {"QUANTEVAL_S3_ENDPOINT": s3_server.endpoint, "QUANTEVAL_RESYNC_SECONDS": "10"}
+    process = OperatorProcess(kubeconfig, state, settings)
     process.start()
     yield process
     process.stop()

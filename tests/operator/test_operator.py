@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +295,47 @@ def test_a_finished_evaluation_keeps_its_status_when_its_pods_and_jobs_are_gone(
     assert condition(body, "Succeeded")["status"] == "True"
     assert condition(body, "ReportReady")["status"] == "True"
     assert jobs(cluster, eval_namespace) == [] and jobs(cluster, eval_namespace, "report") == []
+
+
+def test_a_job_the_quota_refuses_is_the_runs_reason_and_runs_once_it_is_allowed(
+    cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
+) -> None:
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "one-job"},
+        "spec": {"hard": {"count/jobs.batch": "1"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(quota), namespace=eval_namespace)
+    wait_until(
+        lambda: cluster.kubectl(
+            "get", "resourcequota", "one-job", "-o", "jsonpath={.status.hard}",
+            namespace=eval_namespace,
+        ).stdout.strip(),
+        timeout=60, what="the quota controller to count Jobs",
+    )  # fmt: skip
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        namespace=eval_namespace,
+        input=manifest(
+            "quota", [{"name": "tiny", "source": tiny_model}], precisions=["fp32", "int8"],
+            parallelism=2,
+        ),
+    )  # fmt: skip
+
+    def refused() -> str | None:
+        runs = get_eval(cluster, eval_namespace, "quota").get("status", {}).get("runs", [])
+        reasons = [r.get("reason", "") for r in runs if r.get("reason", "").startswith("Create")]
+        return reasons[0] if reasons else None
+
+    reason = wait_until(refused, timeout=60, what="a run refused by the quota", interval=0.5)
+    assert reason.startswith("CreateFailed: ") and "exceeded quota: one-job" in reason
+    assert len(jobs(cluster, eval_namespace)) == 1  # the other run went on
+    assert event_counts(cluster, eval_namespace, "quota").get("RunWaiting", 0) >= 1
+
+    cluster.kubectl("delete", "resourcequota", "one-job", namespace=eval_namespace)
+    body = wait_finished(cluster, eval_namespace, "quota", timeout=600)
+    assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+    assert all(r["state"] == "Succeeded" and "reason" not in r for r in body["status"]["runs"])

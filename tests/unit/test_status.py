@@ -22,6 +22,7 @@ from quanteval_operator.status import (
     aggregate,
     finished_status,
     invalid_status,
+    refused_runs,
     run_status,
     set_condition,
     status_metrics,
@@ -513,6 +514,7 @@ def _aggregate(
     suspended: bool = False,
     unsized: list[str] | None = None,
     report: ReportObservation = WRITTEN_REPORT,
+    refused: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     return aggregate(
         runs,
@@ -525,6 +527,7 @@ def _aggregate(
         runs[0].baseline,
         report,
         unsized,
+        refused,
     )
 
 
@@ -968,3 +971,19 @@ def test_a_finished_evaluation_keeps_its_status_and_follows_the_generation(
     )
     invalid = invalid_status(done, 3, T3, "spec.emotions changed")
     assert finished_status(invalid, 3) is None  # invalid: not a finished evaluation
+
+
+def test_a_refused_job_create_is_the_runs_reason_and_the_others_go_on(
+    quickstart_dict: Manifest,
+) -> None:
+    runs = _runs(quickstart_dict)
+    jobs, pods = _observations({runs[0].id: _running(runs[0])})
+    why = 'CreateFailed: jobs "x" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1'
+
+    status = _aggregate(runs, jobs, pods, refused={runs[1].id: why})
+
+    by_id = {e["id"]: e for e in status["runs"]}
+    assert by_id[runs[0].id]["state"] == "Running"
+    assert by_id[runs[1].id] == {"id": runs[1].id, "state": "Pending", "attempts": 0, "reason": why}
+    assert refused_runs(status) == [runs[1].id]
+    assert refused_runs(_aggregate(runs, jobs, pods)) == []  # allowed next time: nothing refused
