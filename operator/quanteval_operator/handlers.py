@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from quanteval import API_GROUP, API_VERSION
+from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.api.errors import InvalidSpecError
 from quanteval.api.spec import QuantEval, parse_manifest
 from quanteval.api.states import EventReason, Reason
@@ -128,93 +128,142 @@ async def resync(memo: kopf.Memo, every: float) -> None:
         await asyncio.sleep(every)
         if not state.indexes:
             continue  # no handler has run yet: nothing is indexed
-        for uid, bodies in list(state.indexes["evals_by_uid"].items()):
+        for key, bodies in list(state.indexes["evals_by_uid"].items()):
             body: Mapping[str, Any] = next(iter(bodies), {})
             status = body.get("status") or {}
-            if uid in state.running or is_finished(status):
+            if key in state.running or is_finished(status):
                 continue
-            task = asyncio.create_task(request_pass(uid, memo, state.indexes))
+            task = asyncio.create_task(request_pass(key, memo, state.indexes))
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
 
 
+def eval_key(namespace: str | None, uid: str | None) -> str:
+    """How the indexes and passes name a QuantEval: its namespace and uid."""
+    return f"{namespace}/{uid}"
+
+
+def controller_uid(meta: Mapping[str, Any], kind: str) -> str:
+    """The uid of the object's controller owner of `kind` ("" when there is none)."""
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("controller") and owner.get("kind") == kind:
+            return str(owner.get("uid", ""))
+    return ""
+
+
+def _owned_by_eval(labels: Mapping[str, str], meta: Mapping[str, Any]) -> bool:
+    """A Job is a QuantEval's only when that QuantEval controls it, not by its label alone."""
+    return controller_uid(meta, KIND) == labels.get(LABEL_EVAL_UID)
+
+
 @kopf.index(API_GROUP, API_VERSION, PLURAL)
-def evals_by_uid(uid: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    return {uid: dict(body)}
+def evals_by_uid(
+    namespace: str | None, uid: str, body: kopf.Body, **_: Any
+) -> dict[str, dict[str, Any]]:
+    return {eval_key(namespace, uid): dict(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_EVAL_UID: kopf.PRESENT})
 def jobs_by_eval(
     name: str,
+    namespace: str | None,
+    uid: str,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
+    meta: Mapping[str, Any],
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
     **_: Any,
 ) -> dict[str, tuple[str, JobObservation]]:
-    observation = observe_job(name, annotations, spec, status)
-    return {labels[LABEL_EVAL_UID]: (labels.get(LABEL_RUN, ""), observation)}
+    if not _owned_by_eval(labels, meta):
+        return {}  # a labelled Job some other hand made: never a run's
+    observation = observe_job(name, annotations, spec, status, uid)
+    return {eval_key(namespace, labels[LABEL_EVAL_UID]): (labels.get(LABEL_RUN, ""), observation)}
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_EVAL_UID: kopf.PRESENT})
 def pods_by_eval(
     name: str,
+    namespace: str | None,
     labels: Mapping[str, str],
     meta: Mapping[str, Any],
     status: Mapping[str, Any],
     **_: Any,
-) -> dict[str, tuple[str, PodObservation]]:
-    return {labels[LABEL_EVAL_UID]: (labels.get(LABEL_RUN, ""), observe_pod(name, meta, status))}
+) -> dict[str, tuple[str, str, PodObservation]]:
+    """By QuantEval: the run, the uid of the Job that controls the pod, and what it says (a pass
+    keeps only the pods of its own Jobs)."""
+    job_uid = controller_uid(meta, "Job")
+    if not job_uid:
+        return {}
+    observation = observe_pod(name, meta, status)
+    return {
+        eval_key(namespace, labels[LABEL_EVAL_UID]): (
+            labels.get(LABEL_RUN, ""),
+            job_uid,
+            observation,
+        )
+    }
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_EVAL_UID: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={LABEL_EVAL_UID: kopf.PRESENT})
-async def child_changed(labels: Mapping[str, str], memo: kopf.Memo, **kwargs: Any) -> None:
-    await request_pass(labels[LABEL_EVAL_UID], memo, kwargs)
+async def child_changed(
+    namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **kwargs: Any
+) -> None:
+    await request_pass(eval_key(namespace, labels[LABEL_EVAL_UID]), memo, kwargs)
 
 
 @kopf.on.event(
     "batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT, LABEL_EVAL_UID: kopf.PRESENT}
 )
 def job_metrics(
-    uid: str, labels: Mapping[str, str], status: Mapping[str, Any], type: str | None, **_: Any
+    uid: str,
+    labels: Mapping[str, str],
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    type: str | None,
+    **_: Any,
 ) -> None:
-    if labels[LABEL_RUN] != REPORT:
+    if labels[LABEL_RUN] != REPORT and _owned_by_eval(labels, meta):
         metrics.METRICS.job_seen(uid, status, deleted=type == "DELETED")
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-async def eval_changed(uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await request_pass(uid, memo, kwargs)
+async def eval_changed(namespace: str | None, uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    await request_pass(eval_key(namespace, uid), memo, kwargs)
 
 
-async def request_pass(uid: str, memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
-    """Reconcile the QuantEval `uid` now, or once more after the pass already under way; a
+async def request_pass(key: str, memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
+    """Reconcile the QuantEval `key` (eval_key) now, or once more after the pass under way; a
     failed pass is tried again after RETRY_SECONDS (events meanwhile join that try)."""
     state: OperatorState = memo.state
     if not state.indexes:
         state.indexes = {name: indexes[name] for name in (*INDEXES, "logger")}
-    if uid in state.running:
-        state.pending.add(uid)
+    if key in state.running:
+        state.pending.add(key)
         return
-    state.running.add(uid)
+    state.running.add(key)
     failures = 0
     try:
         while True:
             # Events come in bursts (a Job and its pod change together, 200 Jobs finish within
             # seconds): wait a moment so one pass and one status patch answer the whole burst.
             await asyncio.sleep(COALESCE_SECONDS)
-            state.pending.discard(uid)
-            bodies = list(indexes["evals_by_uid"].get(uid, []))
+            state.pending.discard(key)
+            bodies = list(indexes["evals_by_uid"].get(key, []))
             if not bodies:
-                state.written.pop(uid, None)
-                metrics.METRICS.forget(uid)
+                state.written.pop(key, None)
+                metrics.METRICS.forget(key)
                 return  # deleted: its Jobs go with it through owner references
             try:
+                jobs = list(indexes["jobs_by_eval"].get(key, []))
+                ours = {job.uid for _, job in jobs}
+                pods = [(run, pod) for run, owner, pod in indexes["pods_by_eval"].get(key, [])
+                        if owner in ours]  # fmt: skip
                 status = await reconcile(
                     kopf.Body(bodies[0]),
-                    list(indexes["jobs_by_eval"].get(uid, [])),
-                    list(indexes["pods_by_eval"].get(uid, [])),
+                    jobs,
+                    pods,
                     memo.kube,
                     memo.settings,
                     indexes["logger"],
@@ -225,22 +274,22 @@ async def request_pass(uid: str, memo: kopf.Memo, indexes: Mapping[str, Any]) ->
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 indexes["logger"].warning(
-                    f"pass of {uid} failed ({type(error).__name__}: {error}); "
+                    f"pass of {key} failed ({type(error).__name__}: {error}); "
                     f"trying again in {delay:g} s"
                 )
                 await asyncio.sleep(delay)
                 continue
-            metrics.METRICS.record_runs(uid, status.get("runs"))
+            metrics.METRICS.record_runs(key, status.get("runs"))
             if refused_runs(status):  # a quota may free up: try again, backing off
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            if uid not in state.pending:
+            if key not in state.pending:
                 return
     finally:
-        state.running.discard(uid)
+        state.running.discard(key)
 
 
 def _manifest(body: kopf.Body, settings: Settings) -> QuantEval:
@@ -275,12 +324,12 @@ async def reconcile(
     written: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """One pass; returns the status as the resource now holds it (this pass's over the last).
-    `written`: the status this operator wrote last, by uid (updated here)."""
+    `written`: the status this operator wrote last, by eval_key (updated here)."""
     meta = body.metadata
     generation = int(meta.get("generation") or 0)
     # The status this operator wrote last: the indexed body can lag behind our own patch, and
     # comparing with a stale status would post every run's Events again.
-    previous = written.get(str(meta.uid)) or dict(body.get("status") or {})
+    previous = written.get(eval_key(meta.namespace, meta.uid)) or dict(body.get("status") or {})
     try:
         manifest = _manifest(body, settings)
     except (InvalidSpecError, SpecProblem) as error:
@@ -385,7 +434,7 @@ async def _patch_status(
 ) -> None:
     meta = body.metadata
     await kube.patch_status(str(meta.namespace), str(meta.name), status)
-    written[str(meta.uid)] = status
+    written[eval_key(meta.namespace, meta.uid)] = status
 
 
 def _differs(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:

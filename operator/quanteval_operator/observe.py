@@ -14,7 +14,11 @@ def _condition(conditions: list[Mapping[str, Any]], type_: str) -> Mapping[str, 
 
 
 def observe_job(
-    name: str, annotations: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any]
+    name: str,
+    annotations: Mapping[str, str],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    uid: str = "",
 ) -> JobObservation:
     conditions = list(status.get("conditions") or [])
     complete = _condition(conditions, "Complete")
@@ -30,6 +34,7 @@ def observe_job(
         condition_message=str((failed or {}).get("message", "")),
         suspended=bool(spec.get("suspend")),
         content_hash=annotations.get(ANNOTATION_CONTENT_HASH, ""),
+        uid=uid,
     )
 
 

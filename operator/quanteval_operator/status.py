@@ -49,6 +49,7 @@ class JobObservation:
     condition_message: str = ""
     suspended: bool = False
     content_hash: str = ""
+    uid: str = ""  # its pods' controller owner reference names it
 
 
 class PodPhase(StrEnum):

@@ -339,3 +339,41 @@ def test_a_job_the_quota_refuses_is_the_runs_reason_and_runs_once_it_is_allowed(
     body = wait_finished(cluster, eval_namespace, "quota", timeout=600)
     assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
     assert all(r["state"] == "Succeeded" and "reason" not in r for r in body["status"]["runs"])
+
+
+def test_a_foreign_job_or_pod_with_an_evaluations_labels_changes_nothing(
+    cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
+) -> None:
+    body = manifest("owned", [{"name": "tiny", "source": tiny_model}], suspend=True)
+    cluster.kubectl("apply", "-f", "-", namespace=eval_namespace, input=body)
+    uid = get_eval(cluster, eval_namespace, "owned")["metadata"]["uid"]
+    labels = {"quanteval.io/eval-uid": uid, "quanteval.io/run": "tiny-fp32"}
+    container = {"name": "c", "image": "busybox", "command": ["true"]}
+    pod_spec = {"restartPolicy": "Never", "containers": [container]}
+    foreign = [
+        {  # suspended: a run's Job would hold the run Queued; someone else's must not
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "not-a-run", "labels": labels},
+            "spec": {"suspend": True, "template": {"spec": pod_spec}},
+        },
+        {  # Pending for good: no node has this label
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "not-a-runs-pod", "labels": labels},
+            "spec": pod_spec | {"nodeSelector": {"quanteval.io/no-such-node": "x"}},
+        },
+    ]
+    for item in foreign:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(item), namespace=eval_namespace)
+    cluster.kubectl(
+        "patch", "qe", "owned", "--type=merge", "-p", '{"spec": {"suspend": false}}',
+        namespace=eval_namespace,
+    )  # fmt: skip
+
+    done = wait_finished(cluster, eval_namespace, "owned", timeout=600)
+    assert condition(done, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+    (run,) = done["status"]["runs"]
+    assert run["state"] == "Succeeded" and run["attempts"] == 1 and run["metrics"]["f1Macro"] >= 0
+    owned = [j for j in jobs(cluster, eval_namespace) if j["metadata"].get("ownerReferences")]
+    assert [j["metadata"]["ownerReferences"][0]["uid"] for j in owned] == [uid]
