@@ -1,6 +1,7 @@
 """Builders shared by the suites: stored runs as the worker leaves them (result.json and
 generations.jsonl), and Job and pod bodies shaped like `kubectl get -o json`."""
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,13 @@ def write_ratings(root: Path, run_id: str, ratings: dict[str, float | None]) -> 
         for i, (key, rating) in enumerate(ratings.items())
     ]  # fmt: skip
     LocalStorage(root).child(f"runs/{run_id}").write_text("ratings.jsonl", "\n".join(lines) + "\n")
+
+
+def long_prompts(words: int, vocabulary: list[str], count: int = 200) -> list[str]:
+    """`count` prompt templates of `words` words drawn (seeded) from `vocabulary` each: about
+    200 KiB at 210 words of a short vocabulary."""
+    rng = random.Random(0)
+    return [
+        f"<class> story {i}: " + " ".join(rng.choice(vocabulary) for _ in range(words))
+        for i in range(count)
+    ]

@@ -32,6 +32,7 @@ from quanteval_operator.jobs import (
     LABEL_RUN,
     REPORT,
     SpecProblem,
+    check_run_spec_size,
     effective_manifest,
     gpus_for,
     render_job,
@@ -305,7 +306,10 @@ def _manifest(body: kopf.Body, settings: Settings) -> QuantEval:
         },
         "spec": dict(body.spec),
     }
-    return effective_manifest(parse_manifest(document, "spec"), settings)
+    manifest = effective_manifest(parse_manifest(document, "spec"), settings)
+    if not is_finished(body.get("status") or {}):  # a finished one starts no pod again
+        check_run_spec_size(manifest)
+    return manifest
 
 
 def _tell_story(body: kopf.Body, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:

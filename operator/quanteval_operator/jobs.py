@@ -6,6 +6,7 @@ from typing import Any
 from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.api.errors import DETERMINISTIC_FAILURES
 from quanteval.api.layout import REPORT_HTML, under
+from quanteval.api.runspec import ENV_STRING_LIMIT, env_string_fits, run_spec_env
 from quanteval.api.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
 from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
@@ -74,6 +75,22 @@ def effective_manifest(manifest: QuantEval, settings: Settings) -> QuantEval:
     return with_default_cost(
         manifest.model_copy(update={"spec": spec}), settings.gpu_hour_usd, settings.cpu_hour_usd
     )
+
+
+def check_run_spec_size(manifest: QuantEval) -> None:
+    """SpecProblem when a run's spec cannot travel in a pod's environment even gzipped (its
+    prompts and texts are what makes it large)."""
+    runs = {run.model.name: run for run in expand(manifest.spec)}  # one run per model suffices
+    for run in runs.values():
+        spec = build_run_spec(manifest, run, s3_evaluation_root(manifest))
+        name, value = run_spec_env(spec)
+        if not env_string_fits(name, value):
+            raise SpecProblem(
+                f"spec.prompts: run {run.id}'s spec is {len(value) // 1024} KiB in {name} (gzipped "
+                f"and base64), and a pod's environment variable holds at most "
+                f"{ENV_STRING_LIMIT // 1024} KiB: fewer or shorter prompts or intensity.texts "
+                "(or intensity.textsFrom for the texts)"
+            )
 
 
 def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:
@@ -243,7 +260,8 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
     if resources.cpu:
         requests["cpu"] = resources.cpu
     run_spec = build_run_spec(manifest, run, s3_evaluation_root(manifest))
-    env = [{"name": "QUANTEVAL_RUN_SPEC", "value": run_spec.to_json()}, *_credentials_env(manifest)]
+    name, value = run_spec_env(run_spec)
+    env = [{"name": name, "value": value}, *_credentials_env(manifest)]
     pod_spec = _pod_spec(manifest, settings, list(settings.worker_command), env, limits, requests)
     job_spec = {
         "backoffLimit": spec.backoff_limit,

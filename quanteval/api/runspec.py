@@ -1,10 +1,14 @@
 """The run spec: everything one worker needs to evaluate one (model, precision), as versioned JSON.
 
-The operator passes it in QUANTEVAL_RUN_SPEC; `quanteval run --local` in a file. It is the
-contract between the control plane and the worker.
+The operator passes it in an environment variable (`run_spec_env`: plain JSON, or gzip and
+base64 when it is large, since Linux refuses one environment string over 128 KiB); `quanteval run
+--local` in a file. It is the contract between the control plane and the worker.
 """
 
+import base64
+import gzip
 import json
+from collections.abc import Mapping
 from typing import Annotated, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,6 +18,11 @@ from quanteval.api.spec import ClassifierSpec, CostSpec, GenerationSpec, ModelSp
 from quanteval.precisions import Precision
 
 RUNSPEC_SCHEMA: Final = "quanteval.io/runspec/v1"
+RUN_SPEC_ENV: Final = "QUANTEVAL_RUN_SPEC"  # the JSON
+RUN_SPEC_GZIP_ENV: Final = "QUANTEVAL_RUN_SPEC_GZIP"  # the JSON, gzipped, in base64
+PLAIN_RUN_SPEC_LIMIT: Final = 32 * 1024  # larger specs travel gzipped
+# Linux's MAX_ARG_STRLEN: one environment string, "NAME=value" and its NUL, at most 32 pages.
+ENV_STRING_LIMIT: Final = 32 * 4096
 
 
 class _Model(BaseModel):
@@ -77,3 +86,24 @@ class RunSpec(_Model):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+
+
+def run_spec_env(spec: RunSpec) -> tuple[str, str]:
+    """The environment variable (name, value) that carries `spec` to a worker pod."""
+    text = spec.to_json()
+    if len(text.encode()) <= PLAIN_RUN_SPEC_LIMIT:
+        return RUN_SPEC_ENV, text
+    packed = base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+    return RUN_SPEC_GZIP_ENV, packed
+
+
+def env_string_fits(name: str, value: str) -> bool:
+    return len(name) + 1 + len(value.encode()) + 1 <= ENV_STRING_LIMIT
+
+
+def run_spec_from_env(env: Mapping[str, str]) -> str:
+    """The run spec's JSON from the worker's environment; "" when neither variable is set."""
+    packed = env.get(RUN_SPEC_GZIP_ENV, "")
+    if packed:
+        return gzip.decompress(base64.b64decode(packed)).decode()
+    return env.get(RUN_SPEC_ENV, "")

@@ -12,6 +12,7 @@ from devcluster.waiting import wait_until
 from quanteval.api.layout import RATINGS_FILE
 from quanteval.api.result import RunResult
 from quanteval.storage import S3Storage
+from tests.builders import long_prompts
 from tests.operator.harness import (
     BUCKET,
     OperatorProcess,
@@ -377,3 +378,23 @@ def test_a_foreign_job_or_pod_with_an_evaluations_labels_changes_nothing(
     assert run["state"] == "Succeeded" and run["attempts"] == 1 and run["metrics"]["f1Macro"] >= 0
     owned = [j for j in jobs(cluster, eval_namespace) if j["metadata"].get("ownerReferences")]
     assert [j["metadata"]["ownerReferences"][0]["uid"] for j in owned] == [uid]
+
+
+def test_an_evaluation_whose_prompts_total_over_200_kib_runs(
+    cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
+) -> None:
+    """Linux refuses one environment string over 128 KiB: the run spec travels gzipped."""
+    vocabulary = ["day", "of", "joy", "rain", "we", "feel", "hope", "calm", "warm", "light"]
+    prompts = long_prompts(210, vocabulary)
+    assert len(json.dumps(prompts)) > 200 * 1024
+    body = manifest("large", [{"name": "tiny", "source": tiny_model}], prompts=prompts)
+    cluster.kubectl("apply", "-f", "-", namespace=eval_namespace, input=body)
+
+    done = wait_finished(cluster, eval_namespace, "large", timeout=600)
+
+    assert condition(done, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+    (run,) = done["status"]["runs"]
+    assert run["state"] == "Succeeded" and run["metrics"]["f1Macro"] >= 0
+    (job,) = jobs(cluster, eval_namespace)
+    env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "QUANTEVAL_RUN_SPEC_GZIP" in env

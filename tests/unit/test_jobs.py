@@ -1,19 +1,22 @@
 """Job rendering: names, labels, ownership, failure policy, GPUs, placement, security, secrets."""
 
 import json
+import random
 import re
+import string
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from quanteval.api.runspec import RunSpec
+from quanteval.api.runspec import RunSpec, run_spec_from_env
 from quanteval.api.spec import QuantEval, parse_manifest
-from quanteval.matrix import Run, expand
+from quanteval.matrix import Run, build_run_spec, expand
 from quanteval.precisions import Precision
 from quanteval_operator.jobs import (
     KUEUE_QUEUE_LABEL,
     SpecProblem,
+    check_run_spec_size,
     effective_manifest,
     gpus_for,
     job_name,
@@ -21,6 +24,7 @@ from quanteval_operator.jobs import (
     render_report_job,
 )
 from quanteval_operator.settings import Settings
+from tests.builders import long_prompts
 
 from .conftest import Manifest
 
@@ -497,6 +501,36 @@ def test_a_cluster_run_reads_intensity_texts_from_s3_only(quickstart_dict: Manif
     quickstart_dict["spec"]["intensity"] = {"textsFrom": "s3://texts/mine.jsonl"}
     spec = effective_manifest(parse_manifest(quickstart_dict), SETTINGS).spec
     assert spec.intensity.texts_from == "s3://texts/mine.jsonl"
+
+
+def test_a_large_run_spec_travels_gzipped_within_the_environment_limit(
+    quickstart_dict: Manifest,
+) -> None:
+    del quickstart_dict["spec"]["promptSet"]
+    vocabulary = ["day", "of", "joy", "rain", "we", "feel", "hope", "calm", "warm", "light"]
+    quickstart_dict["spec"]["prompts"] = long_prompts(210, vocabulary)
+    manifest = _manifest(quickstart_dict)
+    check_run_spec_size(manifest)  # fits
+    run = _run(manifest, Precision.INT8)
+    env = _env(render_job(manifest, run, SETTINGS))
+
+    assert "QUANTEVAL_RUN_SPEC" not in env
+    packed = env["QUANTEVAL_RUN_SPEC_GZIP"]["value"]
+    assert len(packed) < 128 * 1024 < len(build_run_spec(manifest, run, "s3://b").to_json())
+    decoded = RunSpec.model_validate_json(run_spec_from_env({"QUANTEVAL_RUN_SPEC_GZIP": packed}))
+    assert decoded.prompts == manifest.spec.prompts and decoded.run_id == run.id
+
+
+def test_a_run_spec_too_large_even_gzipped_is_refused_naming_the_prompts(
+    quickstart_dict: Manifest,
+) -> None:
+    del quickstart_dict["spec"]["promptSet"]
+    rng = random.Random(1)
+    noise = ["".join(rng.choice(string.ascii_letters) for _ in range(9)) for _ in range(5000)]
+    quickstart_dict["spec"]["prompts"] = long_prompts(200, noise)
+
+    with pytest.raises(SpecProblem, match=r"spec\.prompts: run smollm2-135m-\w+'s spec is \d+ KiB"):
+        check_run_spec_size(_manifest(quickstart_dict))
 
 
 def test_effective_manifest_fills_s3_from_settings(quickstart_dict: Manifest) -> None:

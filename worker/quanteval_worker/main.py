@@ -24,7 +24,7 @@ from quanteval.api.errors import (
 )
 from quanteval.api.layout import RESULT_FILE
 from quanteval.api.result import RunResult
-from quanteval.api.runspec import RunSpec
+from quanteval.api.runspec import RUN_SPEC_GZIP_ENV, RunSpec, run_spec_from_env
 from quanteval.api.spec import format_validation_error
 from quanteval.api.states import Reason, RunState
 from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV, run_message
@@ -47,7 +47,10 @@ def read_run_spec(path: str | None) -> RunSpec:
         except OSError as error:
             raise InvalidSpecError(f"cannot read run spec {path}: {error.strerror}") from None
     else:
-        text = os.environ.get("QUANTEVAL_RUN_SPEC", "")
+        try:
+            text = run_spec_from_env(os.environ)
+        except (ValueError, OSError, EOFError) as error:  # binascii, gzip: a damaged value
+            raise InvalidSpecError(f"cannot decode {RUN_SPEC_GZIP_ENV}: {error}") from None
         if not text:
             raise InvalidSpecError("no run spec: pass --spec FILE or set QUANTEVAL_RUN_SPEC")
     try:
