@@ -259,7 +259,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from quanteval.report import ExpectedRun, build_report
 
     try:
-        expected = [ExpectedRun.from_id(run_id) for run_id in args.expect]
+        expected = [ExpectedRun.from_id(*item.split(":", 1)) for item in args.expect]
     except ValueError as error:
         raise InvalidSpecError(f"--expect: {error}") from None
     built = build_report(args.path, expected)
@@ -372,8 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect",
         action="append",
         default=[],
-        metavar="RUN",
-        help="a run the evaluation has (repeatable): reported as Missing if it left nothing",
+        metavar="RUN[:REASON]",
+        help="a run the evaluation has (repeatable): reported as Missing if it left nothing, "
+        "with REASON where it failed",
     )
     report.set_defaults(handler=cmd_report)
 

@@ -47,11 +47,13 @@ from quanteval_operator.status import (
     PodObservation,
     ReportObservation,
     aggregate,
+    failure_reasons,
     finished_status,
     invalid_status,
     is_finished,
     recorded_runs,
     refused_runs,
+    run_entries,
 )
 
 PLURAL = "quantevals"
@@ -339,11 +341,7 @@ async def reconcile(
     except (InvalidSpecError, SpecProblem) as error:
         message = error.message if isinstance(error, InvalidSpecError) else str(error)
         message = message.removeprefix("spec: invalid QuantEval\n")
-        status = invalid_status(previous, generation, now_iso(), message)
-        if _differs(previous, status):
-            kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
-            await _patch_status(kube, body, status, written)
-        return previous | status
+        return await _refuse(kube, body, previous, generation, message, written)
     finished = finished_status(previous, generation)
     if finished is not None:  # its Jobs may be gone by now: none is created again
         if _differs(previous, finished):
@@ -354,6 +352,14 @@ async def reconcile(
     job_by_run = {run_id: job for run_id, job in jobs}
     changed = [r.id for r in runs if r.id in job_by_run
                and job_by_run[r.id].content_hash not in ("", r.content_hash)]  # fmt: skip
+    seen = previous.get("emotions")
+    if seen and list(seen) != list(spec.emotion_names):
+        message = (
+            f"spec.emotions changed after the operator first saw this QuantEval (then: "
+            f"{', '.join(seen)}; now: {', '.join(spec.emotion_names)}): revert it, or create a "
+            "new QuantEval"
+        )
+        return await _refuse(kube, body, previous, generation, message, written)
     if changed:
         # CEL keeps the spec immutable but cannot read the untyped spec.emotions.
         message = (
@@ -361,11 +367,7 @@ async def reconcile(
             f"runs {', '.join(changed)} were started with the old value: revert it, or create "
             "a new QuantEval"
         )
-        status = invalid_status(previous, generation, now_iso(), message)
-        if _differs(previous, status):
-            kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
-            await _patch_status(kube, body, status, written)
-        return previous | status
+        return await _refuse(kube, body, previous, generation, message, written)
     active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
     done = recorded_runs(previous)  # a finished run whose Job was removed is not run again
@@ -394,7 +396,8 @@ async def reconcile(
         for r in runs
     )
     if terminal and report_job is None:
-        job = render_report_job(manifest, settings)
+        entries = run_entries(runs, job_by_run, pods_by_run, previous, spec.suspend)
+        job = render_report_job(manifest, settings, failure_reasons(entries))
         name = job["metadata"]["name"]
         report_job = await _start_job(
             kube, body, job, logger, kind="report", purpose="the report",
@@ -404,11 +407,27 @@ async def reconcile(
     unsized = sorted({r.model.name for r in runs if gpus_for(manifest, r, settings) is None})
     status = aggregate(
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, now_iso(),
-        spec.baseline_precision, report, unsized, refused,
+        spec.baseline_precision, report, unsized, refused, spec.emotion_names,
     )  # fmt: skip
     if _differs(previous, status):
         await _patch_status(kube, body, status, written)
         _tell_story(body, previous, status)  # after the patch: only what the status records
+    return previous | status
+
+
+async def _refuse(
+    kube: KubeClient,
+    body: kopf.Body,
+    previous: dict[str, Any],
+    generation: int,
+    message: str,
+    written: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Valid=False with `message` (and its Warning, once), no Job created."""
+    status = invalid_status(previous, generation, now_iso(), message)
+    if _differs(previous, status):
+        kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
+        await _patch_status(kube, body, status, written)
     return previous | status
 
 

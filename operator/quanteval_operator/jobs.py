@@ -1,6 +1,7 @@
 """Rendering one batch/v1 Job per run: plain data in, a manifest dict out."""
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from quanteval import API_GROUP, API_VERSION, KIND
@@ -130,6 +131,8 @@ def _credentials_env(manifest: QuantEval) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
     if s3.endpoint:
         env.append({"name": "AWS_ENDPOINT_URL_S3", "value": s3.endpoint})
+    if s3.region:
+        env.append({"name": "AWS_REGION", "value": s3.region})
     if s3.secret_ref is not None:
         ref = s3.secret_ref
         env.append(_secret_env("AWS_ACCESS_KEY_ID", ref.name, ref.access_key_id_key))
@@ -290,13 +293,21 @@ def report_job_name(eval_name: str, uid: str) -> str:
     return f"{_cut(eval_name, MAX_NAME - len(REPORT) - len(digest) - 2)}-{REPORT}-{digest}"
 
 
-def render_report_job(manifest: QuantEval, settings: Settings) -> dict[str, Any]:
-    """The Job that reads every run from S3 and writes the report next to them (no GPU)."""
+def render_report_job(
+    manifest: QuantEval, settings: Settings, failures: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The Job that reads every run from S3 and writes the report next to them (no GPU).
+    `failures`: by run, why it failed (the report says it instead of "wrote nothing")."""
     meta = manifest.metadata
     root = s3_evaluation_root(manifest)
     labels = labels_for(manifest, None)
     # Every run is named, so a run that failed before writing anything shows as Missing.
-    expected = [arg for run in expand(manifest.spec) for arg in ("--expect", run.id)]
+    reasons = failures or {}
+    expected = [
+        arg
+        for run in expand(manifest.spec)
+        for arg in ("--expect", f"{run.id}:{reasons[run.id]}" if reasons.get(run.id) else run.id)
+    ]
     command = [*settings.report_command, root, *expected]
     requests = {"cpu": "500m", "memory": "1Gi"}
     # `quanteval report` writes the comparisons' verdicts there, for the status (no S3 here).

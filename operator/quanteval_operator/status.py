@@ -3,7 +3,7 @@
 Plain data in, a status dict out; the handlers only gather observations and patch the result.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -357,15 +357,11 @@ def aggregate(
     report: ReportObservation,
     unsized_models: list[str] | None = None,
     refused: Mapping[str, str] | None = None,
+    emotions: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The whole status from the observations; `refused`: by run, why the API server refused
     its Job this pass."""
-    before = recorded_runs(previous)
-    entries = [
-        remembered(before.get(r.id), jobs.get(r.id), pods.get(r.id, []))
-        or run_status(r, jobs.get(r.id), pods.get(r.id, []), suspended)
-        for r in runs
-    ]
+    entries = run_entries(runs, jobs, pods, previous, suspended)
     for entry in entries:
         why = (refused or {}).get(entry["id"])
         if why:
@@ -426,12 +422,35 @@ def aggregate(
         "runs": entries,
         "summary": summary,
     }
+    if emotions:
+        status["emotions"] = list(emotions)
     start_time = previous.get("startTime") or (now if started else None)
     if start_time:
         status["startTime"] = start_time
     if all_done:
         status["completionTime"] = previous.get("completionTime") or now
     return EvaluationStatus.checked(status)
+
+
+def run_entries(
+    runs: list[Run],
+    jobs: Mapping[str, JobObservation],
+    pods: Mapping[str, list[PodObservation]],
+    previous: Mapping[str, Any],
+    suspended: bool,
+) -> list[dict[str, Any]]:
+    """status.runs: each run as its Job and pods say, or as recorded once they are gone."""
+    before = recorded_runs(previous)
+    return [
+        remembered(before.get(r.id), jobs.get(r.id), pods.get(r.id, []))
+        or run_status(r, jobs.get(r.id), pods.get(r.id, []), suspended)
+        for r in runs
+    ]
+
+
+def failure_reasons(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """By failed run, its reason (what the report Job is told)."""
+    return {e["id"]: str(e.get("reason", "")) for e in entries if e["state"] == RunState.FAILED}
 
 
 def refused_runs(status: Mapping[str, Any]) -> list[str]:

@@ -77,6 +77,11 @@ class EvaluationStatus(_Status):
     completion_time: DateTime | None = None
     runs: list[RunStatus] | None = None
     summary: SummaryStatus | None = None
+    emotions: list[str] | None = Field(
+        None,
+        description="the emotions as the operator first resolved spec.emotions: they may not "
+        "change after (the schema cannot hold spec.emotions immutable: it is untyped)",
+    )
 
     @classmethod
     def checked(cls, status: dict[str, Any]) -> dict[str, Any]:

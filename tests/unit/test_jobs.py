@@ -617,3 +617,17 @@ def test_the_report_job_writes_its_verdicts_to_the_termination_message(
     # The kubelet reads the default terminationMessagePath; the operator copies the verdicts.
     assert env["QUANTEVAL_TERMINATION_LOG"] == "/dev/termination-log"
     assert "terminationMessagePath" not in container
+
+
+def test_the_report_job_is_told_the_region_and_why_runs_failed(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["output"]["s3"]["region"] = "eu-central-1"
+    manifest = _manifest(quickstart_dict)
+    failures = {"smollm2-135m-int8": "OutOfMemory: out of memory at batch size 1"}
+
+    container = _container(render_report_job(manifest, SETTINGS, failures))
+
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["AWS_REGION"] == "eu-central-1"
+    command = container["command"]
+    assert "smollm2-135m-int8:OutOfMemory: out of memory at batch size 1" in command
+    assert "smollm2-135m-fp32" in command  # a run that did not fail: its id alone

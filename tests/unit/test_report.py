@@ -517,6 +517,11 @@ def test_cli_report_of_expected_runs_that_left_nothing(
         ("m-fp32", "Succeeded"),
         ("m-nf4", "Missing"),
     ]
+    # The operator names a failed run's reason: the report says it, not "wrote nothing".
+    reason = "OutOfMemory: out of memory at batch size 1"
+    assert main(["report", str(tmp_path), "--expect", "m-fp32", "--expect", f"m-nf4:{reason}"]) == 0
+    document = json.loads((tmp_path / "report.json").read_text())
+    assert [r["reason"] for r in document["runs"] if r["runId"] == "m-nf4"] == [reason]
     assert main(["report", str(tmp_path / "empty"), "--expect", "m-fp32"]) == 0
     assert main(["report", str(tmp_path), "--expect", "fp32"]) == 3
     assert "not a run id" in capsys.readouterr().err
