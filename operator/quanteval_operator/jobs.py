@@ -47,8 +47,59 @@ def job_name(eval_name: str, uid: str, run: Run) -> str:
     return f"{eval_part}-{model_part}-{run.precision.value}-{digest}"
 
 
+def _image_allowed(image: str, allowed: tuple[str, ...]) -> bool:
+    return any(image.startswith(a[:-1]) if a.endswith("*") else image == a for a in allowed)
+
+
+def check_tenancy(manifest: QuantEval, settings: Settings) -> None:
+    """SpecProblem when the spec asks for what the cluster admin's tenancy settings refuse:
+    without them, whoever may create a QuantEval may run any image with the namespace's
+    Secrets and volume claims through an operator that may create Jobs."""
+    spec = manifest.spec
+    image = spec.worker_image
+    if image and not settings.allow_worker_image:
+        raise SpecProblem(
+            "spec.workerImage: this operator does not let a QuantEval choose its image "
+            "(tenancy.allowWorkerImage: false); leave it out to use the operator's"
+        )
+    allowed = settings.allowed_worker_images
+    if image and allowed and not _image_allowed(image, allowed):
+        raise SpecProblem(
+            f"spec.workerImage: {image} is not among the images this operator allows "
+            f"(tenancy.allowedWorkerImages: {', '.join(allowed)})"
+        )
+    s3 = spec.output.s3
+    named = [
+        ("spec.output.s3.secretRef.name", s3.secret_ref.name if s3 and s3.secret_ref else ""),
+        (
+            "spec.huggingFace.tokenSecretRef.name",
+            spec.hugging_face.token_secret_ref.name if spec.hugging_face.token_secret_ref else "",
+        ),
+    ]
+    for field_name, secret in named:
+        if not secret:
+            continue
+        if not settings.allow_secret_refs:
+            raise SpecProblem(
+                f"{field_name}: this operator does not let a QuantEval name Secrets "
+                "(tenancy.allowSecretRefs: false); leave it out to use the operator's"
+            )
+        if settings.allowed_secrets and secret not in settings.allowed_secrets:
+            raise SpecProblem(
+                f"{field_name}: Secret {secret!r} is not among those this operator allows "
+                f"(tenancy.allowedSecrets: {', '.join(settings.allowed_secrets)})"
+            )
+    if spec.hugging_face.cache_volume_claim and not settings.allow_volume_claims:
+        raise SpecProblem(
+            "spec.huggingFace.cacheVolumeClaim: this operator does not let a QuantEval name a "
+            "volume claim (tenancy.allowVolumeClaims: false)"
+        )
+
+
 def effective_manifest(manifest: QuantEval, settings: Settings) -> QuantEval:
-    """The manifest with the operator's defaults filled in where the spec leaves them out."""
+    """The manifest with the operator's defaults filled in where the spec leaves them out
+    (SpecProblem where it asks for what this cluster refuses)."""
+    check_tenancy(manifest, settings)
     texts_from = manifest.spec.intensity.texts_from
     if "intensity" in manifest.spec.tasks and texts_from and not texts_from.startswith("s3://"):
         raise SpecProblem(

@@ -15,6 +15,20 @@ def _command(value: str) -> list[str]:
     return value.split()
 
 
+def _names(value: str) -> tuple[str, ...]:
+    """A comma-separated list; empty: none."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _flag(value: str, default: bool) -> bool:
+    value = value.strip().lower()
+    if not value:
+        return default
+    if value not in ("true", "false"):
+        raise ValueError(f"not true or false: {value!r}")
+    return value == "true"
+
+
 def _price(value: str) -> float | None:
     """A price in US dollars, or None when unset (empty: no invented price)."""
     return float(value) if value.strip() else None
@@ -37,6 +51,12 @@ class Settings:
     run_as_user: int = 1000
     gpu_hour_usd: float | None = None
     cpu_hour_usd: float | None = None
+    # Tenancy: what a QuantEval may ask for (the chart's tenancy.* values).
+    allow_worker_image: bool = True  # may spec.workerImage be set at all
+    allowed_worker_images: tuple[str, ...] = ()  # if any: exact references, or prefixes ending *
+    allow_secret_refs: bool = True  # may a QuantEval name its own Secrets
+    allowed_secrets: tuple[str, ...] = ()  # if any: the Secret names it may name
+    allow_volume_claims: bool = True  # may spec.huggingFace.cacheVolumeClaim be set
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -60,4 +80,9 @@ class Settings:
             run_as_user=int(env.get("QUANTEVAL_RUN_AS_USER", defaults.run_as_user)),
             gpu_hour_usd=_price(env.get("QUANTEVAL_GPU_HOUR_USD", "")),
             cpu_hour_usd=_price(env.get("QUANTEVAL_CPU_HOUR_USD", "")),
+            allow_worker_image=_flag(env.get("QUANTEVAL_ALLOW_WORKER_IMAGE", ""), True),
+            allowed_worker_images=_names(env.get("QUANTEVAL_ALLOWED_WORKER_IMAGES", "")),
+            allow_secret_refs=_flag(env.get("QUANTEVAL_ALLOW_SECRET_REFS", ""), True),
+            allowed_secrets=_names(env.get("QUANTEVAL_ALLOWED_SECRETS", "")),
+            allow_volume_claims=_flag(env.get("QUANTEVAL_ALLOW_VOLUME_CLAIMS", ""), True),
         )

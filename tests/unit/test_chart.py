@@ -290,6 +290,20 @@ def test_env_from_values(tmp_path: Path) -> None:
     assert (settings.gpu_hour_usd, settings.cpu_hour_usd) == (2.5, 0.05)
 
 
+def test_tenancy_values_reach_the_operator(tmp_path: Path) -> None:
+    tenancy = {
+        "allowWorkerImage": True,
+        "allowedWorkerImages": ["registry.example.com/qe/*", "ghcr.io/quanteval/worker:0.1.0"],
+        "allowSecretRefs": True,
+        "allowedSecrets": ["team-s3", "team-hf"],
+        "allowVolumeClaims": False,
+    }
+    settings = Settings.from_env(env_of(render(values={"tenancy": tenancy}, tmp_dir=tmp_path)))
+    assert settings.allowed_worker_images == tuple(tenancy["allowedWorkerImages"])
+    assert settings.allowed_secrets == ("team-s3", "team-hf")
+    assert (settings.allow_worker_image, settings.allow_volume_claims) == (True, False)
+
+
 def test_every_variable_the_chart_sets_is_one_the_operator_reads() -> None:
     sources = "".join(
         (ROOT / "operator" / "quanteval_operator" / name).read_text()

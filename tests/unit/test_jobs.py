@@ -631,3 +631,72 @@ def test_the_report_job_is_told_the_region_and_why_runs_failed(quickstart_dict: 
     command = container["command"]
     assert "smollm2-135m-int8:OutOfMemory: out of memory at batch size 1" in command
     assert "smollm2-135m-fp32" in command  # a run that did not fail: its id alone
+
+
+# Tenancy: what a cluster admin lets a QuantEval ask for
+
+TENANCY_REFUSALS = [
+    pytest.param(
+        {"workerImage": "evil.example.com/miner:1"},
+        Settings(allow_worker_image=False),
+        ["spec.workerImage", "tenancy.allowWorkerImage: false"],
+        id="image-not-choosable",
+    ),
+    pytest.param(
+        {"workerImage": "evil.example.com/miner:1"},
+        Settings(allowed_worker_images=("registry.example.com/qe/*",)),
+        ["spec.workerImage: evil.example.com/miner:1", "tenancy.allowedWorkerImages"],
+        id="image-not-allowed",
+    ),
+    pytest.param(
+        {"output": {"s3": {"bucket": "bkt", "secretRef": {"name": "prod-db"}}}},
+        Settings(allowed_secrets=("team-s3",)),
+        ["spec.output.s3.secretRef.name", "'prod-db'", "tenancy.allowedSecrets: team-s3"],
+        id="secret-not-allowed",
+    ),
+    pytest.param(
+        {
+            "output": {"s3": {"bucket": "bkt"}},
+            "huggingFace": {"tokenSecretRef": {"name": "team-hf", "key": "token"}},
+        },
+        Settings(allow_secret_refs=False),
+        ["spec.huggingFace.tokenSecretRef.name", "tenancy.allowSecretRefs: false"],
+        id="no-secret-refs",
+    ),
+    pytest.param(
+        {"huggingFace": {"cacheVolumeClaim": "someone-elses-data"}},
+        Settings(allow_volume_claims=False),
+        ["spec.huggingFace.cacheVolumeClaim", "tenancy.allowVolumeClaims: false"],
+        id="no-volume-claims",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "settings", "expected"), TENANCY_REFUSALS)
+def test_tenancy_settings_refuse_what_they_do_not_allow_naming_field_and_setting(
+    quickstart_dict: Manifest, spec: dict[str, Any], settings: Settings, expected: list[str]
+) -> None:
+    quickstart_dict["spec"] |= spec
+    with pytest.raises(SpecProblem) as error:
+        effective_manifest(parse_manifest(quickstart_dict), settings)
+    for text in expected:
+        assert text in str(error.value)
+
+
+def test_tenancy_allows_listed_images_and_secrets_and_the_operators_own(
+    quickstart_dict: Manifest,
+) -> None:
+    settings = Settings(
+        s3_bucket="bkt", s3_secret_name="operator-s3", allow_volume_claims=False,
+        allowed_worker_images=("registry.example.com/qe/*",), allowed_secrets=("team-s3",),
+    )  # fmt: skip
+    quickstart_dict["spec"]["workerImage"] = "registry.example.com/qe/worker:2"
+    quickstart_dict["spec"]["output"]["s3"]["secretRef"] = {"name": "team-s3"}
+    assert effective_manifest(parse_manifest(quickstart_dict), settings).spec.worker_image
+
+    del quickstart_dict["spec"]["output"]["s3"]["secretRef"]
+    del quickstart_dict["spec"]["workerImage"]
+    strict = Settings(s3_bucket="bkt", s3_secret_name="operator-s3", allow_secret_refs=False,
+                      allow_worker_image=False)  # fmt: skip
+    s3 = effective_manifest(parse_manifest(quickstart_dict), strict).spec.output.s3
+    assert s3 is not None and s3.secret_ref is not None and s3.secret_ref.name == "operator-s3"
