@@ -360,3 +360,38 @@ def test_emotions_cannot_change_once_the_operator_has_seen_them_even_while_suspe
     valid = wait_until(invalid, timeout=60, what="Valid=False", interval=0.5)
     assert "spec.emotions changed" in valid["message"] and "then: joy, anger" in valid["message"]
     assert jobs(cluster, eval_namespace) == []
+
+
+def test_an_operator_with_tenancy_limits_refuses_an_image_or_a_secret_it_does_not_allow(
+    cluster: Cluster, eval_namespace: str, operator: OperatorProcess
+) -> None:
+    """The chart's tenancy values, as the environment they become."""
+    limits = {
+        "QUANTEVAL_ALLOWED_WORKER_IMAGES": "registry.example.com/qe/*",
+        "QUANTEVAL_ALLOWED_SECRETS": "quanteval-s3",
+    }
+    log_dir = operator.log_dir / "restricted"
+    log_dir.mkdir(exist_ok=True)
+    restricted = OperatorProcess(operator.kubeconfig, log_dir, operator.settings | limits)
+    operator.stop()  # one operator at a time reconciles
+    restricted.start()
+    try:
+        refused = {
+            "image": _eval("image", workerImage="evil.example.com/miner:1"),
+            "secret": _eval("secret", output={"s3": {"bucket": "qe-results",
+                                                      "secretRef": {"name": "prod-db"}}}),
+        }  # fmt: skip
+        for body in refused.values():
+            assert _apply(cluster, eval_namespace, body).returncode == 0
+        for name, field in (("image", "spec.workerImage"), ("secret", "secretRef.name")):
+
+            def invalid(name: str = name) -> JSON | None:
+                found = condition(get_eval(cluster, eval_namespace, name), "Valid")
+                return found if found.get("status") == "False" else None
+
+            valid = wait_until(invalid, timeout=60, what=f"{name} to be refused", interval=0.5)
+            assert field in valid["message"] and "tenancy." in valid["message"], valid
+        assert jobs(cluster, eval_namespace) == [], restricted.logs()[-2000:]
+    finally:
+        restricted.stop()
+        operator.start()
