@@ -22,7 +22,13 @@ import kubernetes.utils
 from devcluster.nodeapi import JSON, Api, timestamp
 from quanteval.api.termination import TERMINATION_LOG_ENV
 
-NODE_CAPACITY = {"cpu": "1000", "memory": "4Ti", "pods": "1000", "nvidia.com/gpu": "1000"}
+NODE_CAPACITY = {
+    "cpu": "1000",
+    "memory": "4Ti",
+    "ephemeral-storage": "64Ti",  # a kubelet reports its disk; pods request it
+    "pods": "1000",
+    "nvidia.com/gpu": "1000",
+}
 POD_IP = "127.0.0.1"
 
 _MAX_MESSAGE_BYTES = 4096  # the kubelet's limit on a termination message

@@ -10,6 +10,7 @@ export HF_HUB_OFFLINE=1
 "$venv/bin/python" -m devcluster.minio --build
 "$venv/bin/python" -m devcluster.kubernetes --build
 "$venv/bin/python" -m devcluster.helm --build
+"$venv/bin/python" -m devcluster.kubescore --build
 set +e
 "$venv/bin/python" -m pytest "$@"
 code=$?

@@ -185,7 +185,7 @@ def write_ratings(root: Path, run_id: str, ratings: dict[str, float | None]) -> 
 
 def long_prompts(words: int, vocabulary: list[str], count: int = 200) -> list[str]:
     """`count` prompt templates of `words` words drawn (seeded) from `vocabulary` each: about
-    200 KiB at 210 words of a short vocabulary."""
+    200 KiB at 230 words of a short vocabulary."""
     rng = random.Random(0)
     return [
         f"<class> story {i}: " + " ".join(rng.choice(vocabulary) for _ in range(words))

@@ -1,6 +1,7 @@
 """Rendering one batch/v1 Job per run: plain data in, a manifest dict out."""
 
 import hashlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -154,6 +155,26 @@ def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:
         return None
     gpu_memory = resources.gpu_memory_gib or settings.gpu_memory_gib
     return gpus_needed(estimate_weights_bytes(run.model.parameters, run.precision), gpu_memory)
+
+
+GIB = 2**30
+SCRATCH_GIB = 4  # /tmp, logs and the classifier beside the model cache
+CHECKPOINT_BYTES_PER_PARAMETER = 2  # hub checkpoints are bf16/fp16 safetensors, as a rule
+
+
+def ephemeral_storage(manifest: QuantEval, run: Run, settings: Settings) -> str:
+    """The worker's disk: with the model cache on an emptyDir, the checkpoint's estimated size
+    (2 bytes a parameter) plus a quarter and scratch, so that the scheduler picks a node whose
+    disk a 70B download will not fill; the chart's default where the size is unknown; scratch
+    alone where the cache is a volume claim."""
+    claim = manifest.spec.hugging_face.cache_volume_claim or settings.hf_cache_claim
+    if claim:
+        return f"{SCRATCH_GIB}Gi"
+    parameters = run.model.parameters
+    if parameters is None:
+        return settings.worker_ephemeral_storage
+    checkpoint = parameters * CHECKPOINT_BYTES_PER_PARAMETER * 1.25
+    return f"{math.ceil(checkpoint / GIB) + SCRATCH_GIB}Gi"
 
 
 def labels_for(manifest: QuantEval, run: Run | None) -> dict[str, str]:
@@ -311,8 +332,9 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
         limits[gpu_name] = str(gpus or 1)
     if resources.memory:
         limits["memory"] = requests["memory"] = resources.memory
-    if resources.cpu:
-        requests["cpu"] = resources.cpu
+    limits["cpu"] = requests["cpu"] = resources.cpu or settings.worker_cpu
+    disk = ephemeral_storage(manifest, run, settings)
+    limits["ephemeral-storage"] = requests["ephemeral-storage"] = disk
     run_spec = build_run_spec(manifest, run, s3_evaluation_root(manifest))
     name, value = run_spec_env(run_spec)
     env = [{"name": name, "value": value}, *_credentials_env(manifest)]
@@ -360,11 +382,12 @@ def render_report_job(
         for arg in ("--expect", f"{run.id}:{reasons[run.id]}" if reasons.get(run.id) else run.id)
     ]
     command = [*settings.report_command, root, *expected]
-    requests = {"cpu": "500m", "memory": "1Gi"}
+    requests = {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"}
+    limits = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"}
     # `quanteval report` writes the comparisons' verdicts there, for the status (no S3 here).
     termination = {"name": TERMINATION_LOG_ENV, "value": DEFAULT_TERMINATION_LOG}
     env = [*_credentials_env(manifest), termination]
-    pod_spec = _pod_spec(manifest, settings, command, env, {}, requests)
+    pod_spec = _pod_spec(manifest, settings, command, env, limits, requests)
     job_spec = {"backoffLimit": 1, "activeDeadlineSeconds": 3600}
     name = report_job_name(meta.name, meta.uid or "")
     return _owned_job(manifest, name, labels, {}, job_spec, pod_spec)

@@ -48,9 +48,14 @@ class Settings:
     s3_bucket: str = ""
     s3_secret_name: str = ""
     hf_cache_claim: str = ""
-    run_as_user: int = 1000
+    run_as_user: int = 10001  # kube-score: ids below 10,000 may be a host user
     gpu_hour_usd: float | None = None
     cpu_hour_usd: float | None = None
+    # A worker's CPU (request and limit) where spec.resources.cpu is not set: its sampler,
+    # tokenizer and bookkeeping are CPU work.
+    worker_cpu: str = "2"
+    # A worker's disk where its model cache is an emptyDir and the model's size is unknown.
+    worker_ephemeral_storage: str = "50Gi"
     # Tenancy: what a QuantEval may ask for (the chart's tenancy.* values).
     allow_worker_image: bool = True  # may spec.workerImage be set at all
     allowed_worker_images: tuple[str, ...] = ()  # if any: exact references, or prefixes ending *
@@ -80,6 +85,9 @@ class Settings:
             run_as_user=int(env.get("QUANTEVAL_RUN_AS_USER", defaults.run_as_user)),
             gpu_hour_usd=_price(env.get("QUANTEVAL_GPU_HOUR_USD", "")),
             cpu_hour_usd=_price(env.get("QUANTEVAL_CPU_HOUR_USD", "")),
+            worker_cpu=env.get("QUANTEVAL_WORKER_CPU") or defaults.worker_cpu,
+            worker_ephemeral_storage=env.get("QUANTEVAL_WORKER_EPHEMERAL_STORAGE")
+            or defaults.worker_ephemeral_storage,
             allow_worker_image=_flag(env.get("QUANTEVAL_ALLOW_WORKER_IMAGE", ""), True),
             allowed_worker_images=_names(env.get("QUANTEVAL_ALLOWED_WORKER_IMAGES", "")),
             allow_secret_refs=_flag(env.get("QUANTEVAL_ALLOW_SECRET_REFS", ""), True),

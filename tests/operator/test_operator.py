@@ -385,7 +385,7 @@ def test_an_evaluation_whose_prompts_total_over_200_kib_runs(
 ) -> None:
     """Linux refuses one environment string over 128 KiB: the run spec travels gzipped."""
     vocabulary = ["day", "of", "joy", "rain", "we", "feel", "hope", "calm", "warm", "light"]
-    prompts = long_prompts(210, vocabulary)
+    prompts = long_prompts(230, vocabulary)
     assert len(json.dumps(prompts)) > 200 * 1024
     body = manifest("large", [{"name": "tiny", "source": tiny_model}], prompts=prompts)
     cluster.kubectl("apply", "-f", "-", namespace=eval_namespace, input=body)

@@ -216,15 +216,15 @@ def test_a_pod_monitor_scrapes_the_operators_metrics_port_when_asked() -> None:
 
 def test_resources_come_from_values(tmp_path: Path) -> None:
     assert container(render())["resources"] == {
-        "requests": {"cpu": "50m", "memory": "128Mi"},
-        "limits": {"cpu": "1", "memory": "512Mi"},
+        "requests": {"cpu": "50m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "256Mi"},
     }
     resources = {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
     objects = render(values={"resources": resources}, tmp_dir=tmp_path)
-    # Helm merges maps with the defaults: the default cpu limit stays.
+    # Helm merges maps with the defaults: the default cpu and disk stay.
     assert container(objects)["resources"] == {
-        "requests": {"cpu": "200m", "memory": "256Mi"},
-        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": "200m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "256Mi"},
     }
 
 

@@ -344,7 +344,7 @@ def test_custom_gpu_resource_name(quickstart_dict: Manifest) -> None:
     manifest = _manifest(_sized(quickstart_dict, 7e9, gpuResourceName="amd.com/gpu"))
     job = render_job(manifest, _run(manifest, Precision.BF16), SETTINGS)
 
-    assert _limits(job) == {"amd.com/gpu": "1"}
+    assert _limits(job) == {"amd.com/gpu": "1", "cpu": "2", "ephemeral-storage": "21Gi"}
 
 
 def test_operator_gpu_resource_name_applies_when_the_spec_leaves_it_out(
@@ -361,8 +361,11 @@ def test_memory_and_cpu(quickstart_dict: Manifest) -> None:
     resources = _container(_job(quickstart_dict))["resources"]
 
     assert resources["limits"]["memory"] == "32Gi"
-    assert resources["requests"] == {"memory": "32Gi", "cpu": "4"}
-    assert "cpu" not in resources["limits"]
+    assert resources["requests"] == {"memory": "32Gi", "cpu": "4", "ephemeral-storage": "5Gi"}
+    assert resources["limits"]["cpu"] == "4"  # request and limit: kube-score wants both
+    quickstart_dict["spec"]["resources"] = {}
+    defaults = _container(_job(quickstart_dict))["resources"]
+    assert defaults["requests"]["cpu"] == defaults["limits"]["cpu"] == SETTINGS.worker_cpu
 
 
 # Placement
@@ -416,7 +419,7 @@ def test_pod_runs_as_non_root_with_a_restricted_context(quickstart_dict: Manifes
     container = _container(job)
 
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -508,7 +511,7 @@ def test_a_large_run_spec_travels_gzipped_within_the_environment_limit(
 ) -> None:
     del quickstart_dict["spec"]["promptSet"]
     vocabulary = ["day", "of", "joy", "rain", "we", "feel", "hope", "calm", "warm", "light"]
-    quickstart_dict["spec"]["prompts"] = long_prompts(210, vocabulary)
+    quickstart_dict["spec"]["prompts"] = long_prompts(230, vocabulary)
     manifest = _manifest(quickstart_dict)
     check_run_spec_size(manifest)  # fits
     run = _run(manifest, Precision.INT8)

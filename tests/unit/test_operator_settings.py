@@ -20,7 +20,9 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.s3_bucket == ""
     assert settings.s3_secret_name == ""
     assert settings.hf_cache_claim == ""
-    assert settings.run_as_user == 1000
+    assert settings.run_as_user == 10001  # kube-score: no id below 10,000
+    assert (settings.worker_cpu, settings.worker_ephemeral_storage) == ("2", "50Gi")
+    assert settings.allow_worker_image and settings.allowed_worker_images == ()
 
 
 def test_every_variable() -> None:
