@@ -51,6 +51,7 @@ from quanteval_operator.status import (
     finished_status,
     invalid_status,
     is_finished,
+    podless_jobs,
     recorded_runs,
     refused_runs,
     run_entries,
@@ -60,6 +61,7 @@ PLURAL = "quantevals"
 COALESCE_SECONDS = 0.5
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # after the 1st, 2nd, ... failed pass in a row
 INDEXES = ("evals_by_uid", "jobs_by_eval", "pods_by_eval")
+PODLESS_SECONDS = 20.0  # a Job with no pod after this long: read why (its FailedCreate Event)
 
 
 @dataclass
@@ -180,7 +182,8 @@ def jobs_by_eval(
 ) -> dict[str, tuple[str, JobObservation]]:
     if not _owned_by_eval(labels, meta):
         return {}  # a labelled Job some other hand made: never a run's
-    observation = observe_job(name, annotations, spec, status, uid)
+    created = str(meta.get("creationTimestamp", ""))
+    observation = observe_job(name, annotations, spec, status, uid, created)
     return {eval_key(namespace, labels[LABEL_EVAL_UID]): (labels.get(LABEL_RUN, ""), observation)}
 
 
@@ -371,7 +374,7 @@ async def reconcile(
     active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
     done = recorded_runs(previous)  # a finished run whose Job was removed is not run again
-    refused: dict[str, str] = {}  # the runs whose Job the API server refused, and why
+    refused: dict[str, str] = {}  # runs whose Job (or its pod) the API server refused, and why
     for run in [r for r in runs if r.id not in job_by_run and r.id not in done][:room]:
         job = render_job(manifest, run, settings)
         name = job["metadata"]["name"]
@@ -404,6 +407,11 @@ async def reconcile(
             reason=EventReason.REPORT_STARTED, message=f"Job {name}",
         )  # fmt: skip
     report = ReportObservation(report_job, pods_by_run.pop(REPORT, []), report_uri(manifest))
+    stuck = podless_jobs(job_by_run, pods_by_run, datetime.now(UTC), PODLESS_SECONDS)
+    for run_id, podless in stuck.items():  # why the Job controller could not create its pod
+        message = await kube.pod_create_failure(str(meta.namespace), podless.uid)
+        if message:
+            refused[run_id] = f"FailedCreate: {message}"
     unsized = sorted({r.model.name for r in runs if gpus_for(manifest, r, settings) is None})
     status = aggregate(
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, now_iso(),

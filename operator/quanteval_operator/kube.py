@@ -34,6 +34,7 @@ class KubeClient:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
     @classmethod
@@ -60,6 +61,20 @@ class KubeClient:
                 raise JobRefused(error.status, _api_message(error)) from error
             raise
         return True
+
+    async def pod_create_failure(self, namespace: str, job_uid: str) -> str:
+        """The message of the Job controller's latest FailedCreate Event on the Job ("" if none):
+        why it has no pod (a pod quota, a missing priority class, PodSecurity)."""
+        selector = f"involvedObject.uid={job_uid},reason=FailedCreate"
+        try:
+            events = await self.core.list_namespaced_event(namespace, field_selector=selector)
+        except ApiException:  # no permission to list events (an older chart): no reason, no harm
+            return ""
+        items = sorted(
+            events.items,
+            key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp),
+        )
+        return str(items[-1].message or "") if items else ""
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """A merge patch of the status subresource: lists in it are replaced whole."""

@@ -19,6 +19,7 @@ def observe_job(
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
     uid: str = "",
+    created: str = "",
 ) -> JobObservation:
     conditions = list(status.get("conditions") or [])
     complete = _condition(conditions, "Complete")
@@ -35,6 +36,7 @@ def observe_job(
         suspended=bool(spec.get("suspend")),
         content_hash=annotations.get(ANNOTATION_CONTENT_HASH, ""),
         uid=uid,
+        created=created,
     )
 
 

@@ -5,6 +5,7 @@ Plain data in, a status dict out; the handlers only gather observations and patc
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -50,6 +51,7 @@ class JobObservation:
     suspended: bool = False
     content_hash: str = ""
     uid: str = ""  # its pods' controller owner reference names it
+    created: str = ""  # metadata.creationTimestamp
 
 
 class PodPhase(StrEnum):
@@ -451,6 +453,27 @@ def run_entries(
 def failure_reasons(entries: list[dict[str, Any]]) -> dict[str, str]:
     """By failed run, its reason (what the report Job is told)."""
     return {e["id"]: str(e.get("reason", "")) for e in entries if e["state"] == RunState.FAILED}
+
+
+def podless_jobs(
+    jobs: Mapping[str, JobObservation],
+    pods: Mapping[str, list[PodObservation]],
+    now: datetime,
+    after_seconds: float,
+) -> dict[str, JobObservation]:
+    """By run, the Jobs that should have a pod by now and have none: not finished, not
+    suspended, no pod seen, created more than `after_seconds` ago (the Job controller's
+    FailedCreate Event then says why)."""
+    stuck = {}
+    for run_id, job in jobs.items():
+        if job.complete or job.failed_condition or job.suspended or pods.get(run_id):
+            continue
+        if not job.uid or not job.created:
+            continue
+        created = datetime.fromisoformat(job.created.replace("Z", "+00:00"))
+        if (now - created).total_seconds() > after_seconds:
+            stuck[run_id] = job
+    return stuck
 
 
 def refused_runs(status: Mapping[str, Any]) -> list[str]:

@@ -387,7 +387,10 @@ def test_an_evaluation_whose_prompts_total_over_200_kib_runs(
     vocabulary = ["day", "of", "joy", "rain", "we", "feel", "hope", "calm", "warm", "light"]
     prompts = long_prompts(230, vocabulary)
     assert len(json.dumps(prompts)) > 200 * 1024
-    body = manifest("large", [{"name": "tiny", "source": tiny_model}], prompts=prompts)
+    body = manifest(
+        "large", [{"name": "tiny", "source": tiny_model}], prompts=prompts,
+        generation={"maxNewTokens": 8, "maxLength": 400},  # about 240 tokens a prompt
+    )  # fmt: skip
     cluster.kubectl("apply", "-f", "-", namespace=eval_namespace, input=body)
 
     done = wait_finished(cluster, eval_namespace, "large", timeout=600)
@@ -398,3 +401,36 @@ def test_an_evaluation_whose_prompts_total_over_200_kib_runs(
     (job,) = jobs(cluster, eval_namespace)
     env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "QUANTEVAL_RUN_SPEC_GZIP" in env
+
+
+def test_a_job_whose_pod_the_quota_refuses_shows_the_job_controllers_reason(
+    cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
+) -> None:
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-pods"},
+        "spec": {"hard": {"pods": "0"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(quota), namespace=eval_namespace)
+    wait_until(
+        lambda: cluster.kubectl(
+            "get", "resourcequota", "no-pods", "-o", "jsonpath={.status.hard}",
+            namespace=eval_namespace,
+        ).stdout.strip(),
+        timeout=60, what="the quota controller to count pods",
+    )  # fmt: skip
+    body = manifest("podless", [{"name": "tiny", "source": tiny_model}])
+    cluster.kubectl("apply", "-f", "-", namespace=eval_namespace, input=body)
+
+    def reason() -> str | None:
+        runs = get_eval(cluster, eval_namespace, "podless").get("status", {}).get("runs", [])
+        text = str(runs[0].get("reason", "")) if runs else ""
+        return text if text.startswith("FailedCreate") else None
+
+    # The Job exists; its controller's FailedCreate Event says why it has no pod, by the resync.
+    text = wait_until(reason, timeout=120, what="the pod's refusal as the run's reason")
+    assert "exceeded quota: no-pods" in text, text
+    cluster.kubectl("delete", "resourcequota", "no-pods", namespace=eval_namespace)
+    done = wait_finished(cluster, eval_namespace, "podless", timeout=600)
+    assert condition(done, "Succeeded")["status"] == "True", operator.logs()[-4000:]

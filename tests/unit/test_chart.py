@@ -42,6 +42,7 @@ NAMESPACED_RULES: list[JSON] = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
 ]
 # kopf's cluster scanning, only in the cluster scope.
 SCANNING_RULES: list[JSON] = [

@@ -1,6 +1,7 @@
 """Status aggregation from Job and pod bodies as the API returns them: runs, conditions, summary."""
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from quanteval_operator.status import (
     aggregate,
     finished_status,
     invalid_status,
+    podless_jobs,
     refused_runs,
     run_status,
     set_condition,
@@ -987,3 +989,20 @@ def test_a_refused_job_create_is_the_runs_reason_and_the_others_go_on(
     assert by_id[runs[1].id] == {"id": runs[1].id, "state": "Pending", "attempts": 0, "reason": why}
     assert refused_runs(status) == [runs[1].id]
     assert refused_runs(_aggregate(runs, jobs, pods)) == []  # allowed next time: nothing refused
+
+
+def test_a_job_that_has_no_pod_after_a_while_is_one_to_ask_why() -> None:
+    now = datetime(2025, 3, 1, 10, 1, tzinfo=UTC)
+    old = JobObservation("old", uid="u1", created="2025-03-01T10:00:00Z")
+    jobs = {
+        "podless": old,
+        "young": JobObservation("young", uid="u2", created="2025-03-01T10:00:50Z"),
+        "with-pod": JobObservation("with-pod", uid="u3", created="2025-03-01T10:00:00Z"),
+        "done": JobObservation("done", uid="u4", created="2025-03-01T10:00:00Z", complete=True),
+        "queued": JobObservation(
+            "queued", uid="u5", created="2025-03-01T10:00:00Z", suspended=True
+        ),
+    }
+    pods = {"with-pod": [_pod(pod_body("p", T1, "Pending"))]}
+
+    assert podless_jobs(jobs, pods, now, after_seconds=20) == {"podless": old}

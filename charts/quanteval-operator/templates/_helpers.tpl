@@ -79,4 +79,8 @@ reads Secrets: workers get credentials from Secrets referenced in their Job.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Read, for a Job that has no pod: the Job controller's FailedCreate Event says why.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
 {{- end -}}
