@@ -2,10 +2,13 @@
 
 On the real control plane (devcluster/controlplane.py, with API audit logging), the operator running
 under its chart's ServiceAccount. Prints seconds from apply to all Jobs created and to Succeeded,
-API requests per run (from the audit log, the operator's user only), and the status size in bytes
-with its extrapolation to 1,000 runs (the target: under 512 KiB). No pass/fail.
+API requests per run (from the audit log, the operator's user only), the status size in bytes
+with its extrapolation to 1,000 runs (the target: under 512 KiB), and the operator's peak memory
+(VmHWM) with --unrelated Jobs (suspended) and pods (Pending for good) of someone else in the
+cluster, which its client-side label filters still receive. No pass/fail.
 
     PYTHONPATH=. .venv/bin/python benchmarks/operator_scale.py [--models 40] [--precisions 5]
+        [--unrelated 2000]
 """
 
 import argparse
@@ -19,7 +22,9 @@ import yaml
 
 from devcluster.controlplane import Cluster
 from devcluster.waiting import wait_until
-from quanteval.api.result import RunMetrics, termination_message
+from quanteval.api.result import RunMetrics
+from quanteval.api.states import RunState
+from quanteval.api.termination import run_message
 from quanteval.precisions import PRECISION_ORDER
 from tests.operator.harness import (
     OPERATOR_NAMESPACE,
@@ -43,7 +48,7 @@ METRICS = RunMetrics(
 
 def instant_worker() -> list[str]:
     """A worker that finishes at once with a realistic termination message."""
-    message = termination_message("run", "Succeeded", METRICS)
+    message = run_message("run", RunState.SUCCEEDED, METRICS).to_text()
     return ["sh", "-c", f"printf '%s' '{message}' > \"$QUANTEVAL_TERMINATION_LOG\""]
 
 
@@ -52,10 +57,42 @@ def _resource(ref: dict[str, str]) -> str:
     return f"{ref.get('resource', '')}/{sub}" if sub else ref.get("resource", "")
 
 
+def unrelated_objects(count: int) -> str:
+    """`count` suspended Jobs and `count` pods no node takes, labelled like nothing of ours."""
+    pod_spec = {
+        "restartPolicy": "Never",
+        "nodeSelector": {"example.com/no-such-node": "x"},
+        "containers": [{"name": "c", "image": "busybox", "command": ["true"]}],
+    }
+    items: list[dict[str, object]] = []
+    for i in range(count):
+        labels = {"app": "someone-else", "batch": str(i % 10)}
+        items.append({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"other-{i}", "namespace": "others", "labels": labels},
+            "spec": {"suspend": True, "template": {"spec": pod_spec}},
+        })  # fmt: skip
+        items.append({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"other-{i}", "namespace": "others", "labels": labels},
+            "spec": pod_spec,
+        })  # fmt: skip
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def peak_memory(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=40)
     parser.add_argument("--precisions", type=int, default=5)
+    parser.add_argument("--unrelated", type=int, default=2000)
     args = parser.parse_args()
     runs = args.models * args.precisions
     with (
@@ -76,6 +113,10 @@ def main() -> None:
                 "QUANTEVAL_S3_SECRET_NAME": "",
             },
         )
+        if args.unrelated:
+            cluster.kubectl("create", "namespace", "others")
+            cluster.kubectl("apply", "--server-side", "-f", "-",
+                            input=unrelated_objects(args.unrelated))  # fmt: skip
         operator.start()
         cluster.kubectl("create", "namespace", "scale")
         wait_until(
@@ -112,6 +153,8 @@ def main() -> None:
         mine = [e for e in cluster.audit_events() if e["user"]["username"] == user][before:]
         requests = len(mine)
         kinds = Counter(f"{e['verb']} {_resource(e.get('objectRef', {}))}" for e in mine)
+        assert operator.process is not None
+        peak = peak_memory(operator.process.pid)
         operator.stop()
     status_bytes = len(json.dumps(body["status"], separators=(",", ":")))
     per_run = status_bytes / runs
@@ -123,6 +166,10 @@ def main() -> None:
     print("  by verb and resource: " + ", ".join(f"{k}: {v}" for k, v in kinds.most_common()))
     print(f"status size: {status_bytes} bytes ({per_run:.0f} bytes per run)")
     print(f"status size at 1,000 runs: {per_run * 1000 / 1024:.0f} KiB (target: under 512 KiB)")
+    print(
+        f"operator peak memory (VmHWM): {peak / 2**20:.0f} MiB, with {args.unrelated} unrelated "
+        f"Jobs and {args.unrelated} unrelated pods in the cluster"
+    )
 
 
 if __name__ == "__main__":
