@@ -146,6 +146,7 @@ class IntensityFigures(_Model):
     latency_p95_ms: float
     rule: str  # how a rating is read from an answer
     dollars_per_1k_ratings: float | None = None  # the phase's GPU/CPU time x price; None unpriced
+    joules_per_1k_ratings: float | None = None  # the phase's energy (NVML or RAPL) per 1,000
     classifier: ClassifierReference | None = None
 
 

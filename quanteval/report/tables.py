@@ -261,6 +261,8 @@ def nuance_lines(report: Report) -> list[str]:
             else "no price, so no dollars (seconds only)"
         )
         rho = num(t.spearman_rho, "+.2f") if t.spearman_rho is not None else "none"
+        if t.joules_per_1k_ratings is not None:
+            dearer += f"; {t.joules_per_1k_ratings:,.0f} J per 1,000 of its ratings"
         lines.append(
             f"- {run.run_id}: {t.ratings_per_second:.1f} ratings/s against the classifier's "
             f"{c.ratings_per_second:.1f}/s on {c.device} ({num(slower, '.0f')}x slower); {dearer}; "

@@ -668,7 +668,8 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
             texts=20, parse_failures=1, parse_failure_rate=0.05, spearman_rho=0.8,
             spearman_rho_ci95=(0.6, 0.9), mae_vs_gold=None, mae_vs_gold_ci95=None, seconds=2.0,
             ratings_per_second=10.0, latency_p50_ms=1.0, latency_p95_ms=2.0, rule="first number",
-            dollars_per_1k_ratings=0.5, classifier=ClassifierReference(
+            dollars_per_1k_ratings=0.5, joules_per_1k_ratings=1234.0,
+            classifier=ClassifierReference(
                 classifier="builtin:minilm", device="cpu", texts=20, spearman_rho=0.3,
                 spearman_rho_ci95=(0.1, 0.5), seconds=0.1, ratings_per_second=200.0,
                 dollars_per_1k_ratings=0.01,
@@ -702,5 +703,6 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
     flat = " ".join(markdown.split())
     assert "m-int8: 10.0 ratings/s against the classifier's 200.0/s on cpu (20x slower)" in flat
     assert "$0.50000 against $0.01000 per 1,000 ratings (50x dearer)" in flat
+    assert "1,234 J per 1,000 of its ratings" in flat
     assert "it ranks intensities better than the classifier" in flat  # [0.6, 0.9] vs [0.1, 0.5]
     assert from_json((root / "report.json").read_text()) == built.report

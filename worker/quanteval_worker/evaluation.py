@@ -357,4 +357,9 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
         storage.write_text(RATINGS_FILE, ratings_lines(records))
         intensity = intensity_figures(records, rated.seconds, rated.dollars_per_1k, reference)
     result = assemble(spec, prepared, loaded, generated, scores, tracker, started_at, fidelity)
+    if intensity is not None and isinstance(result.energy, EnergyFigures):
+        joules = result.energy.phases.get("intensity")
+        if joules is not None and intensity.texts:  # the phase's counter, start to end
+            per_1k = 1000.0 * joules / intensity.texts
+            intensity = intensity.model_copy(update={"joules_per_1k_ratings": per_1k})
     return result.model_copy(update={"intensity_task": intensity})
