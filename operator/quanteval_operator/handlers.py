@@ -61,7 +61,7 @@ PLURAL = "quantevals"
 COALESCE_SECONDS = 0.5
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # after the 1st, 2nd, ... failed pass in a row
 INDEXES = ("evals_by_uid", "jobs_by_eval", "pods_by_eval")
-PODLESS_SECONDS = 20.0  # a Job with no pod after this long: read why (its FailedCreate Event)
+PODLESS_SECONDS = 60.0  # a Job with no pod after this long: read why (its FailedCreate Event)
 
 
 @dataclass
