@@ -26,6 +26,19 @@ from tests.operator.harness import (
 )
 
 
+def _quota(cluster: Cluster, namespace: str, name: str, hard: dict[str, str]) -> None:
+    """A ResourceQuota, once its controller has counted what it limits (admission needs that)."""
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name},
+             "spec": {"hard": hard}}  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(quota), namespace=namespace)
+    wait_until(
+        lambda: cluster.kubectl(
+            "get", "resourcequota", name, "-o", "jsonpath={.status.hard}", namespace=namespace
+        ).stdout.strip(),
+        timeout=60, what=f"the quota controller to count {name}",
+    )  # fmt: skip
+
+
 def _runs(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in body["status"]["runs"]}
 
@@ -301,20 +314,7 @@ def test_a_finished_evaluation_keeps_its_status_when_its_pods_and_jobs_are_gone(
 def test_a_job_the_quota_refuses_is_the_runs_reason_and_runs_once_it_is_allowed(
     cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
 ) -> None:
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "one-job"},
-        "spec": {"hard": {"count/jobs.batch": "1"}},
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(quota), namespace=eval_namespace)
-    wait_until(
-        lambda: cluster.kubectl(
-            "get", "resourcequota", "one-job", "-o", "jsonpath={.status.hard}",
-            namespace=eval_namespace,
-        ).stdout.strip(),
-        timeout=60, what="the quota controller to count Jobs",
-    )  # fmt: skip
+    _quota(cluster, eval_namespace, "one-job", {"count/jobs.batch": "1"})
     cluster.kubectl(
         "apply",
         "-f",
@@ -406,20 +406,7 @@ def test_an_evaluation_whose_prompts_total_over_200_kib_runs(
 def test_a_job_whose_pod_the_quota_refuses_shows_the_job_controllers_reason(
     cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
 ) -> None:
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "no-pods"},
-        "spec": {"hard": {"pods": "0"}},
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(quota), namespace=eval_namespace)
-    wait_until(
-        lambda: cluster.kubectl(
-            "get", "resourcequota", "no-pods", "-o", "jsonpath={.status.hard}",
-            namespace=eval_namespace,
-        ).stdout.strip(),
-        timeout=60, what="the quota controller to count pods",
-    )  # fmt: skip
+    _quota(cluster, eval_namespace, "no-pods", {"pods": "0"})
     body = manifest("podless", [{"name": "tiny", "source": tiny_model}])
     cluster.kubectl("apply", "-f", "-", namespace=eval_namespace, input=body)
 
