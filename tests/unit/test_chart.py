@@ -292,15 +292,16 @@ def test_env_from_values(tmp_path: Path) -> None:
 
 
 def test_tenancy_values_reach_the_operator(tmp_path: Path) -> None:
+    images = ["registry.example.com/qe/*", "ghcr.io/quanteval/worker:0.1.0"]
     tenancy = {
         "allowWorkerImage": True,
-        "allowedWorkerImages": ["registry.example.com/qe/*", "ghcr.io/quanteval/worker:0.1.0"],
+        "allowedWorkerImages": images,
         "allowSecretRefs": True,
         "allowedSecrets": ["team-s3", "team-hf"],
         "allowVolumeClaims": False,
     }
     settings = Settings.from_env(env_of(render(values={"tenancy": tenancy}, tmp_dir=tmp_path)))
-    assert settings.allowed_worker_images == tuple(tenancy["allowedWorkerImages"])
+    assert settings.allowed_worker_images == tuple(images)
     assert settings.allowed_secrets == ("team-s3", "team-hf")
     assert (settings.allow_worker_image, settings.allow_volume_claims) == (True, False)
 
