@@ -344,7 +344,7 @@ def test_emotions_cannot_change_once_the_operator_has_seen_them_even_while_suspe
         emotions: list[str] | None = status.get("emotions")
         return emotions
 
-    assert wait_until(seen, timeout=60, what="the operator to record the emotions") == [
+    assert wait_until(seen, timeout=120, what="the operator to record the emotions") == [
         "joy",
         "anger",
     ]
@@ -357,7 +357,10 @@ def test_emotions_cannot_change_once_the_operator_has_seen_them_even_while_suspe
         found = condition(get_eval(cluster, eval_namespace, "feelings"), "Valid")
         return found if found.get("status") == "False" else None
 
-    valid = wait_until(invalid, timeout=60, what="Valid=False", interval=0.5)
+    try:
+        valid = wait_until(invalid, timeout=120, what="Valid=False", interval=0.5)
+    except TimeoutError:
+        raise AssertionError(get_eval(cluster, eval_namespace, "feelings")) from None
     assert "spec.emotions changed" in valid["message"] and "then: joy, anger" in valid["message"]
     assert jobs(cluster, eval_namespace) == []
 
