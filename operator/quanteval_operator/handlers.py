@@ -239,6 +239,11 @@ async def eval_changed(namespace: str | None, uid: str, memo: kopf.Memo, **kwarg
     await request_pass(eval_key(namespace, uid), memo, kwargs)
 
 
+def retry_delay(failures: int) -> float:
+    """Seconds before the next try after `failures` failed tries in a row (the last one caps)."""
+    return RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+
+
 async def request_pass(key: str, memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
     """Reconcile the QuantEval `key` (eval_key) now, or once more after the pass under way; a
     failed pass is tried again after RETRY_SECONDS (events meanwhile join that try)."""
@@ -277,7 +282,7 @@ async def request_pass(key: str, memo: kopf.Memo, indexes: Mapping[str, Any]) ->
                 )
             except Exception as error:
                 metrics.METRICS.reconcile_errors.inc()
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                delay = retry_delay(failures)
                 failures += 1
                 indexes["logger"].warning(
                     f"pass of {key} failed ({type(error).__name__}: {error}); "
@@ -287,9 +292,8 @@ async def request_pass(key: str, memo: kopf.Memo, indexes: Mapping[str, Any]) ->
                 continue
             metrics.METRICS.record_runs(key, status.get("runs"))
             if refused_runs(status):  # a quota may free up: try again, backing off
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                await asyncio.sleep(retry_delay(failures))
                 failures += 1
-                await asyncio.sleep(delay)
                 continue
             failures = 0
             if key not in state.pending:
