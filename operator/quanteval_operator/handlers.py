@@ -1,79 +1,66 @@
 """The kopf handlers: indexes of QuantEvals, Jobs and pods, and event-driven reconciliation.
 
-Level-based: each pass reads the QuantEval, the Jobs and pods that the indexes hold for it, creates
-the Jobs that are due (deterministic names, so a restarted operator never duplicates one), and
-writes the whole status (one writer owns `status.runs`). Any event of the QuantEval or of its
-Jobs and pods asks for a pass; passes of one QuantEval never overlap, and a burst of events
-coalesces into one more pass.
+Level-based: any event of a QuantEval or of its Jobs and pods asks for a pass (passes.py: never
+two of one QuantEval at once, a burst as one more, failures retried with backoff). A pass reads
+what the indexes hold, asks plan.py what to do (a pure function), creates the Jobs that are due
+(deterministic names, so a restarted operator never duplicates one), writes the whole status (one
+writer owns `status.runs`) and then tells the story in Events.
 
 Only event and index handlers: kopf puts no finalizer on a QuantEval (daemons and timers would),
-so deleting one never waits for the operator. A pass that fails is retried with backoff, and a
-resync task started with the operator asks for a pass of every unfinished QuantEval now and then,
-so neither a lost event nor an API server that refused us for a while leaves one stuck.
+so deleting one never waits for the operator. A resync task started with the operator asks for a
+pass of every unfinished QuantEval now and then, so neither a lost event nor an API server that
+refused us for a while leaves one stuck.
 """
 
 import asyncio
+import logging
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from quanteval import API_GROUP, API_VERSION, KIND
-from quanteval.api.errors import InvalidSpecError
-from quanteval.api.spec import QuantEval, parse_manifest
-from quanteval.api.states import EventReason, Reason
-from quanteval.matrix import expand
+from quanteval.api.states import Reason
 from quanteval_operator import metrics
-from quanteval_operator.events import story_events
-from quanteval_operator.jobs import (
-    LABEL_EVAL_UID,
-    LABEL_RUN,
-    REPORT,
-    SpecProblem,
-    check_run_spec_size,
-    effective_manifest,
-    gpus_for,
-    render_job,
-    render_report_job,
-    report_uri,
-)
+from quanteval_operator.jobs import LABEL_EVAL_UID, LABEL_RUN, REPORT
 from quanteval_operator.kube import JobRefused, KubeClient
 from quanteval_operator.observe import observe_job, observe_pod
+from quanteval_operator.passes import Outcome, PassQueue
+from quanteval_operator.plan import JobToCreate, Observations, plan_pass
 from quanteval_operator.settings import Settings
-from quanteval_operator.status import (
-    JobObservation,
-    PodObservation,
-    ReportObservation,
-    aggregate,
-    failure_reasons,
-    finished_status,
-    invalid_status,
-    is_finished,
-    podless_jobs,
-    recorded_runs,
-    refused_runs,
-    run_entries,
-)
+from quanteval_operator.status import JobObservation, PodObservation, is_finished, refused_runs
 
 PLURAL = "quantevals"
-COALESCE_SECONDS = 0.5
-RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # after the 1st, 2nd, ... failed pass in a row
 INDEXES = ("evals_by_uid", "jobs_by_eval", "pods_by_eval")
-PODLESS_SECONDS = 60.0  # a Job with no pod after this long: read why (its FailedCreate Event)
+# How long a namespace's FailedCreate Events, once read, answer for its podless Jobs: a pass
+# runs every few seconds while Jobs wait for pods, and one list a half minute tells why.
+FAILED_CREATES_SECONDS = 30.0
+RESYNC_LOGGER = logging.getLogger("quanteval_operator.resync")
 
 
 @dataclass
 class OperatorState:
     """What the operator keeps between passes, in kopf's memo (shared by every object's copy)."""
 
-    running: set[str] = field(default_factory=set)  # QuantEvals with a pass under way
-    pending: set[str] = field(default_factory=set)  # ... and another asked for meanwhile
+    passes: PassQueue = field(default_factory=PassQueue)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # the status we wrote last
     # kopf's live indexes and a logger, from the first handler call (startup handlers get none)
     indexes: dict[str, Any] = field(default_factory=dict)
     tasks: set["asyncio.Task[None]"] = field(default_factory=set)  # resync passes in flight
+    # By namespace: when its FailedCreate Events were read, and their messages by Job uid.
+    failed_create_reads: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+
+    async def failed_creates(self, kube: KubeClient, namespace: str) -> dict[str, str]:
+        """The Job controller's latest FailedCreate message by Job uid in `namespace`, read at
+        most once per FAILED_CREATES_SECONDS."""
+        read_at, messages = self.failed_create_reads.get(namespace, (0.0, {}))
+        if time.monotonic() - read_at > FAILED_CREATES_SECONDS:
+            messages = await kube.pod_create_failures(namespace)
+            self.failed_create_reads[namespace] = (time.monotonic(), messages)
+        return messages
 
 
 @dataclass
@@ -83,13 +70,12 @@ class Options:
     namespaced: bool = False  # only the given namespaces: no cluster-wide scanning
     metrics_port: int = 0  # 0: no /metrics server
     resync_seconds: float = 300.0  # how often every unfinished QuantEval gets a pass; 0: never
+    # The API server sends only our children (a labelSelector on the Job and pod watches); off,
+    # kopf receives every Job and pod and filters them here: only to measure what that costs.
+    server_side_selectors: bool = True
 
 
 OPTIONS = Options()
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @kopf.on.startup()
@@ -103,6 +89,11 @@ async def configure(
     settings.peering.standalone = True
     settings.posting.level = 20  # INFO: our own Events only (loggers are not posted)
     settings.watching.server_timeout = 300
+    if OPTIONS.server_side_selectors:
+        # kopf's handler label filters run client-side: without these, the operator would list
+        # and watch every Job and pod of the cluster (memory, and a slow start on a busy one).
+        settings.watching.label_selectors["batch", "v1", "jobs"] = LABEL_EVAL_UID
+        settings.watching.label_selectors["v1", "pods"] = LABEL_EVAL_UID
     # Namespaced: kopf serves the given namespaces and the resources found now, without watching
     # namespaces or CRDs cluster-wide, so the chart's namespaced Roles suffice.
     settings.scanning.disabled = OPTIONS.namespaced
@@ -136,9 +127,10 @@ async def resync(memo: kopf.Memo, every: float) -> None:
         for key, bodies in list(state.indexes["evals_by_uid"].items()):
             body: Mapping[str, Any] = next(iter(bodies), {})
             status = body.get("status") or {}
-            if key in state.running or is_finished(status):
+            if state.passes.busy(key) or is_finished(status):
                 continue
-            task = asyncio.create_task(request_pass(key, memo, state.indexes))
+            indexes = state.indexes | {"logger": RESYNC_LOGGER}
+            task = asyncio.create_task(request_pass(key, memo, indexes))
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
 
@@ -239,238 +231,88 @@ async def eval_changed(namespace: str | None, uid: str, memo: kopf.Memo, **kwarg
     await request_pass(eval_key(namespace, uid), memo, kwargs)
 
 
-def retry_delay(failures: int) -> float:
-    """Seconds before the next try after `failures` failed tries in a row (the last one caps)."""
-    return RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-
-
 async def request_pass(key: str, memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
-    """Reconcile the QuantEval `key` (eval_key) now, or once more after the pass under way; a
-    failed pass is tried again after RETRY_SECONDS (events meanwhile join that try)."""
+    """Reconcile the QuantEval `key` (eval_key) now, or once more after the pass under way."""
     state: OperatorState = memo.state
     if not state.indexes:
         state.indexes = {name: indexes[name] for name in (*INDEXES, "logger")}
-    if key in state.running:
-        state.pending.add(key)
-        return
-    state.running.add(key)
-    failures = 0
-    try:
-        while True:
-            # Events come in bursts (a Job and its pod change together, 200 Jobs finish within
-            # seconds): wait a moment so one pass and one status patch answer the whole burst.
-            await asyncio.sleep(COALESCE_SECONDS)
-            state.pending.discard(key)
-            bodies = list(indexes["evals_by_uid"].get(key, []))
-            if not bodies:
-                state.written.pop(key, None)
-                metrics.METRICS.forget(key)
-                return  # deleted: its Jobs go with it through owner references
-            try:
-                jobs = list(indexes["jobs_by_eval"].get(key, []))
-                ours = {job.uid for _, job in jobs}
-                pods = [(run, pod) for run, owner, pod in indexes["pods_by_eval"].get(key, [])
-                        if owner in ours]  # fmt: skip
-                status = await reconcile(
-                    kopf.Body(bodies[0]),
-                    jobs,
-                    pods,
-                    memo.kube,
-                    memo.settings,
-                    indexes["logger"],
-                    state.written,
-                )
-            except Exception as error:
-                metrics.METRICS.reconcile_errors.inc()
-                delay = retry_delay(failures)
-                failures += 1
-                indexes["logger"].warning(
-                    f"pass of {key} failed ({type(error).__name__}: {error}); "
-                    f"trying again in {delay:g} s"
-                )
-                await asyncio.sleep(delay)
-                continue
-            metrics.METRICS.record_runs(key, status.get("runs"))
-            if refused_runs(status):  # a quota may free up: try again, backing off
-                await asyncio.sleep(retry_delay(failures))
-                failures += 1
-                continue
-            failures = 0
-            if key not in state.pending:
-                return
-    finally:
-        state.running.discard(key)
+    logger: kopf.Logger = indexes["logger"]  # the object's, from kopf (resync: its own)
+
+    def failed(error: Exception, delay: float) -> None:
+        metrics.METRICS.reconcile_errors.inc()
+        logger.warning(
+            f"pass of {key} failed ({type(error).__name__}: {error}); trying again in {delay:g} s"
+        )
+
+    await state.passes.request(key, lambda: run_pass(key, memo, logger), failed)
 
 
-def _manifest(body: kopf.Body, settings: Settings) -> QuantEval:
-    meta = body.metadata
-    document = {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {
-            "name": meta.name,
-            "namespace": meta.namespace,
-            "uid": meta.uid,
-            "generation": meta.get("generation"),
-        },
-        "spec": dict(body.spec),
-    }
-    manifest = effective_manifest(parse_manifest(document, "spec"), settings)
-    if not is_finished(body.get("status") or {}):  # a finished one starts no pod again
-        check_run_spec_size(manifest)
-    return manifest
-
-
-def _tell_story(body: kopf.Body, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    for event in story_events(old, new):
-        post = kopf.warn if event.warning else kopf.info
-        post(body, reason=event.reason, message=event.message)
-
-
-async def reconcile(
-    body: kopf.Body,
-    jobs: list[tuple[str, JobObservation]],
-    pods: list[tuple[str, PodObservation]],
-    kube: KubeClient,
-    settings: Settings,
-    logger: kopf.Logger,
-    written: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    """One pass; returns the status as the resource now holds it (this pass's over the last).
-    `written`: the status this operator wrote last, by eval_key (updated here)."""
-    meta = body.metadata
-    generation = int(meta.get("generation") or 0)
+def observe(
+    key: str, indexes: Mapping[str, Any], written: Mapping[str, Any]
+) -> Observations | None:
+    """What the indexes hold of QuantEval `key`: only its own Jobs, and only their pods."""
+    bodies = list(indexes["evals_by_uid"].get(key, []))
+    if not bodies:
+        return None
+    body = bodies[0]
+    jobs = list(indexes["jobs_by_eval"].get(key, []))
+    ours = {job.uid for _, job in jobs}
+    pods = [(run, pod) for run, owner, pod in indexes["pods_by_eval"].get(key, []) if owner in ours]
     # The status this operator wrote last: the indexed body can lag behind our own patch, and
     # comparing with a stale status would post every run's Events again.
-    previous = written.get(eval_key(meta.namespace, meta.uid)) or dict(body.get("status") or {})
-    try:
-        manifest = _manifest(body, settings)
-    except (InvalidSpecError, SpecProblem) as error:
-        message = error.message if isinstance(error, InvalidSpecError) else str(error)
-        message = message.removeprefix("spec: invalid QuantEval\n")
-        return await _refuse(kube, body, previous, generation, message, written)
-    finished = finished_status(previous, generation)
-    if finished is not None:  # its Jobs may be gone by now: none is created again
-        if _differs(previous, finished):
-            await _patch_status(kube, body, finished, written)
-        return previous | finished
-    spec = manifest.spec
-    runs = expand(spec)
-    job_by_run = {run_id: job for run_id, job in jobs}
-    changed = [r.id for r in runs if r.id in job_by_run
-               and job_by_run[r.id].content_hash not in ("", r.content_hash)]  # fmt: skip
-    seen = previous.get("emotions")
-    if seen and list(seen) != list(spec.emotion_names):
-        message = (
-            f"spec.emotions changed after the operator first saw this QuantEval (then: "
-            f"{', '.join(seen)}; now: {', '.join(spec.emotion_names)}): revert it, or create a "
-            "new QuantEval"
-        )
-        return await _refuse(kube, body, previous, generation, message, written)
-    if changed:
-        # CEL keeps the spec immutable but cannot read the untyped spec.emotions.
-        message = (
-            "spec.emotions (or another field that decides results) changed after creation; "
-            f"runs {', '.join(changed)} were started with the old value: revert it, or create "
-            "a new QuantEval"
-        )
-        return await _refuse(kube, body, previous, generation, message, written)
-    active = sum(1 for job in job_by_run.values() if not (job.complete or job.failed_condition))
-    room = 0 if spec.suspend else max(0, spec.parallelism - active)
-    done = recorded_runs(previous)  # a finished run whose Job was removed is not run again
-    refused: dict[str, str] = {}  # runs whose Job (or its pod) the API server refused, and why
-    for run in [r for r in runs if r.id not in job_by_run and r.id not in done][:room]:
-        job = render_job(manifest, run, settings)
-        name = job["metadata"]["name"]
-        try:
-            job_by_run[run.id] = await _start_job(
-                kube, body, job, logger, kind="run", purpose=f"run {run.id}",
-                reason=EventReason.RUN_STARTED, message=f"run {run.id}: Job {name}",
-            )  # fmt: skip
-        except JobRefused as error:  # told as the run's reason; the other runs go on
-            refused[run.id] = f"{Reason.CREATE_FAILED}: {error.message}"
-            logger.warning(f"job {name} for run {run.id} refused ({error.status}): {error}")
-    pods_by_run: dict[str, list[PodObservation]] = {}
-    for run_id, pod in pods:
-        pods_by_run.setdefault(run_id, []).append(pod)
-    report_job = job_by_run.pop(REPORT, None)
-    terminal = all(
-        r.id in done
-        or (
-            job_by_run.get(r.id)
-            and (job_by_run[r.id].complete or job_by_run[r.id].failed_condition)
-        )
-        for r in runs
-    )
-    if terminal and report_job is None:
-        entries = run_entries(runs, job_by_run, pods_by_run, previous, spec.suspend)
-        job = render_report_job(manifest, settings, failure_reasons(entries))
-        name = job["metadata"]["name"]
-        report_job = await _start_job(
-            kube, body, job, logger, kind="report", purpose="the report",
-            reason=EventReason.REPORT_STARTED, message=f"Job {name}",
-        )  # fmt: skip
-    report = ReportObservation(report_job, pods_by_run.pop(REPORT, []), report_uri(manifest))
-    stuck = podless_jobs(job_by_run, pods_by_run, datetime.now(UTC), PODLESS_SECONDS)
-    for run_id, podless in stuck.items():  # why the Job controller could not create its pod
-        message = await kube.pod_create_failure(str(meta.namespace), podless.uid)
-        if message:
-            refused[run_id] = f"FailedCreate: {message}"
-    unsized = sorted({r.model.name for r in runs if gpus_for(manifest, r, settings) is None})
-    status = aggregate(
-        runs, job_by_run, pods_by_run, previous, generation, spec.suspend, now_iso(),
-        spec.baseline_precision, report, unsized, refused, spec.emotion_names,
-    )  # fmt: skip
-    if _differs(previous, status):
-        await _patch_status(kube, body, status, written)
-        _tell_story(body, previous, status)  # after the patch: only what the status records
-    return previous | status
+    previous = written.get(key) or dict(body.get("status") or {})
+    return Observations(body, jobs, pods, previous, datetime.now(UTC))
 
 
-async def _refuse(
-    kube: KubeClient,
-    body: kopf.Body,
-    previous: dict[str, Any],
-    generation: int,
-    message: str,
-    written: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    """Valid=False with `message` (and its Warning, once), no Job created."""
-    status = invalid_status(previous, generation, now_iso(), message)
-    if _differs(previous, status):
-        kopf.warn(body, reason=EventReason.INVALID_SPEC, message=message)
-        await _patch_status(kube, body, status, written)
-    return previous | status
+async def run_pass(key: str, memo: kopf.Memo, logger: kopf.Logger) -> Outcome:
+    """One pass: plan, create the plan's Jobs and read why podless Jobs have no pod, plan again
+    with the answers until nothing is left to create, then write the status and tell the story."""
+    state: OperatorState = memo.state
+    observations = observe(key, state.indexes, state.written)
+    if observations is None:  # deleted: its Jobs go with it through owner references
+        state.written.pop(key, None)
+        metrics.METRICS.forget(key)
+        return Outcome.GONE
+    body = kopf.Body(cast(kopf.RawBody, dict(observations.body)))
+    namespace = str(body.metadata.namespace)
+    plan = plan_pass(observations, memo.settings)
+    created: dict[str, JobObservation] = {}
+    refused: dict[str, str] = {}
+    podless_read = False
+    while plan.create or (plan.podless and not podless_read):
+        for todo in plan.create:
+            try:
+                created[todo.run_id] = await _create_job(memo.kube, body, todo, logger)
+            except JobRefused as error:  # told as the run's reason; the other runs go on
+                refused[todo.run_id] = f"{Reason.CREATE_FAILED}: {error.message}"
+                logger.warning(
+                    f"job {todo.name} for {todo.run_id} refused ({error.status}): {error}"
+                )
+        if plan.podless and not podless_read:
+            podless_read = True
+            messages = await state.failed_creates(memo.kube, namespace)
+            for run_id, job in plan.podless.items():
+                if messages.get(job.uid):
+                    refused[run_id] = f"FailedCreate: {messages[job.uid]}"
+        observations = replace(observations, created=dict(created), refused=dict(refused))
+        plan = plan_pass(observations, memo.settings)
+    if plan.status is not None:
+        await memo.kube.patch_status(namespace, str(body.metadata.name), plan.status)
+        state.written[key] = plan.status
+        for event in plan.events:  # after the write: only what the status records
+            post = kopf.warn if event.warning else kopf.info
+            post(body, reason=event.reason, message=event.message)
+    metrics.METRICS.record_runs(key, plan.merged.get("runs"))
+    return Outcome.RETRY if refused_runs(plan.merged) else Outcome.DONE
 
 
-async def _start_job(
-    kube: KubeClient,
-    body: kopf.Body,
-    job: dict[str, Any],
-    logger: kopf.Logger,
-    *,
-    kind: str,
-    purpose: str,
-    reason: str,
-    message: str,
+async def _create_job(
+    kube: KubeClient, body: kopf.Body, todo: JobToCreate, logger: kopf.Logger
 ) -> JobObservation:
     """Create the Job (it may exist: a restarted operator, a lost race); count and tell if new."""
-    name = job["metadata"]["name"]
-    created = await kube.create_job(str(body.metadata.namespace), job)
-    logger.info(f"job {name} for {purpose}: created={created}")
+    created = await kube.create_job(str(body.metadata.namespace), todo.job)
+    logger.info(f"job {todo.name} for {todo.run_id}: created={created}")
     if created:
-        metrics.METRICS.job_created(kind)
-        kopf.info(body, reason=reason, message=message)
-    return JobObservation(name=name, active=1)
-
-
-async def _patch_status(
-    kube: KubeClient, body: kopf.Body, status: dict[str, Any], written: dict[str, dict[str, Any]]
-) -> None:
-    meta = body.metadata
-    await kube.patch_status(str(meta.namespace), str(meta.name), status)
-    written[eval_key(meta.namespace, meta.uid)] = status
-
-
-def _differs(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-    return any(previous.get(key) != value for key, value in status.items())
+        metrics.METRICS.job_created(todo.kind)
+        kopf.info(body, reason=todo.reason, message=todo.message)
+    return JobObservation(name=todo.name, active=1)

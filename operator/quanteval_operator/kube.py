@@ -62,19 +62,20 @@ class KubeClient:
             raise
         return True
 
-    async def pod_create_failure(self, namespace: str, job_uid: str) -> str:
-        """The message of the Job controller's latest FailedCreate Event on the Job ("" if none):
-        why it has no pod (a pod quota, a missing priority class, PodSecurity)."""
-        selector = f"involvedObject.uid={job_uid},reason=FailedCreate"
+    async def pod_create_failures(self, namespace: str) -> dict[str, str]:
+        """By Job uid, the message of the Job controller's latest FailedCreate Event in
+        `namespace`: why a Job has no pod (a pod quota, a missing priority class, PodSecurity).
+        One list for all of a namespace's Jobs."""
+        selector = "involvedObject.kind=Job,reason=FailedCreate"
         try:
             events = await self.core.list_namespaced_event(namespace, field_selector=selector)
         except ApiException:  # no permission to list events (an older chart): no reason, no harm
-            return ""
+            return {}
         items = sorted(
             events.items,
             key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp),
         )
-        return str(items[-1].message or "") if items else ""
+        return {str(e.involved_object.uid): str(e.message or "") for e in items}
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """A merge patch of the status subresource: lists in it are replaced whole."""

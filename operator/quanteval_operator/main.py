@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a pass for every unfinished QuantEval this often, whatever the events; "
         "0 disables (default %(default)s)",
     )
+    parser.add_argument(
+        "--client-side-selectors",
+        action="store_true",
+        help="receive every Job and pod of the cluster and filter them here instead of asking "
+        "the API server for ours only: to measure what the server-side selectors save",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     namespaces = args.namespace or [
@@ -63,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers.OPTIONS.namespaced = bool(namespaces)
     handlers.OPTIONS.metrics_port = args.metrics_port
     handlers.OPTIONS.resync_seconds = args.resync_seconds
+    handlers.OPTIONS.server_side_selectors = not args.client_side_selectors
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
     logging.captureWarnings(True)  # Python warnings as JSON lines too, not bare stderr text
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -74,9 +74,16 @@ def service_account_kubeconfig(cluster: Cluster, account: str, path: Path) -> Pa
 class OperatorProcess:
     """`quanteval-operator` as its own process; kill it at any moment, start it again."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, settings: dict[str, str]) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        settings: dict[str, str],
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.settings = settings
+        self.args = args  # more command-line flags
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -107,6 +114,7 @@ class OperatorProcess:
                 f"http://127.0.0.1:{free_port()}/healthz",
                 "--metrics-port",
                 str(free_port()),
+                *self.args,
             ],
             env=self.env(),
             stdout=log,

@@ -241,3 +241,19 @@ def test_startup_serves_metrics_and_stops_the_operator_on_a_busy_port(
         monkeypatch.undo()
         with pytest.raises(kopf.PermanentError, match=f"cannot serve metrics on 0.0.0.0:{port}"):
             startup(handlers.Options(metrics_port=port), monkeypatch)
+
+
+def test_the_job_and_pod_watches_ask_the_api_server_for_our_children_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kopf's handler filters are client-side; the watch's labelSelector is what keeps every
+    other Job and pod of the cluster from reaching the operator."""
+    jobs = kopf.Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
+    pods = kopf.Resource("", "v1", "pods", kind="Pod", namespaced=True)
+    evals = kopf.Resource("quanteval.io", "v1alpha1", "quantevals", kind="QuantEval")
+    selectors = startup(handlers.Options(), monkeypatch).watching.label_selectors
+    assert selectors.collect(jobs) == ["quanteval.io/eval-uid"]
+    assert selectors.collect(pods) == ["quanteval.io/eval-uid"]
+    assert selectors.collect(evals) == []  # every QuantEval is ours
+    measured = startup(handlers.Options(server_side_selectors=False), monkeypatch)
+    assert measured.watching.label_selectors.collect(jobs) == []

@@ -1,0 +1,186 @@
+"""A reconcile pass as a plan: which Jobs are created, what status is written, which Events are
+told after the write, from the QuantEval, its Jobs and pods and the status written last."""
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from quanteval.api.states import EventReason, RunState
+from quanteval_operator.jobs import REPORT
+from quanteval_operator.plan import PODLESS_SECONDS, Observations, Plan, plan_pass
+from quanteval_operator.settings import Settings
+from quanteval_operator.status import JobObservation, PodObservation
+from tests.builders import T0
+
+from .conftest import Manifest
+
+NOW = datetime(2025, 3, 1, 10, 5, tzinfo=UTC)  # five minutes after T0
+RUNS = [f"smollm2-135m-{p}" for p in ("fp32", "bf16", "int8", "nf4")]
+
+
+@pytest.fixture
+def body(quickstart_dict: Manifest) -> Manifest:
+    """The quickstart as the API server holds it: 4 runs, parallelism 2."""
+    quickstart_dict["metadata"] |= {"namespace": "team", "uid": "uid-1", "generation": 1}
+    return quickstart_dict
+
+
+def observe(body: Manifest, **kwargs: Any) -> Observations:
+    return replace(Observations(body=body, jobs=[], pods=[], previous={}, now=NOW), **kwargs)
+
+
+def running(run_id: str) -> JobObservation:
+    return JobObservation(name=f"job-{run_id}", active=1, uid=f"uid-{run_id}", created=T0)
+
+
+def succeeded(run_id: str) -> JobObservation:
+    return JobObservation(name=f"job-{run_id}", succeeded=1, complete=True, uid=f"uid-{run_id}")
+
+
+def pod(run_id: str, phase: str = "Running") -> PodObservation:
+    return PodObservation(name=f"pod-{run_id}", created=T0, phase=phase)
+
+
+def runs_of(plan: Plan) -> dict[str, dict[str, Any]]:
+    assert plan.status is not None
+    return {r["id"]: r for r in plan.status["runs"]}
+
+
+def carry_out(observations: Observations, settings: Settings, refuse: set[str]) -> Plan:
+    """What the handlers do with a plan: create (the API server refusing the runs in `refuse`),
+    then plan again with the answers until nothing is left to create."""
+    plan = plan_pass(observations, settings)
+    while plan.create:
+        created = dict(observations.created)
+        refused = dict(observations.refused)
+        for todo in plan.create:
+            if todo.run_id in refuse:
+                refused[todo.run_id] = "CreateFailed: exceeded quota: jobs=2"
+            else:
+                created[todo.run_id] = JobObservation(name=todo.name, active=1)
+        observations = replace(observations, created=created, refused=refused)
+        plan = plan_pass(observations, settings)
+    return plan
+
+
+def test_a_new_quanteval_gets_the_jobs_parallelism_allows(body: Manifest) -> None:
+    plan = plan_pass(observe(body), Settings())
+    assert [c.run_id for c in plan.create] == RUNS[:2]
+    assert {c.reason for c in plan.create} == {EventReason.RUN_STARTED}
+    assert all(c.job["metadata"]["namespace"] == "team" for c in plan.create)
+    assert plan.status is not None and plan.status["progress"] == "0/4"
+
+
+def test_the_status_written_after_creating_counts_the_new_jobs(body: Manifest) -> None:
+    plan = carry_out(observe(body), Settings(), refuse=set())
+    assert plan.create == []
+    assert [runs_of(plan)[r]["attempts"] for r in RUNS] == [1, 1, 0, 0]
+
+
+def first_jobs(body: Manifest) -> list[Any]:
+    return plan_pass(observe(body), Settings()).create
+
+
+def test_a_suspended_quanteval_creates_nothing(body: Manifest) -> None:
+    body["spec"]["suspend"] = True
+    assert plan_pass(observe(body), Settings()).create == []
+
+
+def test_a_refused_create_becomes_the_runs_reason_and_the_next_run_goes_on(
+    body: Manifest,
+) -> None:
+    plan = carry_out(observe(body), Settings(), refuse={RUNS[0]})
+    runs = runs_of(plan)
+    assert runs[RUNS[0]]["state"] == RunState.PENDING
+    assert runs[RUNS[0]]["reason"] == "CreateFailed: exceeded quota: jobs=2"
+    assert [runs[r]["attempts"] for r in RUNS] == [0, 1, 1, 0]  # int8 took fp32's place
+    warnings = [e for e in plan.events if e.warning]
+    assert [e.reason for e in warnings] == [EventReason.RUN_WAITING]
+    assert "exceeded quota" in warnings[0].message
+
+
+def test_no_run_is_created_twice_while_its_job_is_indexed(body: Manifest) -> None:
+    jobs = [(r, running(r)) for r in RUNS[:2]]
+    pods = [(r, pod(r)) for r in RUNS[:2]]
+    plan = plan_pass(observe(body, jobs=jobs, pods=pods), Settings())
+    assert plan.create == []
+
+
+def test_when_every_run_has_ended_the_report_job_is_created(body: Manifest) -> None:
+    jobs = [(r, succeeded(r)) for r in RUNS]
+    pods = [(r, pod(r, "Succeeded")) for r in RUNS]
+    plan = plan_pass(observe(body, jobs=jobs, pods=pods), Settings())
+    assert [(c.run_id, c.kind, c.reason) for c in plan.create] == [
+        (REPORT, "report", EventReason.REPORT_STARTED)
+    ]
+    after = carry_out(observe(body, jobs=jobs, pods=pods), Settings(), refuse=set())
+    assert after.create == []
+
+
+def test_a_job_without_a_pod_after_a_minute_asks_why(body: Manifest) -> None:
+    jobs = [(RUNS[0], running(RUNS[0])), (RUNS[1], running(RUNS[1]))]
+    pods = [(RUNS[1], pod(RUNS[1]))]
+    plan = plan_pass(observe(body, jobs=jobs, pods=pods), Settings())
+    assert list(plan.podless) == [RUNS[0]]  # created at T0, five minutes ago, and no pod
+    soon = replace(
+        observe(body, jobs=jobs, pods=pods), now=datetime(2025, 3, 1, 10, 0, 30, tzinfo=UTC)
+    )
+    assert PODLESS_SECONDS > 30 and plan_pass(soon, Settings()).podless == {}
+    told = plan_pass(
+        observe(body, jobs=jobs, pods=pods, refused={RUNS[0]: "FailedCreate: pods exceeded quota"}),
+        Settings(),
+    )
+    assert runs_of(told)[RUNS[0]]["reason"] == "FailedCreate: pods exceeded quota"
+
+
+def test_a_finished_evaluation_keeps_its_status_and_creates_nothing_once_its_jobs_are_gone(
+    body: Manifest,
+) -> None:
+    jobs = [(r, succeeded(r)) for r in RUNS]
+    pods = [(r, pod(r, "Succeeded")) for r in RUNS]
+    report = JobObservation(name="report", succeeded=1, complete=True, uid="uid-report")
+    ended = carry_out(
+        observe(body, jobs=[*jobs, (REPORT, report)], pods=pods), Settings(), refuse=set()
+    )
+    assert ended.merged["conditions"][-1]["status"] in ("True", "False")
+    gone = plan_pass(observe(body, previous=ended.merged), Settings())
+    assert (gone.create, gone.status, gone.events) == ([], None, [])
+    assert gone.merged == ended.merged
+
+
+def test_nothing_is_written_or_told_when_nothing_changed(body: Manifest) -> None:
+    first = carry_out(observe(body), Settings(), refuse=set())
+    jobs = [
+        (r, JobObservation(name=c.name, active=1))
+        for r, c in zip(RUNS, first_jobs(body), strict=False)
+    ]
+    again = plan_pass(observe(body, jobs=jobs, previous=first.merged), Settings())
+    assert (again.create, again.status, again.events) == ([], None, [])
+    later = replace(
+        observe(body, jobs=jobs, previous=first.merged), now=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    assert plan_pass(later, Settings()).status is None  # time alone changes nothing
+
+
+def test_changed_emotions_make_it_invalid_once_and_stop_new_jobs(body: Manifest) -> None:
+    first = carry_out(observe(body), Settings(), refuse=set())
+    body["spec"]["emotions"] = "ekman7"
+    jobs = [(r, running(r)) for r in RUNS[:2]]
+    plan = plan_pass(observe(body, jobs=jobs, previous=first.merged), Settings())
+    assert plan.create == []
+    assert plan.status is not None
+    valid = next(c for c in plan.status["conditions"] if c["type"] == "Valid")
+    assert valid["status"] == "False" and "spec.emotions changed" in valid["message"]
+    assert [(e.reason, e.warning) for e in plan.events] == [(EventReason.INVALID_SPEC, True)]
+    told = plan_pass(observe(body, jobs=jobs, previous=plan.merged), Settings())
+    assert (told.status, told.events) == (None, [])  # the Warning once
+
+
+def test_a_tenancy_refusal_names_the_field_and_the_setting(body: Manifest) -> None:
+    body["spec"]["workerImage"] = "evil.example.com/miner:1"
+    plan = plan_pass(observe(body), Settings(allowed_worker_images=("registry.example.com/qe/*",)))
+    assert plan.create == [] and plan.status is not None
+    message = next(c for c in plan.status["conditions"] if c["type"] == "Valid")["message"]
+    assert "spec.workerImage" in message and "tenancy.allowedWorkerImages" in message
