@@ -388,6 +388,10 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
                     "secretName": output["secretRef"]["name"],
                 },
             },
+            "tenancy": {
+                "allowedWorkerImages": ["quanteval-worker:*"],
+                "allowedSecrets": [output["secretRef"]["name"]],
+            },
         },
         hold=False,
     )
@@ -513,6 +517,28 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     assert len(created) == 5, created  # four run Jobs and the report's, by one or the other
     assert not [r for r in records if r.get("severity") == "error"], records
     assert not [r for r in records if r["message"].startswith("Handler ")], records  # no chatter
+
+    # The chart's tenancy values: an image or a Secret they do not allow is refused, naming both
+    # the field and the value that refuses it, and nothing runs.
+    refused = {
+        "evil-image": ({"workerImage": "evil.example.com/miner:1"}, "spec.workerImage",
+                       "tenancy.allowedWorkerImages"),
+        "evil-secret": ({"output": {"s3": output | {"secretRef": {"name": "prod-db"}}}},
+                        "spec.output.s3.secretRef.name", "tenancy.allowedSecrets"),
+    }  # fmt: skip
+    for name, (spec, _, _) in refused.items():
+        asked = quickstart | {"metadata": {"name": name}, "spec": quickstart["spec"] | spec}
+        cluster.kubectl("apply", "-f", "-", namespace=watched, input=yaml.safe_dump(asked))
+    for name, (_, field, setting) in refused.items():
+
+        def invalid(name: str = name) -> JSON | None:
+            found = condition(get_eval(cluster, watched, name), "Valid")
+            return found if found.get("status") == "False" else None
+
+        valid = wait_until(invalid, timeout=60, what=f"{name} to be refused")
+        assert field in valid["message"] and setting in valid["message"], valid
+        assert len(jobs(cluster, watched)) == 4, f"{name} got a Job"  # the quickstart's only
+        cluster.kubectl("delete", "quanteval", name, namespace=watched)
 
     # Namespaces scope: the QuantEval in the namespace it was not given is never touched.
     assert "status" not in get_eval(cluster, unwatched, "ignored")
