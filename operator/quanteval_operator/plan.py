@@ -10,7 +10,7 @@ write the status and post the Events.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -208,6 +208,6 @@ def plan_pass(observations: Observations, settings: Settings) -> Plan:
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, _now(observations),
         spec.baseline_precision, report, unsized, dict(observations.refused), spec.emotion_names,
     )  # fmt: skip
-    plan = _writing(previous, status, story_events(previous, status))
     podless = podless_jobs(job_by_run, pods_by_run, observations.now, PODLESS_SECONDS)
-    return Plan(creates, plan.status, plan.merged, plan.events, podless)
+    plan = _writing(previous, status, story_events(previous, status))
+    return replace(plan, create=creates, podless=podless)
