@@ -298,7 +298,7 @@ async def run_pass(key: str, memo: kopf.Memo, logger: kopf.Logger) -> Outcome:
         plan = plan_pass(observations, memo.settings)
     if plan.status is not None:
         await memo.kube.patch_status(namespace, str(body.metadata.name), plan.status)
-        state.written[key] = plan.status
+        state.written[key] = plan.merged  # the whole status, not only what changed
         for event in plan.events:  # after the write: only what the status records
             post = kopf.warn if event.warning else kopf.info
             post(body, reason=event.reason, message=event.message)

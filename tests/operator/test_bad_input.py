@@ -333,6 +333,38 @@ def test_the_operator_marks_it_invalid_naming_the_field_and_creates_no_job(
     assert jobs(cluster, eval_namespace) == [], operator.logs()[-2000:]
 
 
+def test_emotions_cannot_change_once_the_operator_has_seen_them_even_while_suspended(
+    cluster: Cluster, eval_namespace: str, operator: OperatorProcess
+) -> None:
+    original = _eval("feelings", suspend=True)
+    assert _apply(cluster, eval_namespace, original).returncode == 0
+
+    def seen() -> list[str] | None:
+        status = get_eval(cluster, eval_namespace, "feelings").get("status") or {}
+        emotions: list[str] | None = status.get("emotions")
+        return emotions
+
+    assert wait_until(seen, timeout=120, what="the operator to record the emotions") == [
+        "joy",
+        "anger",
+    ]
+    changed = _apply(
+        cluster, eval_namespace, _eval("feelings", suspend=True, emotions=["joy", "fear"])
+    )
+    assert changed.returncode == 0  # the schema cannot hold an untyped field immutable
+
+    def invalid() -> JSON | None:
+        found = condition(get_eval(cluster, eval_namespace, "feelings"), "Valid")
+        return found if found.get("status") == "False" else None
+
+    try:
+        valid = wait_until(invalid, timeout=120, what="Valid=False", interval=0.5)
+    except TimeoutError:
+        raise AssertionError(get_eval(cluster, eval_namespace, "feelings")) from None
+    assert "spec.emotions changed" in valid["message"] and "then: joy, anger" in valid["message"]
+    assert jobs(cluster, eval_namespace) == []
+
+
 def test_an_operator_with_tenancy_limits_refuses_an_image_or_a_secret_it_does_not_allow(
     cluster: Cluster, eval_namespace: str, operator: OperatorProcess
 ) -> None:
