@@ -1,4 +1,8 @@
-"""Precision names, their order, and their storage cost. No torch here: the operator uses it."""
+"""Precision names, their order, and their storage cost. No torch here: the operator uses it.
+
+A name says its backend where more than one could mean it: `int8` is bitsandbytes LLM.int8 (the
+study's), `torchao-int8wo` is torchao's int8 weight-only, `hqq-4bit` is HQQ at 4 bits.
+"""
 
 from enum import StrEnum
 
@@ -10,6 +14,12 @@ class Precision(StrEnum):
     INT8 = "int8"
     NF4 = "nf4"
     FP4 = "fp4"
+    TORCHAO_INT8WO = "torchao-int8wo"
+    TORCHAO_FLOAT8 = "torchao-float8"
+    TORCHAO_INT4WO = "torchao-int4wo"
+    HQQ_4BIT = "hqq-4bit"
+    HQQ_3BIT = "hqq-3bit"
+    HQQ_2BIT = "hqq-2bit"
 
 
 # Highest first: the default baseline of a model is the first of these that its runs use.
@@ -18,12 +28,20 @@ PRECISION_ORDER: tuple[Precision, ...] = (
     Precision.BF16,
     Precision.FP16,
     Precision.INT8,
+    Precision.TORCHAO_INT8WO,
+    Precision.TORCHAO_FLOAT8,
     Precision.NF4,
     Precision.FP4,
+    Precision.TORCHAO_INT4WO,
+    Precision.HQQ_4BIT,
+    Precision.HQQ_3BIT,
+    Precision.HQQ_2BIT,
 )
 
-# Bytes per parameter of the quantized weights (bitsandbytes 4-bit packs two weights a byte; its
-# block-wise absmax adds about 0.5 bit a weight, counted here).
+# Bytes per parameter of the quantized weights with their scales: bitsandbytes 4-bit packs two
+# weights a byte and its block-wise absmax adds about 0.5 bit a weight; torchao int4 keeps a bf16
+# scale and zero per group of 128; HQQ an fp16 scale and zero per group of 64 and packs 3-bit
+# weights ten to an int32 (3.2 bits); int8 and float8 weight-only keep one scale per row.
 BYTES_PER_PARAMETER: dict[Precision, float] = {
     Precision.FP32: 4.0,
     Precision.BF16: 2.0,
@@ -31,9 +49,25 @@ BYTES_PER_PARAMETER: dict[Precision, float] = {
     Precision.INT8: 1.0,
     Precision.NF4: 0.5625,
     Precision.FP4: 0.5625,
+    Precision.TORCHAO_INT8WO: 1.0,
+    Precision.TORCHAO_FLOAT8: 1.0,
+    Precision.TORCHAO_INT4WO: 0.53125,
+    Precision.HQQ_4BIT: 0.5625,
+    Precision.HQQ_3BIT: 0.4625,
+    Precision.HQQ_2BIT: 0.3125,
 }
 
 
 def default_baseline(precisions: list[Precision] | tuple[Precision, ...]) -> Precision:
     """The highest precision present."""
     return min(precisions, key=PRECISION_ORDER.index)
+
+
+def parse_precision_suffix(name: str) -> tuple[str, Precision] | None:
+    """`<prefix>-<precision>` split at the precision it ends with (precisions hold hyphens, and
+    so do model names); None when it ends with none."""
+    for precision in sorted(Precision, key=lambda p: len(p.value), reverse=True):
+        prefix = name.removesuffix(f"-{precision.value}")
+        if prefix != name and prefix:
+            return prefix, precision
+    return None

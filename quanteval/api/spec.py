@@ -328,9 +328,10 @@ class IntensitySpec(_Model):
 class QuantEvalSpec(_Model):
     models: Annotated[list[ModelSpec], Field(min_length=1, max_length=64)]
     """Models to evaluate; each runs at every precision."""
-    precisions: Annotated[list[Precision], Field(min_length=1, max_length=6)]
+    precisions: Annotated[list[Precision], Field(min_length=1, max_length=len(Precision))]
     """Precisions: fp32, bf16, fp16 (torch dtypes), int8 (bitsandbytes LLM.int8), nf4, fp4
-    (bitsandbytes 4-bit, bf16 compute).
+    (bitsandbytes 4-bit, bf16 compute), torchao-int8wo, torchao-float8, torchao-int4wo (torchao
+    weight-only), hqq-4bit, hqq-3bit, hqq-2bit (HQQ, GPU only).
     """
     emotions: (
         Annotated[str, Field(max_length=32)]

@@ -10,7 +10,7 @@ from quanteval.api.records import RatingRecord, SampleRecord
 from quanteval.api.result import RunResult
 from quanteval.api.states import RunState
 from quanteval.fidelity import TokenDistributions
-from quanteval.precisions import Precision
+from quanteval.precisions import Precision, parse_precision_suffix
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,7 @@ class ExpectedRun:
 
 def parse_run_id(name: str) -> tuple[str, Precision] | None:
     """`<model>-<precision>` (quanteval.matrix.run_id) back into its parts; None if not a run."""
-    model, _, suffix = name.rpartition("-")
-    if not model:
-        return None
-    try:
-        return model, Precision(suffix)
-    except ValueError:
-        return None
+    return parse_precision_suffix(name)
 
 
 Record = TypeVar("Record", SampleRecord, RatingRecord)

@@ -106,8 +106,8 @@ def test_job_names_are_short_dns_labels_for_the_longest_names(quickstart_dict: M
 
     names = [job_name(eval_name, UID, run) for run in expand(manifest.spec)]
 
-    assert len(names) == 6
-    assert len(set(names)) == 6
+    assert len(names) == len(Precision)
+    assert len(set(names)) == len(Precision)
     for name, precision in zip(names, Precision, strict=True):
         assert len(name) <= 63, name
         assert DNS1123_LABEL.fullmatch(name), name
@@ -296,6 +296,8 @@ def test_auto_gpus_from_parameters_and_precision(quickstart_dict: Manifest) -> N
     # 70e9 parameters on 80 GiB GPUs, 85% of each for weights, 15% load overhead.
     manifest = _manifest(_sized(quickstart_dict, 70e9))
     expected = {"fp32": 5, "bf16": 3, "fp16": 3, "int8": 2, "nf4": 1, "fp4": 1}
+    expected |= {"torchao-int8wo": 2, "torchao-float8": 2, "torchao-int4wo": 1}
+    expected |= {"hqq-4bit": 1, "hqq-3bit": 1, "hqq-2bit": 1}
 
     got = {r.precision.value: gpus_for(manifest, r, SETTINGS) for r in expand(manifest.spec)}
     limits = {
@@ -313,7 +315,10 @@ def test_auto_gpus_use_the_spec_gpu_memory(quickstart_dict: Manifest) -> None:
 
     got = {r.precision.value: gpus_for(manifest, r, SETTINGS) for r in expand(manifest.spec)}
 
-    assert got == {"fp32": 9, "bf16": 5, "fp16": 5, "int8": 3, "nf4": 2, "fp4": 2}
+    assert got == {"fp32": 9, "bf16": 5, "fp16": 5, "int8": 3, "nf4": 2, "fp4": 2} | {
+        "torchao-int8wo": 3, "torchao-float8": 3, "torchao-int4wo": 2,
+        "hqq-4bit": 2, "hqq-3bit": 2, "hqq-2bit": 1,
+    }  # fmt: skip
 
 
 def test_auto_gpus_use_the_operator_gpu_memory(quickstart_dict: Manifest) -> None:

@@ -413,6 +413,16 @@ def test_run_ids() -> None:
     assert parse_run_id("m-fp12") is None
 
 
+def test_run_ids_of_precisions_with_hyphens_split_at_the_precision_not_the_last_hyphen() -> None:
+    assert parse_run_id("smollm2-135m-hqq-4bit") == ("smollm2-135m", Precision.HQQ_4BIT)
+    assert parse_run_id("llama-2-7b-torchao-int8wo") == ("llama-2-7b", Precision.TORCHAO_INT8WO)
+    assert parse_run_id("m-hqq-2bit") == ("m", Precision.HQQ_2BIT)
+    assert parse_run_id("hqq-4bit") is None  # a precision alone names no model
+    assert parse_run_id("m-4bit") is None
+    for precision in Precision:  # every name comes back from the id matrix.run_id makes
+        assert parse_run_id(f"my-model-{precision.value}") == ("my-model", precision)
+
+
 def test_no_runs_is_an_invalid_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidSpecError, match="no runs/"):
         build_report(str(tmp_path))

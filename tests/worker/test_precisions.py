@@ -54,3 +54,48 @@ def test_bitsandbytes_strategies_record_the_studys_settings() -> None:
     nf4 = strategy_for(Precision.NF4).quantization_config()
     assert nf4.bnb_4bit_quant_type == "nf4" and str(nf4.bnb_4bit_compute_dtype) == "torch.bfloat16"
     assert strategy_for(Precision.FP32).quantization_config() is None
+
+
+CPU = DeviceInfo("cpu", cpu_bf16=True)
+H100 = DeviceInfo("cuda", gpu_names=("NVIDIA H100 80GB HBM3",), capability=(9, 0))
+
+
+@pytest.mark.parametrize(
+    ("precision", "alternative"),
+    [
+        (Precision.TORCHAO_INT4WO, "use int8"),
+        (Precision.HQQ_4BIT, "use nf4"),
+        (Precision.HQQ_3BIT, "use nf4"),
+        (Precision.HQQ_2BIT, "use nf4"),
+    ],
+)
+def test_a_gpu_only_method_on_a_cpu_is_refused_before_loading_with_exit_4(
+    precision: Precision, alternative: str
+) -> None:
+    with pytest.raises(CannotLoadError) as error:
+        strategy_for(precision).check(CPU)
+    assert f"precision {precision} runs only on cuda, not on the CPU" in error.value.message
+    assert alternative in error.value.message
+    assert error.value.exit_code == 4
+    strategy_for(precision).check(H100)  # where it runs, nothing is refused
+
+
+def test_float8_needs_a_gpu_with_float8_in_hardware_and_runs_on_a_cpu() -> None:
+    with pytest.raises(CannotLoadError) as error:
+        strategy_for(Precision.TORCHAO_FLOAT8).check(A100)
+    assert "needs compute capability 8.9 or later" in error.value.message
+    assert "A100-SXM4-80GB (compute capability 8.0)" in error.value.message
+    assert strategy_for(Precision.TORCHAO_FLOAT8).check(H100) == "native"
+    assert strategy_for(Precision.TORCHAO_FLOAT8).check(CPU) == "native"
+
+
+def test_the_configs_say_the_backend_the_name_says() -> None:
+    int8wo = strategy_for(Precision.TORCHAO_INT8WO).quantization_config()
+    assert int8wo.quant_method == "torchao"
+    assert type(int8wo.quant_type).__name__ == "Int8WeightOnlyConfig"
+    int4wo = strategy_for(Precision.TORCHAO_INT4WO).quantization_config().quant_type
+    assert (int4wo.group_size, str(int4wo.int4_packing_format)) == (128, "tile_packed_to_4d")
+    hqq = [strategy_for(p).quantization_config() for p in (Precision.HQQ_4BIT, Precision.HQQ_2BIT)]
+    weights = [c.quant_config["weight_quant_params"] for c in hqq]
+    assert [w["nbits"] for w in weights] == [4, 2]
+    assert all(w["group_size"] == 64 for w in weights)

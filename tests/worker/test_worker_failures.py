@@ -197,3 +197,16 @@ def test_out_of_memory_is_recognised_as_torch_raises_it(error: str) -> None:
             raised = cpu_error
     assert is_out_of_memory(raised)
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="on a GPU an HQQ run loads")
+def test_a_gpu_only_precision_on_a_cpu_exits_4_before_anything_loads(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    spec = _spec_json(str(tmp_path / "out"), str(tiny_llama_dir), ["hqq-4bit"])
+    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
+    assert code == ExitCode.CANNOT_LOAD
+    assert message["reason"] == "CannotLoad"
+    assert "precision hqq-4bit runs only on cuda, not on the CPU: use nf4" in message["message"]
+    assert "resolving model" not in stderr
+    assert not (tmp_path / "out" / "runs" / "m-hqq-4bit" / "result.json").exists()

