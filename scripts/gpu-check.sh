@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: the GPU tests, then the fp16 / bf16 / int8 / nf4 table on Llama-2-7B's layer
+# The GPU check: the GPU tests (torchao and HQQ among them), then the fp16 / bf16 / int8 / nf4 table on Llama-2-7B's layer
 # shapes (benchmarks/gpu_table.py). Runs from the checkout with the machine's own Python (3.11 or
 # newer), CUDA build of torch and transformers, through PYTHONPATH; no network; it installs
 # nothing but the wheels in .whl/ (what such a machine lacks: pydantic and a CUDA bitsandbytes,

@@ -1,6 +1,7 @@
-"""The CUDA paths: bitsandbytes int8 and nf4 on a GPU, allocator and NVML peaks, out of memory,
-and the sampler's independence of the device. Skipped without a GPU; `scripts/gpu-check.sh` runs
-them on a machine with one (no SmolLM2 wheel there: the model here is built in code)."""
+"""The CUDA paths: bitsandbytes int8 and nf4, torchao and HQQ on a GPU, allocator and NVML peaks,
+out of memory, and the sampler's independence of the device. Skipped without a GPU;
+`scripts/gpu-check.sh` runs them on a machine with one (no SmolLM2 wheel there: the model here is
+built in code)."""
 
 from pathlib import Path
 
@@ -54,6 +55,49 @@ def test_quantized_models_load_on_the_gpu_with_measured_peaks(
     assert meter.figures["loadMaxReservedBytes"] >= meter.figures["loadMaxAllocatedBytes"]
     # NVML, polled over the phase, sees the allocator's reservation and the CUDA context too.
     assert meter.figures["loadNvmlPeakUsedBytes"] >= meter.figures["loadMaxReservedBytes"]
+
+
+GPU_METHODS = [
+    (Precision.TORCHAO_INT8WO, "torchao"),
+    (Precision.TORCHAO_FLOAT8, "torchao"),
+    (Precision.TORCHAO_INT4WO, "torchao"),
+    (Precision.HQQ_4BIT, "hqq"),
+    (Precision.HQQ_3BIT, "hqq"),
+    (Precision.HQQ_2BIT, "hqq"),
+]
+
+
+@pytest.mark.parametrize(("precision", "package"), GPU_METHODS)
+def test_torchao_and_hqq_load_on_the_gpu_saving_what_their_bits_say(
+    gpu_llama_dir: Path, precision: Precision, package: str
+) -> None:
+    from quanteval.api.errors import CannotLoadError
+    from quanteval.precisions import BYTES_PER_PARAMETER
+
+    pytest.importorskip(package, reason=f"{package} is not installed on this machine")
+    device = detect_device()
+    try:
+        STRATEGIES[precision].check(device)
+    except CannotLoadError as refused:  # float8 below compute capability 8.9
+        pytest.skip(refused.message)
+    source = ResolvedSource(str(gpu_llama_dir), None, is_hub=False)
+    fp16_model = load_causal_lm(source, STRATEGIES[Precision.FP16], device)
+    fp16 = weights_bytes(fp16_model)
+    layers = sum(  # the quantized linear layers' weights (lm_head stays 16-bit)
+        m.weight.numel()
+        for name, m in fp16_model.named_modules()
+        if isinstance(m, torch.nn.Linear) and name != "lm_head"
+    )
+    del fp16_model
+    model = load_causal_lm(source, STRATEGIES[precision], device)
+    held = weights_bytes(model)
+    saving = layers * (2 - BYTES_PER_PARAMETER[precision])  # what the bits per weight promise
+    print(f"{precision}: {held} bytes of weights against fp16's {fp16}; promised saving {saving}")
+    assert fp16 - held == pytest.approx(saving, rel=0.1)
+    ids = torch.tensor([[1, 5, 6, 7]], device="cuda")
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.device.type == "cuda" and torch.isfinite(logits.float()).all()
 
 
 def test_the_same_seed_draws_the_same_tokens_on_the_cpu_and_the_gpu() -> None:
