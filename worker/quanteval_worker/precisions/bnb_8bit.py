@@ -13,14 +13,11 @@ from quanteval_worker.precisions.base import PrecisionStrategy
 
 
 class Bnb8BitStrategy(PrecisionStrategy):
+    alternative = "fp16"
     required_packages = ("bitsandbytes", "accelerate")
 
     def __init__(self) -> None:
         super().__init__(Precision.INT8, torch.float16, uses_bf16=False)
-
-    @property
-    def alternative(self) -> str:
-        return "fp16"
 
     def quantization_config(self) -> Any:
         from transformers import BitsAndBytesConfig

@@ -17,15 +17,12 @@ BITS = {Precision.HQQ_4BIT: 4, Precision.HQQ_3BIT: 3, Precision.HQQ_2BIT: 2}
 
 
 class HqqStrategy(PrecisionStrategy):
+    alternative = "nf4"
     required_packages = ("hqq", "accelerate")
     devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def __init__(self, precision: Precision) -> None:
         super().__init__(precision, torch.float16, uses_bf16=False)
-
-    @property
-    def alternative(self) -> str:
-        return "nf4"
 
     def quantization_config(self) -> Any:
         from transformers import HqqConfig

@@ -7,9 +7,7 @@ from quanteval_worker.precisions.base import PrecisionStrategy
 
 
 class TorchDtypeStrategy(PrecisionStrategy):
+    alternative = "fp16"
+
     def __init__(self, precision: Precision, dtype: torch.dtype) -> None:
         super().__init__(precision, dtype, uses_bf16=dtype == torch.bfloat16)
-
-    @property
-    def alternative(self) -> str:
-        return "fp16"

@@ -16,14 +16,11 @@ INT4_GROUP_SIZE = 128
 
 
 class TorchAoStrategy(PrecisionStrategy):
+    alternative = "int8"
     required_packages = ("torchao", "accelerate")
 
     def __init__(self, precision: Precision) -> None:
         super().__init__(precision, torch.bfloat16, uses_bf16=True)
-
-    @property
-    def alternative(self) -> str:
-        return "int8"
 
     def quantization_config(self) -> Any:
         from torchao.quantization import (
