@@ -145,10 +145,6 @@ def _changed_after_start(observations: Observations, manifest: QuantEval) -> str
     return ""
 
 
-def _finished(job: JobObservation | None) -> bool:
-    return job is not None and (job.complete or job.failed_condition)
-
-
 def _runs_to_start(
     runs: list[Run],
     job_by_run: Mapping[str, JobObservation],
@@ -159,7 +155,7 @@ def _runs_to_start(
     """The Jobs of the next runs, as many as parallelism leaves room for: never a run that has a
     Job, that finished before (its Job since removed), or whose Job was refused this pass."""
     spec = manifest.spec
-    active = sum(1 for job in job_by_run.values() if not _finished(job))
+    active = sum(1 for job in job_by_run.values() if not job.finished)
     room = 0 if spec.suspend else max(0, spec.parallelism - active)
     done = recorded_runs(observations.previous)
     due = [r for r in runs if r.id not in job_by_run and r.id not in done
@@ -197,7 +193,8 @@ def plan_pass(observations: Observations, settings: Settings) -> Plan:
         pods_by_run.setdefault(run_id, []).append(pod)
     report_job = job_by_run.pop(REPORT, None)
     done = recorded_runs(previous)
-    if report_job is None and all(r.id in done or _finished(job_by_run.get(r.id)) for r in runs):
+    ended = all(r.id in done or (r.id in job_by_run and job_by_run[r.id].finished) for r in runs)
+    if report_job is None and ended:
         entries = run_entries(runs, job_by_run, pods_by_run, previous, spec.suspend)
         job = render_report_job(manifest, settings, failure_reasons(entries))
         message = f"Job {job['metadata']['name']}"

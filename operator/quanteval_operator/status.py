@@ -53,6 +53,11 @@ class JobObservation:
     uid: str = ""  # its pods' controller owner reference names it
     created: str = ""  # metadata.creationTimestamp
 
+    @property
+    def finished(self) -> bool:
+        """Complete or Failed: the Job runs no pod again."""
+        return self.complete or self.failed_condition
+
 
 class PodPhase(StrEnum):
     """Kubernetes' pod phases (core/v1 PodStatus.phase), not our run states."""
@@ -263,7 +268,7 @@ def _finished_conditions(
 ) -> list[dict[str, Any]]:
     """All runs terminal: Succeeded waits for the report (the gate), then says how runs went."""
     job = report.job
-    if job is None or not (job.complete or job.failed_condition):
+    if job is None or not job.finished:
         message = "all runs finished; writing the report"
         conditions = set_condition(
             conditions,
@@ -466,7 +471,7 @@ def podless_jobs(
     FailedCreate Event then says why)."""
     stuck = {}
     for run_id, job in jobs.items():
-        if job.complete or job.failed_condition or job.suspended or pods.get(run_id):
+        if job.finished or job.suspended or pods.get(run_id):
             continue
         if not job.uid or not job.created:
             continue

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from quanteval.api.errors import OutOfMemoryError
+from quanteval.api.errors import CannotLoadError, OutOfMemoryError
 from quanteval.api.spec import GenerationSpec
-from quanteval.precisions import Precision
+from quanteval.precisions import BYTES_PER_PARAMETER, Precision
 from quanteval_worker.device import detect_device
 from quanteval_worker.generation import SeededRowSampler
 from quanteval_worker.loading import load_causal_lm, weights_bytes
@@ -71,9 +71,6 @@ GPU_METHODS = [
 def test_torchao_and_hqq_load_on_the_gpu_saving_what_their_bits_say(
     gpu_llama_dir: Path, precision: Precision, package: str
 ) -> None:
-    from quanteval.api.errors import CannotLoadError
-    from quanteval.precisions import BYTES_PER_PARAMETER
-
     pytest.importorskip(package, reason=f"{package} is not installed on this machine")
     device = detect_device()
     try:

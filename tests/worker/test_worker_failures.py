@@ -199,10 +199,13 @@ def test_out_of_memory_is_recognised_as_torch_raises_it(error: str) -> None:
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="on a GPU an HQQ run loads")
 def test_a_gpu_only_precision_on_a_cpu_exits_4_before_anything_loads(
     tmp_path: Path, tiny_llama_dir: Path
 ) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU an HQQ run loads")
     spec = _spec_json(str(tmp_path / "out"), str(tiny_llama_dir), ["hqq-4bit"])
     code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
     assert code == ExitCode.CANNOT_LOAD
