@@ -16,6 +16,7 @@ class RunOutcome:
     model: str
     precision: Precision
     state: str  # Succeeded, Failed, ...
+    baseline_model: str | None = None  # the entry it compares with, when not its own model
     f1_macro: float | None = None
     accuracy: float | None = None
     intensity: float | None = None
@@ -51,6 +52,7 @@ def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str =
         model=result.model,
         precision=result.precision,
         state=state,
+        baseline_model=result.baseline_model,
         f1_macro=m.f1_macro,
         accuracy=m.accuracy,
         intensity=m.intensity,
@@ -85,6 +87,7 @@ class Comparison:
     time_ratio: float | None  # generation time / the baseline's
     dollar_ratio: float | None = None  # dollars / the baseline's (both priced)
     peak_excess_bytes: int | None = None  # peak memory above the baseline's (when both known)
+    baseline_run_id: str | None = None  # the run compared with (when it succeeded)
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:
@@ -97,19 +100,26 @@ def _saving(value: int | None, base: int | None) -> float | None:
     return 100.0 * (1 - value / base)
 
 
+def is_baseline_run(outcome: RunOutcome, baseline: Precision) -> bool:
+    return outcome.precision == baseline and outcome.baseline_model is None
+
+
 def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]:
-    """Each run against the same model's run at `baseline` (None where either is missing)."""
+    """Each run against its model's run at `baseline`, or its baselineModel's (None where either
+    is missing)."""
     baselines = {
-        o.model: o for o in outcomes if o.precision == baseline and o.state == RunState.SUCCEEDED
+        o.model: o
+        for o in outcomes
+        if is_baseline_run(o, baseline) and o.state == RunState.SUCCEEDED
     }
     rows = []
     for outcome in outcomes:
-        base = baselines.get(outcome.model)
+        base = baselines.get(outcome.baseline_model or outcome.model)
         ok = outcome.state == RunState.SUCCEEDED and base is not None
         rows.append(
             Comparison(
                 outcome=outcome,
-                is_baseline=outcome.precision == baseline,
+                is_baseline=is_baseline_run(outcome, baseline),
                 memory_saving_pct=_saving(outcome.peak_memory_bytes, base.peak_memory_bytes)
                 if ok and base
                 else None,
@@ -129,6 +139,7 @@ def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]
                 and outcome.peak_memory_bytes is not None
                 and base.peak_memory_bytes is not None
                 else None,
+                baseline_run_id=base.run_id if base else None,
             )
         )
     return rows

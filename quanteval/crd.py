@@ -158,6 +158,20 @@ def spec_schema() -> dict[str, Any]:
             "message": "each precision may appear once",
         },
         {
+            "rule": "self.models.all(m, !has(m.precisions)"
+            " || m.precisions.all(p, m.precisions.exists_one(q, q == p)))",
+            "message": "each precision may appear once in a model's precisions",
+        },
+        {
+            "rule": "self.models.all(m, !has(m.baselineModel) || m.baselineModel != m.name)",
+            "message": "a model cannot be its own baselineModel",
+        },
+        {
+            "rule": "self.models.all(m, !has(m.baselineModel)"
+            " || self.models.exists(n, n.name == m.baselineModel))",
+            "message": "baselineModel must name an entry of models",
+        },
+        {
             "rule": "!has(self.tasks) || 'generation' in self.tasks",
             "message": "tasks must hold generation (the intensity task runs beside it)",
         },

@@ -23,7 +23,7 @@ class Run:
 
     @property
     def is_baseline(self) -> bool:
-        return self.precision == self.baseline
+        return self.precision == self.baseline and self.model.baseline_model is None
 
 
 def run_id(model: ModelSpec, precision: Precision) -> str:
@@ -54,7 +54,7 @@ def content_hash(spec: QuantEvalSpec, model: ModelSpec, precision: Precision) ->
 
 
 def expand(spec: QuantEvalSpec) -> list[Run]:
-    """One run per (model, precision), in the spec's order."""
+    """One run per model and each of its precisions, in the spec's order."""
     baseline = spec.baseline_precision
     return [
         Run(
@@ -65,7 +65,7 @@ def expand(spec: QuantEvalSpec) -> list[Run]:
             content_hash=content_hash(spec, model, precision),
         )
         for model in spec.models
-        for precision in spec.precisions
+        for precision in spec.precisions_of(model)
     ]
 
 

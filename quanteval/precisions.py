@@ -1,7 +1,10 @@
 """Precision names, their order, and their storage cost. No torch here: the operator uses it.
 
 A name says its backend where more than one could mean it: `int8` is bitsandbytes LLM.int8 (the
-study's), `torchao-int8wo` is torchao's int8 weight-only, `hqq-4bit` is HQQ at 4 bits.
+study's), `torchao-int8wo` is torchao's int8 weight-only, `hqq-4bit` is HQQ at 4 bits. `native` is
+a checkpoint as it was quantized before we got it (its own quantization_config, or a GGUF file run
+by llama.cpp): what it stores is the checkpoint's to say, so it has no fixed size and is never a
+default baseline.
 """
 
 from enum import StrEnum
@@ -20,6 +23,7 @@ class Precision(StrEnum):
     HQQ_4BIT = "hqq-4bit"
     HQQ_3BIT = "hqq-3bit"
     HQQ_2BIT = "hqq-2bit"
+    NATIVE = "native"
 
 
 # Highest first: the default baseline of a model is the first of these that its runs use.
@@ -36,6 +40,7 @@ PRECISION_ORDER: tuple[Precision, ...] = (
     Precision.HQQ_4BIT,
     Precision.HQQ_3BIT,
     Precision.HQQ_2BIT,
+    Precision.NATIVE,
 )
 
 # Bytes per parameter of the quantized weights with their scales: bitsandbytes 4-bit packs two
@@ -58,9 +63,11 @@ BYTES_PER_PARAMETER: dict[Precision, float] = {
 }
 
 
-def default_baseline(precisions: list[Precision] | tuple[Precision, ...]) -> Precision:
-    """The highest precision present."""
-    return min(precisions, key=PRECISION_ORDER.index)
+def default_baseline(precisions: list[Precision] | tuple[Precision, ...]) -> Precision | None:
+    """The highest precision present; never native (a checkpoint's own quantization is what is
+    measured against a reference, not the reference). None when native is all there is."""
+    chosen = [p for p in precisions if p != Precision.NATIVE]
+    return min(chosen, key=PRECISION_ORDER.index) if chosen else None
 
 
 def parse_precision_suffix(name: str) -> tuple[str, Precision] | None:

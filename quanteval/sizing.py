@@ -2,6 +2,7 @@
 
 import math
 
+from quanteval.api.result import CheckpointQuantization
 from quanteval.precisions import BYTES_PER_PARAMETER, Precision
 
 DEFAULT_GPU_MEMORY_GIB = 80.0
@@ -12,8 +13,15 @@ GPU_WEIGHTS_SHARE = 0.85
 LOAD_OVERHEAD = 1.15
 
 
-def estimate_weights_bytes(parameters: float, precision: Precision) -> int:
-    return int(parameters * BYTES_PER_PARAMETER[precision])
+def estimate_weights_bytes(
+    parameters: float, precision: Precision, checkpoint: CheckpointQuantization | None = None
+) -> int | None:
+    """The weights' bytes at `precision`; a native checkpoint's from its own quantization
+    (None where it is unknown)."""
+    per_parameter = BYTES_PER_PARAMETER.get(precision)
+    if precision == Precision.NATIVE:
+        per_parameter = checkpoint.bytes_per_parameter if checkpoint else None
+    return None if per_parameter is None else int(parameters * per_parameter)
 
 
 def gpus_needed(weights_bytes: int, gpu_memory_gib: float = DEFAULT_GPU_MEMORY_GIB) -> int:

@@ -22,6 +22,7 @@ from quanteval.api.termination import TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
 from quanteval.intensity import intensity_run
 from quanteval.matrix import expand
+from quanteval.precisions import Precision
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
 from quanteval_cli import worker
 
@@ -135,7 +136,16 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         if params is None:
             table.add_row(run.id, run.model.name, run.precision.value, "unknown", "-", "1 (?)")
             continue
-        weights = estimate_weights_bytes(params, run.precision)
+        checkpoint = None
+        if run.precision == Precision.NATIVE:
+            checkpoint = worker.checkpoint_quantization(run.model.source)
+        weights = estimate_weights_bytes(params, run.precision, checkpoint)
+        if weights is None:
+            table.add_row(
+                run.id, run.model.name, run.precision.value, f"{params / 1e9:.2f}B",
+                "unknown (native: no quantization config read)", "1 (?)",
+            )  # fmt: skip
+            continue
         gpus = (
             spec.resources.gpus
             if spec.resources.gpus != "auto"

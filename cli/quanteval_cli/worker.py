@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from quanteval.api.errors import CannotLoadError
 
 if TYPE_CHECKING:
+    from quanteval.api.result import CheckpointQuantization
     from quanteval.api.spec import ClassifierSpec
 
 INSTALL_HINT = "install the worker extra: pip install 'quanteval[worker]'"
@@ -35,6 +36,16 @@ def count_parameters(source: str) -> int | None:
     except ImportError:
         return None
     return count(source)
+
+
+def checkpoint_quantization(source: str) -> "CheckpointQuantization | None":
+    """How a pre-quantized checkpoint says it was quantized; None without the worker or the
+    files (hub ids are not fetched)."""
+    try:
+        from quanteval_worker.parameters import checkpoint_quantization as read
+    except ImportError:
+        return None
+    return read(source)
 
 
 def classify(

@@ -147,14 +147,17 @@ def check_run_spec_size(manifest: QuantEval) -> None:
 
 
 def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:
-    """GPUs for a run: the spec's number, or sized from `parameters`; None when unknown."""
+    """GPUs for a run: the spec's number, or sized from `parameters`; None when unknown (a
+    native checkpoint's bytes a weight are in its files, which the operator does not read)."""
     resources = manifest.spec.resources
     if resources.gpus != "auto":
         return resources.gpus
     if run.model.parameters is None:
         return None
-    gpu_memory = resources.gpu_memory_gib or settings.gpu_memory_gib
-    return gpus_needed(estimate_weights_bytes(run.model.parameters, run.precision), gpu_memory)
+    weights = estimate_weights_bytes(run.model.parameters, run.precision)
+    if weights is None:
+        return None
+    return gpus_needed(weights, resources.gpu_memory_gib or settings.gpu_memory_gib)
 
 
 GIB = 2**30

@@ -190,6 +190,7 @@ def _outcome(run: Run, entry: dict[str, Any]) -> RunOutcome:
         model=run.model.name,
         precision=run.precision,
         state=entry["state"],
+        baseline_model=run.model.baseline_model,
         f1_macro=metrics.get("f1Macro"),
         accuracy=metrics.get("accuracy"),
         intensity=metrics.get("intensity"),
@@ -214,6 +215,8 @@ def summarize(
         if row.outcome.state != RunState.SUCCEEDED or row.is_baseline:
             continue
         item: dict[str, Any] = {"id": row.outcome.run_id}
+        if row.outcome.baseline_model is not None and row.baseline_run_id is not None:
+            item["against"] = row.baseline_run_id  # another entry's run: say which
         if row.memory_saving_pct is not None:
             item["memorySavingPct"] = round(row.memory_saving_pct, 1)
         if row.f1_delta_pp is not None:
@@ -391,7 +394,8 @@ def aggregate(
             "False",
             Reason.PARAMETERS_UNKNOWN,
             f"models {', '.join(unsized_models)} get 1 GPU: set spec.models[].parameters or "
-            "spec.resources.gpus",
+            "spec.resources.gpus (a native checkpoint's size is in its files: "
+            "spec.resources.gpus, or quanteval plan to read them)",
             generation,
             now,
         )

@@ -157,6 +157,32 @@ class PeakCause(_Model):
     bytes: int
 
 
+class CheckpointQuantization(_Model):
+    """How a pre-quantized checkpoint (precision native) was quantized, as its files say."""
+
+    method: str  # quant_method: gptq, awq, bitsandbytes, torchao, compressed-tensors, gguf, ...
+    bits: int | None = None  # weight bits (None where the checkpoint does not say)
+    group_size: int | None = None  # weights sharing one scale (None: per row, or unsaid)
+    kind: str = ""  # the method's own name of the variant: nf4, Int8WeightOnlyConfig, Q4_1, ...
+
+    @property
+    def bytes_per_parameter(self) -> float | None:
+        """Storage per weight: the bits, and a 16-bit scale and zero point per group."""
+        if self.bits is None:
+            return None
+        return self.bits / 8 + (4 / self.group_size if self.group_size else 0.0)
+
+    def describe(self) -> str:
+        """`gptq, 4-bit, group 128`."""
+        same = not self.kind or self.kind.lower() == self.method
+        parts = [self.method if same else f"{self.method} {self.kind}"]
+        if self.bits is not None:
+            parts.append(f"{self.bits}-bit")
+        if self.group_size is not None:
+            parts.append(f"group {self.group_size}")
+        return ", ".join(parts)
+
+
 class RunResult(_Model):
     schema_version: Literal["quanteval.io/result/v1"] = RESULT_SCHEMA
     evaluation: EvaluationRef
@@ -168,6 +194,10 @@ class RunResult(_Model):
     baseline: Precision
     content_hash: str
     device: str
+    # The entry this run's model is a quantization of, when it is compared with that one's run.
+    baseline_model: str | None = None
+    # Precision native: how the checkpoint was quantized before we got it.
+    checkpoint_quantization: CheckpointQuantization | None = None
     batch_size: int
     metrics: RunMetrics
     per_emotion: dict[str, EmotionScores]

@@ -60,6 +60,22 @@ class ModelSpec(_Model):
     """Hub revision (branch, tag or commit) to pin for reproducibility."""
     parameters: Annotated[float | None, Field(gt=0, le=1e13)] = None
     """Parameter count, for GPU sizing (gpus: auto) without inspecting the model."""
+    precisions: Annotated[
+        list[Precision] | None, Field(min_length=1, max_length=len(Precision))
+    ] = None
+    """This model's precisions, instead of spec.precisions (a pre-quantized checkpoint: native)."""
+    baseline_model: Annotated[str | None, Field(max_length=MAX_MODEL_NAME)] = None
+    """Name of another entry of models that this one is a quantization of: its runs compare
+    against that entry's baseline run, as a precision of the same model would (a GPTQ checkpoint
+    at native against the original at fp16).
+    """
+
+    @field_validator("precisions")
+    @classmethod
+    def _unique_precisions(cls, value: list[Precision] | None) -> list[Precision] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each precision may appear once")
+        return value
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -329,9 +345,11 @@ class QuantEvalSpec(_Model):
     models: Annotated[list[ModelSpec], Field(min_length=1, max_length=64)]
     """Models to evaluate; each runs at every precision."""
     precisions: Annotated[list[Precision], Field(min_length=1, max_length=len(Precision))]
-    """Precisions: fp32, bf16, fp16 (torch dtypes), int8 (bitsandbytes LLM.int8), nf4, fp4
-    (bitsandbytes 4-bit, bf16 compute), torchao-int8wo, torchao-float8, torchao-int4wo (torchao
-    weight-only), hqq-4bit, hqq-3bit, hqq-2bit (HQQ, GPU only).
+    """Precisions of every model without its own: fp32, bf16, fp16 (torch dtypes), int8
+    (bitsandbytes LLM.int8), nf4, fp4 (bitsandbytes 4-bit, bf16 compute), torchao-int8wo,
+    torchao-float8, torchao-int4wo (torchao weight-only), hqq-4bit, hqq-3bit, hqq-2bit (HQQ, GPU
+    only), native (the checkpoint as it was quantized: its quantization_config, or a GGUF file
+    run by llama.cpp).
     """
     emotions: (
         Annotated[str, Field(max_length=32)]
@@ -339,7 +357,9 @@ class QuantEvalSpec(_Model):
     ) = "isear"
     """A built-in emotion set (isear, ekman7) or an explicit list of emotion names."""
     baseline: Precision | None = None
-    """Precision the others are compared with; default: the highest present."""
+    """Precision the others are compared with; default: the highest of precisions other than
+    native.
+    """
     prompt_set: Annotated[str | None, Field(max_length=32)] = None
     """A built-in prompt set: paper (the study's ten seed prompts). Default when prompts is not set.
     """
@@ -430,6 +450,12 @@ class QuantEvalSpec(_Model):
             self._check_intensity_texts()
         if self.baseline is not None and self.baseline not in self.precisions:
             raise ValueError(f"baseline: {self.baseline} is not one of precisions")
+        if self.baseline is None and default_baseline(self.precisions) is None:
+            raise ValueError(
+                "baseline: native is never the default baseline (it is what is measured); add "
+                "the precision to compare with to precisions (fp16, say), or set baseline: native"
+            )
+        self._check_baseline_models()
         if self.classifier.builtin is not None:
             unknown = [e for e in self.emotion_names if e not in ALL_BUILTIN_EMOTIONS]
             if unknown:
@@ -438,6 +464,40 @@ class QuantEvalSpec(_Model):
                     f"{', '.join(ALL_BUILTIN_EMOTIONS)}); set classifier.source and labelMap"
                 )
         return self
+
+    def _check_baseline_models(self) -> None:
+        """Every model's runs have a baseline run to compare with: its own, or its
+        baselineModel's."""
+        by_name = {m.name: m for m in self.models}
+        baseline = self.baseline_precision
+        for index, model in enumerate(self.models):
+            field = f"models[{index}]"
+            reference = model.baseline_model
+            if reference is None:
+                if baseline not in self.precisions_of(model):
+                    raise ValueError(
+                        f"{field}.precisions: {model.name} does not run the baseline "
+                        f"({baseline}), so its runs have nothing to compare with; add {baseline}, "
+                        "or set baselineModel to the entry it is a quantization of"
+                    )
+                continue
+            if reference == model.name:
+                raise ValueError(f"{field}.baselineModel: a model cannot be its own baseline")
+            target = by_name.get(reference)
+            if target is None:
+                raise ValueError(
+                    f"{field}.baselineModel: {reference!r} names no entry of models (they are "
+                    f"{', '.join(by_name)})"
+                )
+            if target.baseline_model is not None:
+                raise ValueError(
+                    f"{field}.baselineModel: {reference!r} is compared with "
+                    f"{target.baseline_model!r} itself; name {target.baseline_model!r}"
+                )
+
+    def precisions_of(self, model: ModelSpec) -> list[Precision]:
+        """The model's own precisions, or the spec's."""
+        return model.precisions if model.precisions is not None else self.precisions
 
     def _check_intensity_texts(self) -> None:
         from quanteval.intensity import builtin_items  # the corpus is read only when it is used
@@ -468,7 +528,10 @@ class QuantEvalSpec(_Model):
 
     @property
     def baseline_precision(self) -> Precision:
-        return self.baseline or default_baseline(self.precisions)
+        baseline = self.baseline or default_baseline(self.precisions)
+        if baseline is None:  # refused by validation: native alone and no baseline
+            raise ValueError("spec.baseline: native is never the default baseline")
+        return baseline
 
 
 class Metadata(BaseModel):

@@ -41,9 +41,12 @@ class RunStatus(_Status):
 
 
 class ComparisonStatus(_Status):
-    """A run against its model's baseline precision."""
+    """A run against its model's baseline precision (or its baselineModel's baseline run)."""
 
     id: str
+    against: str | None = Field(
+        None, description="the run compared with, where it is another model's (baselineModel)"
+    )
     memory_saving_pct: float | None = None
     f1_delta_pp: float | None = Field(
         None, description="paired over samples once the report is written, else unpaired"

@@ -48,8 +48,10 @@ def similar_memory(a: int, b: int, tolerance: float = SIMILAR_MEMORY_TOLERANCE) 
 
 
 def _lower_precision(a: Precision, b: Precision) -> bool:
-    """Whether `a` stores fewer bits a weight than `b` (bf16 and fp16 are neither's lower)."""
-    return BYTES_PER_PARAMETER[a] < BYTES_PER_PARAMETER[b]
+    """Whether `a` stores fewer bits a weight than `b` (bf16 and fp16 are neither's lower; a
+    native checkpoint's bits are its own, so it is never known to be lower)."""
+    size_a, size_b = BYTES_PER_PARAMETER.get(a), BYTES_PER_PARAMETER.get(b)
+    return size_a is not None and size_b is not None and size_a < size_b
 
 
 def verdict(supported: int, contradicted: int, total: int) -> str:

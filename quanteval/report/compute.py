@@ -66,11 +66,14 @@ def model_baselines(records: Sequence[RunRecord]) -> dict[str, Precision]:
 def baseline_runs(
     records: Sequence[RunRecord], baselines: dict[str, Precision]
 ) -> dict[str, RunRecord]:
-    """Each model's succeeded baseline run (models whose baseline run failed: absent)."""
+    """Each model's succeeded baseline run (models whose baseline run failed, and models
+    compared with another's: absent)."""
     return {
         r.model: r
         for r in records
-        if r.state == RunState.SUCCEEDED and baselines.get(r.model) == r.precision
+        if r.state == RunState.SUCCEEDED
+        and baselines.get(r.model) == r.precision
+        and r.compared_model == r.model
     }
 
 
@@ -79,7 +82,7 @@ def _comparisons(
 ) -> dict[str, Comparison]:
     rows: dict[str, Comparison] = {}
     for model, baseline in baselines.items():
-        outcomes = [run_outcome(r) for r in records if r.model == model]
+        outcomes = [run_outcome(r) for r in records if r.compared_model == model]
         rows.update({row.outcome.run_id: row for row in compare(outcomes, baseline)})
     return rows
 
@@ -90,7 +93,8 @@ def against_baseline(
     comparison: Comparison | None,
     paired: PairedTest | None = None,
 ) -> BaselineComparison | None:
-    """The run against its model's baseline run; None unless both succeeded."""
+    """The run against its model's (or its baselineModel's) baseline run; None unless both
+    succeeded."""
     if record.state != RunState.SUCCEEDED or base is None or comparison is None:
         return None
     pairs = pair_by_sample(base.generations, record.generations)
@@ -132,7 +136,7 @@ def run_report(
         state=record.state,
         reason=record.reason,
         baseline=baseline,
-        is_baseline=record.precision == baseline,
+        is_baseline=record.precision == baseline and record.compared_model == record.model,
         samples=len(record.generations),
     )
     if record.result is None or record.state != RunState.SUCCEEDED:
@@ -140,6 +144,7 @@ def run_report(
     m = record.result.metrics
     texts = [g.text for g in record.generations]
     peak_note = peak_cause_note(comparison) if comparison else None
+    quantized = record.result.checkpoint_quantization
     return replace(
         row,
         f1_macro=m.f1_macro,
@@ -161,15 +166,19 @@ def run_report(
         intensity_task=record.result.intensity_task,
         on_pareto_front=on_front,
         warnings=(*record.result.warnings, *filter(None, [peak_note])),
+        checkpoint=quantized.describe() if quantized else "",
     )
 
 
 def model_parameters(records: Sequence[RunRecord]) -> dict[str, int]:
     """Each model's parameters, from its succeeded run at the most bytes a weight (its weights
-    bytes over that: exact at fp32/bf16/fp16, an estimate from a quantized run alone)."""
+    bytes over that: exact at fp32/bf16/fp16, an estimate from a quantized run alone; native
+    checkpoints, whose bytes a weight only they know, are left out)."""
     best: dict[str, RunRecord] = {}
     for r in records:
         if r.state != RunState.SUCCEEDED or r.result is None:
+            continue
+        if r.precision not in BYTES_PER_PARAMETER:
             continue
         known = best.get(r.model)
         if known is None or BYTES_PER_PARAMETER[r.precision] > BYTES_PER_PARAMETER[known.precision]:
@@ -231,7 +240,7 @@ def compute_report(
             r,
             baselines.get(r.model),
             against_baseline(
-                r, bases.get(r.model), comparisons.get(r.run_id), paired.get(r.run_id)
+                r, bases.get(r.compared_model), comparisons.get(r.run_id), paired.get(r.run_id)
             ),
             r.run_id in front,
             comparisons.get(r.run_id),

@@ -25,6 +25,12 @@ class RunRecord:
     ratings: tuple[RatingRecord, ...] = ()  # the intensity task's, where it ran
     fidelity: TokenDistributions | None = None  # its pass over the reference corpus
 
+    @property
+    def compared_model(self) -> str:
+        """The model whose baseline run this one is compared with: its baselineModel, or its
+        own (a run without a result says nothing else)."""
+        return (self.result.baseline_model if self.result else None) or self.model
+
 
 @dataclass(frozen=True)
 class ExpectedRun:

@@ -102,6 +102,7 @@ class RunReport:
     intensity_task: IntensityFigures | None = None  # the run's own, from result.json
     on_pareto_front: bool = False
     warnings: tuple[str, ...] = ()  # from result.json: what a reader must know (capped macro-F1)
+    checkpoint: str = ""  # precision native: how the checkpoint was quantized (gptq 4-bit, ...)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,9 @@ def table_cells(run: RunReport) -> list[str]:
     c = run.vs_baseline or NO_COMPARISON
     f1_ci = run.intervals.f1_macro_ci95 if run.intervals else None
     return [
-        run.run_id + (" (baseline)" if run.is_baseline else ""),
+        run.run_id
+        + (f" ({run.checkpoint})" if run.checkpoint else "")
+        + (" (baseline)" if run.is_baseline else ""),
         run.state,
         f"{num(run.f1_macro, '.3f')} {interval(f1_ci, '.3f')}".strip(),
         num(run.accuracy, ".3f"),

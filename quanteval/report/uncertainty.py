@@ -91,10 +91,11 @@ def _holm_by_id(tests: Mapping[str, PairedComparison | None]) -> dict[str, float
 def paired_tests(
     records: Sequence[RunRecord], bases: Mapping[str, RunRecord]
 ) -> dict[str, PairedTest]:
-    """Each succeeded run that is not its model's baseline, against that baseline, by run id."""
+    """Each succeeded run that is not its model's baseline, against that baseline (its
+    baselineModel's, where it names one), by run id."""
     measured: dict[str, tuple[RunRecord, int, int, PairedComparison | None]] = {}
     for record in records:
-        base = bases.get(record.model)
+        base = bases.get(record.compared_model)
         if record.state != RunState.SUCCEEDED or base is None or base.run_id == record.run_id:
             continue
         measured[record.run_id] = (record, *_pair(base, record))
@@ -102,7 +103,7 @@ def paired_tests(
     tests = {}
     for run_id, (record, pairs, unpaired, c) in measured.items():
         p_adjusted = adjusted.get(run_id)
-        latency = latency_ratio(bases[record.model], record)
+        latency = latency_ratio(bases[record.compared_model], record)
         if c is None:
             tests[run_id] = PairedTest(pairs, unpaired, verdict(None, None))
             continue

@@ -124,6 +124,21 @@ APPLY_REJECTIONS = [
         id="baseline-not-among-precisions",
     ),
     pytest.param(
+        _eval(models=[MODEL | {"precisions": ["int8", "int8"]}]),
+        ["spec", "each precision may appear once in a model's precisions"],
+        id="duplicate-model-precisions",
+    ),
+    pytest.param(
+        _eval(models=[MODEL | {"baselineModel": MODEL["name"]}]),
+        ["spec", "a model cannot be its own baselineModel"],
+        id="baseline-model-itself",
+    ),
+    pytest.param(
+        _eval(models=[MODEL, {"name": "gptq", "source": "/g", "baselineModel": "llama"}]),
+        ["spec", "baselineModel must name an entry of models"],
+        id="baseline-model-names-no-entry",
+    ),
+    pytest.param(
         _eval(generation={"batchSize": 0}),
         ["spec.generation.batchSize", "must be an integer from 1 to 4096, or auto"],
         id="batch-size-0",

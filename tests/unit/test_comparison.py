@@ -127,6 +127,35 @@ def test_each_model_compares_with_its_own_baseline() -> None:
     _assert_no_numbers(rows["k-nf4"])
 
 
+def test_a_native_checkpoint_compares_with_its_baseline_model() -> None:
+    gptq = dataclasses.replace(
+        _outcome("m-gptq", Precision.NATIVE, f1=0.45, peak=2 * GIB, weights=GIB, seconds=30.0),
+        baseline_model="m",
+    )
+    rows = _by_id(compare([FP32, BF16, gptq], Precision.FP32))
+
+    row = rows["m-gptq-native"]
+    assert row.is_baseline is False
+    assert row.baseline_run_id == "m-fp32"
+    assert row.memory_saving_pct == pytest.approx(80.0)
+    assert row.f1_delta_pp == pytest.approx(-5.0)
+    assert row.time_ratio == pytest.approx(1.5)
+    assert rows["m-bf16"].baseline_run_id == "m-fp32"
+
+
+def test_a_baseline_model_entry_at_the_baseline_precision_is_not_a_baseline() -> None:
+    """An entry compared with another model is never that model's baseline, even at fp32."""
+    finetune = dataclasses.replace(
+        _outcome("m-tuned", Precision.FP32, f1=0.6, peak=10 * GIB, seconds=20.0),
+        baseline_model="m",
+    )
+    rows = _by_id(compare([finetune, FP32], Precision.FP32))
+
+    assert rows["m-tuned-fp32"].is_baseline is False
+    assert rows["m-tuned-fp32"].f1_delta_pp == pytest.approx(10.0)
+    assert rows["m-fp32"].is_baseline is True
+
+
 def test_missing_measurements_give_none_for_that_number_only() -> None:
     partial = _outcome("m", Precision.INT8, f1=0.45, peak=None, weights=2 * GIB, seconds=None)
     row = _by_id(compare([FP32, partial], Precision.FP32))["m-int8"]

@@ -295,9 +295,11 @@ def test_explicit_gpus_win_over_sizing(quickstart_dict: Manifest) -> None:
 def test_auto_gpus_from_parameters_and_precision(quickstart_dict: Manifest) -> None:
     # 70e9 parameters on 80 GiB GPUs, 85% of each for weights, 15% load overhead.
     manifest = _manifest(_sized(quickstart_dict, 70e9))
-    expected = {"fp32": 5, "bf16": 3, "fp16": 3, "int8": 2, "nf4": 1, "fp4": 1}
-    expected |= {"torchao-int8wo": 2, "torchao-float8": 2, "torchao-int4wo": 1}
+    expected: dict[str, int | None] = {"fp32": 5, "bf16": 3, "fp16": 3, "int8": 2, "nf4": 1}
+    expected |= {"fp4": 1, "torchao-int8wo": 2, "torchao-float8": 2, "torchao-int4wo": 1}
     expected |= {"hqq-4bit": 1, "hqq-3bit": 1, "hqq-2bit": 1}
+    # A native checkpoint's bytes a weight are in its files, which the operator does not read.
+    expected |= {"native": None}
 
     got = {r.precision.value: gpus_for(manifest, r, SETTINGS) for r in expand(manifest.spec)}
     limits = {
@@ -306,8 +308,7 @@ def test_auto_gpus_from_parameters_and_precision(quickstart_dict: Manifest) -> N
     }
 
     assert got == expected
-    assert limits == {k: str(v) for k, v in expected.items()}
-    assert expected["fp32"] > expected["int8"]
+    assert limits == {k: str(v or 1) for k, v in expected.items()}
 
 
 def test_auto_gpus_use_the_spec_gpu_memory(quickstart_dict: Manifest) -> None:
@@ -317,7 +318,7 @@ def test_auto_gpus_use_the_spec_gpu_memory(quickstart_dict: Manifest) -> None:
 
     assert got == {"fp32": 9, "bf16": 5, "fp16": 5, "int8": 3, "nf4": 2, "fp4": 2} | {
         "torchao-int8wo": 3, "torchao-float8": 3, "torchao-int4wo": 2,
-        "hqq-4bit": 2, "hqq-3bit": 2, "hqq-2bit": 1,
+        "hqq-4bit": 2, "hqq-3bit": 2, "hqq-2bit": 1, "native": None,
     }  # fmt: skip
 
 

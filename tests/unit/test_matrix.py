@@ -270,3 +270,31 @@ def test_run_output_uri_with_a_trailing_slash(quickstart_dict: Manifest) -> None
 
     assert run_output_uri("s3://b/p/", run) == "s3://b/p/runs/smollm2-135m-fp32"
     assert run_output_uri("file:///tmp/out", run) == "file:///tmp/out/runs/smollm2-135m-fp32"
+
+
+def test_a_model_runs_its_own_precisions_and_compares_with_its_baseline_model(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["models"].append(
+        {
+            "name": "smollm2-gptq",
+            "source": "org/smollm2-gptq",
+            "precisions": ["native"],
+            "baselineModel": "smollm2-135m",
+        }
+    )
+    runs = expand(_parse(quickstart_dict).spec)
+
+    assert [r.id for r in runs][-2:] == ["smollm2-135m-nf4", "smollm2-gptq-native"]
+    native = runs[-1]
+    assert native.precision == Precision.NATIVE
+    assert native.is_baseline is False
+    assert native.model.baseline_model == "smollm2-135m"
+    assert [r.id for r in runs if r.is_baseline] == ["smollm2-135m-fp32"]
+
+
+def test_native_is_never_the_default_baseline(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["precisions"] = ["native", "int8", "bf16"]
+
+    assert _parse(quickstart_dict).spec.baseline_precision == Precision.BF16
+    assert default_baseline([Precision.NATIVE]) is None

@@ -10,7 +10,7 @@ import pytest
 
 from quanteval.api.errors import ExitCode, InvalidSpecError
 from quanteval.api.records import SampleRecord
-from quanteval.api.result import ClassifierReference, IntensityFigures
+from quanteval.api.result import CheckpointQuantization, ClassifierReference, IntensityFigures
 from quanteval.api.termination import ReportMessage
 from quanteval.precisions import Precision
 from quanteval.report import REPORT_SCHEMA, BuiltReport, ExpectedRun, build_report
@@ -716,3 +716,37 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
     assert "1,234 J per 1,000 of its ratings" in flat
     assert "it ranks intensities better than the classifier" in flat  # [0.6, 0.9] vs [0.1, 0.5]
     assert from_json((root / "report.json").read_text()) == built.report
+
+
+def test_a_native_checkpoint_is_compared_with_its_baseline_model(tmp_path: Path) -> None:
+    """m-gptq at native names m as its baselineModel: paired against m-fp32 like a precision of
+    m, its own quantization in its row, and never m-gptq's own baseline."""
+    root = tmp_path / "eval"
+    right = set(range(30))
+    write_run(
+        root,
+        "m-fp32",
+        make_result("m", FP32, f1=0.5, weights=1000, peak=1200, seconds=1.0),
+        _many(right),
+    )
+    gptq = make_result("m-gptq", Precision.NATIVE, f1=0.4, weights=250, peak=400, seconds=2.0)
+    gptq = gptq.model_copy(
+        update={
+            "baseline_model": "m",
+            "checkpoint_quantization": CheckpointQuantization(
+                method="gptq", bits=4, group_size=128
+            ),
+        }
+    )
+    write_run(root, "m-gptq-native", gptq, _many(set(sorted(right)[:10])))
+    built = build_report(str(root))
+    native = _runs(built.report)["m-gptq-native"]
+
+    assert native.is_baseline is False
+    assert native.checkpoint == "gptq, 4-bit, group 128"
+    assert native.vs_baseline is not None and native.vs_baseline.paired is not None
+    assert native.vs_baseline.paired.pairs == 40
+    assert native.vs_baseline.paired.verdict == "significantly worse"
+    assert native.vs_baseline.weights_saving_pct == pytest.approx(75.0)
+    assert "m-gptq-native (gptq, 4-bit, group 128)" in built.files.markdown
+    assert "- m-gptq-native against m-fp32: **significantly worse**" in built.files.markdown

@@ -217,6 +217,41 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], list[str]]] = [
         ["spec.intensity.texts", "textsFrom"],
     ),
     ("metadata-name-uppercase", _set("metadata.name", "QuickStart"), ["metadata.name"]),
+    (
+        "native-alone-without-baseline",
+        _set("spec.precisions", ["native"]),
+        ["baseline", "native is never the default baseline"],
+    ),
+    (
+        "model-duplicate-precisions",
+        _set("spec.models.0.precisions", ["int8", "int8"]),
+        ["spec.models[0].precisions", "each precision may appear once"],
+    ),
+    (
+        "model-precisions-without-the-baseline",
+        _set("spec.models.0.precisions", ["int8"]),
+        ["models[0].precisions", "does not run the baseline (fp32)", "baselineModel"],
+    ),
+    (
+        "baseline-model-itself",
+        _set("spec.models.0.baselineModel", "smollm2-135m"),
+        ["models[0].baselineModel", "its own baseline"],
+    ),
+    (
+        "baseline-model-names-no-entry",
+        _set("spec.models.0.baselineModel", "llama"),
+        ["models[0].baselineModel", "'llama' names no entry", "smollm2-135m"],
+    ),
+    (
+        "baseline-model-chain",
+        _both(
+            _add_model("gptq"),
+            _add_model("awq"),
+            _set("spec.models.1.baselineModel", "smollm2-135m"),
+            _set("spec.models.2.baselineModel", "gptq"),
+        ),
+        ["models[2].baselineModel", "'gptq' is compared with 'smollm2-135m'"],
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from quanteval.api.layout import FIDELITY_FILE, GENERATIONS_FILE, RATINGS_FILE
 from quanteval.api.records import SampleRecord, sha256_hex
 from quanteval.api.result import (
+    CheckpointQuantization,
     EnergyFigures,
     FidelitySummary,
     GenerationSettings,
@@ -23,6 +24,7 @@ from quanteval.api.result import (
 )
 from quanteval.api.runspec import RunSpec
 from quanteval.cost import per_thousand, run_dollars
+from quanteval.precisions import Precision
 from quanteval.prompts import Sample, expand_samples
 from quanteval.storage import Storage
 from quanteval.textstats import distinct_n, percentile
@@ -58,7 +60,7 @@ from quanteval_worker.loading import (
 )
 from quanteval_worker.precisions import Bf16Mode, PrecisionStrategy, strategy_for
 from quanteval_worker.scoring import Scores, score
-from quanteval_worker.sources import ResolvedSource, resolve_source
+from quanteval_worker.sources import ResolvedSource, resolve_source, source_quantization
 from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
 
 
@@ -74,6 +76,7 @@ class Prepared:
     download_seconds: float  # fetching (or finding in the cache) the model's files
     tokenizer: Any
     samples: list[Sample]
+    checkpoint: CheckpointQuantization | None  # how the files were quantized before we got them
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ def prepare(spec: RunSpec) -> Prepared:
         resolve_source(spec.model.source, spec.model.revision, spec.s3_endpoint, spec.s3_region)
     )
     download_seconds = time.perf_counter() - began
+    checkpoint = source_quantization(source)
+    strategy.check_checkpoint(checkpoint, spec.model.source, device)
     tokenizer = load_tokenizer(source)
     check_prompt_format(tokenizer, spec.generation, source.location)
     samples = expand_samples(
@@ -114,7 +119,7 @@ def prepare(spec: RunSpec) -> Prepared:
         prompt_lengths(tokenizer, samples, spec.generation), samples, spec.generation
     )
     return Prepared(
-        device, strategy, bf16, classifier, source, download_seconds, tokenizer, samples
+        device, strategy, bf16, classifier, source, download_seconds, tokenizer, samples, checkpoint
     )
 
 
@@ -313,6 +318,8 @@ def assemble(
         baseline=spec.baseline,
         content_hash=spec.content_hash,
         device=prepared.device.kind,
+        baseline_model=spec.model.baseline_model,
+        checkpoint_quantization=prepared.checkpoint if spec.precision == Precision.NATIVE else None,
         batch_size=generated.settings.batch_size,
         metrics=metrics,
         per_emotion=scores.per_emotion,

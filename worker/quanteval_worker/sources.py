@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quanteval.api.errors import CannotLoadError
+from quanteval.api.result import CheckpointQuantization
+from quanteval.checkpoints import read_checkpoint_quantization
 from quanteval.storage import S3Storage
 
 
@@ -26,6 +28,7 @@ class ResolvedSource:
     location: str
     revision: str | None
     is_hub: bool
+    gguf: Path | None = None  # the GGUF file `location` holds the dequantized weights of
 
 
 def cache_dir() -> Path:
@@ -143,13 +146,28 @@ def resolve_source(
             raise CannotLoadError(f"model path {source} does not exist")
     else:
         return ResolvedSource(location=source, revision=revision, is_hub=True)
+    gguf = None
     if location.is_file():
         if location.suffix != ".gguf":
             raise CannotLoadError(f"{source}: a model file must be .gguf; otherwise give a folder")
-        location = dequantize_gguf(location)
+        gguf = location
     elif location.is_dir() and not (location / "config.json").exists():
         ggufs = sorted(location.glob("*.gguf"))
         if len(ggufs) != 1:
             raise CannotLoadError(f"{source}: the folder holds no config.json and no single .gguf")
-        location = dequantize_gguf(ggufs[0])
-    return ResolvedSource(location=str(location), revision=None, is_hub=False)
+        gguf = ggufs[0]
+    if gguf is not None:
+        location = dequantize_gguf(gguf)
+    return ResolvedSource(location=str(location), revision=None, is_hub=False, gguf=gguf)
+
+
+def source_quantization(source: ResolvedSource) -> CheckpointQuantization | None:
+    """How the source was quantized before we got it: a GGUF file's type, or the checkpoint's
+    quantization_config (None: plain weights)."""
+    if source.gguf is not None:
+        from quanteval_worker.gguf_files import gguf_quantization
+
+        return gguf_quantization(source.gguf)
+    if source.is_hub:
+        return None  # fetched before this is asked: a local folder by then
+    return read_checkpoint_quantization(Path(source.location))

@@ -7,6 +7,7 @@ from quanteval_worker.precisions.base import Bf16Mode, PrecisionStrategy
 from quanteval_worker.precisions.bnb_4bit import Bnb4BitStrategy
 from quanteval_worker.precisions.bnb_8bit import Bnb8BitStrategy
 from quanteval_worker.precisions.hqq import HqqStrategy
+from quanteval_worker.precisions.native import NativeStrategy
 from quanteval_worker.precisions.torch_dtype import TorchDtypeStrategy
 from quanteval_worker.precisions.torchao import (
     TorchAoFloat8Strategy,
@@ -27,6 +28,7 @@ STRATEGIES: dict[Precision, PrecisionStrategy] = {
     Precision.HQQ_4BIT: HqqStrategy(Precision.HQQ_4BIT),
     Precision.HQQ_3BIT: HqqStrategy(Precision.HQQ_3BIT),
     Precision.HQQ_2BIT: HqqStrategy(Precision.HQQ_2BIT),
+    Precision.NATIVE: NativeStrategy(),
 }
 
 

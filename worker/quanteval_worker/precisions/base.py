@@ -7,15 +7,50 @@ how transformers loads it. A new backend is one new module with one subclass, re
 """
 
 import importlib.util
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from quanteval.api.errors import CannotLoadError
+from quanteval.api.result import CheckpointQuantization
 from quanteval.precisions import Precision
 from quanteval_worker.device import DeviceInfo
 
 Bf16Mode = Literal["native", "emulated", "unused"]
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method needs to run: importable packages, devices, a compute capability."""
+
+    what: str  # "precision hqq-4bit", "native gptq checkpoint": the subject of the refusal
+    packages: tuple[str, ...] = ()
+    devices: frozenset[str] = frozenset({"cpu", "cuda"})
+    min_capability: tuple[int, int] | None = None
+    alternative: str = "fp16"
+    install: str = "pip install 'quanteval[worker]'"
+
+
+def check_needs(needs: Needs, device: DeviceInfo) -> None:
+    """Raise CannotLoadError (exit 4) with the reason and what to do instead."""
+    for package in needs.packages:
+        if importlib.util.find_spec(package) is None:
+            raise CannotLoadError(
+                f"{needs.what} needs {package}, which is not installed ({needs.install})"
+            )
+    if device.kind not in needs.devices:
+        raise CannotLoadError(
+            f"{needs.what} runs only on {' or '.join(sorted(needs.devices))}, not on "
+            f"{device.describe()}: use {needs.alternative} here, or run it on a GPU node "
+            "(spec.resources.gpus)"
+        )
+    needed = needs.min_capability if device.kind == "cuda" else None
+    if needed and device.capability is not None and device.capability < needed:
+        raise CannotLoadError(
+            f"{needs.what} needs compute capability {needed[0]}.{needed[1]} or later, which "
+            f"{device.describe()} does not have: use {needs.alternative}"
+        )
 
 
 class PrecisionStrategy:
@@ -43,24 +78,16 @@ class PrecisionStrategy:
 
     def check(self, device: DeviceInfo, allow_bf16_emulation: bool = False) -> Bf16Mode:
         """Raise CannotLoadError when this precision cannot run on `device`; say how bf16 runs."""
-        for package in self.required_packages:
-            if importlib.util.find_spec(package) is None:
-                raise CannotLoadError(
-                    f"precision {self.precision} needs {package}, which is not installed "
-                    "(pip install 'quanteval[worker]')"
-                )
-        if device.kind not in self.devices:
-            raise CannotLoadError(
-                f"precision {self.precision} runs only on {' or '.join(sorted(self.devices))}, "
-                f"not on {device.describe()}: use {self.alternative} here, or run it on a GPU "
-                "node (spec.resources.gpus)"
-            )
-        needed = self.min_capability if device.kind == "cuda" else None
-        if needed and device.capability is not None and device.capability < needed:
-            raise CannotLoadError(
-                f"precision {self.precision} needs compute capability {needed[0]}.{needed[1]} or "
-                f"later, which {device.describe()} does not have: use {self.alternative}"
-            )
+        check_needs(
+            Needs(
+                f"precision {self.precision}",
+                self.required_packages,
+                self.devices,
+                self.min_capability,
+                self.alternative,
+            ),
+            device,
+        )
         if not self.uses_bf16:
             return "unused"
         if device.native_bf16:
@@ -73,6 +100,18 @@ class PrecisionStrategy:
                 "(slower; the result records it)"
             )
         return "emulated"  # a CPU without bf16 instructions converts through fp32, as oneDNN does
+
+    def check_checkpoint(
+        self, checkpoint: CheckpointQuantization | None, source: str, device: DeviceInfo
+    ) -> None:
+        """Refuse a checkpoint this precision cannot take: one quantized before we got it (a
+        GGUF file's `checkpoint` is its own; the other precisions take its dequantized weights)."""
+        if checkpoint is not None and checkpoint.method != "gguf":
+            raise CannotLoadError(
+                f"{source} is already quantized ({checkpoint.describe()}): precision "
+                f"{self.precision} would quantize it again; use precision native for it as it "
+                "is, or the checkpoint it was quantized from"
+            )
 
     def quantization_config(self) -> Any:
         """The transformers quantization config, or None for a plain dtype. Override for methods."""
