@@ -13,6 +13,7 @@ QUICKSTART_RUN_IDS = [
     "smollm2-135m-bf16",
     "smollm2-135m-int8",
     "smollm2-135m-nf4",
+    "smollm2-135m-native",
 ]
 
 
@@ -27,7 +28,7 @@ def test_validate_quickstart(quickstart_path: Path, capsys: pytest.CaptureFixtur
 
     err = capsys.readouterr().err
     assert "valid" in err
-    assert "4 runs" in err
+    assert "5 runs" in err
     for run_id in QUICKSTART_RUN_IDS:
         assert run_id in err
     assert "error" not in err

@@ -50,7 +50,7 @@ def test_runs_are_models_times_precisions_in_order(quickstart_dict: Manifest) ->
     ]
 
 
-def test_quickstart_has_four_runs(quickstart_path: Path) -> None:
+def test_quickstart_has_five_runs(quickstart_path: Path) -> None:
     runs = expand(load_manifest(quickstart_path).spec)
 
     assert [r.id for r in runs] == [
@@ -58,8 +58,9 @@ def test_quickstart_has_four_runs(quickstart_path: Path) -> None:
         "smollm2-135m-bf16",
         "smollm2-135m-int8",
         "smollm2-135m-nf4",
+        "smollm2-135m-native",
     ]
-    assert [r.is_baseline for r in runs] == [True, False, False, False]
+    assert [r.is_baseline for r in runs] == [True, False, False, False, False]
     assert {r.baseline for r in runs} == {Precision.FP32}
 
 

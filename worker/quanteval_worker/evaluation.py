@@ -8,6 +8,7 @@ run. Generations are written before they are scored, so a scoring failure never 
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,11 +36,12 @@ from quanteval_worker.events import emit, log
 from quanteval_worker.fidelity import reference_sequences, score_reference
 from quanteval_worker.generation import (
     Generation,
-    Generator,
     check_prompt_format,
     check_prompt_lengths,
     prompt_lengths,
 )
+from quanteval_worker.gguf_engine import GgufModel, generator_for, llama_cpp_version
+from quanteval_worker.gguf_files import parameters_by_type
 from quanteval_worker.intensity import (
     classifier_reference,
     intensity_figures,
@@ -52,6 +54,7 @@ from quanteval_worker.loading import (
     fetch_source,
     gpu_memory_caps,
     load_causal_lm,
+    load_generation_config,
     load_tokenizer,
     quantization_settings,
     release_device_memory,
@@ -77,6 +80,7 @@ class Prepared:
     tokenizer: Any
     samples: list[Sample]
     checkpoint: CheckpointQuantization | None  # how the files were quantized before we got them
+    gguf_file: Path | None  # the GGUF file llama.cpp runs as shipped (None: transformers runs it)
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,10 @@ def prepare(spec: RunSpec) -> Prepared:
     download_seconds = time.perf_counter() - began
     checkpoint = source_quantization(source)
     strategy.check_checkpoint(checkpoint, spec.model.source, device)
+    gguf_file = source.gguf if spec.precision == Precision.NATIVE else None
+    if gguf_file is not None and device.kind != "cpu":
+        log("llama.cpp runs the GGUF file on the CPU (the worker's build has no CUDA)")
+        device = DeviceInfo("cpu")
     tokenizer = load_tokenizer(source)
     check_prompt_format(tokenizer, spec.generation, source.location)
     samples = expand_samples(
@@ -119,15 +127,45 @@ def prepare(spec: RunSpec) -> Prepared:
         prompt_lengths(tokenizer, samples, spec.generation), samples, spec.generation
     )
     return Prepared(
-        device, strategy, bf16, classifier, source, download_seconds, tokenizer, samples, checkpoint
+        device,
+        strategy,
+        bf16,
+        classifier,
+        source,
+        download_seconds,
+        tokenizer,
+        samples,
+        checkpoint,
+        gguf_file,
     )
+
+
+def _load_gguf(prepared: Prepared, gguf_file: Path) -> tuple[GgufModel, Loaded]:
+    model = GgufModel(gguf_file, load_generation_config(prepared.source))
+    quantization = {
+        "engine": "llama.cpp",
+        "llamaCppPython": llama_cpp_version(),
+        "file": gguf_file.name,
+        "fileType": prepared.checkpoint.kind if prepared.checkpoint else "",
+        "threads": model.threads,
+        # Measured here: the same prompt as the first or the second row of a batch gets logits
+        # apart by up to ~0.8 (ggml rounds activations to 8 bits in blocks; tiny differences in
+        # the batch's arithmetic cross rounding steps). Reproducible at one batch size.
+        "batchInvariant": False,
+    }
+    return model, Loaded(model.weights_bytes, parameters_by_type(gguf_file), quantization)
 
 
 def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> tuple[Any, Loaded]:
     caps = gpu_memory_caps(spec.gpu_memory_gib)
+    model: Any
     with tracker.phase("load"):
-        model = load_causal_lm(prepared.source, prepared.strategy, prepared.device, caps)
-    loaded = Loaded(weights_bytes(model), actual_dtypes(model), quantization_settings(model))
+        if prepared.gguf_file is not None:
+            model, loaded = _load_gguf(prepared, prepared.gguf_file)
+        else:
+            model = load_causal_lm(prepared.source, prepared.strategy, prepared.device, caps)
+    if prepared.gguf_file is None:
+        loaded = Loaded(weights_bytes(model), actual_dtypes(model), quantization_settings(model))
     log(
         "model loaded",
         seconds=round(tracker.seconds["load"], 2),
@@ -144,9 +182,10 @@ def generate(
         emit("progress", task="generation", done=done, total=total)
 
     emit("progress", task="generation", done=0, total=len(prepared.samples))
-    generator = Generator(model, prepared.tokenizer, spec.generation, prepared.device.kind)
+    generator = generator_for(model, prepared.tokenizer, spec.generation, prepared.device.kind)
     requested = spec.generation.batch_size
-    touch_weights(model)  # mapped checkpoint pages resident now: counted as the model's bytes
+    if prepared.gguf_file is None:  # llama.cpp read its weights into memory at load
+        touch_weights(model)  # mapped checkpoint pages resident now: counted as the model's bytes
     with tracker.phase("generation", holds_bytes=loaded.weights_bytes):
         generations, batch_size = generator.generate_all(
             prepared.samples,

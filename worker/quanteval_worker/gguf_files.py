@@ -33,3 +33,14 @@ def gguf_quantization(path: Path) -> CheckpointQuantization:
     if field is None:
         return CheckpointQuantization(method="gguf")
     return describe_file_type(LlamaFileType(int(field.parts[field.data[0]][0])).name)
+
+
+def parameters_by_type(path: Path) -> dict[str, int]:
+    """Weights per ggml tensor type (Q4_1, Q8_0, F32, ...): what the file really holds."""
+    from gguf import GGUFReader
+
+    counts: dict[str, int] = {}
+    for tensor in GGUFReader(str(path)).tensors:
+        name = tensor.tensor_type.name
+        counts[name] = counts.get(name, 0) + int(tensor.n_elements)
+    return counts

@@ -106,6 +106,17 @@ def load_tokenizer(source: ResolvedSource) -> Any:
     return tokenizer
 
 
+def load_generation_config(source: ResolvedSource) -> Any:
+    """The checkpoint's generation_config.json (its end-of-turn tokens), or None without one:
+    what transformers would attach to the model, for an engine that is not transformers."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(source.location, **_hub_kwargs(source))
+    except OSError:
+        return None
+
+
 def load_causal_lm(
     source: ResolvedSource,
     strategy: PrecisionStrategy,

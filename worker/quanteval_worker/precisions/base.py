@@ -107,10 +107,15 @@ class PrecisionStrategy:
         """Refuse a checkpoint this precision cannot take: one quantized before we got it (a
         GGUF file's `checkpoint` is its own; the other precisions take its dequantized weights)."""
         if checkpoint is not None and checkpoint.method != "gguf":
+            does = (
+                "would quantize it again"
+                if type(self).quantization_config is not PrecisionStrategy.quantization_config
+                else "would load it quantized all the same, under a name it is not"
+            )
             raise CannotLoadError(
                 f"{source} is already quantized ({checkpoint.describe()}): precision "
-                f"{self.precision} would quantize it again; use precision native for it as it "
-                "is, or the checkpoint it was quantized from"
+                f"{self.precision} {does}; use precision native for it as it is, or the "
+                "checkpoint it was quantized from"
             )
 
     def quantization_config(self) -> Any:
