@@ -21,6 +21,14 @@ from quanteval_operator.status import (
 
 from .conftest import REPO_ROOT, Manifest
 
+
+@pytest.fixture
+def quickstart_dict(quickstart_dict: Manifest) -> Manifest:
+    """The quickstart at its four transformers precisions: the scenarios here count four runs."""
+    quickstart_dict["spec"]["precisions"] = ["fp32", "bf16", "int8", "nf4"]
+    return quickstart_dict
+
+
 GITOPS = REPO_ROOT / "manifests" / "gitops"
 ARGOCD = GITOPS / "argocd-health.lua"
 FLUX = GITOPS / "flux-health-checks.yaml"

@@ -286,7 +286,7 @@ def test_a_model_runs_its_own_precisions_and_compares_with_its_baseline_model(
     )
     runs = expand(_parse(quickstart_dict).spec)
 
-    assert [r.id for r in runs][-2:] == ["smollm2-135m-nf4", "smollm2-gptq-native"]
+    assert [r.id for r in runs][-2:] == ["smollm2-135m-native", "smollm2-gptq-native"]
     native = runs[-1]
     assert native.precision == Precision.NATIVE
     assert native.is_baseline is False

@@ -16,6 +16,14 @@ from tests.builders import T0
 
 from .conftest import Manifest
 
+
+@pytest.fixture
+def quickstart_dict(quickstart_dict: Manifest) -> Manifest:
+    """The quickstart at its four transformers precisions: the scenarios here count four runs."""
+    quickstart_dict["spec"]["precisions"] = ["fp32", "bf16", "int8", "nf4"]
+    return quickstart_dict
+
+
 NOW = datetime(2025, 3, 1, 10, 5, tzinfo=UTC)  # five minutes after T0
 RUNS = [f"smollm2-135m-{p}" for p in ("fp32", "bf16", "int8", "nf4")]
 

@@ -21,7 +21,7 @@ def test_quickstart_loads_with_paper_defaults(quickstart_path: Path) -> None:
     assert manifest.metadata.namespace == "default"
     spec = manifest.spec
     assert [m.name for m in spec.models] == ["smollm2-135m"]
-    assert spec.precisions == [Precision.FP32, Precision.BF16, Precision.INT8, Precision.NF4]
+    assert [p.value for p in spec.precisions] == ["fp32", "bf16", "int8", "nf4", "native"]
     generation = spec.generation
     assert generation.preset == "paper"
     assert generation.temperature == pytest.approx(0.9)

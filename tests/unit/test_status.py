@@ -34,6 +34,14 @@ from tests.builders import T0, T1, T2, job_body, pod_body, terminated
 
 from .conftest import Manifest
 
+
+@pytest.fixture
+def quickstart_dict(quickstart_dict: Manifest) -> Manifest:
+    """The quickstart at its four transformers precisions: the scenarios here count four runs."""
+    quickstart_dict["spec"]["precisions"] = ["fp32", "bf16", "int8", "nf4"]
+    return quickstart_dict
+
+
 GIB = 2**30
 T3 = "2025-03-01T10:15:00Z"
 T4 = "2025-03-01T10:20:00Z"

@@ -1,0 +1,263 @@
+"""Precision native on a compressed-tensors checkpoint: a tiny Llama quantized on the CPU with the
+compressed-tensors library alone (int4 weight-only, symmetric, groups of 32, packed into int32;
+lm_head kept), loaded by transformers' compressed-tensors quantizer as it does by default, and
+compared with the plain model it came from (baselineModel)."""
+
+import importlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from quanteval.api.result import CheckpointQuantization, RunResult
+from quanteval.checkpoints import read_checkpoint_quantization
+from quanteval.report.schema import Report, RunReport
+from quanteval.report.serialize import from_json
+from tests.tiny_models import random_llama
+
+pytest.importorskip("compressed_tensors")
+
+# The tiny Llama of test_native_checkpoints: every Linear's input is 64 or 128 wide, two or four
+# groups of 32 weights a row.
+SHAPE = {
+    "vocab_size": 256,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+}
+BITS = 4
+GROUP_SIZE = 32
+FORMAT = "pack-quantized"
+EMOTIONS = ["joy", "anger"]
+PROMPTS = ["<class> sentence"]
+SAMPLES = len(EMOTIONS) * len(PROMPTS)
+NAME = "tiny-ct"
+RUN_ID = f"{NAME}-native"
+EXPECTED = CheckpointQuantization(
+    method="compressed-tensors", bits=BITS, group_size=GROUP_SIZE, kind="int group"
+)
+
+
+def _module(name: str) -> Any:
+    """A compressed-tensors module, untyped (the package ships no py.typed)."""
+    return importlib.import_module(name)
+
+
+def _fill_weight_qparams(model: Any) -> int:
+    """Each quantized module's weight_scale (and zero point, where it has one) from its own
+    weights' min and max a group: weight-only quantization needs no calibration data. The number
+    of modules filled."""
+    import torch
+
+    helpers = _module("compressed_tensors.quantization.utils")
+    filled = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if not helpers.is_module_quantized(module):
+                continue
+            args = module.quantization_scheme.weights
+            scale, zero_point = helpers.compute_dynamic_scales_and_zp(module.weight, args, module)
+            module.weight_scale.copy_(scale)
+            if getattr(module, "weight_zero_point", None) is not None:
+                module.weight_zero_point.copy_(zero_point)
+            filled += 1
+    return filled
+
+
+def _save_compressed_tensors(plain: Path, directory: Path) -> Path:
+    """Quantize the plain checkpoint on the CPU with compressed-tensors and save it compressed,
+    its quantization_config in config.json, with the plain one's tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quantization = _module("compressed_tensors.quantization")
+    compressors = _module("compressed_tensors.compressors")
+    model = AutoModelForCausalLM.from_pretrained(plain, dtype=torch.float32, device_map={"": "cpu"})
+    weights = quantization.QuantizationArgs(
+        num_bits=BITS, type="int", symmetric=True, strategy="group", group_size=GROUP_SIZE
+    )
+    config = quantization.QuantizationConfig(
+        config_groups={
+            "group_0": quantization.QuantizationScheme(targets=["Linear"], weights=weights)
+        },
+        ignore=["lm_head"],
+    )
+    quantization.apply_quantization_config(model, config)
+    assert _fill_weight_qparams(model) == 7 * SHAPE["num_hidden_layers"]  # q k v o gate up down
+    compressor = compressors.ModelCompressor.from_pretrained_model(model, FORMAT)
+    compressor.compress_model(model)
+    model.save_pretrained(directory)
+    compressor.update_config(str(directory))
+    AutoTokenizer.from_pretrained(plain).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def plain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama at fp32, with no quantization_config."""
+    return random_llama(tmp_path_factory.mktemp("tiny-plain"), "float32", "cpu", **SHAPE)
+
+
+@pytest.fixture(scope="module")
+def ct_dir(plain_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save_compressed_tensors(plain_dir, tmp_path_factory.mktemp(NAME))
+
+
+def _manifest(models: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "quanteval.io/v1alpha1",
+        "kind": "QuantEval",
+        "metadata": {"name": "compressed-tensors"},
+        "spec": {
+            "models": models,
+            "precisions": ["fp32"],
+            "emotions": EMOTIONS,
+            "prompts": PROMPTS,
+            "generation": {"maxNewTokens": 8},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    out: Path
+    rows: dict[str, dict[str, Any]]  # `quanteval run --output json`, by run id
+    report: Report
+    markdown: str
+    stderr: str
+
+    def result(self, run_id: str) -> RunResult:
+        return RunResult.model_validate_json(
+            (self.out / "runs" / run_id / "result.json").read_text()
+        )
+
+    def run(self, run_id: str) -> RunReport:
+        return next(r for r in self.report.runs if r.run_id == run_id)
+
+
+@pytest.fixture(scope="module")
+def evaluation(
+    plain_dir: Path, ct_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Evaluation:
+    """One `quanteval run --local`: the plain model at fp32, the compressed-tensors one at
+    native."""
+    tmp = tmp_path_factory.mktemp("ct-eval")
+    manifest = tmp / "ct.yaml"
+    models = [
+        {"name": "tiny", "source": str(plain_dir)},
+        {"name": NAME, "source": str(ct_dir), "precisions": ["native"], "baselineModel": "tiny"},
+    ]
+    manifest.write_text(yaml.safe_dump(_manifest(models)))
+    out = tmp / "out"
+    command = [sys.executable, "-m", "quanteval_cli.main", "run", str(manifest), "--local"]
+    process = subprocess.run(
+        [*command, "--out", str(out), "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    rows = {row["runId"]: row for row in json.loads(process.stdout)}
+    report = from_json((out / "report.json").read_text())
+    return Evaluation(out, rows, report, (out / "report.md").read_text(), process.stderr)
+
+
+def test_the_checkpoint_is_described_as_compressed_tensors(ct_dir: Path) -> None:
+    assert read_checkpoint_quantization(ct_dir) == EXPECTED
+    assert EXPECTED.describe() == "compressed-tensors int group, 4-bit, group 32"
+    config = json.loads((ct_dir / "config.json").read_text())["quantization_config"]
+    assert (config["format"], config["quantization_status"]) == (FORMAT, "compressed")
+    assert config["ignore"] == ["lm_head"]
+    # Packed on disk: int32 words of eight 4-bit weights, a scale a group, no fp32 weight.
+    from safetensors import safe_open
+
+    with safe_open(str(ct_dir / "model.safetensors"), "pt") as stored:
+        names = set(stored.keys())
+        packed = stored.get_tensor("model.layers.0.mlp.down_proj.weight_packed")
+        scale = stored.get_tensor("model.layers.0.mlp.down_proj.weight_scale")
+    assert "model.layers.0.mlp.down_proj.weight" not in names
+    assert "lm_head.weight" in names and "lm_head.weight_packed" not in names
+    hidden, intermediate = SHAPE["hidden_size"], SHAPE["intermediate_size"]
+    assert str(packed.dtype) == "torch.int32"
+    assert tuple(packed.shape) == (hidden, intermediate * BITS // 32)
+    assert tuple(scale.shape) == (hidden, intermediate // GROUP_SIZE)
+
+
+def test_transformers_loads_it_on_the_cpu_close_to_the_plain_model(
+    plain_dir: Path, ct_dir: Path
+) -> None:
+    """As the worker loads it (no quantization_config of ours): compressed at load, decompressed
+    by compressed-tensors on the first forward."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(plain_dir, device_map={"": "cpu"})
+    loaded = AutoModelForCausalLM.from_pretrained(ct_dir, dtype="auto", device_map={"": "cpu"})
+    projection = loaded.model.layers[0].self_attn.q_proj
+    assert projection.weight_packed.dtype == torch.int32 and not hasattr(projection, "weight")
+    ids = torch.tensor([[1, 5, 9, 20, 33, 7, 101, 250]])
+    with torch.no_grad():
+        expected, got = plain(ids).logits, loaded(ids).logits
+    assert projection.weight.dtype == torch.float32  # decompressed by the forward
+    assert got.shape == expected.shape
+    difference = (got - expected).abs().max().item()
+    assert 0 < difference < 0.25 * expected.abs().max().item()  # quantized, and close
+    kl = torch.nn.functional.kl_div(
+        got.log_softmax(-1), expected.log_softmax(-1), log_target=True, reduction="batchmean"
+    )
+    assert kl.item() < 0.01
+    assert bool((got.argmax(-1) == expected.argmax(-1)).all())
+
+
+def test_a_native_run_records_the_checkpoint_and_its_baseline_model(
+    evaluation: Evaluation,
+) -> None:
+    assert f"{RUN_ID}: Succeeded" in evaluation.stderr, evaluation.stderr[-2000:]
+    result = evaluation.result(RUN_ID)
+    assert (result.model, result.precision) == (NAME, "native")
+    assert result.checkpoint_quantization == EXPECTED
+    assert result.baseline_model == "tiny"
+    assert result.metrics.samples == SAMPLES
+    assert result.environment["quantization"]["quant_method"] == "compressed-tensors"
+    plain = evaluation.result("tiny-fp32")
+    assert plain.checkpoint_quantization is None and plain.baseline_model is None
+    # The packed int4 weights (and their scales) as loaded, less than the fp32 ones.
+    native_bytes = evaluation.rows[RUN_ID]["weightsBytes"]
+    plain_bytes = evaluation.rows["tiny-fp32"]["weightsBytes"]
+    assert isinstance(native_bytes, int) and isinstance(plain_bytes, int)
+    assert 0 < native_bytes < plain_bytes
+
+
+def test_the_report_compares_the_native_run_with_the_baseline_models_run(
+    evaluation: Evaluation,
+) -> None:
+    base = evaluation.run("tiny-fp32")
+    assert base.is_baseline and base.checkpoint == ""
+    run = evaluation.run(RUN_ID)
+    assert run.state == "Succeeded" and not run.is_baseline
+    assert run.checkpoint == EXPECTED.describe()
+    against = run.vs_baseline
+    assert against is not None and against.baseline_run_id == "tiny-fp32"
+    assert against.matched_samples == SAMPLES
+    assert against.weights_saving_pct is not None and against.weights_saving_pct > 0
+    assert against.paired is not None
+    assert (against.paired.pairs, against.paired.unpaired) == (SAMPLES, 0)
+    # The same tokenizer scored the same reference corpus: fidelity figures, not a reason.
+    assert against.fidelity_unavailable is None
+    assert against.fidelity is not None and against.fidelity.positions > 0
+    assert against.fidelity.mean_kl >= 0
+    row = evaluation.rows[RUN_ID]
+    assert row["state"] == "Succeeded" and row["isBaseline"] is False
+    assert row["weightsSavingPct"] is not None and row["weightsSavingPct"] > 0
+    assert row["meanKl"] is not None
+    assert evaluation.rows["tiny-fp32"]["isBaseline"] is True
+    cell = f"| {RUN_ID} (compressed-tensors int group, 4-bit, group 32) |"
+    assert any(line.startswith(cell) for line in evaluation.markdown.splitlines())
