@@ -200,7 +200,7 @@ def plan_pass(observations: Observations, settings: Settings) -> Plan:
         message = f"Job {job['metadata']['name']}"
         creates.append(JobToCreate(REPORT, job, "report", EventReason.REPORT_STARTED, message))
     report = ReportObservation(report_job, pods_by_run.pop(REPORT, []), report_uri(manifest))
-    unsized = sorted({r.model.name for r in runs if gpus_for(manifest, r, settings) is None})
+    unsized = [r.id for r in runs if gpus_for(manifest, r, settings) is None]
     status = aggregate(
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, _now(observations),
         spec.baseline_precision, report, unsized, dict(observations.refused), spec.emotion_names,

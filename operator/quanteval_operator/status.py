@@ -365,7 +365,7 @@ def aggregate(
     now: str,
     baseline: Precision,
     report: ReportObservation,
-    unsized_models: list[str] | None = None,
+    unsized_runs: list[str] | None = None,
     refused: Mapping[str, str] | None = None,
     emotions: Sequence[str] = (),
 ) -> dict[str, Any]:
@@ -387,15 +387,15 @@ def aggregate(
         generation,
         now,
     )
-    if unsized_models:
+    if unsized_runs:
         conditions = set_condition(
             conditions,
             ConditionType.GPUS_ESTIMATED,
             "False",
             Reason.PARAMETERS_UNKNOWN,
-            f"models {', '.join(unsized_models)} get 1 GPU: set spec.models[].parameters or "
-            "spec.resources.gpus (a native checkpoint's size is in its files: "
-            "spec.resources.gpus, or quanteval plan to read them)",
+            f"runs {', '.join(unsized_runs)} get 1 GPU, their size unknown: set "
+            "spec.models[].parameters, or spec.resources.gpus (a native checkpoint's bytes a "
+            "weight are in its files, which `quanteval plan` reads)",
             generation,
             now,
         )

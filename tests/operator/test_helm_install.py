@@ -453,12 +453,12 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     assert condition(body, "Succeeded")["status"] == "True", logs[-1].read_text()[-4000:]
     status = body["status"]
     runs = {r["id"]: r for r in status["runs"]}
-    assert set(runs) == {f"smollm2-135m-{p}" for p in ("fp32", "bf16", "int8", "nf4")}
+    assert set(runs) == {f"smollm2-135m-{p}" for p in ("fp32", "bf16", "int8", "nf4", "native")}
     assert all(r["attempts"] == 1 for r in runs.values())
     fp32 = runs["smollm2-135m-fp32"]["metrics"]["weightsBytes"]
     assert runs["smollm2-135m-nf4"]["metrics"]["weightsBytes"] < 0.35 * fp32
     comparisons = {c["id"] for c in status["summary"]["comparisons"]}
-    assert comparisons == {f"smollm2-135m-{p}" for p in ("bf16", "int8", "nf4")}
+    assert comparisons == {f"smollm2-135m-{p}" for p in ("bf16", "int8", "nf4", "native")}
     # The report Job's verdicts reached the status through its termination message: two
     # samples a run are too few for any verdict, and the status says so rather than guess.
     verdicts = {c["id"]: c.get("verdict", "") for c in status["summary"]["comparisons"]}
@@ -474,8 +474,8 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
         "kubectl.kubernetes.io/last-applied-configuration"
     }
     run_jobs = jobs(cluster, watched)
-    assert len(run_jobs) == 4  # no Job twice across the upgrade
-    assert len({j["metadata"]["labels"]["quanteval.io/run"] for j in run_jobs}) == 4
+    assert len(run_jobs) == 5  # no Job twice across the upgrade
+    assert len({j["metadata"]["labels"]["quanteval.io/run"] for j in run_jobs}) == 5
     (report_job,) = jobs(cluster, watched, "report")
     assert _image(report_job) == upgraded_image  # the new operator's settings
     assert {_image(j) for j in started} == {"quanteval-worker:test"}
@@ -484,7 +484,7 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     header, row = cluster.kubectl("get", "quantevals", namespace=watched).stdout.splitlines()
     assert header.split() == ["NAME", "STATUS", "PROGRESS", "BEST", "AGE"]
     best = status["summary"]["bestRun"]
-    assert row.split()[:4] == ["quickstart", "AllRunsSucceeded", "4/4", best]
+    assert row.split()[:4] == ["quickstart", "AllRunsSucceeded", "5/5", best]
 
     def the_end_is_told() -> str | None:
         text = cluster.kubectl("describe", "quanteval", "quickstart", namespace=watched).stdout
@@ -499,8 +499,8 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     assert "Warning" not in events, events
     counts = event_counts(cluster, watched, "quickstart")
     assert counts == {
-        "RunStarted": 4,
-        "RunSucceeded": 4,
+        "RunStarted": 5,
+        "RunSucceeded": 5,
         "ReportStarted": 1,
         "ReportWritten": 1,
         "Succeeded": 1,
@@ -510,11 +510,11 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     scraped = _http_get(f"http://127.0.0.1:{metrics}/metrics")
     assert scraped is not None and scraped[0] == 200
     assert 'quanteval_jobs_created_total{kind="report"} 1.0' in scraped[1]
-    assert 'quanteval_runs{state="Succeeded"} 4.0' in scraped[1]
+    assert 'quanteval_runs{state="Succeeded"} 5.0' in scraped[1]
     lines = [line for log in logs for line in log.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]
     created = [r for r in records if "created=True" in r["message"]]
-    assert len(created) == 5, created  # four run Jobs and the report's, by one or the other
+    assert len(created) == 6, created  # five run Jobs and the report's, by one or the other
     assert not [r for r in records if r.get("severity") == "error"], records
     assert not [r for r in records if r["message"].startswith("Handler ")], records  # no chatter
 
@@ -537,7 +537,7 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
 
         valid = wait_until(invalid, timeout=60, what=f"{name} to be refused")
         assert field in valid["message"] and setting in valid["message"], valid
-        assert len(jobs(cluster, watched)) == 4, f"{name} got a Job"  # the quickstart's only
+        assert len(jobs(cluster, watched)) == 5, f"{name} got a Job"  # the quickstart's only
         cluster.kubectl("delete", "quanteval", name, namespace=watched)
 
     # Namespaces scope: the QuantEval in the namespace it was not given is never touched.

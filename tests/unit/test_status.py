@@ -675,13 +675,13 @@ def test_aggregate_with_a_failed_run(quickstart_dict: Manifest) -> None:
 def test_gpus_estimated_condition(quickstart_dict: Manifest) -> None:
     runs = _runs(quickstart_dict)
 
-    unsized = _aggregate(runs, {}, {}, now=T1, unsized=["smollm2-135m"])
+    unsized = _aggregate(runs, {}, {}, now=T1, unsized=["smollm2-135m-fp32"])
     condition = _condition(unsized, "GPUsEstimated")
     sized = _aggregate(runs, {}, {}, unsized, now=T2, unsized=[])
 
     assert condition["status"] == "False"
     assert condition["reason"] == "ParametersUnknown"
-    assert "smollm2-135m" in condition["message"]
+    assert "runs smollm2-135m-fp32 get 1 GPU" in condition["message"]
     assert "GPUsEstimated" not in {c["type"] for c in sized["conditions"]}
     assert "GPUsEstimated" not in {
         c["type"] for c in _aggregate(runs, {}, {}, unsized=None)["conditions"]

@@ -3,6 +3,7 @@ out of memory, and the sampler's independence of the device. Skipped without a G
 `scripts/gpu-check.sh` runs them on a machine with one (no SmolLM2 wheel there: the model here is
 built in code)."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from quanteval.api.errors import CannotLoadError, OutOfMemoryError
 from quanteval.api.spec import GenerationSpec
+from quanteval.checkpoints import read_checkpoint_quantization
 from quanteval.precisions import BYTES_PER_PARAMETER, Precision
 from quanteval_worker.device import detect_device
 from quanteval_worker.generation import SeededRowSampler
@@ -129,3 +131,54 @@ def test_a_load_that_runs_out_of_gpu_memory_is_exit_5(gpu_llama_dir: Path) -> No
         torch.cuda.set_per_process_memory_fraction(1.0, 0)
         torch.cuda.empty_cache()
     assert failure.value.exit_code == 5
+
+
+def _fp8_config() -> object:
+    from transformers import FineGrainedFP8Config
+
+    return FineGrainedFP8Config()
+
+
+def _torchao_float8_config() -> object:
+    from torchao.quantization import Float8WeightOnlyConfig
+    from transformers import TorchAoConfig
+
+    return TorchAoConfig(Float8WeightOnlyConfig())
+
+
+@pytest.mark.parametrize(
+    ("make_config", "method", "package"),
+    [(_fp8_config, "fp8", "transformers"), (_torchao_float8_config, "torchao", "torchao")],
+    ids=["fp8", "torchao-float8"],
+)
+def test_a_gpu_only_checkpoint_saved_quantized_loads_as_native(
+    gpu_llama_dir: Path,
+    tmp_path: Path,
+    make_config: Callable[[], object],
+    method: str,
+    package: str,
+) -> None:
+    """A checkpoint quantized to float8 on the GPU and saved, then loaded at precision native as
+    it is (float8 needs compute capability 8.9: below it, the check refuses it, exit 4)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    pytest.importorskip(package, reason=f"{package} is not installed on this machine")
+    device = detect_device()
+    if device.capability is None or device.capability < (8, 9):
+        pytest.skip("float8 needs compute capability 8.9 or later")
+    quantized = AutoModelForCausalLM.from_pretrained(
+        str(gpu_llama_dir), quantization_config=make_config(), device_map={"": 0}
+    )
+    folder = tmp_path / f"tiny-{method}"
+    quantized.save_pretrained(folder, safe_serialization=method != "torchao")
+    AutoTokenizer.from_pretrained(str(gpu_llama_dir)).save_pretrained(folder)
+    del quantized
+    checkpoint = read_checkpoint_quantization(folder)
+    assert checkpoint is not None and checkpoint.method == method and checkpoint.bits == 8
+    strategy = STRATEGIES[Precision.NATIVE]
+    strategy.check_checkpoint(checkpoint, str(folder), device)
+    model = load_causal_lm(ResolvedSource(str(folder), None, is_hub=False), strategy, device)
+    ids = torch.tensor([[1, 5, 6, 7]], device="cuda")
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert torch.isfinite(logits.float()).all()

@@ -138,7 +138,22 @@ def load_causal_lm(
             ) from error
         raise _load_error(source, error) from error
     model.eval()
+    _decompress_now(model)
     return model
+
+
+DECOMPRESSED = "decompressedOnLoad"
+
+
+def _decompress_now(model: Any) -> None:
+    """A compressed-tensors checkpoint that transformers would decompress to dense weights on
+    its first forward (the CPU path) is decompressed here, so the weights and peaks measured are
+    those of the model that runs, not of the packed one that never computes."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    compressor = getattr(quantizer, "compressor", None)
+    if compressor is not None and hasattr(model, "ct_decompress_hook"):
+        compressor.decompress_model(model)  # which removes the hook
+        setattr(model, DECOMPRESSED, True)
 
 
 def _stored_tensors(tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -217,7 +232,7 @@ def quantization_settings(model: torch.nn.Module) -> dict[str, Any]:
     return {
         k: v if isinstance(v, str | int | float | bool | None) else str(v)
         for k, v in settings.items()
-    }
+    } | ({DECOMPRESSED: True} if getattr(model, DECOMPRESSED, False) else {})
 
 
 def release_device_memory(device: DeviceInfo) -> None:
