@@ -5,40 +5,22 @@ compared with the plain model it came from (baselineModel)."""
 
 import importlib
 import json
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from quanteval.api.result import CheckpointQuantization, RunResult
+from quanteval.api.result import CheckpointQuantization
 from quanteval.checkpoints import read_checkpoint_quantization
-from quanteval.report.schema import Report, RunReport
-from quanteval.report.serialize import from_json
 from tests.tiny_models import random_llama
+
+from .local_runs import SAMPLES, SHAPE, Evaluation, native_entry, run_locally, tiny_manifest
 
 pytest.importorskip("compressed_tensors")
 
-# The tiny Llama of test_native_checkpoints: every Linear's input is 64 or 128 wide, two or four
-# groups of 32 weights a row.
-SHAPE = {
-    "vocab_size": 256,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 256,
-}
 BITS = 4
 GROUP_SIZE = 32
 FORMAT = "pack-quantized"
-EMOTIONS = ["joy", "anger"]
-PROMPTS = ["<class> sentence"]
-SAMPLES = len(EMOTIONS) * len(PROMPTS)
 NAME = "tiny-ct"
 RUN_ID = f"{NAME}-native"
 EXPECTED = CheckpointQuantization(
@@ -111,63 +93,14 @@ def ct_dir(plain_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _save_compressed_tensors(plain_dir, tmp_path_factory.mktemp(NAME))
 
 
-def _manifest(models: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "quanteval.io/v1alpha1",
-        "kind": "QuantEval",
-        "metadata": {"name": "compressed-tensors"},
-        "spec": {
-            "models": models,
-            "precisions": ["fp32"],
-            "emotions": EMOTIONS,
-            "prompts": PROMPTS,
-            "generation": {"maxNewTokens": 8},
-        },
-    }
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    out: Path
-    rows: dict[str, dict[str, Any]]  # `quanteval run --output json`, by run id
-    report: Report
-    markdown: str
-    stderr: str
-
-    def result(self, run_id: str) -> RunResult:
-        return RunResult.model_validate_json(
-            (self.out / "runs" / run_id / "result.json").read_text()
-        )
-
-    def run(self, run_id: str) -> RunReport:
-        return next(r for r in self.report.runs if r.run_id == run_id)
-
-
 @pytest.fixture(scope="module")
 def evaluation(
     plain_dir: Path, ct_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Evaluation:
     """One `quanteval run --local`: the plain model at fp32, the compressed-tensors one at
     native."""
-    tmp = tmp_path_factory.mktemp("ct-eval")
-    manifest = tmp / "ct.yaml"
-    models: list[dict[str, Any]] = [
-        {"name": "tiny", "source": str(plain_dir)},
-        {"name": NAME, "source": str(ct_dir), "precisions": ["native"], "baselineModel": "tiny"},
-    ]
-    manifest.write_text(yaml.safe_dump(_manifest(models)))
-    out = tmp / "out"
-    command = [sys.executable, "-m", "quanteval_cli.main", "run", str(manifest), "--local"]
-    process = subprocess.run(
-        [*command, "--out", str(out), "--output", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert process.returncode == 0, process.stderr[-3000:]
-    rows = {row["runId"]: row for row in json.loads(process.stdout)}
-    report = from_json((out / "report.json").read_text())
-    return Evaluation(out, rows, report, (out / "report.md").read_text(), process.stderr)
+    models = [{"name": "tiny", "source": str(plain_dir)}, native_entry(NAME, ct_dir)]
+    return run_locally(tiny_manifest("compressed-tensors", models), tmp_path_factory.mktemp("ct"))
 
 
 def test_the_checkpoint_is_described_as_compressed_tensors(ct_dir: Path) -> None:

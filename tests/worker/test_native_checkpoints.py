@@ -12,29 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from quanteval.api.errors import ExitCode
-from quanteval.api.result import CheckpointQuantization, RunResult
+from quanteval.api.result import CheckpointQuantization
 from quanteval.api.spec import parse_manifest
 from quanteval.matrix import build_run_spec, expand
-from quanteval.report.schema import Report, RunReport
-from quanteval.report.serialize import from_json
 from tests.tiny_models import random_llama
 
-# A tiny Llama: hidden size 64 is one nf4 block of 64 weights a row.
-SHAPE = {
-    "vocab_size": 256,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 256,
-}
-EMOTIONS = ["joy", "anger"]
-PROMPTS = ["<class> sentence"]
-SAMPLES = len(EMOTIONS) * len(PROMPTS)
+from .local_runs import (
+    SAMPLES,
+    SHAPE,
+    Evaluation,
+    native_entry,
+    run_locally,
+    tiny_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -128,42 +120,6 @@ def quantized_dirs(plain_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     }
 
 
-def _manifest(name: str, models: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "quanteval.io/v1alpha1",
-        "kind": "QuantEval",
-        "metadata": {"name": name},
-        "spec": {
-            "models": models,
-            "precisions": ["fp32"],
-            "emotions": EMOTIONS,
-            "prompts": PROMPTS,
-            "generation": {"maxNewTokens": 8},
-        },
-    }
-
-
-def _native_entry(name: str, source: Path) -> dict[str, Any]:
-    return {"name": name, "source": str(source), "precisions": ["native"], "baselineModel": "tiny"}
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    out: Path
-    rows: dict[str, dict[str, Any]]  # `quanteval run --output json`, by run id
-    report: Report
-    markdown: str
-    stderr: str
-
-    def result(self, run_id: str) -> RunResult:
-        return RunResult.model_validate_json(
-            (self.out / "runs" / run_id / "result.json").read_text()
-        )
-
-    def run(self, run_id: str) -> RunReport:
-        return next(r for r in self.report.runs if r.run_id == run_id)
-
-
 @pytest.fixture(scope="module")
 def evaluation(
     plain_dir: Path, quantized_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
@@ -171,23 +127,9 @@ def evaluation(
     """One `quanteval run --local`: the plain model at fp32, each quantized one at native."""
     if not quantized_dirs:
         pytest.skip("neither bitsandbytes nor torchao imports here")
-    tmp = tmp_path_factory.mktemp("native-eval")
-    manifest = tmp / "native.yaml"
     models = [{"name": "tiny", "source": str(plain_dir)}]
-    models += [_native_entry(name, path) for name, path in quantized_dirs.items()]
-    manifest.write_text(yaml.safe_dump(_manifest("native", models)))
-    out = tmp / "out"
-    command = [sys.executable, "-m", "quanteval_cli.main", "run", str(manifest), "--local"]
-    process = subprocess.run(
-        [*command, "--out", str(out), "--output", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert process.returncode == 0, process.stderr[-3000:]
-    rows = {row["runId"]: row for row in json.loads(process.stdout)}
-    report = from_json((out / "report.json").read_text())
-    return Evaluation(out, rows, report, (out / "report.md").read_text(), process.stderr)
+    models += [native_entry(name, path) for name, path in quantized_dirs.items()]
+    return run_locally(tiny_manifest("native", models), tmp_path_factory.mktemp("native-eval"))
 
 
 @pytest.mark.parametrize("checkpoint", CHECKPOINTS, ids=[c.name for c in CHECKPOINTS])
@@ -255,7 +197,7 @@ def _run_worker(
 ) -> tuple[int, dict[str, Any], str]:
     """The worker, as a process, on one run of the manifest; its exit code, termination message
     and stderr."""
-    parsed = parse_manifest(_manifest("refused", models))
+    parsed = parse_manifest(tiny_manifest("refused", models))
     run = next(r for r in expand(parsed.spec) if r.id == run_id)
     spec = build_run_spec(parsed, run, str(tmp_path / "out")).to_json()
     termination = tmp_path / "termination-log"
@@ -276,7 +218,7 @@ def _run_worker(
 def test_native_on_a_checkpoint_without_quantization_config_exits_4(
     plain_dir: Path, tmp_path: Path
 ) -> None:
-    models = [{"name": "tiny", "source": str(plain_dir)}, _native_entry("tiny-q", plain_dir)]
+    models = [{"name": "tiny", "source": str(plain_dir)}, native_entry("tiny-q", plain_dir)]
     code, message, _ = _run_worker(tmp_path, models, "tiny-q-native")
     assert code == ExitCode.CANNOT_LOAD
     assert message["state"] == "Failed" and message["reason"] == "CannotLoad"
