@@ -729,6 +729,40 @@ def test_summary_from_status_metrics(quickstart_dict: Manifest) -> None:
     }
 
 
+def test_a_native_checkpoint_is_compared_with_its_baseline_models_run(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["precisions"] = ["fp32"]
+    quickstart_dict["spec"]["models"].append(
+        {
+            "name": "smollm2-gptq",
+            "source": "org/smollm2-gptq",
+            "precisions": ["native"],
+            "baselineModel": "smollm2-135m",
+        }
+    )
+    runs = _runs(quickstart_dict)
+    by_id = _by_id(runs)
+    metrics = {
+        "smollm2-135m-fp32": _metrics(f1=0.5, peak=10 * GIB, seconds=20.0),
+        "smollm2-gptq-native": _metrics(f1=0.45, peak=2 * GIB, seconds=30.0),
+    }
+    jobs, pods = _observations({i: _succeed(by_id[i], m) for i, m in metrics.items()})
+
+    summary = _aggregate(runs, jobs, pods)["summary"]
+
+    assert summary["comparisons"] == [
+        {
+            "id": "smollm2-gptq-native",
+            "against": "smollm2-135m-fp32",
+            "memorySavingPct": 80.0,
+            "f1DeltaPp": -5.0,
+            "timeRatio": 1.5,
+            "dollarRatio": 1.5,
+        }
+    ]
+
+
 def test_the_reports_verdicts_replace_the_unpaired_figures_once_it_is_written(
     quickstart_dict: Manifest,
 ) -> None:

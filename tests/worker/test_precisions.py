@@ -2,7 +2,8 @@
 
 import pytest
 
-from quanteval.api.errors import CannotLoadError
+from quanteval.api.errors import CannotLoadError, ExitCode
+from quanteval.api.result import CheckpointQuantization
 from quanteval.precisions import Precision
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.precisions import STRATEGIES, strategy_for
@@ -99,3 +100,50 @@ def test_the_configs_say_the_backend_the_name_says() -> None:
     weights = [c.quant_config["weight_quant_params"] for c in hqq]
     assert [w["nbits"] for w in weights] == [4, 2]
     assert all(w["group_size"] == 64 for w in weights)
+
+
+NATIVE_CASES = [
+    pytest.param(
+        CheckpointQuantization(method="gptq", bits=4, group_size=128),
+        DeviceInfo("cuda", ("A100",), (8, 0)),
+        "needs gptqmodel, which is not installed",
+        id="gptq-kernels-not-in-the-image",
+    ),
+    pytest.param(
+        CheckpointQuantization(method="awq", bits=4, group_size=128),
+        DeviceInfo("cpu"),
+        "needs awq, which is not installed",
+        id="awq-kernels-not-in-the-image",
+    ),
+    pytest.param(
+        CheckpointQuantization(method="fp8", bits=8, kind="float8"),
+        DeviceInfo("cuda", ("A100",), (8, 0)),
+        "8.9",
+        id="fp8-below-compute-capability-8.9",
+    ),
+    pytest.param(None, DeviceInfo("cpu"), "quantization_config", id="a-plain-checkpoint"),
+]
+
+
+@pytest.mark.parametrize(("checkpoint", "device", "named"), NATIVE_CASES)
+def test_native_refuses_a_checkpoint_the_pod_cannot_run_before_it_loads(
+    checkpoint: CheckpointQuantization | None, device: DeviceInfo, named: str
+) -> None:
+    with pytest.raises(CannotLoadError) as refused:
+        STRATEGIES[Precision.NATIVE].check_checkpoint(checkpoint, "org/model", device)
+
+    assert named in refused.value.message
+    assert refused.value.exit_code == ExitCode.CANNOT_LOAD
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [
+        CheckpointQuantization(method="compressed-tensors", bits=4, group_size=128),
+        CheckpointQuantization(method="bitsandbytes", bits=4, group_size=64, kind="nf4"),
+        CheckpointQuantization(method="gguf", bits=4, group_size=32, kind="Q4_1"),
+    ],
+    ids=["compressed-tensors", "bitsandbytes", "gguf"],
+)
+def test_native_takes_a_checkpoint_that_runs_on_a_cpu(checkpoint: CheckpointQuantization) -> None:
+    STRATEGIES[Precision.NATIVE].check_checkpoint(checkpoint, "org/model", DeviceInfo("cpu"))
