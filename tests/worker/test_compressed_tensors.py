@@ -12,7 +12,6 @@ import pytest
 
 from quanteval.api.result import CheckpointQuantization
 from quanteval.checkpoints import read_checkpoint_quantization
-from tests.tiny_models import random_llama
 
 from .local_runs import SAMPLES, SHAPE, Evaluation, native_entry, run_locally, tiny_manifest
 
@@ -80,12 +79,6 @@ def _save_compressed_tensors(plain: Path, directory: Path) -> Path:
     compressor.update_config(str(directory))
     AutoTokenizer.from_pretrained(plain).save_pretrained(directory)
     return directory
-
-
-@pytest.fixture(scope="module")
-def plain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama at fp32, with no quantization_config."""
-    return random_llama(tmp_path_factory.mktemp("tiny-plain"), "float32", "cpu", **SHAPE)
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,9 @@ from quanteval.api.errors import ExitCode
 from quanteval.api.result import CheckpointQuantization
 from quanteval.api.spec import parse_manifest
 from quanteval.matrix import build_run_spec, expand
-from tests.tiny_models import random_llama
 
 from .local_runs import (
     SAMPLES,
-    SHAPE,
     Evaluation,
     native_entry,
     run_locally,
@@ -102,12 +100,6 @@ def _save_quantized(plain: Path, name: str, directory: Path) -> Path:
     model.save_pretrained(directory)
     AutoTokenizer.from_pretrained(plain).save_pretrained(directory)
     return directory
-
-
-@pytest.fixture(scope="module")
-def plain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama at fp32, with no quantization_config."""
-    return random_llama(tmp_path_factory.mktemp("tiny-plain"), "float32", "cpu", **SHAPE)
 
 
 @pytest.fixture(scope="module")

@@ -140,12 +140,12 @@ def prepare(spec: RunSpec) -> Prepared:
     )
 
 
-def _load_gguf(prepared: Prepared, gguf_file: Path) -> tuple[GgufModel, Loaded]:
-    model = GgufModel(gguf_file, load_generation_config(prepared.source))
+def _gguf_loaded(prepared: Prepared, model: GgufModel) -> Loaded:
+    """What llama.cpp loaded: the file's tensor bytes and types, and the engine's settings."""
     quantization = {
         "engine": "llama.cpp",
         "llamaCppPython": llama_cpp_version(),
-        "file": gguf_file.name,
+        "file": model.path.name,
         "fileType": prepared.checkpoint.kind if prepared.checkpoint else "",
         "threads": model.threads,
         # Measured here: the same prompt as the first or the second row of a batch gets logits
@@ -153,7 +153,7 @@ def _load_gguf(prepared: Prepared, gguf_file: Path) -> tuple[GgufModel, Loaded]:
         # the batch's arithmetic cross rounding steps). Reproducible at one batch size.
         "batchInvariant": False,
     }
-    return model, Loaded(model.weights_bytes, parameters_by_type(gguf_file), quantization)
+    return Loaded(model.weights_bytes, parameters_by_type(model.path), quantization)
 
 
 def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> tuple[Any, Loaded]:
@@ -161,10 +161,12 @@ def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> tuple[Any,
     model: Any
     with tracker.phase("load"):
         if prepared.gguf_file is not None:
-            model, loaded = _load_gguf(prepared, prepared.gguf_file)
+            model = GgufModel(prepared.gguf_file, load_generation_config(prepared.source))
         else:
             model = load_causal_lm(prepared.source, prepared.strategy, prepared.device, caps)
-    if prepared.gguf_file is None:
+    if isinstance(model, GgufModel):
+        loaded = _gguf_loaded(prepared, model)
+    else:
         loaded = Loaded(weights_bytes(model), actual_dtypes(model), quantization_settings(model))
     log(
         "model loaded",

@@ -5,9 +5,8 @@ from pathlib import Path
 
 from quanteval.api.errors import QuantEvalError
 from quanteval.api.result import CheckpointQuantization
-from quanteval.checkpoints import read_checkpoint_quantization
-from quanteval_worker.gguf_files import gguf_quantization
-from quanteval_worker.sources import package_location
+from quanteval_worker.gguf_files import parameters_by_type
+from quanteval_worker.sources import package_location, quantization_at
 
 
 def _local_location(source: str) -> Path | None:
@@ -23,11 +22,7 @@ def checkpoint_quantization(source: str) -> CheckpointQuantization | None:
     """From a GGUF file's type or a checkpoint's quantization_config; None for hub ids and
     checkpoints without one."""
     location = _local_location(source)
-    if location is None:
-        return None
-    if location.suffix == ".gguf" and location.is_file():
-        return gguf_quantization(location)
-    return read_checkpoint_quantization(location) if location.is_dir() else None
+    return None if location is None else quantization_at(location)
 
 
 def count_parameters(source: str) -> int | None:
@@ -36,9 +31,7 @@ def count_parameters(source: str) -> int | None:
     if location is None:
         return None
     if location.suffix == ".gguf" and location.is_file():
-        from gguf import GGUFReader
-
-        return sum(int(t.n_elements) for t in GGUFReader(str(location)).tensors)
+        return sum(parameters_by_type(location).values())
     if (location / "config.json").is_file():
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM

@@ -19,6 +19,7 @@ from quanteval.api.errors import CannotLoadError
 from quanteval.api.result import CheckpointQuantization
 from quanteval.checkpoints import read_checkpoint_quantization
 from quanteval.storage import S3Storage
+from quanteval_worker.gguf_files import gguf_quantization
 
 
 @dataclass(frozen=True)
@@ -161,13 +162,19 @@ def resolve_source(
     return ResolvedSource(location=str(location), revision=None, is_hub=False, gguf=gguf)
 
 
-def source_quantization(source: ResolvedSource) -> CheckpointQuantization | None:
-    """How the source was quantized before we got it: a GGUF file's type, or the checkpoint's
-    quantization_config (None: plain weights)."""
-    if source.gguf is not None:
-        from quanteval_worker.gguf_files import gguf_quantization
+def quantization_at(location: Path) -> CheckpointQuantization | None:
+    """How the files at `location` were quantized: a GGUF file's type, or a checkpoint folder's
+    quantization_config (None: plain weights, or nothing there)."""
+    if location.suffix == ".gguf" and location.is_file():
+        return gguf_quantization(location)
+    return read_checkpoint_quantization(location) if location.is_dir() else None
 
-        return gguf_quantization(source.gguf)
+
+def source_quantization(source: ResolvedSource) -> CheckpointQuantization | None:
+    """How the source was quantized before we got it (its GGUF file's, not the dequantized
+    copy's)."""
+    if source.gguf is not None:
+        return quantization_at(source.gguf)
     if source.is_hub:
         return None  # fetched before this is asked: a local folder by then
-    return read_checkpoint_quantization(Path(source.location))
+    return quantization_at(Path(source.location))
