@@ -22,6 +22,11 @@ def signed(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, "+" + fmt)
 
 
+def percent(confidence: float) -> str:
+    """A confidence level as a percentage: 0.9875 -> '98.75%'."""
+    return f"{100 * confidence:.4g}%"
+
+
 class PairedTest(Protocol):
     """What the table shows of a paired comparison (quanteval.report.schema.PairedTest)."""
 
@@ -29,36 +34,65 @@ class PairedTest(Protocol):
     def delta_f1_pp(self) -> float | None: ...
 
     @property
-    def ci95(self) -> tuple[float, float] | None: ...
+    def ci(self) -> tuple[float, float] | None: ...
+
+    @property
+    def mark(self) -> str: ...
 
     @property
     def verdict(self) -> str: ...
 
+    @property
+    def ci95(self) -> tuple[float, float] | None: ...
+
+    @property
+    def ci95_these_prompts(self) -> tuple[float, float] | None: ...
+
+    @property
+    def confidence(self) -> float | None: ...
+
+    @property
+    def family_size(self) -> int | None: ...
+
+    @property
+    def templates(self) -> int | None: ...
+
+    @property
+    def design_effect(self) -> float | None: ...
+
 
 def interval(ci: tuple[float, float] | None, fmt: str, sign: bool = False) -> str:
-    """A 95% interval as `[low, high]`; '' when there is none."""
+    """An interval as `[low, high]`; '' when there is none."""
     if ci is None:
         return ""
     spec = ("+" if sign else "") + fmt
     return f"[{format(ci[0], spec)}, {format(ci[1], spec)}]"
 
 
-VERDICT_MARKS = {
-    "significantly worse": "▼ worse",
-    "significantly better": "▲ better",
-    "no detectable difference": "≈ no diff.",
+MARKS = {
+    "worse": "▼ worse",
+    "better": "▲ better",
+    "worse by Holm only": "▽ worse by Holm only",
+    "better by Holm only": "△ better by Holm only",
+    "worse by the interval only": "▽ worse by interval only",
+    "better by the interval only": "△ better by interval only",
+    "equivalent": "= equivalent",
+    "cannot decide": "? cannot decide",
 }
 
 
-def verdict_mark(verdict: str | None) -> str:
-    """A short marker of a paired verdict for a table cell ('?' where it cannot decide)."""
-    if verdict is None:
+def verdict_mark(test: PairedTest | None) -> str:
+    """A short marker of a paired verdict for a table cell; "no detectable difference" says how
+    large the difference could be (the interval's farther end)."""
+    if test is None:
         return ""
-    return VERDICT_MARKS.get(verdict, "? too few")
+    if test.mark == "no detectable difference" and test.ci is not None:
+        return f"○ none found (≤{max(abs(test.ci[0]), abs(test.ci[1])):.1f})"
+    return MARKS.get(test.mark, test.mark)
 
 
 def delta_cell(unpaired: float | None, test: PairedTest | None) -> str:
-    """The paired ΔF1 with its interval where there is one, else the plain difference."""
+    """The paired ΔF1 with the interval its mark is read from, else the plain difference."""
     if test is None or test.delta_f1_pp is None:
         return signed(unpaired, ".1f")
-    return f"{signed(test.delta_f1_pp, '.1f')} {interval(test.ci95, '.1f', sign=True)}"
+    return f"{signed(test.delta_f1_pp, '.1f')} {interval(test.ci, '.1f', sign=True)}"

@@ -9,7 +9,7 @@ scikit-learn's per run would cost seconds each.
 """
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
@@ -19,19 +19,21 @@ from pydantic import ConfigDict
 from pydantic.alias_generators import to_camel
 from scipy import stats
 
-from quanteval.power import ALPHA, DETECT_PP, detectable_change
+from quanteval.power import ALPHA, detectable_change
+from quanteval.templates import (
+    Decision,
+    TemplateDelta,
+    decide,
+    family_confidence,
+    template_counts,
+    template_delta,
+)
 
 RESAMPLES: Final = 2000
 SEED: Final = 20250131  # fixed: the same data always gives the same interval
 MIN_PAIRS: Final = 10  # below this a comparison says it cannot decide
 
 Interval = tuple[float, float]
-Verdict = Literal[
-    "significantly worse",
-    "no detectable difference",
-    "significantly better",
-    "cannot decide: fewer than 10 paired samples",
-]
 
 
 def label_indices(labels: Sequence[str], emotions: Sequence[str]) -> NDArray[np.int64]:
@@ -196,18 +198,32 @@ def run_intervals(
 @dataclass(frozen=True)
 class PairedComparison:
     """A run against its baseline on the samples both generated (same prompt, emotion, index and
-    seed). p-values are unadjusted here; `holm` adjusts them across an evaluation."""
+    seed), before the family it belongs to is known: its figures at the template level
+    (quanteval.templates: the unit of inference) and at the sample level, and the secondary tests.
+    p-values are unadjusted here; the report adjusts them across the evaluation."""
 
     pairs: int
     delta_f1_pp: float  # run's macro-F1 minus the baseline's, on the pairs, in points
-    delta_f1_ci95_pp: Interval  # paired bootstrap
+    primary: TemplateDelta  # the same difference with its template-level standard error
+    se_samples_pp: float  # sample bootstrap
+    ci95_these_prompts_pp: Interval  # sample bootstrap (BCa): these prompts, new samples
     only_baseline_right: int  # McNemar's discordant pairs
     only_run_right: int
-    mcnemar_p: float  # exact (binomial) test of per-sample correctness
+    mcnemar_p: float  # exact (binomial) test of per-sample correctness: secondary
     intensity_delta: float  # mean paired change, 0-100 scale
     wilcoxon_p: float  # Wilcoxon signed-rank test of the intensity changes
-    min_detectable_pp: float  # F1 change detectable at 80% power, alpha 0.05 (two-sided)
-    samples_factor_for_5pp: float  # how many times the samples a 5 pp change needs
+
+    @property
+    def design_effect(self) -> float | None:
+        """How much sharing templates widened the interval: the template-level variance over the
+        sample-level one (Kish's design effect); None where the samples show no spread."""
+        if self.se_samples_pp <= 0:
+            return None
+        return (self.primary.se_pp / self.se_samples_pp) ** 2
+
+    @property
+    def templates(self) -> int:
+        return self.primary.templates
 
 
 def mcnemar_exact(only_first: int, only_second: int) -> float:
@@ -225,6 +241,7 @@ def _wilcoxon(differences: NDArray[np.float64]) -> float:
 
 
 def paired_comparison(
+    templates: Sequence[int],
     intended: Sequence[str],
     baseline_predicted: Sequence[str],
     run_predicted: Sequence[str],
@@ -232,8 +249,9 @@ def paired_comparison(
     run_intensity: Sequence[float],
     emotions: Sequence[str],
 ) -> PairedComparison | None:
-    """The run against its baseline, sample by sample; None below MIN_PAIRS pairs."""
-    if len(intended) < MIN_PAIRS:
+    """The run against its baseline, sample by sample, `templates` naming each sample's prompt
+    template; None below MIN_PAIRS pairs or with fewer than two templates (nothing to resample)."""
+    if len(intended) < MIN_PAIRS or len(set(templates)) < 2:
         return None
     k = len(emotions)
     want = label_indices(intended, emotions)
@@ -242,22 +260,22 @@ def paired_comparison(
     def delta(i: Any, b: Any, r: Any, axis: int = -1) -> Any:
         return 100 * (macro_f1(i, r, k) - macro_f1(i, b, k))
 
-    ci, standard_error = bootstrap((want, base, run), delta)
+    these_prompts, se_samples = bootstrap((want, base, run), delta)
+    counts = template_counts(np.asarray(templates, dtype=np.int64), want, base, run, k)
     base_right, run_right = want == base, want == run
     only_base, only_run = int((base_right & ~run_right).sum()), int((run_right & ~base_right).sum())
     changes = np.asarray(run_intensity, dtype=np.float64) - np.asarray(baseline_intensity)
-    detectable = detectable_change(standard_error)
     return PairedComparison(
         pairs=len(intended),
         delta_f1_pp=float(delta(want, base, run)),
-        delta_f1_ci95_pp=ci,
+        primary=template_delta(counts),
+        se_samples_pp=se_samples,
+        ci95_these_prompts_pp=these_prompts,
         only_baseline_right=only_base,
         only_run_right=only_run,
         mcnemar_p=mcnemar_exact(only_base, only_run),
         intensity_delta=float(changes.mean()),
         wilcoxon_p=_wilcoxon(changes),
-        min_detectable_pp=detectable,
-        samples_factor_for_5pp=(detectable / DETECT_PP) ** 2,
     )
 
 
@@ -282,13 +300,49 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def verdict(comparison: PairedComparison | None, adjusted_p: float | None) -> Verdict:
-    """Plain words for a comparison: McNemar's test (Holm-adjusted) on per-sample correctness,
-    in the direction of its discordant pairs."""
-    if comparison is None or adjusted_p is None:
-        return "cannot decide: fewer than 10 paired samples"
-    if adjusted_p >= ALPHA:
-        return "no detectable difference"
-    if comparison.only_run_right > comparison.only_baseline_right:
-        return "significantly better"
-    return "significantly worse"
+@dataclass(frozen=True)
+class Settled:
+    """A comparison settled within its family of `family_size` comparisons."""
+
+    family_size: int
+    confidence: float  # 1 - 0.05/k: the level of `interval`, the one the mark is read from
+    interval: Interval  # template level
+    p_adjusted: float  # the permutation test's p, Holm-adjusted over the family
+    decision: Decision
+    min_detectable_pp: float  # at 80% power with the family's test and this data's spread
+
+
+def settle(
+    primary: TemplateDelta,
+    p_adjusted: float,
+    family_size: int,
+    margin_pp: float | None = None,
+) -> Settled:
+    """A comparison's interval at the family's level and the mark read from it; with an
+    equivalence margin, TOST at the family's level (the 1 - 2 alpha/k interval within it)."""
+    confidence = family_confidence(family_size)
+    interval = primary.interval(confidence)
+    equivalence = primary.interval(1 - 2 * (1 - confidence)) if margin_pp else None
+    return Settled(
+        family_size=family_size,
+        confidence=confidence,
+        interval=interval,
+        p_adjusted=p_adjusted,
+        decision=decide(
+            interval, p_adjusted, family_size, primary.templates, equivalence, margin_pp
+        ),
+        min_detectable_pp=detectable_change(primary.se_pp, primary.templates, family_size),
+    )
+
+
+def settle_family(
+    comparisons: Mapping[str, PairedComparison | None], margin_pp: float | None = None
+) -> dict[str, Settled]:
+    """Each decided comparison settled within the family of all decided ones, by key: the
+    permutation tests' p-values Holm-adjusted together, the intervals at 1 - 0.05/k."""
+    decided = {key: c for key, c in comparisons.items() if c is not None}
+    adjusted = holm([c.primary.flip_p for c in decided.values()])
+    return {
+        key: settle(c.primary, p, len(decided), margin_pp)
+        for (key, c), p in zip(decided.items(), adjusted, strict=True)
+    }

@@ -7,7 +7,6 @@ Exit codes: 0 done; 3 invalid input; 4 a model or precision cannot load here; 5 
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from quanteval.api.errors import ExitCode, InvalidSpecError, QuantEvalError
-from quanteval.api.spec import QuantEval, load_manifest
+from quanteval.api.spec import QuantEval, QuantEvalSpec, load_manifest
 from quanteval.api.termination import TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
 from quanteval.intensity import intensity_run
@@ -160,28 +159,95 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     out.print(table)
     if any(v is None for v in counted.values()):
         console.print("unknown sizes: set spec.models[].parameters (hub models are not fetched)")
-    out.print(_power_line(samples, len(spec.prompt_templates) * len(spec.emotion_names)))
+    for line in _power_lines(spec, args.design_effect):
+        out.print(line, highlight=False)
     return ExitCode.OK
 
 
-def _power_line(samples: int, per_sample_index: int) -> str:
-    """What a comparison against the baseline can detect with this many samples, stated with
-    its assumption (quanteval.power), before anything has run."""
+def _power_lines(spec: QuantEvalSpec, design_effect: float | None) -> list[str]:
+    """What each comparison against the baseline can detect, with the prompt template as the
+    unit, before anything has run: its assumptions stated, and how the detectable change moves
+    with more templates against more samples per prompt (quanteval.power)."""
+    from dataclasses import replace
+
     from quanteval.power import (
         ASSUMED_DISCORDANCE,
+        ASSUMED_FROM,
+        ASSUMED_INTRACLASS,
         DETECT_PP,
-        planned_detectable_pp,
-        samples_to_detect,
+        Design,
+        detectable_change,
+        intraclass_of,
+        planned_se,
+        samples_per_prompt_for,
+        templates_for,
+    )
+    from quanteval.power import (
+        design_effect as kish,
     )
 
-    needed = samples_to_detect(DETECT_PP)
-    return (
-        f"power: with {samples} samples a run, a comparison detects a change of about "
-        f"{planned_detectable_pp(samples):.1f} points (80% power, alpha 0.05), assuming "
-        f"{100 * ASSUMED_DISCORDANCE:.0f}% of samples are right under one precision only; "
-        f"{DETECT_PP:g} points needs about {needed} samples: "
-        f"generation.samplesPerPrompt {math.ceil(needed / per_sample_index)}"
+    design = Design(
+        len(spec.prompt_templates), len(spec.emotion_names), spec.generation.samples_per_prompt
     )
+    k = sum(not run.is_baseline for run in expand(spec))
+    if k == 0:
+        return ["power: no comparison (every run is a baseline)"]
+    if design.templates < 2:
+        return ["power: one prompt template cannot tell a precision's effect from the template's"]
+    if design_effect is None:
+        effect = kish(design.per_template, ASSUMED_INTRACLASS)
+        source = f"rho {ASSUMED_INTRACLASS:g}, from {ASSUMED_FROM}; --design-effect to set"
+    else:
+        effect, source = design_effect, "--design-effect"
+    rho = intraclass_of(effect, design.per_template)
+    se = planned_se(design, effect)
+
+    def detects(then: Design) -> str:
+        projected = planned_se(then, kish(then.per_template, rho))
+        return f"{detectable_change(projected, then.templates, k):.1f}"
+
+    more_templates = replace(design, templates=2 * design.templates)
+    more_samples = replace(design, samples_per_prompt=2 * design.samples_per_prompt)
+    templates = templates_for(DETECT_PP, se, design, rho, k)
+    per_prompt = samples_per_prompt_for(DETECT_PP, se, design, rho, k)
+    return [
+        f"power: each of {k} comparisons, tested together (intervals at 1-0.05/{k}), with "
+        f"{design.templates} templates x {design.emotions} emotions x samplesPerPrompt "
+        f"{design.samples_per_prompt}, detects a macro-F1 change of about {detects(design)} "
+        "points (80% power; the prompt template is the unit); "
+        f"with {more_templates.templates} templates: {detects(more_templates)}; with "
+        f"samplesPerPrompt {more_samples.samples_per_prompt}: {detects(more_samples)}.",
+        f"  {DETECT_PP:g} points needs "
+        + (f"{templates} templates" if templates else "more templates than we project")
+        + " at this samplesPerPrompt, or "
+        + (
+            f"samplesPerPrompt {per_prompt} with these templates."
+            if per_prompt
+            else "more templates: no samplesPerPrompt reaches it with these."
+        ),
+        f"  assumed: design effect {effect:.2f} at {design.per_template} samples a template "
+        f"({source}); {100 * ASSUMED_DISCORDANCE:.0f}% of samples right under one precision only.",
+    ]
+
+
+def _design_effect(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a design effect: {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"a design effect from 1 to 1000, not {text}")
+    return value
+
+
+def _margin(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of F1 points: {text!r}") from None
+    if not 0 < value <= 50:
+        raise argparse.ArgumentTypeError(f"a margin above 0 and at most 50 points, not {text}")
+    return value
 
 
 def _price(text: str) -> float:
@@ -198,7 +264,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from quanteval.comparison import compare
     from quanteval.report import build_report
     from quanteval_cli.local import run_local
-    from quanteval_cli.table import comparison_json, comparison_table, energy_notes, memory_notes
+    from quanteval_cli.table import (
+        comparison_json,
+        comparison_table,
+        energy_notes,
+        memory_notes,
+        paired_note,
+    )
 
     if not args.local:
         raise InvalidSpecError(
@@ -212,7 +284,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     out = args.out or f"{DEFAULT_OUT}/{manifest.metadata.name}"
     results = run_local(manifest, out, args.only, args.force, console)
     rows = compare([r.outcome for r in results], manifest.spec.baseline_precision)
-    built = build_report(out, _expected_runs(manifest, results))
+    built = build_report(
+        out,
+        _expected_runs(manifest, results),
+        equivalence_margin_pp=manifest.spec.report.equivalence_margin_pp,
+    )
     against = {r.run_id: r.vs_baseline for r in built.report.runs if r.vs_baseline is not None}
     title = f"{manifest.metadata.name} ({out})"
     if args.output == "json":
@@ -220,10 +296,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     else:
         Console(width=300).print(comparison_table(rows, title=title, against=against))
         _print_ratings(built.report)
+    console.print(paired_note(against.values()))
     console.print(
-        "F1 Δ: paired over the samples both runs generated, 95% bootstrap interval; verdict: "
-        "McNemar's exact test, Holm-adjusted (report.md); KL: mean KL(baseline || run) per "
-        "token on the reference corpus (a lower bound); top-1: most likely tokens agree"
+        "KL: mean KL(baseline || run) per token on the reference corpus (a lower bound); "
+        "top-1: most likely tokens agree"
     )
     for note in [*energy_notes(rows), *memory_notes(rows), *_gguf_note(manifest)]:
         console.print(note)
@@ -272,7 +348,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         expected = [ExpectedRun.from_id(*item.split(":", 1)) for item in args.expect]
     except ValueError as error:
         raise InvalidSpecError(f"--expect: {error}") from None
-    built = build_report(args.path, expected)
+    built = build_report(args.path, expected, equivalence_margin_pp=args.equivalence_margin_pp)
     termination_log = os.environ.get(TERMINATION_LOG_ENV)
     if termination_log:  # the report Job: the verdicts reach the status through it
         from quanteval.report.verdicts import report_termination_message
@@ -370,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"memory of one GPU (default {DEFAULT_GPU_MEMORY_GIB:g})",
     )
+    plan.add_argument(
+        "--design-effect",
+        type=_design_effect,
+        metavar="D",
+        help="how much sharing prompt templates widens a comparison's variance, at this spec's "
+        "samples a template (default: from the quick start's measured intraclass correlation)",
+    )
     plan.set_defaults(handler=cmd_plan)
 
     report = commands.add_parser(
@@ -385,6 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN[:REASON]",
         help="a run the evaluation has (repeatable): reported as Missing if it left nothing, "
         "with REASON where it failed",
+    )
+    report.add_argument(
+        "--equivalence-margin-pp",
+        type=_margin,
+        metavar="POINTS",
+        help="spec.report.equivalenceMarginPp: a comparison whose interval lies within ±POINTS "
+        "reads 'equivalent' (unset: never)",
     )
     report.set_defaults(handler=cmd_report)
 

@@ -1,12 +1,20 @@
 """The comparison table printed at the end of a local run."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from rich.table import Table
 
 from quanteval.comparison import Comparison, peak_cause_note
-from quanteval.fmt import PairedTest, delta_cell, human_bytes, num, signed, verdict_mark
+from quanteval.fmt import (
+    PairedTest,
+    delta_cell,
+    human_bytes,
+    num,
+    percent,
+    signed,
+    verdict_mark,
+)
 
 
 class Fidelity(Protocol):
@@ -55,7 +63,7 @@ def comparison_table(
         "run", "state", "F1 macro", "accuracy", "intensity", "weights", "load peak", "peak memory",
         "load s", "gen s", "TTFT ms", "TPOT ms", "tokens/s", "J/token", "GPU s", "$",
         "weights saving %", "memory saving %",
-        "F1 Δ pp [95% CI]", "verdict", "KL nats", "top-1 %", "time ×", "$ ×",
+        "F1 Δ pp [CI at 1-0.05/k]", "verdict", "KL nats", "top-1 %", "time ×", "$ ×",
     ]  # fmt: skip
     for header in headers:
         table.add_column(header, justify="left" if header in ("run", "state") else "right")
@@ -85,13 +93,38 @@ def comparison_table(
             signed(row.weights_saving_pct, ".1f"),
             signed(row.memory_saving_pct, ".1f"),
             delta_cell(row.f1_delta_pp, test),
-            verdict_mark(test.verdict) if test else "",
+            verdict_mark(test),
             num(fidelity.mean_kl if fidelity else None, ".4f"),
             num(fidelity.top1_agreement_pct if fidelity else None, ".1f"),
             num(row.time_ratio, ".2f"),
             num(row.dollar_ratio, ".2f"),
         )
     return table
+
+
+def paired_note(against: Iterable[AgainstBaseline]) -> str:
+    """How the table's ΔF1 interval and verdict were made: the family, the templates, the
+    measured design effects."""
+    tests = [a.paired for a in against if a.paired is not None and a.paired.confidence]
+    if not tests:
+        return "F1 Δ: unpaired (no paired comparison with 10 samples and 2 templates or more)"
+    first = tests[0]
+    effects = sorted(t.design_effect for t in tests if t.design_effect is not None)
+    spread = (
+        f"design effect {effects[0]:.2f}"
+        + (f" to {effects[-1]:.2f}" if len(effects) > 1 else "")
+        + " (how much sharing templates widened the variance)"
+        if effects
+        else "no design effect measured"
+    )
+    return (
+        "F1 Δ: paired over the samples both runs generated, the prompt template as the unit "
+        f"(prompts like these): interval at {percent(first.confidence or 0.95)} = 1-0.05/k for "
+        f"k={first.family_size} comparisons of {first.templates} templates (leave-one-template-"
+        "out jackknife, t on templates-1 df); verdict: worse/better only where that interval "
+        "excludes 0 and the template permutation test (Holm-adjusted) rejects; "
+        f"{spread}; the sample-level 95% interval (these prompts, new samples) is in report.md"
+    )
 
 
 def energy_notes(rows: list[Comparison]) -> list[str]:
@@ -131,7 +164,15 @@ def comparison_json(
             "f1DeltaPp": test.delta_f1_pp if test and test.delta_f1_pp is not None
             else row.f1_delta_pp,
             "f1DeltaCi95": list(test.ci95) if test and test.ci95 else None,
+            "f1DeltaCi": list(test.ci) if test and test.ci else None,
+            "confidence": test.confidence if test else None,
+            "familySize": test.family_size if test else None,
+            "templates": test.templates if test else None,
+            "f1DeltaCi95ThesePrompts": list(test.ci95_these_prompts)
+            if test and test.ci95_these_prompts else None,
+            "designEffect": test.design_effect if test else None,
             "verdict": test.verdict if test else None,
+            "mark": test.mark if test else None,
             "meanKl": fidelity.mean_kl if fidelity else None,
             "top1AgreementPct": fidelity.top1_agreement_pct if fidelity else None,
             "timeRatio": row.time_ratio, "dollarRatio": row.dollar_ratio,

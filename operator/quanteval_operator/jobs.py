@@ -384,7 +384,9 @@ def render_report_job(
         for run in expand(manifest.spec)
         for arg in ("--expect", f"{run.id}:{reasons[run.id]}" if reasons.get(run.id) else run.id)
     ]
-    command = [*settings.report_command, root, *expected]
+    margin = manifest.spec.report.equivalence_margin_pp
+    options = [] if margin is None else ["--equivalence-margin-pp", f"{margin:g}"]
+    command = [*settings.report_command, root, *expected, *options]
     requests = {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"}
     limits = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"}
     # `quanteval report` writes the comparisons' verdicts there, for the status (no S3 here).

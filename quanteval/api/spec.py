@@ -341,6 +341,17 @@ class IntensitySpec(_Model):
         return self.template or DEFAULT_INTENSITY_TEMPLATE
 
 
+class ReportSpec(_Model):
+    """How the report states its comparisons."""
+
+    equivalence_margin_pp: Annotated[float | None, Field(gt=0, le=50)] = None
+    """A macro-F1 change (points) small enough not to matter to you: with it, a comparison whose
+    interval (TOST at the family's level) lies within ±margin reads "equivalent within ±margin".
+    Unset (the default): the report never says "equivalent", only "no detectable difference
+    (could be up to X points)".
+    """
+
+
 class QuantEvalSpec(_Model):
     models: Annotated[list[ModelSpec], Field(min_length=1, max_length=64)]
     """Models to evaluate; each runs at every precision."""
@@ -379,6 +390,8 @@ class QuantEvalSpec(_Model):
     """The emotion classifier that scores the generations."""
     output: OutputSpec = Field(default_factory=OutputSpec)
     """Where results and the report go."""
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    """How the report states its comparisons (changes no run: not in any run's content hash)."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """Resources and placement of the worker pods."""
     hugging_face: HuggingFaceSpec = Field(default_factory=HuggingFaceSpec)

@@ -52,7 +52,20 @@ class ComparisonStatus(_Status):
         None, description="paired over samples once the report is written, else unpaired"
     )
     f1_delta_ci95: list[float] | None = Field(
-        None, min_length=2, max_length=2, description="the paired 95% interval, from the report"
+        None,
+        min_length=2,
+        max_length=2,
+        description="the paired 95% interval for prompts like these (template level), from the "
+        "report",
+    )
+    f1_delta_ci: list[float] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="the same interval at 1 - 0.05/familySize, the one the verdict is read from",
+    )
+    family_size: int | None = Field(
+        None, description="the evaluation's comparisons, tested together (Bonferroni, Holm)"
     )
     verdict: str | None = Field(None, description="the paired verdict, from the report")
     rating_mean_abs_change: float | None = Field(

@@ -61,13 +61,16 @@ class RunMessage(_Message):
 
 
 class Verdict(_Message):
-    """One comparison of the report: its run id, paired ΔF1 (points), interval and verdict;
+    """One comparison of the report: its run id, paired ΔF1 (points), its template-level
+    intervals at 95% and at the family's level (the one its verdict is read from), the verdict;
     with the intensity task, the mean absolute rating change against the baseline (points)."""
 
     id: str
     verdict: str
     f1_delta_pp: float | None = None
-    f1_delta_ci95: tuple[float, float] | None = None
+    f1_delta_ci95: tuple[float, float] | None = None  # template level, 95%
+    f1_delta_ci: tuple[float, float] | None = None  # template level, at 1 - 0.05/familySize
+    family_size: int | None = None
     rating_mean_abs_change: float | None = None
 
 
@@ -91,8 +94,8 @@ class ReportMessage(_Message):
         return cls(comparisons=kept, truncated=True if len(kept) < len(ranked) else None)
 
     def verdicts(self) -> dict[str, dict[str, Any]]:
-        """By run id, the status fields the operator copies (f1DeltaPp, f1DeltaCi95, verdict,
-        ratingMeanAbsChange)."""
+        """By run id, the status fields the operator copies (f1DeltaPp, f1DeltaCi95, f1DeltaCi,
+        familySize, verdict, ratingMeanAbsChange)."""
         return {
             v.id: v.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"id"})
             for v in self.comparisons

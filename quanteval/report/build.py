@@ -25,17 +25,23 @@ def build_report(
     endpoint: str = "",
     region: str = "",
     now: datetime | None = None,
+    equivalence_margin_pp: float | None = None,
 ) -> BuiltReport:
     """The report of the evaluation at `uri` (a directory or s3:// prefix holding runs/).
 
     `expected`: runs the caller knows of (from the manifest); those that left nothing are
-    reported as Missing. Raises InvalidSpecError when there is no runs/ and nothing expected,
+    reported as Missing. `equivalence_margin_pp`: spec.report.equivalenceMarginPp. Raises
+    InvalidSpecError when there is no runs/ and nothing expected,
     StorageError when storage fails.
     """
     storage = open_storage(uri, endpoint, region)
     loaded = load_evaluation(storage, expected)
     moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     report = compute_report(
-        loaded.runs, source=storage.uri, generated_at=moment, ignored=loaded.ignored
+        loaded.runs,
+        source=storage.uri,
+        generated_at=moment,
+        ignored=loaded.ignored,
+        equivalence_margin_pp=equivalence_margin_pp,
     )
     return BuiltReport(report, write_report(storage, report))

@@ -3,20 +3,24 @@
 Claim: a larger model quantized to a lower precision beats a smaller model at a higher precision
 when both need similar memory. Every (larger model, smaller model) pair, sized by parameters (from
 any succeeded run of each), and every (larger's run at a lower precision, smaller's run at a
-higher one) whose peak memories are within 25% of each other is one comparison. Each is settled by
-the paired bootstrap interval of the macro-F1 difference over the samples both generated: above 0
-supports the claim, below 0 contradicts it, across 0 is not settled by this data; the claim as a
-whole is supported when some comparisons support it and none contradicts it (and the other way
-round), else not settled.
+higher one) whose peak memories are within 25% of each other is one comparison. The k comparisons
+are one family: each is settled by the template-level interval (quanteval.templates) of the
+macro-F1 difference over the samples both generated, at 1 - 0.05/k, with the template permutation
+test at 0.05/k: an interval above 0 supports the claim and one below 0 contradicts it where the
+test agrees (else, and across 0, it is not settled by this data); the claim as a whole is supported
+when some comparisons support it and none contradicts it (and the other way round), else not
+settled.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from quanteval.api.records import SampleRecord
+from quanteval.power import ALPHA
 from quanteval.precisions import BYTES_PER_PARAMETER, Precision
 from quanteval.report.schema import ClaimCheck, ClaimComparison
 from quanteval.report.uncertainty import compare_generations
+from quanteval.templates import TemplateDelta, family_confidence
 
 CLAIM = (
     "a larger model at a lower precision beats a smaller model at a higher precision "
@@ -71,15 +75,61 @@ def verdict(supported: int, contradicted: int, total: int) -> str:
     )
 
 
-def _settle(larger: ClaimRun, smaller: ClaimRun) -> tuple[int, float | None, Interval | None, str]:
-    """Pairs, the paired ΔF1 (larger - smaller) and its interval, and the outcome."""
-    emotions = smaller.emotions or larger.emotions
-    pairs, _, paired = compare_generations(smaller.generations, larger.generations, emotions)
-    if paired is None:
-        return pairs, None, None, UNSETTLED
-    low, high = paired.delta_f1_ci95_pp
-    outcome = SUPPORTED if low > 0 else CONTRADICTED if high < 0 else UNSETTLED
-    return pairs, paired.delta_f1_pp, paired.delta_f1_ci95_pp, outcome
+def _outcome(difference: TemplateDelta, ci: Interval, family_size: int) -> str:
+    """Settled only where the interval excludes 0 and the permutation test rejects at
+    alpha / k (Bonferroni, as the interval's level), as a verdict is."""
+    if (ci[0] > 0 or ci[1] < 0) and family_size * difference.flip_p < ALPHA:
+        return SUPPORTED if ci[0] > 0 else CONTRADICTED
+    return UNSETTLED
+
+
+def settle_claims(
+    differences: Sequence[TemplateDelta | None],
+) -> tuple[list[tuple[Interval | None, str]], int, float]:
+    """Each comparison's interval and outcome, settled together: the template-level intervals at
+    1 - 0.05/k for the k comparisons that could be made; with k and that level."""
+    k = sum(d is not None for d in differences)
+    confidence = family_confidence(k)
+    settled: list[tuple[Interval | None, str]] = []
+    for d in differences:
+        if d is None:
+            settled.append((None, UNSETTLED))
+            continue
+        ci = d.interval(confidence)
+        settled.append((ci, _outcome(d, ci, k)))
+    return settled, k, confidence
+
+
+def _settled(
+    candidates: Sequence[tuple[ClaimRun, ClaimRun]],
+) -> tuple[list[ClaimComparison], int, float]:
+    """Each (larger, smaller) pair's comparison, settled together (settle_claims)."""
+    paired = [
+        compare_generations(b.generations, a.generations, b.emotions or a.emotions)
+        for a, b in candidates
+    ]
+    settled, k, confidence = settle_claims([c.primary if c else None for _, _, c in paired])
+    comparisons = []
+    for (a, b), (pairs, _, c), (ci, outcome) in zip(candidates, paired, settled, strict=True):
+        comparisons.append(
+            ClaimComparison(
+                larger_run_id=a.run_id,
+                larger_f1=a.f1,
+                larger_peak_memory_bytes=a.peak_memory_bytes,
+                smaller_run_id=b.run_id,
+                smaller_f1=b.f1,
+                smaller_peak_memory_bytes=b.peak_memory_bytes,
+                memory_ratio=a.peak_memory_bytes / b.peak_memory_bytes,
+                larger_wins=a.f1 > b.f1,
+                pairs=pairs,
+                delta_f1_pp=c.delta_f1_pp if c is not None else None,
+                templates=c.templates if c is not None else None,
+                ci95=c.primary.interval(0.95) if c is not None else None,
+                ci=ci,
+                outcome=outcome,
+            )
+        )
+    return comparisons, k, confidence
 
 
 def check_claim(
@@ -91,34 +141,19 @@ def check_claim(
     """`runs`: succeeded runs; `model_sizes`: each model's parameters; `models`: every model of
     the evaluation (those without a size are reported as left out)."""
     by_size = sorted(model_sizes, key=lambda m: (-model_sizes[m], m))
-    comparisons = []
-    for larger in by_size:
-        for smaller in by_size:
-            if model_sizes[larger] <= model_sizes[smaller]:
-                continue
-            for a in (r for r in runs if r.model == larger):
-                for b in (r for r in runs if r.model == smaller):
-                    if not _lower_precision(a.precision, b.precision):
-                        continue
-                    if not similar_memory(a.peak_memory_bytes, b.peak_memory_bytes, tolerance):
-                        continue
-                    pairs, delta, ci, outcome = _settle(a, b)
-                    comparisons.append(
-                        ClaimComparison(
-                            larger_run_id=a.run_id,
-                            larger_f1=a.f1,
-                            larger_peak_memory_bytes=a.peak_memory_bytes,
-                            smaller_run_id=b.run_id,
-                            smaller_f1=b.f1,
-                            smaller_peak_memory_bytes=b.peak_memory_bytes,
-                            memory_ratio=a.peak_memory_bytes / b.peak_memory_bytes,
-                            larger_wins=a.f1 > b.f1,
-                            pairs=pairs,
-                            delta_f1_pp=delta,
-                            ci95=ci,
-                            outcome=outcome,
-                        )
-                    )
+    candidates = [
+        (a, b)
+        for larger in by_size
+        for smaller in by_size
+        if model_sizes[larger] > model_sizes[smaller]
+        for a in runs
+        if a.model == larger
+        for b in runs
+        if b.model == smaller
+        and _lower_precision(a.precision, b.precision)
+        and similar_memory(a.peak_memory_bytes, b.peak_memory_bytes, tolerance)
+    ]
+    comparisons, family_size, confidence = _settled(candidates)
     wins = sum(c.larger_wins for c in comparisons)
     supported = sum(c.outcome == SUPPORTED for c in comparisons)
     contradicted = sum(c.outcome == CONTRADICTED for c in comparisons)
@@ -132,4 +167,6 @@ def check_claim(
         models_left_out=tuple(m for m in dict.fromkeys(models) if m not in model_sizes),
         supported=supported,
         contradicted=contradicted,
+        family_size=family_size,
+        confidence=confidence if family_size else None,
     )

@@ -224,12 +224,13 @@ def compute_report(
     generated_at: str,
     ignored: Sequence[str] = (),
     sample_count: int = DEFAULT_SAMPLES,
+    equivalence_margin_pp: float | None = None,
 ) -> Report:
     runs = order_runs(records)
     baselines = model_baselines(runs)
     bases = baseline_runs(runs, baselines)
     comparisons = _comparisons(runs, baselines)
-    paired = paired_tests(runs, bases)
+    paired = paired_tests(runs, bases, equivalence_margin_pp)
     succeeded = _claim_runs(runs)
     front = [
         p.run_id

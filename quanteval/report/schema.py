@@ -20,28 +20,44 @@ REPORT_SCHEMA: Final = "quanteval.io/report/v1"
 
 @dataclass(frozen=True)
 class PairedTest:
-    """The run against its baseline, sample by sample (same prompt, emotion, index and seed).
+    """The run against its baseline, sample by sample (same prompt, emotion, index and seed),
+    with the prompt template as the unit of inference (quanteval.templates): the interval and the
+    test say what holds for prompts like these; `ci95ThesePrompts` what holds for these prompts.
 
-    Below 10 pairs only `pairs`, `unpaired` and the verdict (cannot decide) are set.
+    Below 10 pairs or 2 templates only `pairs`, `unpaired`, the mark and the verdict are set.
     """
 
     __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
 
     pairs: int
     unpaired: int  # samples of either run without a partner in the other, left out
-    verdict: str  # significantly worse / no detectable difference / significantly better / ...
+    verdict: str  # the mark in words, with what settles it
+    mark: str  # quanteval.templates.Mark: worse, better, no detectable difference, ...
+    templates: int | None = None  # prompt templates among the pairs: the units resampled
     delta_f1_pp: float | None = None  # on the pairs, in points
-    ci95: tuple[float, float] | None = None  # paired bootstrap (BCa), points
-    test: str = "McNemar exact test of per-sample correctness"
+    # Prompts like these: leave-one-template-out jackknife, t on templates - 1 df, points.
+    ci95: tuple[float, float] | None = None
+    family_size: int | None = None  # k: the evaluation's comparisons, tested together
+    confidence: float | None = None  # 1 - 0.05/k (Bonferroni): the level of `ci`
+    ci: tuple[float, float] | None = None  # the interval at `confidence`: the mark is read from it
+    ci95_these_prompts: tuple[float, float] | None = None  # sample bootstrap (BCa), points
+    design_effect: float | None = None  # template-level variance / sample-level variance
+    test: str = "permutation test of ΔF1 exchanging whole templates"
     p_value: float | None = None
     p_value_adjusted: float | None = None  # Holm, across the evaluation's comparisons
-    only_baseline_right: int | None = None  # the discordant pairs the test counts
+    accuracy_test: str = "McNemar exact test of per-sample correctness (secondary)"
+    mcnemar_p_value: float | None = None  # unadjusted
+    only_baseline_right: int | None = None  # the discordant pairs McNemar counts
     only_run_right: int | None = None
     intensity_delta: float | None = None  # mean paired change, 0-100
     intensity_test: str = "Wilcoxon signed-rank test"
     intensity_p_value: float | None = None
-    min_detectable_f1_pp: float | None = None  # at 80% power, alpha 0.05, from this data's spread
-    samples_per_prompt_for_5pp: int | None = None  # samplesPerPrompt a 5 pp change needs
+    # At 80% power with the family's test, from this data's template-level spread.
+    min_detectable_f1_pp: float | None = None
+    # What a 5-point change needs: templates at this samplesPerPrompt, or samplesPerPrompt with
+    # these templates (None: no number of samples does, the templates' own spread is the floor).
+    templates_for_5pp: int | None = None
+    samples_per_prompt_for_5pp: int | None = None
     # Per-sample latency (batch start to the sample's end), run over baseline on the pairs; the
     # interval resamples samples, which share batches: read it as a spread, not an exact bound.
     latency_ratio: float | None = None
@@ -121,7 +137,11 @@ class ClaimComparison:
     larger_wins: bool  # strictly higher F1 (a raw fact; the outcome is what the data settles)
     pairs: int = 0  # samples both runs generated
     delta_f1_pp: float | None = None  # larger's macro-F1 minus smaller's, on the pairs
-    ci95: tuple[float, float] | None = None  # paired bootstrap, points
+    templates: int | None = None  # prompt templates among the pairs
+    # Template level (jackknife, t on templates - 1 df), points: at 95%, and at the claim's
+    # family level (ClaimCheck.confidence), from which the outcome is read.
+    ci95: tuple[float, float] | None = None
+    ci: tuple[float, float] | None = None
     outcome: str = "not settled by this data"  # supported / contradicted / not settled ...
 
 
@@ -138,6 +158,8 @@ class ClaimCheck:
     models_left_out: tuple[str, ...]  # no succeeded run, so no size
     supported: int = 0  # comparisons whose ΔF1 interval lies above 0
     contradicted: int = 0  # ... below 0
+    family_size: int = 0  # k: the comparisons settled together
+    confidence: float | None = None  # 1 - 0.05/k (Bonferroni): each interval's level
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,16 @@ from collections.abc import Collection, Iterable, Sequence
 
 from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.api.states import RunState
-from quanteval.fmt import delta_cell, human_bytes, interval, num, signed, verdict_mark
-from quanteval.report.schema import BaselineComparison, Report, RunReport
+from quanteval.fmt import (
+    delta_cell,
+    human_bytes,
+    interval,
+    num,
+    percent,
+    signed,
+    verdict_mark,
+)
+from quanteval.report.schema import BaselineComparison, PairedTest, Report, RunReport
 
 NO_COMPARISON = BaselineComparison("", None, None, None, None, 0, None, None, None, None)
 
@@ -21,12 +29,15 @@ CSV_COLUMNS = (
     "pairedSamples", "deltaF1Pp", "deltaF1Ci95Low", "deltaF1Ci95High", "pValue",
     "pValueAdjusted", "verdict", "minDetectableF1Pp", "samplesPerPromptFor5Pp",
     "meanKl", "meanKlCi95Low", "meanKlCi95High", "p99Kl", "top1AgreementPct", "perplexityRatio",
+    "mark", "templates", "familySize", "confidence", "deltaF1CiLow", "deltaF1CiHigh",
+    "deltaF1Ci95ThesePromptsLow", "deltaF1Ci95ThesePromptsHigh", "designEffect",
+    "mcnemarPValue", "templatesFor5Pp",
 )  # fmt: skip
 
 TABLE_HEADERS = (
     "run", "state", "F1 [95% CI]", "accuracy", "intensity", "distinct-2", "weights", "peak memory",
     "gen s", "TTFT ms", "TPOT ms", "tokens/s", "$", "weights saving %", "memory saving %",
-    "F1 Δ pp [95% CI]", "verdict (Holm p)", "time ×", "$ ×",
+    "F1 Δ pp [CI at 1-0.05/k]", "verdict (Holm p)", "time ×", "$ ×",
     "ROUGE-1", "ROUGE-2", "ROUGE-L", "intensity drift", "Pareto",
 )  # fmt: skip
 
@@ -62,6 +73,13 @@ def csv_row(run: RunReport, emotions: tuple[str, ...]) -> list[object]:
     values += [
         f.mean_kl, *f.mean_kl_ci95, f.p99_kl, f.top1_agreement_pct, f.perplexity_ratio,
     ] if f else [None] * 6  # fmt: skip
+    values += [
+        t.mark if t else None, t.templates if t else None, t.family_size if t else None,
+        t.confidence if t else None, *(t.ci if t and t.ci else (None, None)),
+        *(t.ci95_these_prompts if t and t.ci95_these_prompts else (None, None)),
+        t.design_effect if t else None, t.mcnemar_p_value if t else None,
+        t.templates_for_5pp if t else None,
+    ]  # fmt: skip
     values += [run.per_emotion_f1.get(e) for e in emotions]
     return [_csv_value(v) for v in values]
 
@@ -114,7 +132,21 @@ def _verdict_cell(c: BaselineComparison) -> str:
     if t is None:
         return ""
     p = f" ({t.p_value_adjusted:.2f})" if t.p_value_adjusted is not None else ""
-    return verdict_mark(t.verdict) + p
+    return verdict_mark(t) + p
+
+
+def advice(t: PairedTest) -> str:
+    """What a 5-point change would need, from the measured template-level spread."""
+    templates = f"{t.templates_for_5pp} templates" if t.templates_for_5pp else "more templates"
+    if t.samples_per_prompt_for_5pp is None:
+        return (
+            f"5 points needs {templates} (no samplesPerPrompt reaches it with these "
+            f"{t.templates}: the templates' own spread is the floor)"
+        )
+    return (
+        f"5 points needs {templates} at this samplesPerPrompt, or samplesPerPrompt "
+        f"{t.samples_per_prompt_for_5pp} with these {t.templates}"
+    )
 
 
 def verdict_lines(report: Report) -> list[str]:
@@ -126,19 +158,25 @@ def verdict_lines(report: Report) -> list[str]:
             continue
         base = run.vs_baseline.baseline_run_id
         head = f"- {run.run_id} against {base}: **{t.verdict}**"
-        if t.delta_f1_pp is None or t.ci95 is None:
+        if t.delta_f1_pp is None or t.ci is None or t.confidence is None:
             lines.append(f"{head} ({t.pairs} paired samples).")
             continue
+        effect = f"design effect {t.design_effect:.2f}" if t.design_effect else "no design effect"
         lines.append(
-            f"{head}: macro-F1 {signed(t.delta_f1_pp, '.1f')} points, 95% CI "
-            f"{interval(t.ci95, '.1f', sign=True)} over {t.pairs} paired samples"
+            f"{head}: macro-F1 {signed(t.delta_f1_pp, '.1f')} points over {t.pairs} paired "
+            f"samples of {t.templates} templates"
             + (f" ({t.unpaired} unpaired left out)" if t.unpaired else "")
-            + f"; McNemar p {t.p_value:.3f}, Holm-adjusted {t.p_value_adjusted:.3f} "
+            + f". Prompts like these: {interval(t.ci, '.1f', sign=True)} at "
+            f"{percent(t.confidence)} ({t.family_size} comparisons; 95%: "
+            f"{interval(t.ci95, '.1f', sign=True)}); these prompts, new samples: 95% "
+            f"{interval(t.ci95_these_prompts, '.1f', sign=True)} ({effect}). "
+            f"Permutation test p {t.p_value:.3f}, Holm-adjusted {t.p_value_adjusted:.3f}; "
+            f"accuracy (McNemar, secondary) p {t.mcnemar_p_value:.3f} "
             f"({t.only_baseline_right} samples only the baseline got right, "
             f"{t.only_run_right} only this run); intensity "
             f"{signed(t.intensity_delta, '.1f')} points (Wilcoxon p {t.intensity_p_value:.3f}). "
-            f"This data detects a change of {t.min_detectable_f1_pp:.1f} points (80% power); "
-            f"5 points needs samplesPerPrompt {t.samples_per_prompt_for_5pp}."
+            f"This data detects a change of {t.min_detectable_f1_pp:.1f} points (80% power, "
+            f"the family's test); {advice(t)}."
             + (
                 f" Per-sample latency ×{t.latency_ratio:.2f} "
                 f"{interval(t.latency_ratio_ci95, '.2f')}."
@@ -329,9 +367,10 @@ def markdown_table(report: Report) -> str:
 def claim_lines(report: Report) -> list[str]:
     claim = report.claim
     lines = [
-        f"Claim: {claim.claim} ({claim.similar_memory}; each comparison settled by the paired "
-        "95% interval of the macro-F1 difference: above 0 supports, below 0 contradicts, across "
-        "0 is not settled by this data).",
+        f"Claim: {claim.claim} ({claim.similar_memory}; the {claim.family_size} comparisons "
+        "settled together, each by the template-level interval of the macro-F1 difference at "
+        f"{percent(claim.confidence or 0.95)} (1 - 0.05/k, k = {claim.family_size}): above 0 "
+        "supports, below 0 contradicts, across 0 is not settled by this data).",
         "",
         f"**Verdict: {claim.verdict}.**",
     ]
@@ -339,8 +378,8 @@ def claim_lines(report: Report) -> list[str]:
         lines.append("")
     for c in claim.comparisons:
         delta = (
-            f"ΔF1 {signed(c.delta_f1_pp, '.1f')} points {interval(c.ci95, '.1f', sign=True)} over "
-            f"{c.pairs} paired samples"
+            f"ΔF1 {signed(c.delta_f1_pp, '.1f')} points {interval(c.ci, '.1f', sign=True)} over "
+            f"{c.pairs} paired samples of {c.templates} templates"
             if c.delta_f1_pp is not None
             else f"{c.pairs} paired samples: too few to decide"
         )
@@ -397,15 +436,24 @@ def best_line(report: Report) -> str:
         return f"Best run: {report.best_run} (highest macro-F1; every other run is worse)."
     return (
         f"Best runs: {', '.join(report.best_runs)}: none significantly worse than "
-        f"{report.best_run}, the highest macro-F1 (McNemar, Holm-adjusted)."
+        f"{report.best_run}, the highest macro-F1 (each settled against it as the verdicts "
+        "are, within the family of those comparisons)."
     )
 
 
 VERDICT_INTRO = (
     "Each run against its model's baseline, sample by sample (same prompt, emotion, sample "
-    "index and seed). Intervals are 95% bootstrap intervals (BCa, 2,000 resamples); the verdict "
-    "is McNemar's exact test of per-sample correctness with Holm's adjustment across the "
-    "evaluation's comparisons (alpha 0.05); below 10 paired samples it cannot decide."
+    "index and seed), with the prompt template as the unit of inference: the verdict holds for "
+    "prompts like these, not only for the samples drawn. The interval is the leave-one-template-"
+    "out jackknife with Student's t on templates - 1 degrees of freedom, shown at 1 - 0.05/k for "
+    "the evaluation's k comparisons (Bonferroni); the test is a permutation test of the macro-F1 "
+    "difference exchanging whole templates, Holm-adjusted across the k comparisons. Worse or "
+    "better only when that interval excludes 0 and the test rejects; where only one does, the "
+    "verdict says which. 'No detectable difference' says how large the difference could be; "
+    "'equivalent' only within a margin set in spec.report.equivalenceMarginPp. The sample-level "
+    "interval (these prompts, new samples: BCa bootstrap, 2,000 resamples) stands beside it; "
+    "the design effect is how much sharing templates widened the variance. Below 10 paired "
+    "samples, with one template, or with a family too large for the templates, it cannot decide."
 )
 
 

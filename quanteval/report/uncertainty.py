@@ -1,15 +1,21 @@
 """Intervals per run and paired tests per comparison, from the runs' generations (quanteval.stats).
 
-Holm's adjustment runs over every comparison of the evaluation at once, so each verdict accounts
-for how many were made.
+The evaluation's comparisons are one family: the permutation tests' p-values are Holm-adjusted
+together and each interval is shown at 1 - 0.05/k, so each mark accounts for how many were made.
 """
 
-import math
 from collections.abc import Mapping, Sequence
 
 from quanteval.api.records import SampleRecord
 from quanteval.api.states import RunState
 from quanteval.fidelity import FidelityFigures, compare_fidelity
+from quanteval.power import (
+    DETECT_PP,
+    Design,
+    intraclass_of,
+    samples_per_prompt_for,
+    templates_for,
+)
 from quanteval.report.data import RunRecord
 from quanteval.report.drift import pair_by_sample
 from quanteval.report.schema import PairedTest
@@ -18,11 +24,11 @@ from quanteval.stats import (
     Interval,
     PairedComparison,
     RunIntervals,
-    holm,
+    Settled,
     paired_comparison,
     ratio_interval,
     run_intervals,
-    verdict,
+    settle_family,
 )
 
 
@@ -46,10 +52,12 @@ def quality_intervals(record: RunRecord) -> RunIntervals | None:
 def compare_generations(
     base: Sequence[SampleRecord], run: Sequence[SampleRecord], emotions: Sequence[str]
 ) -> tuple[int, int, PairedComparison | None]:
-    """`run` against `base` on the samples both generated: pairs, unpaired, the comparison."""
+    """`run` against `base` on the samples both generated: pairs, unpaired, the comparison
+    (with each pair's prompt template as its unit)."""
     pairs = pair_by_sample(base, run)
     unpaired = len(base) + len(run) - 2 * len(pairs)
     comparison = paired_comparison(
+        [b.prompt_id for b, _ in pairs],
         [b.emotion for b, _ in pairs],
         [b.predicted for b, _ in pairs],
         [r.predicted for _, r in pairs],
@@ -76,55 +84,87 @@ def latency_ratio(base: RunRecord, record: RunRecord) -> tuple[float, Interval] 
     return ratio_interval([b for b, _ in pairs], [r for _, r in pairs])
 
 
-def _samples_per_prompt(record: RunRecord, factor: float) -> int:
+def _design(record: RunRecord, c: PairedComparison) -> Design:
     settings = record.result.generation if record.result is not None else None
-    current = settings.samples_per_prompt if settings is not None else 1
-    return max(current, math.ceil(current * factor))
+    samples_per_prompt = settings.samples_per_prompt if settings is not None else 1
+    emotions = max(1, round(c.pairs / (c.templates * samples_per_prompt)))
+    return Design(c.templates, emotions, samples_per_prompt)
 
 
-def _holm_by_id(tests: Mapping[str, PairedComparison | None]) -> dict[str, float]:
-    """Each decided test's McNemar p, Holm-adjusted over all of them, by run id."""
-    decided = {run_id: c for run_id, c in tests.items() if c is not None}
-    return dict(zip(decided, holm([c.mcnemar_p for c in decided.values()]), strict=True))
+def too_few(pairs: int) -> str:
+    return f"cannot decide: {pairs} paired samples (fewer than {MIN_PAIRS}) or one template"
+
+
+def paired_test(
+    record: RunRecord,
+    pairs: int,
+    unpaired: int,
+    c: PairedComparison | None,
+    settled: Settled | None,
+    latency: tuple[float, Interval] | None = None,
+) -> PairedTest:
+    """The report's figures of one comparison, settled within its family."""
+    if c is None or settled is None:
+        return PairedTest(pairs, unpaired, too_few(pairs), "cannot decide")
+    design = _design(record, c)
+    effect = c.design_effect
+    rho = intraclass_of(effect, design.per_template) if effect is not None else 0.0
+    k = settled.family_size
+    return PairedTest(
+        pairs=pairs,
+        unpaired=unpaired,
+        verdict=settled.decision.text,
+        mark=settled.decision.mark,
+        templates=c.templates,
+        delta_f1_pp=c.delta_f1_pp,
+        ci95=c.primary.interval(0.95),
+        family_size=k,
+        confidence=settled.confidence,
+        ci=settled.interval,
+        ci95_these_prompts=c.ci95_these_prompts_pp,
+        design_effect=effect,
+        p_value=c.primary.flip_p,
+        p_value_adjusted=settled.p_adjusted,
+        mcnemar_p_value=c.mcnemar_p,
+        only_baseline_right=c.only_baseline_right,
+        only_run_right=c.only_run_right,
+        intensity_delta=c.intensity_delta,
+        intensity_p_value=c.wilcoxon_p,
+        min_detectable_f1_pp=settled.min_detectable_pp,
+        templates_for_5pp=templates_for(DETECT_PP, c.primary.se_pp, design, rho, k),
+        samples_per_prompt_for_5pp=samples_per_prompt_for(
+            DETECT_PP, c.primary.se_pp, design, rho, k
+        ),
+        latency_ratio=latency[0] if latency else None,
+        latency_ratio_ci95=latency[1] if latency else None,
+    )
 
 
 def paired_tests(
-    records: Sequence[RunRecord], bases: Mapping[str, RunRecord]
+    records: Sequence[RunRecord],
+    bases: Mapping[str, RunRecord],
+    margin_pp: float | None = None,
 ) -> dict[str, PairedTest]:
     """Each succeeded run that is not its model's baseline, against that baseline (its
-    baselineModel's, where it names one), by run id."""
+    baselineModel's, where it names one), by run id; all of them one family."""
     measured: dict[str, tuple[RunRecord, int, int, PairedComparison | None]] = {}
     for record in records:
         base = bases.get(record.compared_model)
         if record.state != RunState.SUCCEEDED or base is None or base.run_id == record.run_id:
             continue
         measured[record.run_id] = (record, *_pair(base, record))
-    adjusted = _holm_by_id({run_id: c for run_id, (*_, c) in measured.items()})
-    tests = {}
-    for run_id, (record, pairs, unpaired, c) in measured.items():
-        p_adjusted = adjusted.get(run_id)
-        latency = latency_ratio(bases[record.compared_model], record)
-        if c is None:
-            tests[run_id] = PairedTest(pairs, unpaired, verdict(None, None))
-            continue
-        tests[run_id] = PairedTest(
-            pairs=pairs,
-            unpaired=unpaired,
-            verdict=verdict(c, p_adjusted),
-            delta_f1_pp=c.delta_f1_pp,
-            ci95=c.delta_f1_ci95_pp,
-            p_value=c.mcnemar_p,
-            p_value_adjusted=p_adjusted,
-            only_baseline_right=c.only_baseline_right,
-            only_run_right=c.only_run_right,
-            intensity_delta=c.intensity_delta,
-            intensity_p_value=c.wilcoxon_p,
-            min_detectable_f1_pp=c.min_detectable_pp,
-            samples_per_prompt_for_5pp=_samples_per_prompt(record, c.samples_factor_for_5pp),
-            latency_ratio=latency[0] if latency else None,
-            latency_ratio_ci95=latency[1] if latency else None,
+    settled = settle_family({run_id: c for run_id, (*_, c) in measured.items()}, margin_pp)
+    return {
+        run_id: paired_test(
+            record,
+            pairs,
+            unpaired,
+            c,
+            settled.get(run_id),
+            latency_ratio(bases[record.compared_model], record),
         )
-    return tests
+        for run_id, (record, pairs, unpaired, c) in measured.items()
+    }
 
 
 def fidelity_against(base: RunRecord, record: RunRecord) -> FidelityFigures | str:
@@ -140,7 +180,7 @@ def fidelity_against(base: RunRecord, record: RunRecord) -> FidelityFigures | st
 
 def not_worse_than_best(records: Sequence[RunRecord], best_id: str | None) -> tuple[str, ...]:
     """The succeeded runs not significantly worse than the best (itself included), each paired
-    with it by sample and tested as comparisons are, Holm-adjusted over the tests made."""
+    with it by sample and settled as comparisons are, within the family of the tests made."""
     by_id = {r.run_id: r for r in records if r.state == RunState.SUCCEEDED and r.result is not None}
     best = by_id.get(best_id or "")
     if best is None:
@@ -148,10 +188,5 @@ def not_worse_than_best(records: Sequence[RunRecord], best_id: str | None) -> tu
     tested: dict[str, PairedComparison | None] = {
         run_id: _pair(best, record)[2] for run_id, record in by_id.items() if run_id != best_id
     }
-    adjusted = _holm_by_id(tested)
-    worse = {
-        run_id
-        for run_id, c in tested.items()
-        if c is not None and verdict(c, adjusted[run_id]) == "significantly worse"
-    }
+    worse = {run_id for run_id, t in settle_family(tested).items() if t.decision.mark == "worse"}
     return tuple(r.run_id for r in records if r.run_id in by_id and r.run_id not in worse)

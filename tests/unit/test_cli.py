@@ -157,10 +157,27 @@ def test_plan_quickstart_lists_the_runs(
         assert run_id in out
     assert "70 samples a run" in out
     assert "baseline" in out
-    # Before anything runs: what a comparison can detect, and the samples 5 points would need.
+    # Before anything runs: what each of the 4 comparisons can detect with the template as the
+    # unit, how more templates and more samples per prompt move it, and what 5 points needs.
     flat = " ".join(out.split())
-    assert "detects a change of about 18.3 points" in flat
-    assert "generation.samplesPerPrompt 14" in flat
+    assert "each of 4 comparisons, tested together (intervals at 1-0.05/4)" in flat
+    assert "detects a macro-F1 change of about 26.1 points" in flat
+    assert "with 20 templates: 16.8; with samplesPerPrompt 2: 18.5" in flat
+    assert "5 points needs 195 templates at this samplesPerPrompt, or samplesPerPrompt 28" in flat
+    assert "assumed: design effect 1.00 at 7 samples a template" in flat
+
+
+def test_plan_takes_a_design_effect(
+    quickstart_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", str(quickstart_path), "--design-effect", "1.5"]) == 0
+    flat = " ".join(capsys.readouterr().out.split())
+    assert "detects a macro-F1 change of about 32.0 points" in flat
+    assert "no samplesPerPrompt reaches it with these" in flat
+    assert "design effect 1.50 at 7 samples a template (--design-effect)" in flat
+    with pytest.raises(SystemExit):
+        main(["plan", str(quickstart_path), "--design-effect", "0.5"])
+    assert "a design effect from 1 to 1000, not 0.5" in capsys.readouterr().err
 
 
 def test_plan_counts_the_ratings_of_the_intensity_task(

@@ -573,9 +573,16 @@ def test_paired_verdicts_reach_the_json_the_markdown_and_the_html(tmp_path: Path
     worse = by_id["m-int8"].vs_baseline
     assert same is not None and same.paired is not None
     assert worse is not None and worse.paired is not None
-    assert same.paired.verdict == "no detectable difference"
+    assert same.paired.verdict == "no detectable difference (could be up to 0.0 points)"
+    assert same.paired.mark == "no detectable difference" and same.paired.templates == 20
     assert same.paired.delta_f1_pp == 0 and same.paired.p_value == 1.0
-    assert worse.paired.verdict == "significantly worse"
+    assert worse.paired.verdict == "significantly worse" and worse.paired.mark == "worse"
+    # Two comparisons: the interval the mark is read from is at 97.5%, beside the 95% one and
+    # the sample-level one.
+    assert worse.paired.family_size == 2 and worse.paired.confidence == 0.975
+    assert worse.paired.ci is not None and worse.paired.ci[1] < 0
+    assert worse.paired.ci95 is not None and worse.paired.ci[0] < worse.paired.ci95[0]
+    assert worse.paired.ci95_these_prompts is not None
     assert worse.paired.pairs == 40 and worse.paired.unpaired == 0
     assert worse.paired.only_baseline_right == 20 and worse.paired.only_run_right == 0
     assert worse.paired.ci95 is not None and worse.paired.ci95[1] < 0
@@ -597,7 +604,11 @@ def test_paired_verdicts_reach_the_json_the_markdown_and_the_html(tmp_path: Path
     document = json.loads((root / "report.json").read_text())
     paired = document["runs"][2]["vsBaseline"]["paired"]
     assert paired["verdict"] == "significantly worse"
-    assert {"deltaF1Pp", "ci95", "pValue", "pValueAdjusted", "minDetectableF1Pp"} <= set(paired)
+    assert {
+        "deltaF1Pp", "ci95", "ci", "confidence", "familySize", "templates", "ci95ThesePrompts",
+        "designEffect", "mark", "pValue", "pValueAdjusted", "mcnemarPValue", "minDetectableF1Pp",
+        "templatesFor5Pp", "samplesPerPromptFor5Pp",
+    } <= set(paired)  # fmt: skip
     assert len(document["runs"][0]["intervals"]["f1MacroCi95"]) == 2
     markdown = (root / "report.md").read_text()
     assert "- m-int8 against m-fp32: **significantly worse**: macro-F1 -" in markdown
@@ -634,12 +645,12 @@ def test_the_report_jobs_termination_message_carries_the_verdicts_most_important
     assert first["id"] == "m-int8" and first["verdict"] == "significantly worse"
     assert first["f1DeltaCi95"][1] < 0 and isinstance(first["f1DeltaPp"], float)
     assert second == {
-        "id": "m-bf16", "verdict": "no detectable difference", "f1DeltaPp": 0.0,
-        "f1DeltaCi95": [0.0, 0.0],
+        "id": "m-bf16", "verdict": "no detectable difference (could be up to 0.0 points)",
+        "f1DeltaPp": 0.0, "f1DeltaCi95": [0.0, 0.0], "f1DeltaCi": [0.0, 0.0], "familySize": 2,
     }  # fmt: skip
-    small = json.loads(report_termination_message(report, limit=200))
+    small = json.loads(report_termination_message(report, limit=280))
     assert [c["id"] for c in small["comparisons"]] == ["m-int8"] and small["truncated"] is True
-    assert len(report_termination_message(report, limit=200).encode()) <= 200
+    assert len(report_termination_message(report, limit=280).encode()) <= 280
 
 
 def test_quanteval_report_writes_the_termination_message_where_the_job_says(

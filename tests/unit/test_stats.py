@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from quanteval.power import planned_detectable_pp, samples_to_detect
 from quanteval.stats import (
     f1_interval,
     holm,
@@ -15,10 +14,16 @@ from quanteval.stats import (
     paired_comparison,
     ratio_interval,
     run_intervals,
-    verdict,
+    settle,
+    settle_family,
 )
 
 EMOTIONS = ["anger", "fear", "joy", "sadness", "shame"]
+
+
+def _templates(n: int) -> list[int]:
+    """Template ids of n samples cycling over EMOTIONS: each template filled with every emotion."""
+    return [i // len(EMOTIONS) for i in range(n)]
 
 
 def _classifier(rng: np.random.Generator, n: int, accuracy: float) -> tuple[list[str], list[str]]:
@@ -49,11 +54,16 @@ def test_macro_f1_is_scikit_learns() -> None:
 def test_identical_runs_show_no_difference() -> None:
     intended, predicted = _classifier(np.random.default_rng(2), 70, 0.6)
     intensity = list(np.random.default_rng(3).uniform(0, 100, 70))
-    same = paired_comparison(intended, predicted, predicted, intensity, intensity, EMOTIONS)
-    assert same is not None
-    assert same.delta_f1_pp == 0 and same.delta_f1_ci95_pp == (0.0, 0.0)
-    assert same.mcnemar_p == 1.0 and same.wilcoxon_p == 1.0
-    assert verdict(same, holm([same.mcnemar_p])[0]) == "no detectable difference"
+    same = paired_comparison(
+        _templates(70), intended, predicted, predicted, intensity, intensity, EMOTIONS
+    )
+    assert same is not None and same.templates == 14
+    assert same.delta_f1_pp == 0 and same.ci95_these_prompts_pp == (0.0, 0.0)
+    assert same.primary.interval(0.95) == (0.0, 0.0)
+    assert same.primary.flip_p == 1.0 and same.mcnemar_p == 1.0 and same.wilcoxon_p == 1.0
+    settled = settle_family({"same": same})["same"]
+    assert settled.decision.mark == "no detectable difference"
+    assert settled.decision.text == "no detectable difference (could be up to 0.0 points)"
 
 
 def test_a_run_with_40_percent_of_its_predictions_flipped_is_significantly_worse() -> None:
@@ -65,11 +75,14 @@ def test_a_run_with_40_percent_of_its_predictions_flipped_is_significantly_worse
         for n, (i, b) in enumerate(zip(intended, base, strict=True))
     ]
     intensity = [50.0] * 70
-    worse = paired_comparison(intended, base, run, intensity, intensity, EMOTIONS)
+    worse = paired_comparison(_templates(70), intended, base, run, intensity, intensity, EMOTIONS)
     assert worse is not None
-    assert worse.delta_f1_ci95_pp[1] < 0  # the whole interval below zero
-    assert worse.mcnemar_p < 0.001
-    assert verdict(worse, holm([worse.mcnemar_p, 0.5])[0]) == "significantly worse"
+    assert worse.primary.delta_pp == pytest.approx(worse.delta_f1_pp)
+    assert worse.ci95_these_prompts_pp[1] < 0  # the whole interval below zero
+    assert worse.mcnemar_p < 0.001 and worse.primary.flip_p < 0.01
+    settled = settle(worse.primary, holm([worse.primary.flip_p, 0.5])[0], 2)
+    assert settled.interval[1] < 0 and settled.confidence == 0.975
+    assert settled.decision.mark == "worse" and settled.decision.text == "significantly worse"
 
 
 def test_mcnemars_p_is_the_exact_binomial_by_hand() -> None:
@@ -79,11 +92,17 @@ def test_mcnemars_p_is_the_exact_binomial_by_hand() -> None:
     assert mcnemar_exact(0, 0) == 1.0
 
 
-def test_fewer_than_10_pairs_cannot_decide() -> None:
+def test_fewer_than_10_pairs_or_one_template_cannot_decide() -> None:
     intended, predicted = _classifier(np.random.default_rng(5), 9, 0.6)
-    few = paired_comparison(intended, predicted, predicted, [1.0] * 9, [2.0] * 9, EMOTIONS)
+    few = paired_comparison(
+        _templates(9), intended, predicted, predicted, [1.0] * 9, [2.0] * 9, EMOTIONS
+    )
     assert few is None
-    assert verdict(few, None).startswith("cannot decide")
+    intended, predicted = _classifier(np.random.default_rng(5), 20, 0.6)
+    one = paired_comparison(
+        [1] * 20, intended, predicted, predicted, [1.0] * 20, [2.0] * 20, EMOTIONS
+    )
+    assert one is None
 
 
 def test_holm_adjusts_step_down() -> None:
@@ -117,20 +136,6 @@ def test_a_runs_intervals_hold_its_figures() -> None:
     accuracy = sum(i == p for i, p in zip(intended, predicted, strict=True)) / 70
     assert intervals.accuracy_ci95[0] <= accuracy <= intervals.accuracy_ci95[1]
     assert {e: i.n for e, i in intervals.per_emotion.items()} == dict.fromkeys(EMOTIONS, 14)
-
-
-def test_the_planned_sample_size_gives_about_80_percent_power() -> None:
-    """Simulated comparisons with a true 10-point accuracy change and 30% discordant samples."""
-    n = samples_to_detect(10.0, discordance=0.3)
-    assert planned_detectable_pp(n, discordance=0.3) == pytest.approx(10.0, abs=0.05)
-    rng = np.random.default_rng(8)
-    rejected = 0
-    for _ in range(1000):
-        # Per sample: only the run right (0.2), only the baseline right (0.1), or neither.
-        outcome = rng.choice(3, n, p=[0.2, 0.1, 0.7])
-        p = mcnemar_exact(int((outcome == 1).sum()), int((outcome == 0).sum()))
-        rejected += p < 0.05
-    assert 0.72 <= rejected / 1000 <= 0.88  # the exact test is a little conservative
 
 
 def test_a_latency_ratio_and_its_interval() -> None:
