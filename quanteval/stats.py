@@ -1,8 +1,11 @@
-"""How sure a quality figure is: intervals per run, paired tests per comparison, power.
+"""How sure a quality figure is: intervals per run, paired comparisons settled in their family.
 
-Plain functions on per-sample arrays. The resampling is scipy's (`scipy.stats.bootstrap`,
-BCa intervals, a fixed seed), the tests are scipy's (the exact binomial behind McNemar's
-test, Wilcoxon's signed-rank test), Wilson's interval is scipy's; macro-F1 is computed here,
+Plain functions on per-sample arrays. A paired comparison's primary figures take the prompt
+template as the unit (quanteval.templates); the sample-level bootstrap interval ("these prompts,
+new samples") stands beside them. The resampling is scipy's (`scipy.stats.bootstrap`, BCa
+intervals, a fixed seed), the tests are scipy's (the template permutation test, the exact
+binomial behind McNemar's test, Wilcoxon's signed-rank test), Wilson's interval is scipy's;
+macro-F1 is computed here,
 vectorised over resamples (the same figure as scikit-learn's `f1_score(average="macro")` with the
 intended emotions as labels and zero_division 0, which a test checks), because 2,000 calls of
 scikit-learn's per run would cost seconds each.

@@ -628,6 +628,16 @@ def test_the_report_job_writes_its_verdicts_to_the_termination_message(
     assert "terminationMessagePath" not in container
 
 
+def test_the_report_job_is_told_the_equivalence_margin_only_when_set(
+    quickstart_dict: Manifest,
+) -> None:
+    plain = _container(render_report_job(_manifest(quickstart_dict), SETTINGS))["command"]
+    assert "--equivalence-margin-pp" not in plain
+    quickstart_dict["spec"]["report"] = {"equivalenceMarginPp": 2.5}
+    command = _container(render_report_job(_manifest(quickstart_dict), SETTINGS))["command"]
+    assert command[-2:] == ["--equivalence-margin-pp", "2.5"]
+
+
 def test_the_report_job_is_told_the_region_and_why_runs_failed(quickstart_dict: Manifest) -> None:
     quickstart_dict["spec"]["output"]["s3"]["region"] = "eu-central-1"
     manifest = _manifest(quickstart_dict)

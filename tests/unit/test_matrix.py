@@ -120,6 +120,7 @@ def _custom_prompts(document: Manifest) -> None:
         pytest.param(_model_field("name", "renamed-model"), id="model-name"),
         pytest.param(_spec_field("parallelism", 7), id="parallelism"),
         pytest.param(_spec_field("suspend", True), id="suspend"),
+        pytest.param(_spec_field("report", {"equivalenceMarginPp": 2.5}), id="report"),
     ],
 )
 def test_content_hash_ignores_what_does_not_change_results(
@@ -299,3 +300,15 @@ def test_native_is_never_the_default_baseline(quickstart_dict: Manifest) -> None
 
     assert _parse(quickstart_dict).spec.baseline_precision == Precision.BF16
     assert default_baseline([Precision.NATIVE]) is None
+
+
+def test_the_quick_starts_run_hashes_are_pinned(quickstart_dict: Manifest) -> None:
+    """A manifest that worked keeps its content hashes (and so its stored runs stay valid)."""
+    hashes = {run.id: run.content_hash for run in expand(_parse(quickstart_dict).spec)}
+    assert hashes == {
+        "smollm2-135m-fp32": "e74037bbe653b68b",
+        "smollm2-135m-bf16": "4077a636af0ce635",
+        "smollm2-135m-int8": "49746d9e4e427ce3",
+        "smollm2-135m-nf4": "51a634734ad4f56b",
+        "smollm2-135m-native": "702fde29bcd48581",
+    }

@@ -628,6 +628,23 @@ def test_fewer_than_10_paired_samples_cannot_decide(tmp_path: Path) -> None:
     assert comparison.paired.p_value is None and comparison.paired.pairs == 8
 
 
+def test_equivalent_is_said_only_within_the_margin_the_user_set(tmp_path: Path) -> None:
+    root = tmp_path / "eval"
+    right = set(range(0, 40, 2))
+    for precision in (FP32, BF16):  # the same predictions: no difference at all
+        result = make_result("m", precision, f1=0.5, weights=10, peak=10, seconds=1.0)
+        write_run(root, f"m-{precision.value}", result, _many(right))
+    plain = build_report(str(root)).report
+    assert "**equivalent" not in (root / "report.md").read_text()
+    assert _runs(plain)["m-bf16"].vs_baseline.paired.mark == "no detectable difference"  # type: ignore[union-attr]
+
+    assert main(["report", str(root), "--equivalence-margin-pp", "2"]) == ExitCode.OK
+    markdown = (root / "report.md").read_text()
+    assert "- m-bf16 against m-fp32: **equivalent within ±2 points**" in markdown
+    with pytest.raises(SystemExit):
+        main(["report", str(root), "--equivalence-margin-pp", "0"])
+
+
 def test_the_report_jobs_termination_message_carries_the_verdicts_most_important_first(
     tmp_path: Path,
 ) -> None:
