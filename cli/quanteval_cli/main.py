@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -230,34 +230,26 @@ def _power_lines(spec: QuantEvalSpec, design_effect: float | None) -> list[str]:
     ]
 
 
-def _design_effect(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a design effect: {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"a design effect from 1 to 1000, not {text}")
-    return value
+def _number(what: str, unit: str, low: float, high: float, *, above: bool = False) -> Any:
+    """An argparse type: a number from `low` (excluded where `above`) to `high`; else an error
+    that says what it should be."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not (low < value if above else low <= value) or value > high:
+            start = f"above {low:g}" if above else f"from {low:g}"
+            raise argparse.ArgumentTypeError(f"{what} {start} to {high:g}{unit}, not {text}")
+        return value
+
+    return parse
 
 
-def _margin(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of F1 points: {text!r}") from None
-    if not 0 < value <= 50:
-        raise argparse.ArgumentTypeError(f"a margin above 0 and at most 50 points, not {text}")
-    return value
-
-
-def _price(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a price in US dollars: {text!r}") from None
-    if not 0 <= value <= 10000:
-        raise argparse.ArgumentTypeError(f"a price from 0 to 10000 US dollars, not {text}")
-    return value
+_design_effect = _number("a design effect", "", 1, 1000)
+_margin = _number("a margin of F1", " points", 0, 50, above=True)
+_price = _number("a price", " US dollars", 0, 10000)
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
