@@ -72,12 +72,12 @@ def interval(ci: tuple[float, float] | None, fmt: str, sign: bool = False) -> st
 MARKS = {
     "worse": "▼ worse",
     "better": "▲ better",
-    "worse by Holm only": "▽ worse by Holm only",
-    "better by Holm only": "△ better by Holm only",
-    "worse by the interval only": "▽ worse by interval only",
-    "better by the interval only": "△ better by interval only",
+    "worse by Holm only": "▽ worse, Holm only",
+    "better by Holm only": "△ better, Holm only",
+    "worse by the interval only": "▽ worse, CI only",
+    "better by the interval only": "△ better, CI only",
     "equivalent": "= equivalent",
-    "cannot decide": "? cannot decide",
+    "cannot decide": "? undecided",
 }
 
 
@@ -87,7 +87,7 @@ def verdict_mark(test: PairedTest | None) -> str:
     if test is None:
         return ""
     if test.mark == "no detectable difference" and test.ci is not None:
-        return f"○ none found (≤{max(abs(test.ci[0]), abs(test.ci[1])):.1f})"
+        return f"○ none found ≤{max(abs(test.ci[0]), abs(test.ci[1])):.1f}"
     return MARKS.get(test.mark, test.mark)
 
 

@@ -259,6 +259,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from quanteval_cli.table import (
         comparison_json,
         comparison_table,
+        decision_tables,
         energy_notes,
         memory_notes,
         paired_note,
@@ -286,7 +287,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.output == "json":
         print(json.dumps(comparison_json(rows, against), indent=2))
     else:
-        Console(width=300).print(comparison_table(rows, title=title, against=against))
+        if args.wide:
+            Console(width=300).print(comparison_table(rows, title=title, against=against))
+        else:
+            Console(width=max(100, console.width)).print(
+                decision_tables(rows, title=title, against=against)
+            )
         _print_ratings(built.report)
     console.print(paired_note(against.values()))
     console.print(
@@ -424,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("table", "json"),
         default="table",
         help="the comparison as a table (default) or as JSON on standard output, for scripts",
+    )
+    run.add_argument(
+        "--wide",
+        action="store_true",
+        help="every figure of each run in one table (300 columns), not only what decides",
     )
     run.set_defaults(handler=cmd_run)
 

@@ -3,8 +3,12 @@
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from rich import box
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
+from quanteval.api.states import RunState
 from quanteval.comparison import Comparison, peak_cause_note
 from quanteval.fmt import (
     PairedTest,
@@ -50,13 +54,61 @@ class AgainstBaseline(Protocol):
     def rating_drift(self) -> RatingDrift | None: ...
 
 
+DECISION_HEADERS = (
+    "precision", "F1 Δ pp\n[CI, 1-0.05/k]", "verdict", "weights\nsaving %", "memory\nsaving %",
+    "time ×", "$ ×", "KL\nnats",
+)  # fmt: skip
+
+
+def decision_tables(
+    rows: list[Comparison],
+    title: str = "QuantEval results",
+    against: Mapping[str, AgainstBaseline] | None = None,
+) -> Group:
+    """What decides a precision, one table per model (titled with it), within 100 columns: ΔF1
+    with the interval its verdict is read from, the verdict, the savings and the cost ratios."""
+    against = against or {}
+    tables: list[Table] = []
+    for model in dict.fromkeys(row.outcome.model for row in rows):
+        table = Table(
+            title=model,
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for header in DECISION_HEADERS:
+            justify = "left" if header in ("precision", "verdict") else "right"
+            table.add_column(header, justify=justify, no_wrap=True)
+        for row in (r for r in rows if r.outcome.model == model):
+            o = row.outcome
+            report = against.get(o.run_id)
+            test = report.paired if report else None
+            fidelity = report.fidelity if report else None
+            done = o.state == RunState.SUCCEEDED
+            table.add_row(
+                o.precision.value + (" (baseline)" if row.is_baseline else ""),
+                delta_cell(row.f1_delta_pp, test) if done and not row.is_baseline else "",
+                verdict_mark(test) if done else o.state,
+                signed(row.weights_saving_pct, ".1f"),
+                signed(row.memory_saving_pct, ".1f"),
+                num(row.time_ratio, ".2f"),
+                num(row.dollar_ratio, ".2f"),
+                num(fidelity.mean_kl if fidelity else None, ".4f"),
+            )
+        tables.append(table)
+    return Group(Text(title, style="bold"), *tables)
+
+
 def comparison_table(
     rows: list[Comparison],
     title: str = "QuantEval results",
     against: Mapping[str, AgainstBaseline] | None = None,
 ) -> Table:
-    """The runs; with `against` (the report's comparisons, by run id) ΔF1 carries its paired
-    interval and verdict, beside the fidelity figures."""
+    """Every figure of the runs (`quanteval run --wide`); with `against` (the report's
+    comparisons, by run id) ΔF1 carries its paired interval and verdict, beside the fidelity
+    figures."""
     against = against or {}
     table = Table(title=title)
     headers = [

@@ -35,9 +35,6 @@ from quanteval_operator.status import JobObservation, PodObservation, is_finishe
 
 PLURAL = "quantevals"
 INDEXES = ("evals_by_uid", "jobs_by_eval", "pods_by_eval")
-# How long a namespace's FailedCreate Events, once read, answer for its podless Jobs: a pass
-# runs every few seconds while Jobs wait for pods, and one list a half minute tells why.
-FAILED_CREATES_SECONDS = 30.0
 RESYNC_LOGGER = logging.getLogger("quanteval_operator.resync")
 
 
@@ -52,12 +49,15 @@ class OperatorState:
     tasks: set["asyncio.Task[None]"] = field(default_factory=set)  # resync passes in flight
     # By namespace: when its FailedCreate Events were read, and their messages by Job uid.
     failed_create_reads: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+    # How long a namespace's FailedCreate Events, once read, answer for its podless Jobs: a pass
+    # runs every few seconds while Jobs wait for pods, and one list a half minute tells why.
+    failed_creates_seconds: float = 30.0
 
     async def failed_creates(self, kube: KubeClient, namespace: str) -> dict[str, str]:
         """The Job controller's latest FailedCreate message by Job uid in `namespace`, read at
-        most once per FAILED_CREATES_SECONDS."""
+        most once per failed_creates_seconds."""
         read_at, messages = self.failed_create_reads.get(namespace, (0.0, {}))
-        if time.monotonic() - read_at > FAILED_CREATES_SECONDS:
+        if time.monotonic() - read_at > self.failed_creates_seconds:
             messages = await kube.pod_create_failures(namespace)
             self.failed_create_reads[namespace] = (time.monotonic(), messages)
         return messages
@@ -105,7 +105,10 @@ async def configure(
         logger.info(f"metrics on :{OPTIONS.metrics_port}/metrics")
     memo.settings = Settings.from_env()
     memo.kube = await KubeClient.connect()
-    memo.state = OperatorState()
+    memo.state = OperatorState(
+        passes=PassQueue(retry_seconds=memo.settings.retry_seconds),
+        failed_creates_seconds=memo.settings.failed_creates_seconds,
+    )
     if OPTIONS.resync_seconds > 0:
         memo.resync = asyncio.create_task(resync(memo, OPTIONS.resync_seconds))
 

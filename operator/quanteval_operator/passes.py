@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 
 COALESCE_SECONDS = 0.5
-RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # after the 1st, 2nd, ... failed try in a row
+# After the 1st, 2nd, ... failed try in a row (the default of Settings.retry_seconds).
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
 class Outcome(Enum):
@@ -19,9 +20,9 @@ class Outcome(Enum):
     GONE = "gone"  # the QuantEval is deleted
 
 
-def retry_delay(failures: int) -> float:
+def retry_delay(failures: int, schedule: tuple[float, ...] = RETRY_SECONDS) -> float:
     """Seconds before the next try after `failures` failed tries in a row (the last one caps)."""
-    return RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+    return schedule[min(failures, len(schedule) - 1)]
 
 
 Pass = Callable[[], Awaitable[Outcome]]
@@ -36,9 +37,11 @@ class PassQueue:
         self,
         coalesce_seconds: float = COALESCE_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retry_seconds: tuple[float, ...] = RETRY_SECONDS,
     ) -> None:
         self.coalesce_seconds = coalesce_seconds
         self.sleep = sleep
+        self.retry_seconds = retry_seconds
         self.running: set[str] = set()  # keys with a pass under way
         self.pending: set[str] = set()  # ... and another asked for meanwhile
 
@@ -60,7 +63,7 @@ class PassQueue:
                 try:
                     outcome = await run()
                 except Exception as error:
-                    delay = retry_delay(failures)
+                    delay = retry_delay(failures, self.retry_seconds)
                     failures += 1
                     on_failure(error, delay)
                     await self.sleep(delay)  # requests meanwhile join this try
@@ -68,7 +71,7 @@ class PassQueue:
                 if outcome is Outcome.GONE:
                     return
                 if outcome is Outcome.RETRY:
-                    await self.sleep(retry_delay(failures))
+                    await self.sleep(retry_delay(failures, self.retry_seconds))
                     failures += 1
                     continue
                 failures = 0

@@ -44,8 +44,6 @@ from quanteval_operator.status import (
     run_entries,
 )
 
-PODLESS_SECONDS = 60.0  # a Job with no pod after this long: read why (its FailedCreate Event)
-
 
 @dataclass(frozen=True)
 class Observations:
@@ -205,6 +203,6 @@ def plan_pass(observations: Observations, settings: Settings) -> Plan:
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, _now(observations),
         spec.baseline_precision, report, unsized, dict(observations.refused), spec.emotion_names,
     )  # fmt: skip
-    podless = podless_jobs(job_by_run, pods_by_run, observations.now, PODLESS_SECONDS)
+    podless = podless_jobs(job_by_run, pods_by_run, observations.now, settings.podless_seconds)
     plan = _writing(previous, status, story_events(previous, status))
     return replace(plan, create=creates, podless=podless)

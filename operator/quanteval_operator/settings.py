@@ -4,6 +4,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from quanteval_operator.passes import RETRY_SECONDS
+
 
 def _command(value: str) -> list[str]:
     value = value.strip()
@@ -27,6 +29,22 @@ def _flag(value: str, default: bool) -> bool:
     if value not in ("true", "false"):
         raise ValueError(f"not true or false: {value!r}")
     return value == "true"
+
+
+def _seconds(value: str, default: float) -> float:
+    """A positive number of seconds; empty: the default."""
+    if not value.strip():
+        return default
+    seconds = float(value)
+    if not seconds > 0:
+        raise ValueError(f"not a positive number of seconds: {value!r}")
+    return seconds
+
+
+def _schedule(value: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """Comma-separated positive seconds; empty: the default."""
+    parts = _names(value)
+    return tuple(_seconds(part, 0.0) for part in parts) if parts else default
 
 
 def _price(value: str) -> float | None:
@@ -62,6 +80,12 @@ class Settings:
     allow_secret_refs: bool = True  # may a QuantEval name its own Secrets
     allowed_secrets: tuple[str, ...] = ()  # if any: the Secret names it may name
     allow_volume_claims: bool = True  # may spec.huggingFace.cacheVolumeClaim be set
+    # Timing: a Job with no pod after podless_seconds has its FailedCreate Event read (each
+    # namespace's Events listed at most every failed_creates_seconds); a failed or refused pass
+    # is tried again after retry_seconds[n] for the n-th failure in a row (the last one caps).
+    podless_seconds: float = 60.0
+    failed_creates_seconds: float = 30.0
+    retry_seconds: tuple[float, ...] = RETRY_SECONDS
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -93,4 +117,11 @@ class Settings:
             allow_secret_refs=_flag(env.get("QUANTEVAL_ALLOW_SECRET_REFS", ""), True),
             allowed_secrets=_names(env.get("QUANTEVAL_ALLOWED_SECRETS", "")),
             allow_volume_claims=_flag(env.get("QUANTEVAL_ALLOW_VOLUME_CLAIMS", ""), True),
+            podless_seconds=_seconds(
+                env.get("QUANTEVAL_PODLESS_SECONDS", ""), defaults.podless_seconds
+            ),
+            failed_creates_seconds=_seconds(
+                env.get("QUANTEVAL_FAILED_CREATES_SECONDS", ""), defaults.failed_creates_seconds
+            ),
+            retry_seconds=_schedule(env.get("QUANTEVAL_RETRY_SECONDS", ""), defaults.retry_seconds),
         )

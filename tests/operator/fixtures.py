@@ -29,8 +29,15 @@ def operator(
     state = tmp_path_factory.mktemp("operator")
     kubeconfig = service_account_kubeconfig(cluster, account, state / "kubeconfig")
     s3_server.create_bucket(BUCKET)
-    # A short resync, so that the tests see it heal what no event would.
-    settings = {"QUANTEVAL_S3_ENDPOINT": s3_server.endpoint, "QUANTEVAL_RESYNC_SECONDS": "10"}
+    # A short resync, so that the tests see it heal what no event would; short timings, so that
+    # no test waits the minute a podless Job gets in production or a backoff's longest steps.
+    settings = {
+        "QUANTEVAL_S3_ENDPOINT": s3_server.endpoint,
+        "QUANTEVAL_RESYNC_SECONDS": "10",
+        "QUANTEVAL_PODLESS_SECONDS": "5",
+        "QUANTEVAL_FAILED_CREATES_SECONDS": "3",
+        "QUANTEVAL_RETRY_SECONDS": "1,2,3",
+    }
     process = OperatorProcess(kubeconfig, state, settings)
     process.start()
     yield process

@@ -40,6 +40,9 @@ def test_every_variable() -> None:
             "QUANTEVAL_RUN_AS_USER": "65532",
             "QUANTEVAL_GPU_HOUR_USD": "2.5",
             "QUANTEVAL_CPU_HOUR_USD": "",
+            "QUANTEVAL_PODLESS_SECONDS": "5",
+            "QUANTEVAL_FAILED_CREATES_SECONDS": "2.5",
+            "QUANTEVAL_RETRY_SECONDS": "0.5, 1, 3",
             "UNRELATED": "ignored",
         }
     )
@@ -57,6 +60,9 @@ def test_every_variable() -> None:
         run_as_user=65532,
         gpu_hour_usd=2.5,
         cpu_hour_usd=None,  # empty: no price, so no dollars from CPU time
+        podless_seconds=5.0,
+        failed_creates_seconds=2.5,
+        retry_seconds=(0.5, 1.0, 3.0),
     )
 
 
@@ -104,6 +110,10 @@ def test_bad_numbers_raise() -> None:
         Settings.from_env({"QUANTEVAL_GPU_MEMORY_GIB": "eighty"})
     with pytest.raises(ValueError):
         Settings.from_env({"QUANTEVAL_RUN_AS_USER": "root"})
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        Settings.from_env({"QUANTEVAL_PODLESS_SECONDS": "0"})
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        Settings.from_env({"QUANTEVAL_RETRY_SECONDS": "1, -2"})
 
 
 def test_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
