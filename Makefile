@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
-.PHONY: setup demo test lint typecheck bench clean cluster cluster-down operator
+.PHONY: setup demo test test-fast lint typecheck bench clean cluster cluster-down operator
 
 $(VENV)/.installed: pyproject.toml scripts/setup-venv.sh
 	bash scripts/setup-venv.sh $(VENV)
@@ -27,6 +27,14 @@ typecheck: setup
 
 test: setup
 	bash scripts/run-tests.sh
+
+# The inner loop: lint, types and every test that needs neither a real model nor the control plane.
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m devcluster.minio --build
+	$(VENV)/bin/python -m pytest -m "not model and not cluster and not slow" --durations=10 -q
 
 bench: setup
 	$(PY) benchmarks/engine_throughput.py

@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE=1
 "$venv/bin/python" -m devcluster.helm --build
 "$venv/bin/python" -m devcluster.kubescore --build
 set +e
-"$venv/bin/python" -m pytest "$@"
+"$venv/bin/python" -m pytest --durations=25 "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

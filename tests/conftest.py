@@ -1,4 +1,20 @@
 """The suites' shared fixtures, as plugins (no suite imports another's conftest): the real S3
 server, and the models (SmolLM2 from its wheel, tiny models built from configs)."""
 
+from pathlib import Path
+
+import pytest
+
 pytest_plugins = ["tests.plugins.s3", "tests.plugins.models"]
+
+# The tiers, by folder: `cluster` needs the real control plane, `model` loads a real model.
+# `make test-fast` runs what has neither (and nothing `slow`).
+TIERS = {"operator": "cluster", "devcluster": "cluster", "worker": "model"}
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(HERE).parts[0] if item.path.is_relative_to(HERE) else ""
+        if folder in TIERS:
+            item.add_marker(TIERS[folder])
