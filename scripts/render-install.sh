@@ -3,7 +3,7 @@
 # Helm (the quanteval-system Namespace first, then the CRD, RBAC and the Deployment).
 #   scripts/render-install.sh [OUTPUT]      default OUTPUT: manifests/install.yaml
 # HELM: the helm binary (default: the project's pinned helm, built and cached by devcluster.helm).
-# tests/unit/test_chart.py fails when manifests/install.yaml differs from what this writes.
+# tests/artifacts/test_chart.py fails when manifests/install.yaml differs from what this writes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/manifests/install.yaml}

@@ -18,8 +18,7 @@ from quanteval_operator.status import (
     aggregate,
     invalid_status,
 )
-
-from .conftest import REPO_ROOT, Manifest
+from tests.plugins.manifests import REPO_ROOT, Manifest
 
 
 @pytest.fixture
