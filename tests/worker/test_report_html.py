@@ -6,7 +6,6 @@ The screenshot is kept under the test's tmp folder and copied to `.test-artifact
 """
 
 import json
-import os
 import shutil
 import subprocess
 from html import unescape
@@ -58,32 +57,11 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def _install_chromium() -> str:
-    """Debian's chromium through apt-get (root only, no downloaded browser); '' when done."""
-    if os.geteuid() != 0:
-        return "not root, so apt-get cannot install it"
-    if shutil.which("apt-get") is None:
-        return "no apt-get on this machine"
-    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-    ):
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return f"{' '.join(command)}: {error}"
-        if done.returncode != 0:
-            return f"{' '.join(command)} failed: {(done.stderr or done.stdout)[-500:]}"
-    return ""
-
-
 @pytest.fixture(scope="session")
 def chromium() -> Path:
+    """Debian's chromium, which scripts/setup-venv.sh installs (never a downloaded browser)."""
     if not CHROMIUM.exists():
-        why = _install_chromium()
-        if not CHROMIUM.exists():
-            pytest.skip(f"headless Chromium ({CHROMIUM}) is missing and cannot be installed: {why}")
+        pytest.skip(f"headless Chromium ({CHROMIUM}) is missing: scripts/setup-venv.sh installs it")
     return CHROMIUM
 
 
