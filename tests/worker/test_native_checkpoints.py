@@ -1,6 +1,7 @@
 """Precision native on checkpoints quantized before we got them (bitsandbytes int8 and nf4,
-torchao int8 weight-only), each compared with the plain model it came from (baselineModel); and
-the refusals: native on a plain checkpoint, a quantizing precision on a quantized one."""
+torchao int8 weight-only, and compressed-tensors int4 weight-only made with that library alone),
+all evaluated in one local run, each compared with the plain model it came from (baselineModel);
+and the refusals: native on a plain checkpoint, a quantizing precision on a quantized one."""
 
 import importlib
 import json
@@ -16,10 +17,12 @@ import pytest
 from quanteval.api.errors import ExitCode
 from quanteval.api.result import CheckpointQuantization
 from quanteval.api.spec import parse_manifest
+from quanteval.checkpoints import read_checkpoint_quantization
 from quanteval.matrix import build_run_spec, expand
 
 from .local_runs import (
     SAMPLES,
+    SHAPE,
     Evaluation,
     native_entry,
     run_locally,
@@ -34,6 +37,9 @@ class Quantized:
     name: str  # the manifest's model entry
     package: str  # what quantizing and loading it needs
     expected: CheckpointQuantization
+    # Whether the weights that compute are smaller than the plain model's: on a CPU transformers
+    # decompresses compressed-tensors' packed int4 to dense weights before the first forward.
+    saves_weights: bool = True
 
     @property
     def run_id(self) -> str:
@@ -58,7 +64,17 @@ CHECKPOINTS = (
             method="torchao", bits=8, group_size=None, kind="Int8WeightOnlyConfig"
         ),
     ),
+    Quantized(
+        "tiny-ct",
+        "compressed_tensors",
+        CheckpointQuantization(
+            method="compressed-tensors", bits=4, group_size=32, kind="int group"
+        ),
+        saves_weights=False,
+    ),
 )
+CT = CHECKPOINTS[-1]
+CT_FORMAT = "pack-quantized"
 
 
 def _importable(package: str) -> bool:
@@ -88,10 +104,67 @@ def _quantization_config(name: str) -> tuple[Any, Any]:
     return TorchAoConfig(Int8WeightOnlyConfig()), torch.bfloat16
 
 
+def _module(name: str) -> Any:
+    """A compressed-tensors module, untyped (the package ships no py.typed)."""
+    return importlib.import_module(name)
+
+
+def _fill_weight_qparams(model: Any) -> int:
+    """Each quantized module's weight_scale (and zero point, where it has one) from its own
+    weights' min and max a group: weight-only quantization needs no calibration data. The number
+    of modules filled."""
+    import torch
+
+    helpers = _module("compressed_tensors.quantization.utils")
+    filled = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if not helpers.is_module_quantized(module):
+                continue
+            args = module.quantization_scheme.weights
+            scale, zero_point = helpers.compute_dynamic_scales_and_zp(module.weight, args, module)
+            module.weight_scale.copy_(scale)
+            if getattr(module, "weight_zero_point", None) is not None:
+                module.weight_zero_point.copy_(zero_point)
+            filled += 1
+    return filled
+
+
+def _save_compressed_tensors(plain: Path, directory: Path) -> Path:
+    """Quantize the plain checkpoint on the CPU with compressed-tensors and save it compressed,
+    its quantization_config in config.json, with the plain one's tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quantization = _module("compressed_tensors.quantization")
+    compressors = _module("compressed_tensors.compressors")
+    model = AutoModelForCausalLM.from_pretrained(plain, dtype=torch.float32, device_map={"": "cpu"})
+    weights = quantization.QuantizationArgs(
+        num_bits=4, type="int", symmetric=True, strategy="group", group_size=32
+    )
+    config = quantization.QuantizationConfig(
+        config_groups={
+            "group_0": quantization.QuantizationScheme(targets=["Linear"], weights=weights)
+        },
+        ignore=["lm_head"],
+    )
+    quantization.apply_quantization_config(model, config)
+    assert _fill_weight_qparams(model) == 7 * SHAPE["num_hidden_layers"]  # q k v o gate up down
+    compressor = compressors.ModelCompressor.from_pretrained_model(model, CT_FORMAT)
+    compressor.compress_model(model)
+    model.save_pretrained(directory)
+    compressor.update_config(str(directory))
+    AutoTokenizer.from_pretrained(plain).save_pretrained(directory)
+    return directory
+
+
 def _save_quantized(plain: Path, name: str, directory: Path) -> Path:
     """Quantize the plain checkpoint on the CPU and save it as a pre-quantized checkpoint, with
     the plain one's tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name == CT.name:
+        return _save_compressed_tensors(plain, directory)
 
     config, dtype = _quantization_config(name)
     model = AutoModelForCausalLM.from_pretrained(
@@ -154,7 +227,8 @@ def test_the_report_compares_a_native_run_with_the_baseline_models_run(
     against = run.vs_baseline
     assert against is not None and against.baseline_run_id == "tiny-fp32"
     assert against.matched_samples == SAMPLES
-    assert against.weights_saving_pct is not None and against.weights_saving_pct > 0
+    assert against.weights_saving_pct is not None
+    assert (against.weights_saving_pct > 0) is checkpoint.saves_weights
     assert against.paired is not None
     assert (against.paired.pairs, against.paired.unpaired) == (SAMPLES, 0)
     assert against.paired.verdict.startswith("cannot decide")  # two samples a run
@@ -165,7 +239,8 @@ def test_the_report_compares_a_native_run_with_the_baseline_models_run(
     # The CLI's comparison says the same.
     row = evaluation.rows[checkpoint.run_id]
     assert row["state"] == "Succeeded" and row["isBaseline"] is False
-    assert row["weightsSavingPct"] is not None and row["weightsSavingPct"] > 0
+    assert row["weightsSavingPct"] is not None
+    assert (row["weightsSavingPct"] > 0) is checkpoint.saves_weights
     assert row["verdict"].startswith("cannot decide") and row["meanKl"] is not None
     assert evaluation.rows["tiny-fp32"]["isBaseline"] is True
 
@@ -177,11 +252,77 @@ def test_the_markdown_names_each_checkpoints_quantization(evaluation: Evaluation
         "tiny-int8": "tiny-int8-native (bitsandbytes LLM.int8, 8-bit)",
         "tiny-nf4": "tiny-nf4-native (bitsandbytes nf4, 4-bit, group 64)",
         "tiny-torchao": "tiny-torchao-native (torchao Int8WeightOnlyConfig, 8-bit)",
+        "tiny-ct": "tiny-ct-native (compressed-tensors int group, 4-bit, group 32)",
     }
     ran = {r.model for r in evaluation.report.runs}
     for name, cell in cells.items():
         if name in ran:
             assert any(line.startswith(f"| {cell} |") for line in lines), evaluation.markdown
+
+
+def test_the_compressed_tensors_checkpoint_is_packed_int4(quantized_dirs: dict[str, Path]) -> None:
+    _require(CT.package)
+    ct_dir = quantized_dirs[CT.name]
+    assert read_checkpoint_quantization(ct_dir) == CT.expected
+    config = json.loads((ct_dir / "config.json").read_text())["quantization_config"]
+    assert (config["format"], config["quantization_status"]) == (CT_FORMAT, "compressed")
+    assert config["ignore"] == ["lm_head"]
+    # Packed on disk: int32 words of eight 4-bit weights, a scale a group, no fp32 weight.
+    from safetensors import safe_open
+
+    with safe_open(str(ct_dir / "model.safetensors"), "pt") as stored:
+        names = set(stored.keys())
+        packed = stored.get_tensor("model.layers.0.mlp.down_proj.weight_packed")
+        scale = stored.get_tensor("model.layers.0.mlp.down_proj.weight_scale")
+    assert "model.layers.0.mlp.down_proj.weight" not in names
+    assert "lm_head.weight" in names and "lm_head.weight_packed" not in names
+    hidden, intermediate = SHAPE["hidden_size"], SHAPE["intermediate_size"]
+    assert str(packed.dtype) == "torch.int32"
+    assert tuple(packed.shape) == (hidden, intermediate * 4 // 32)
+    assert tuple(scale.shape) == (hidden, intermediate // 32)
+
+
+def test_transformers_loads_compressed_tensors_on_the_cpu_close_to_the_plain_model(
+    plain_dir: Path, quantized_dirs: dict[str, Path]
+) -> None:
+    """As the worker loads it (no quantization_config of ours): compressed at load, decompressed
+    by compressed-tensors on the first forward."""
+    _require(CT.package)
+    ct_dir = quantized_dirs[CT.name]
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(plain_dir, device_map={"": "cpu"})
+    loaded = AutoModelForCausalLM.from_pretrained(ct_dir, dtype="auto", device_map={"": "cpu"})
+    projection = loaded.model.layers[0].self_attn.q_proj
+    assert projection.weight_packed.dtype == torch.int32 and not hasattr(projection, "weight")
+    ids = torch.tensor([[1, 5, 9, 20, 33, 7, 101, 250]])
+    with torch.no_grad():
+        expected, got = plain(ids).logits, loaded(ids).logits
+    assert projection.weight.dtype == torch.float32  # decompressed by the forward
+    assert got.shape == expected.shape
+    difference = (got - expected).abs().max().item()
+    assert 0 < difference < 0.25 * expected.abs().max().item()  # quantized, and close
+    kl = torch.nn.functional.kl_div(
+        got.log_softmax(-1), expected.log_softmax(-1), log_target=True, reduction="batchmean"
+    )
+    assert kl.item() < 0.01
+    assert bool((got.argmax(-1) == expected.argmax(-1)).all())
+
+
+def test_a_compressed_tensors_run_measures_the_weights_that_compute(
+    evaluation: Evaluation,
+) -> None:
+    """On a CPU transformers decompresses the packed int4 weights to dense ones before the first
+    forward: the weights measured are those that compute (the fp32 ones and the kept scales),
+    not the packed ones, and the result says so."""
+    _require(CT.package)
+    result = evaluation.result(CT.run_id)
+    assert result.environment["quantization"]["decompressedOnLoad"] is True
+    native_bytes = evaluation.rows[CT.run_id]["weightsBytes"]
+    plain_bytes = evaluation.rows["tiny-fp32"]["weightsBytes"]
+    assert isinstance(native_bytes, int) and isinstance(plain_bytes, int)
+    assert native_bytes >= plain_bytes
 
 
 def _run_worker(
