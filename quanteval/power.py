@@ -21,11 +21,11 @@ DETECT_PP: Final = 5.0  # the change the advice is sized for
 # The share of samples one precision gets right and the other wrong, assumed before any run:
 # the quick start measured 21% (bf16), 31% (int8) and 37% (nf4) against fp32, with SmolLM2-135M.
 ASSUMED_DISCORDANCE: Final = 0.30
-# The intraclass correlation assumed before a run, measured on the quick start (SmolLM2-135M,
-# 10 templates x 7 emotions, samplesPerPrompt 1, `make demo` on 2026-12-07): design effects 0.95
-# (bf16), 0.55 (int8), 1.49 (nf4) and 0.97 (native) against fp32, mean 0.99 at 7 samples a
-# template, so rho = (0.99 - 1) / 6, which is 0 within [0, 1]. Ten templates measure it coarsely;
-# `quanteval plan --design-effect` sets another, and the report uses each comparison's own.
+# The intraclass correlation assumed before a run: the quick start's (SmolLM2-135M, 10 templates x
+# 7 emotions, samplesPerPrompt 1; docs/benchmarks.md), whose design effects against fp32 averaged
+# 0.99 at 7 samples a template: rho = (0.99 - 1) / 6, which is 0 within [0, 1]. Ten templates
+# measure it coarsely; `quanteval plan --design-effect` sets another, and the report uses each
+# comparison's own.
 ASSUMED_INTRACLASS: Final = 0.0
 ASSUMED_FROM: Final = "the quick start's 4 comparisons: design effect 0.55 to 1.49, mean 0.99"
 PROJECTION_LIMIT: Final = 10_000  # beyond this many templates or samples per prompt: "never"

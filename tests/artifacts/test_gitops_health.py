@@ -118,8 +118,8 @@ def test_a_status_older_than_the_spec_is_progressing(quickstart_dict: Manifest) 
     assert _argocd(body)[0] == "Progressing"
 
 
-def test_the_readme_shows_the_files_as_they_are() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_the_docs_show_the_files_as_they_are() -> None:
+    readme = (REPO_ROOT / "docs" / "operating.md").read_text()
     lua = "".join(
         f"    {line}" if line.strip() else line for line in ARGOCD.read_text().splitlines(True)
     )
