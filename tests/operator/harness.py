@@ -20,6 +20,7 @@ from devcluster.helm import helm
 from devcluster.minio import MinioServer
 from devcluster.ports import free_port
 from devcluster.waiting import wait_until
+from tests.builders import make_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "quantevals.quanteval.io.yaml"
@@ -222,18 +223,5 @@ def max_concurrent(job_items: list[dict[str, Any]]) -> int:
 
 
 def manifest(name: str, models: list[dict[str, Any]], **spec: Any) -> str:
-    body = {
-        "apiVersion": "quanteval.io/v1alpha1",
-        "kind": "QuantEval",
-        "metadata": {"name": name},
-        "spec": {
-            "models": models,
-            "precisions": ["fp32"],
-            "emotions": ["joy", "anger"],
-            "prompts": ["<class> sentence"],
-            "generation": {"maxNewTokens": 8},
-            "resources": {"gpus": 1},
-        }
-        | spec,
-    }
-    return yaml.safe_dump(body)
+    """The builders' manifest as YAML, one GPU a run unless `spec` says otherwise."""
+    return yaml.safe_dump(make_manifest(name, models, **({"resources": {"gpus": 1}} | spec)))

@@ -20,6 +20,7 @@ from devcluster.controlplane import Cluster
 from devcluster.waiting import wait_until
 from quanteval.api.errors import InvalidSpecError
 from quanteval.api.spec import parse_manifest
+from tests.builders import make_manifest
 from tests.operator.harness import OperatorProcess, condition, get_eval, install_crd, jobs
 
 JSON = dict[str, Any]
@@ -29,20 +30,7 @@ MODEL: JSON = {"name": "tiny", "source": "/nonexistent/model"}
 
 def _eval(name: str = "bad", **spec: Any) -> JSON:
     """A QuantEval as `harness.manifest` builds it, as a dict; ``spec`` replaces top-level keys."""
-    return {
-        "apiVersion": "quanteval.io/v1alpha1",
-        "kind": "QuantEval",
-        "metadata": {"name": name},
-        "spec": {
-            "models": [MODEL],
-            "precisions": ["fp32"],
-            "emotions": ["joy", "anger"],
-            "prompts": ["<class> sentence"],
-            "generation": {"maxNewTokens": 8},
-            "resources": {"gpus": 1},
-        }
-        | spec,
-    }
+    return make_manifest(name, [MODEL], **({"resources": {"gpus": 1}} | spec))
 
 
 def _without_prompts(**spec: Any) -> JSON:

