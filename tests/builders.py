@@ -34,7 +34,7 @@ def make_manifest(
         "kind": "QuantEval",
         "metadata": {"name": name} | (metadata or {}),
         "spec": {
-            "models": models or [SMOLLM2],
+            "models": [SMOLLM2] if models is None else models,
             "precisions": ["fp32"],
             "emotions": ["joy", "anger"],
             "prompts": ["<class> sentence"],

@@ -79,8 +79,8 @@ def decision_tables(
             collapse_padding=True,
         )
         for header in DECISION_HEADERS:
-            justify = "left" if header in ("precision", "verdict") else "right"
-            table.add_column(header, justify=justify, no_wrap=True)
+            left = header in ("precision", "verdict")
+            table.add_column(header, justify="left" if left else "right", no_wrap=True)
         for row in (r for r in rows if r.outcome.model == model):
             o = row.outcome
             report = against.get(o.run_id)

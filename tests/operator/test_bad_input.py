@@ -30,7 +30,7 @@ MODEL: JSON = {"name": "tiny", "source": "/nonexistent/model"}
 
 def _eval(name: str = "bad", **spec: Any) -> JSON:
     """A QuantEval as `harness.manifest` builds it, as a dict; ``spec`` replaces top-level keys."""
-    return make_manifest(name, [MODEL], **({"resources": {"gpus": 1}} | spec))
+    return make_manifest(name, **({"models": [MODEL], "resources": {"gpus": 1}} | spec))
 
 
 def _without_prompts(**spec: Any) -> JSON:
