@@ -39,6 +39,7 @@ from quanteval.fmt import percent
 from quanteval.power import ALPHA
 
 EXACT_UP_TO: Final = 2**14  # arrangements the permutation test enumerates; beyond, as many drawn
+BATCH_COUNTS: Final = 2**22  # counts the permutation test holds at once, per array
 SEED: Final = 20250131
 
 Interval = tuple[float, float]
@@ -184,6 +185,9 @@ def flip_p_value(counts: TemplateCounts) -> float:
         vectorized=True,
         n_resamples=EXACT_UP_TO,
         alternative="two-sided",
+        # Arrangements a call: each holds (templates x classes) counts several times over, so
+        # 200 templates x 32 emotions stay near 40 MB an array (the report Job has 2 GiB).
+        batch=max(1, BATCH_COUNTS // counts.support.size),
         rng=np.random.default_rng(SEED),
     )
     return float(result.pvalue)

@@ -231,3 +231,13 @@ def test_more_samples_per_prompt_stop_helping_when_templates_dominate() -> None:
     assert detectable_change(projected_se(8.0, now, before, 0.0), 10) > 5.0
     templates = templates_for(5.0, 8.0, now, intraclass=1.0)
     assert templates is not None and templates > 10
+
+
+def test_the_permutation_test_of_a_large_evaluation_draws_its_arrangements() -> None:
+    """200 templates (the spec's most) are 2^200 arrangements: 16,384 drawn, in batches."""
+    evaluation = simulate(np.random.default_rng(3200), 1, effect_mean=-0.15, templates=200)
+    counts = template_counts(
+        evaluation.templates, evaluation.intended, evaluation.base, evaluation.run, EMOTIONS
+    )
+    p = flip_p_value(counts)
+    assert 2 / (2**14 + 1) <= p < 0.01  # a real effect, resolved to the draws' precision
