@@ -10,6 +10,7 @@ same samples would have if independent) is 1 + (m - 1) rho (Kish, "Survey Sampli
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -77,17 +78,32 @@ def projected_se(se: float, now: Design, then: Design, intraclass: float) -> flo
     return se * math.sqrt(variance(then) / variance(now))
 
 
+def _fewest(low: int, detects: Callable[[int], bool]) -> int | None:
+    """The smallest n from `low` to PROJECTION_LIMIT for which `detects(n)` holds (it holds for
+    every larger n too: the detectable change falls as templates or samples rise); None if none."""
+    high = PROJECTION_LIMIT
+    if not detects(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if detects(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def templates_for(
     change_pp: float, se: float, now: Design, intraclass: float, family_size: int = 1
 ) -> int | None:
     """The fewest templates (at least today's) with which the test detects `change_pp`, at
     today's samples per prompt; None beyond PROJECTION_LIMIT."""
-    for templates in range(max(2, now.templates), PROJECTION_LIMIT + 1):
-        then = replace(now, templates=templates)
-        projected = projected_se(se, now, then, intraclass)
-        if detectable_change(projected, templates, family_size) <= change_pp:
-            return templates
-    return None
+
+    def detects(templates: int) -> bool:
+        projected = projected_se(se, now, replace(now, templates=templates), intraclass)
+        return detectable_change(projected, templates, family_size) <= change_pp
+
+    return _fewest(max(2, now.templates), detects)
 
 
 def samples_per_prompt_for(
@@ -102,16 +118,7 @@ def samples_per_prompt_for(
         projected = projected_se(se, now, then, intraclass)
         return detectable_change(projected, now.templates, family_size) <= change_pp
 
-    low, high = now.samples_per_prompt, PROJECTION_LIMIT
-    if not detects(high):
-        return None
-    while low < high:  # the detectable change falls as samples per prompt rise
-        middle = (low + high) // 2
-        if detects(middle):
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    return _fewest(now.samples_per_prompt, detects)
 
 
 def planned_se(design: Design, effect: float, discordance: float = ASSUMED_DISCORDANCE) -> float:

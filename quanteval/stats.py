@@ -27,6 +27,7 @@ from quanteval.templates import (
     Decision,
     TemplateDelta,
     decide,
+    f1_from_counts,
     family_confidence,
     template_counts,
     template_delta,
@@ -58,10 +59,7 @@ def f1_per_class(
         true_pos[..., c] = (is_true & is_chosen).sum(axis=-1)
         support[..., c] = is_true.sum(axis=-1)
         chosen[..., c] = is_chosen.sum(axis=-1)
-    denominator = support + chosen
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(denominator > 0, 2 * true_pos / denominator, 0.0)
-    return f1
+    return f1_from_counts(true_pos, support, chosen)
 
 
 def macro_f1(

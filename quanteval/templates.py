@@ -99,15 +99,21 @@ def template_counts(
     )
 
 
+def f1_from_counts(
+    true: NDArray[np.float64], support: NDArray[np.float64], chosen: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Each class's F1 from its true positives, its samples and its predictions; a class
+    neither intended nor predicted scores 0 (scikit-learn's zero_division=0)."""
+    denominator = support + chosen
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * true / denominator, 0.0)
+
+
 def _macro_f1(
     true: NDArray[np.float64], support: NDArray[np.float64], chosen: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Macro-F1 over the classes (last axis) from summed counts; a class neither intended nor
-    predicted scores 0 (scikit-learn's zero_division=0)."""
-    denominator = support + chosen
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(denominator > 0, 2 * true / denominator, 0.0)
-    return f1.mean(axis=-1)  # type: ignore[no-any-return]
+    """Macro-F1 over the classes (last axis) from summed counts."""
+    return f1_from_counts(true, support, chosen).mean(axis=-1)  # type: ignore[no-any-return]
 
 
 def delta_pp(

@@ -164,7 +164,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
-def _power_lines(spec: QuantEvalSpec, design_effect: float | None) -> list[str]:
+def _power_lines(spec: QuantEvalSpec, assumed_effect: float | None) -> list[str]:
     """What each comparison against the baseline can detect, with the prompt template as the
     unit, before anything has run: its assumptions stated, and how the detectable change moves
     with more templates against more samples per prompt (quanteval.power)."""
@@ -176,14 +176,13 @@ def _power_lines(spec: QuantEvalSpec, design_effect: float | None) -> list[str]:
         ASSUMED_INTRACLASS,
         DETECT_PP,
         Design,
+        design_effect,
         detectable_change,
         intraclass_of,
         planned_se,
+        projected_se,
         samples_per_prompt_for,
         templates_for,
-    )
-    from quanteval.power import (
-        design_effect as kish,
     )
 
     design = Design(
@@ -194,16 +193,16 @@ def _power_lines(spec: QuantEvalSpec, design_effect: float | None) -> list[str]:
         return ["power: no comparison (every run is a baseline)"]
     if design.templates < 2:
         return ["power: one prompt template cannot tell a precision's effect from the template's"]
-    if design_effect is None:
-        effect = kish(design.per_template, ASSUMED_INTRACLASS)
+    if assumed_effect is None:
+        effect = design_effect(design.per_template, ASSUMED_INTRACLASS)
         source = f"rho {ASSUMED_INTRACLASS:g}, from {ASSUMED_FROM}; --design-effect to set"
     else:
-        effect, source = design_effect, "--design-effect"
+        effect, source = assumed_effect, "--design-effect"
     rho = intraclass_of(effect, design.per_template)
     se = planned_se(design, effect)
 
     def detects(then: Design) -> str:
-        projected = planned_se(then, kish(then.per_template, rho))
+        projected = projected_se(se, design, then, rho)
         return f"{detectable_change(projected, then.templates, k):.1f}"
 
     more_templates = replace(design, templates=2 * design.templates)
