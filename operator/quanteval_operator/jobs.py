@@ -218,6 +218,15 @@ def _credentials_env(manifest: QuantEval) -> list[dict[str, Any]]:
     return env
 
 
+# torch sizes its thread pool by the node's cores, not by the container's CPU limit: a pod limited
+# to 2 CPUs on a 64-core node would run 64 threads, throttled by the limit, and its times would
+# measure the contention. The limit, rounded up to whole CPUs (as the kubelet does), is the pool.
+THREADS_ENV = {
+    "name": "OMP_NUM_THREADS",
+    "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}},
+}
+
+
 def _pod_spec(
     manifest: QuantEval,
     settings: Settings,
@@ -243,6 +252,7 @@ def _pod_spec(
         "env": [
             {"name": "QUANTEVAL_CACHE_DIR", "value": CACHE_DIR},
             {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
+            THREADS_ENV,
             *env,
         ],
         "resources": {"limits": limits, "requests": requests},

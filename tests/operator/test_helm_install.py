@@ -382,6 +382,7 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
             "metrics": {"port": metrics},
             "worker": {
                 "image": "quanteval-worker:test",
+                "cpu": "1",  # the quick start runs two at a time on this 2-core machine
                 "s3": {
                     "endpoint": s3_server.endpoint,
                     "bucket": output["bucket"],

@@ -97,6 +97,7 @@ def test_an_evaluation_runs_to_success_within_its_parallelism(
         storage.child("runs/tiny-int8").read_text("result.json") or ""
     )
     assert round(result.metrics.f1_macro, 4) == runs["tiny-int8"]["metrics"]["f1Macro"]
+    assert result.environment["cpuThreads"] == 1  # the pod's CPU limit, through the downward API
 
     assert status["summary"]["reportUri"] == f"{root}/report.html"
     assert condition(body, "ReportReady")["status"] == "True"

@@ -374,6 +374,20 @@ def test_memory_and_cpu(quickstart_dict: Manifest) -> None:
     assert defaults["requests"]["cpu"] == defaults["limits"]["cpu"] == SETTINGS.worker_cpu
 
 
+def test_torch_threads_follow_the_cpu_limit_of_the_run_and_of_the_report(
+    quickstart_dict: Manifest,
+) -> None:
+    """Not the node's cores: a pod limited to 4 CPUs on a big node would otherwise oversubscribe."""
+    quickstart_dict["spec"]["resources"] = {"cpu": "4"}
+    from_limit = {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}}
+    run = _container(_job(quickstart_dict))
+    report = _container(render_report_job(_manifest(quickstart_dict), SETTINGS))
+    for container in (run, report):
+        (threads,) = [e for e in container["env"] if e["name"] == "OMP_NUM_THREADS"]
+        assert threads["valueFrom"] == from_limit
+    assert (run["resources"]["limits"]["cpu"], report["resources"]["limits"]["cpu"]) == ("4", "1")
+
+
 # Placement
 
 
@@ -470,7 +484,7 @@ def test_no_credentials_env_without_a_secret(quickstart_dict: Manifest) -> None:
     assert "AWS_ACCESS_KEY_ID" not in env
     assert "AWS_SECRET_ACCESS_KEY" not in env
     assert "HF_TOKEN" not in env
-    assert all("valueFrom" not in item for item in env.values())
+    assert [name for name, item in env.items() if "valueFrom" in item] == ["OMP_NUM_THREADS"]
 
 
 # The run spec

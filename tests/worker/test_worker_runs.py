@@ -44,7 +44,9 @@ def run_worker(
     spec_file = tmp_path / f"{spec.run_id}.json"
     spec_file.write_text(spec.to_json())
     termination = tmp_path / f"{spec.run_id}.termination"
+    # One thread each: the fixture runs two workers at a time on a 2-core machine.
     env = os.environ | server.env() | {"QUANTEVAL_TERMINATION_LOG": str(termination)}
+    env |= {"OMP_NUM_THREADS": "1"}
     process = subprocess.run(
         [sys.executable, "-m", "quanteval_worker.main", "--spec", str(spec_file), *extra],
         env=env,
@@ -69,7 +71,7 @@ def evaluated(
     results, messages = {}, {}
     storage = S3Storage(root, s3_server.endpoint)
     os.environ.update(s3_server.env())
-    # Two worker processes at a time: most of a run is its imports and its load, one core each.
+    # Two worker processes at a time, one thread each: most of a run is its imports and its load.
     with ThreadPoolExecutor(max_workers=2) as pool:
         done = list(pool.map(lambda spec: run_worker(spec, s3_server, tmp), specs))
     for spec, (code, message, stderr) in zip(specs, done, strict=True):

@@ -21,6 +21,7 @@ def describe_environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpuCount": os.cpu_count(),
+        "cpuThreads": torch.get_num_threads(),  # OMP_NUM_THREADS, which a pod's CPU limit sets
         "torch": torch.__version__,
         "transformers": _version("transformers"),
         "accelerate": _version("accelerate"),
