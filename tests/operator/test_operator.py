@@ -113,6 +113,30 @@ def test_an_evaluation_runs_to_success_within_its_parallelism(
     assert short.strip() == "quanteval.quanteval.io/tiny"
     assert {"RunStarted", "RunSucceeded"} <= set(event_counts(cluster, eval_namespace, "tiny"))
 
+    # Then pod GC or a node scaled down, and the Jobs removed (a TTL, a hand), the report's too:
+    # the finished evaluation keeps its status.
+    cluster.kubectl("delete", "pods", "--all", "--wait=true", namespace=eval_namespace)
+    cluster.kubectl(
+        "delete", "jobs", "--all", "--cascade=foreground", "--wait=true", namespace=eval_namespace
+    )
+    # A change the spec allows asks for a pass; its observedGeneration says the pass was made.
+    cluster.kubectl(
+        "patch", "qe", "tiny", "--type=merge", "-p", '{"spec": {"parallelism": 3}}',
+        namespace=eval_namespace,
+    )  # fmt: skip
+    generation = body["metadata"]["generation"] + 1
+
+    def passed() -> dict[str, Any] | None:
+        again = get_eval(cluster, eval_namespace, "tiny")
+        return again if again["status"]["observedGeneration"] == generation else None
+
+    after = wait_until(passed, timeout=60, what="the pass after the deletions", interval=0.5)
+    assert after["status"]["runs"] == status["runs"]
+    assert after["status"]["summary"] == status["summary"]
+    assert condition(after, "Succeeded")["status"] == "True"
+    assert condition(after, "ReportReady")["status"] == "True"
+    assert jobs(cluster, eval_namespace) == [] and jobs(cluster, eval_namespace, "report") == []
+
 
 def test_a_failing_run_fails_with_its_reason_while_the_others_complete(
     cluster: Cluster, eval_namespace: str, tiny_model: str, s3_server: MinioServer
@@ -272,46 +296,6 @@ def test_an_evaluation_with_the_intensity_task_reports_its_figures_in_the_status
     assert "intensity ratings: rho vs level" in told
 
 
-def test_a_finished_evaluation_keeps_its_status_when_its_pods_and_jobs_are_gone(
-    cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
-) -> None:
-    cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        namespace=eval_namespace,
-        input=manifest(
-            "sticky", [{"name": "tiny", "source": tiny_model}], precisions=["fp32", "int8"]
-        ),
-    )
-    done = wait_finished(cluster, eval_namespace, "sticky", timeout=600)
-    assert condition(done, "Succeeded")["status"] == "True", operator.logs()[-4000:]
-    assert all(r.get("metrics") for r in done["status"]["runs"])
-
-    # Pod GC or a node scaled down, then the Jobs removed (a TTL, a hand), the report's too.
-    cluster.kubectl("delete", "pods", "--all", "--wait=true", namespace=eval_namespace)
-    cluster.kubectl(
-        "delete", "jobs", "--all", "--cascade=foreground", "--wait=true", namespace=eval_namespace
-    )
-    # A change the spec allows asks for a pass; its observedGeneration says the pass was made.
-    cluster.kubectl(
-        "patch", "qe", "sticky", "--type=merge", "-p", '{"spec": {"parallelism": 3}}',
-        namespace=eval_namespace,
-    )  # fmt: skip
-    generation = done["metadata"]["generation"] + 1
-
-    def passed() -> dict[str, Any] | None:
-        body = get_eval(cluster, eval_namespace, "sticky")
-        return body if body["status"]["observedGeneration"] == generation else None
-
-    body = wait_until(passed, timeout=60, what="the pass after the deletions", interval=0.5)
-    assert body["status"]["runs"] == done["status"]["runs"]
-    assert body["status"]["summary"] == done["status"]["summary"]
-    assert condition(body, "Succeeded")["status"] == "True"
-    assert condition(body, "ReportReady")["status"] == "True"
-    assert jobs(cluster, eval_namespace) == [] and jobs(cluster, eval_namespace, "report") == []
-
-
 def test_a_job_the_quota_refuses_is_the_runs_reason_and_runs_once_it_is_allowed(
     cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
 ) -> None:
@@ -391,6 +375,7 @@ def test_an_evaluation_whose_prompts_total_over_200_kib_runs(
     body = manifest(
         "large", [{"name": "tiny", "source": tiny_model}], prompts=prompts,
         generation={"maxNewTokens": 8, "maxLength": 400},  # about 240 tokens a prompt
+        resources={"gpus": 1, "cpu": "2"},  # its 400 samples run alone: both CPUs
     )  # fmt: skip
     cluster.kubectl("apply", "-f", "-", namespace=eval_namespace, input=body)
 
