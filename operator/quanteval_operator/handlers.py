@@ -9,7 +9,8 @@ writer owns `status.runs`) and then tells the story in Events.
 Only event and index handlers: kopf puts no finalizer on a QuantEval (daemons and timers would),
 so deleting one never waits for the operator. A resync task started with the operator asks for a
 pass of every unfinished QuantEval now and then, so neither a lost event nor an API server that
-refused us for a while leaves one stuck.
+refused us for a while leaves one stuck; a pass that sees a Job waiting for its pod asks for
+another when that Job's wait makes it podless (no event marks that moment).
 """
 
 import asyncio
@@ -35,7 +36,8 @@ from quanteval_operator.status import JobObservation, PodObservation, is_finishe
 
 PLURAL = "quantevals"
 INDEXES = ("evals_by_uid", "jobs_by_eval", "pods_by_eval")
-RESYNC_LOGGER = logging.getLogger("quanteval_operator.resync")
+# The logger of passes no object's event asked for (the resync's, a recheck's).
+BACKGROUND_LOGGER = logging.getLogger("quanteval_operator.background")
 
 
 @dataclass
@@ -46,7 +48,9 @@ class OperatorState:
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # the status we wrote last
     # kopf's live indexes and a logger, from the first handler call (startup handlers get none)
     indexes: dict[str, Any] = field(default_factory=dict)
-    tasks: set["asyncio.Task[None]"] = field(default_factory=set)  # resync passes in flight
+    tasks: set["asyncio.Task[None]"] = field(default_factory=set)  # background passes in flight
+    # By QuantEval: the pass asked for when a Job waiting for its pod becomes podless.
+    rechecks: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     # By namespace: when its FailedCreate Events were read, and their messages by Job uid.
     failed_create_reads: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
     # How long a namespace's FailedCreate Events, once read, answer for its podless Jobs: a pass
@@ -132,10 +136,34 @@ async def resync(memo: kopf.Memo, every: float) -> None:
             status = body.get("status") or {}
             if state.passes.busy(key) or is_finished(status):
                 continue
-            indexes = state.indexes | {"logger": RESYNC_LOGGER}
-            task = asyncio.create_task(request_pass(key, memo, indexes))
-            state.tasks.add(task)
-            task.add_done_callback(state.tasks.discard)
+            start_pass(key, memo)
+
+
+def start_pass(key: str, memo: kopf.Memo) -> None:
+    """A pass of `key` in the background, no object's event having asked for it."""
+    state: OperatorState = memo.state
+    indexes = state.indexes | {"logger": BACKGROUND_LOGGER}
+    task = asyncio.create_task(request_pass(key, memo, indexes))
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+
+
+def recheck(key: str, memo: kopf.Memo, delay: float) -> None:
+    """A pass of `key` in `delay` seconds, unless one is already due sooner."""
+    state: OperatorState = memo.state
+    loop = asyncio.get_running_loop()
+    when = loop.time() + delay
+    due = state.rechecks.get(key)
+    if due is not None:
+        if due.when() <= when:
+            return
+        due.cancel()
+
+    def start() -> None:
+        state.rechecks.pop(key, None)
+        start_pass(key, memo)
+
+    state.rechecks[key] = loop.call_at(when, start)
 
 
 def eval_key(namespace: str | None, uid: str | None) -> str:
@@ -274,6 +302,8 @@ async def run_pass(key: str, memo: kopf.Memo, logger: kopf.Logger) -> Outcome:
     observations = observe(key, state.indexes, state.written)
     if observations is None:  # deleted: its Jobs go with it through owner references
         state.written.pop(key, None)
+        if key in state.rechecks:
+            state.rechecks.pop(key).cancel()
         metrics.METRICS.forget(key)
         return Outcome.GONE
     body = kopf.Body(cast(kopf.RawBody, dict(observations.body)))
@@ -306,6 +336,8 @@ async def run_pass(key: str, memo: kopf.Memo, logger: kopf.Logger) -> Outcome:
             post = kopf.warn if event.warning else kopf.info
             post(body, reason=event.reason, message=event.message)
     metrics.METRICS.record_runs(key, plan.merged.get("runs"))
+    if plan.recheck_seconds is not None:
+        recheck(key, memo, plan.recheck_seconds)
     return Outcome.RETRY if refused_runs(plan.merged) else Outcome.DONE
 
 

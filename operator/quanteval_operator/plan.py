@@ -39,6 +39,7 @@ from quanteval_operator.status import (
     finished_status,
     invalid_status,
     is_finished,
+    podless_due_in,
     podless_jobs,
     recorded_runs,
     run_entries,
@@ -83,6 +84,9 @@ class Plan:
     # Jobs by run that should have a pod by now and have none: what their FailedCreate Events
     # say belongs in `Observations.refused`.
     podless: dict[str, JobObservation] = field(default_factory=dict)
+    # Seconds until a Job still waiting for its pod becomes podless: no event comes then, so the
+    # operator asks for a pass itself (None: no Job is waiting).
+    recheck_seconds: float | None = None
 
 
 def _manifest(body: Mapping[str, Any], settings: Settings) -> QuantEval:
@@ -203,6 +207,8 @@ def plan_pass(observations: Observations, settings: Settings) -> Plan:
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, _now(observations),
         spec.baseline_precision, report, unsized, dict(observations.refused), spec.emotion_names,
     )  # fmt: skip
-    podless = podless_jobs(job_by_run, pods_by_run, observations.now, settings.podless_seconds)
+    now, after = observations.now, settings.podless_seconds
+    podless = podless_jobs(job_by_run, pods_by_run, now, after)
+    recheck = podless_due_in(job_by_run, pods_by_run, now, after)
     plan = _writing(previous, status, story_events(previous, status))
-    return replace(plan, create=creates, podless=podless)
+    return replace(plan, create=creates, podless=podless, recheck_seconds=recheck)

@@ -401,7 +401,8 @@ def test_a_job_whose_pod_the_quota_refuses_shows_the_job_controllers_reason(
         text = str(runs[0].get("reason", "")) if runs else ""
         return text if text.startswith("FailedCreate") else None
 
-    # The Job exists; its controller's FailedCreate Event says why it has no pod, by the resync.
+    # The Job exists; its controller's FailedCreate Event says why it has no pod, read by the
+    # pass the operator asks for itself when the Job's podless time is up.
     text = wait_until(reason, timeout=120, what="the pod's refusal as the run's reason")
     assert "exceeded quota: no-pods" in text, text
     cluster.kubectl("delete", "resourcequota", "no-pods", namespace=eval_namespace)

@@ -9,6 +9,10 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import kopf
+import pytest
+
+from quanteval_operator import handlers
 from quanteval_operator.passes import RETRY_SECONDS, Outcome, PassQueue
 
 
@@ -136,3 +140,31 @@ async def test_a_deleted_quanteval_ends_its_passes_even_with_requests_pending() 
     await first
     assert recorder.passes == ["ns/a"]
     assert not recorder.queue.busy("ns/a")
+
+
+def test_a_recheck_starts_one_pass_at_the_soonest_time_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass that sees Jobs waiting for their pods asks for another when the first becomes
+    podless; asking again for later changes nothing, for sooner moves it."""
+    started: list[str] = []
+
+    async def scenario() -> None:
+        first = asyncio.Event()
+
+        def start_pass(key: str, memo: kopf.Memo) -> None:
+            started.append(key)
+            first.set()
+
+        monkeypatch.setattr(handlers, "start_pass", start_pass)
+        memo = kopf.Memo(state=handlers.OperatorState())
+        asked = asyncio.get_running_loop().time()
+        handlers.recheck("ns/a", memo, 30.0)
+        handlers.recheck("ns/a", memo, 60.0)  # later: the 30 s one stays
+        assert memo.state.rechecks["ns/a"].when() == pytest.approx(asked + 30.0, abs=1.0)
+        handlers.recheck("ns/a", memo, 0.0)  # sooner: it replaces the 30 s one
+        await asyncio.wait_for(first.wait(), timeout=10)
+        assert memo.state.rechecks == {}
+
+    asyncio.run(scenario())
+    assert started == ["ns/a"]

@@ -137,6 +137,10 @@ def test_a_job_without_a_pod_after_a_minute_asks_why(body: Manifest) -> None:
     )
     assert plan_pass(soon, Settings()).podless == {}  # 30 s: under the default minute
     assert list(plan_pass(soon, Settings(podless_seconds=20.0)).podless) == [RUNS[0]]
+    # No event comes when the minute is up: the plan says when to look again.
+    assert plan.recheck_seconds is None  # already podless; RUNS[1] has its pod
+    assert plan_pass(soon, Settings()).recheck_seconds == 30.0
+    assert plan_pass(soon, Settings(podless_seconds=45.0)).recheck_seconds == 15.0
     told = plan_pass(
         observe(body, jobs=jobs, pods=pods, refused={RUNS[0]: "FailedCreate: pods exceeded quota"}),
         Settings(),

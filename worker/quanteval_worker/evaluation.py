@@ -148,9 +148,8 @@ def _gguf_loaded(prepared: Prepared, model: GgufModel) -> Loaded:
         "file": model.path.name,
         "fileType": prepared.checkpoint.kind if prepared.checkpoint else "",
         "threads": model.threads,
-        # Measured here: the same prompt as the first or the second row of a batch gets logits
-        # apart by up to ~0.8 (ggml rounds activations to 8 bits in blocks; tiny differences in
-        # the batch's arithmetic cross rounding steps). Reproducible at one batch size.
+        # ggml rounds activations to 8 bits in blocks, so a prompt's logits depend on its row
+        # in the batch (docs/benchmarks.md has the measured spread); reproducible at one size.
         "batchInvariant": False,
     }
     return Loaded(model.weights_bytes, parameters_by_type(model.path), quantization)
