@@ -1,16 +1,17 @@
-"""`quanteval run --local` of tiny models as a subprocess, and what it leaves: shared by the
-native-checkpoint tests."""
+"""`quanteval run --local` of tiny models as a subprocess, and what it leaves; what a worker's
+failure leaves (its exit code, termination message and stderr): shared by the worker suites."""
 
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from quanteval.api.result import RunResult
+from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT
 from quanteval.report.schema import Report, RunReport
 from quanteval.report.serialize import from_json
 from tests.builders import make_manifest
@@ -72,3 +73,19 @@ def run_locally(document: dict[str, Any], directory: Path) -> Evaluation:
     rows = {row["runId"]: row for row in json.loads(process.stdout)}
     report = from_json((out / "report.json").read_text())
     return Evaluation(out, rows, report, (out / "report.md").read_text(), process.stderr)
+
+
+Outcome = tuple[int, dict[str, Any], str]  # exit code, termination message, stderr
+
+
+def read_outcome(termination: Path, code: int, stderr: str, traceback_expected: bool) -> Outcome:
+    message = json.loads(termination.read_text())
+    assert len(termination.read_bytes()) <= TERMINATION_MESSAGE_LIMIT
+    assert ("Traceback" in stderr) == traceback_expected, stderr[-3000:]
+    return code, message, stderr
+
+
+class Worker(Protocol):
+    """The `worker` fixture: the worker's main() with `env` set."""
+
+    def __call__(self, env: dict[str, str], *, traceback_expected: bool = False) -> Outcome: ...

@@ -5,9 +5,6 @@ and the refusals: native on a plain checkpoint, a quantizing precision on a quan
 
 import importlib
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,8 @@ from .local_runs import (
     SAMPLES,
     SHAPE,
     Evaluation,
+    Outcome,
+    Worker,
     native_entry,
     run_locally,
     tiny_manifest,
@@ -326,33 +325,23 @@ def test_a_compressed_tensors_run_measures_the_weights_that_compute(
 
 
 def _run_worker(
-    tmp_path: Path, models: list[dict[str, Any]], run_id: str
-) -> tuple[int, dict[str, Any], str]:
-    """The worker, as a process, on one run of the manifest; its exit code, termination message
-    and stderr."""
+    worker: Worker, tmp_path: Path, models: list[dict[str, Any]], run_id: str
+) -> Outcome:
+    """The worker on one run of the manifest, refused before the weights load."""
     parsed = parse_manifest(tiny_manifest("refused", models))
     run = next(r for r in expand(parsed.spec) if r.id == run_id)
     spec = build_run_spec(parsed, run, str(tmp_path / "out")).to_json()
-    termination = tmp_path / "termination-log"
-    process = subprocess.run(
-        [sys.executable, "-m", "quanteval_worker.main"],
-        env=os.environ
-        | {"QUANTEVAL_RUN_SPEC": spec, "QUANTEVAL_TERMINATION_LOG": str(termination)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert "Traceback" not in process.stderr, process.stderr[-3000:]
-    assert "model loaded" not in process.stderr  # refused before the weights load
+    outcome = worker({"QUANTEVAL_RUN_SPEC": spec})
+    assert "model loaded" not in outcome[2]
     assert not (tmp_path / "out" / "runs" / run_id / "result.json").exists()
-    return process.returncode, json.loads(termination.read_text()), process.stderr
+    return outcome
 
 
 def test_native_on_a_checkpoint_without_quantization_config_exits_4(
-    plain_dir: Path, tmp_path: Path
+    plain_dir: Path, tmp_path: Path, worker: Worker
 ) -> None:
     models = [{"name": "tiny", "source": str(plain_dir)}, native_entry("tiny-q", plain_dir)]
-    code, message, _ = _run_worker(tmp_path, models, "tiny-q-native")
+    code, message, _ = _run_worker(worker, tmp_path, models, "tiny-q-native")
     assert code == ExitCode.CANNOT_LOAD
     assert message["state"] == "Failed" and message["reason"] == "CannotLoad"
     assert "quantization_config" in message["message"]
@@ -360,12 +349,12 @@ def test_native_on_a_checkpoint_without_quantization_config_exits_4(
 
 
 def test_a_quantizing_precision_on_a_quantized_checkpoint_exits_4(
-    quantized_dirs: dict[str, Path], tmp_path: Path
+    quantized_dirs: dict[str, Path], tmp_path: Path, worker: Worker
 ) -> None:
     _require("bitsandbytes")
     source = quantized_dirs["tiny-nf4"]
     models = [{"name": "q", "source": str(source), "precisions": ["fp32", "int8"]}]
-    code, message, _ = _run_worker(tmp_path, models, "q-int8")
+    code, message, _ = _run_worker(worker, tmp_path, models, "q-int8")
     assert code == ExitCode.CANNOT_LOAD
     assert message["state"] == "Failed" and message["reason"] == "CannotLoad"
     text = message["message"]

@@ -5,16 +5,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
 from quanteval.api.errors import ExitCode
 from quanteval.api.spec import parse_manifest
-from quanteval.api.termination import TERMINATION_MESSAGE_LIMIT
 from quanteval.matrix import build_run_spec, expand
-from quanteval_worker.main import main
 from tests.builders import make_manifest
+
+from .local_runs import Outcome, Worker, read_outcome
 
 
 def _spec_json(out: str, source: str, precisions: list[str] | None = None) -> str:
@@ -29,16 +29,6 @@ def _spec_json(out: str, source: str, precisions: list[str] | None = None) -> st
     return build_run_spec(parsed, expand(parsed.spec)[0], out).to_json()
 
 
-Outcome = tuple[int, dict[str, Any], str]  # exit code, termination message, stderr
-
-
-def _outcome(termination: Path, code: int, stderr: str, traceback_expected: bool) -> Outcome:
-    message = json.loads(termination.read_text())
-    assert len(termination.read_bytes()) <= TERMINATION_MESSAGE_LIMIT
-    assert ("Traceback" in stderr) == traceback_expected
-    return code, message, stderr
-
-
 def _process(tmp_path: Path, env: dict[str, str]) -> Outcome:
     """The worker as a pod runs it: its own process, its exit status."""
     termination = tmp_path / "termination-log"
@@ -49,30 +39,7 @@ def _process(tmp_path: Path, env: dict[str, str]) -> Outcome:
         text=True,
         timeout=300,
     )
-    return _outcome(termination, process.returncode, process.stderr, False)
-
-
-class Worker(Protocol):
-    def __call__(self, env: dict[str, str], *, traceback_expected: bool = False) -> Outcome: ...
-
-
-@pytest.fixture
-def worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> Worker:
-    """The worker's main() in this process with `env`: the exit code it returns (the process's
-    status, as test_an_invalid_run_spec_exits_3 shows), without the seconds a
-    new process spends importing torch and transformers."""
-
-    def run(env: dict[str, str], *, traceback_expected: bool = False) -> Outcome:
-        termination = tmp_path / "termination-log"
-        for name, value in (env | {"QUANTEVAL_TERMINATION_LOG": str(termination)}).items():
-            monkeypatch.setenv(name, value)
-        capfd.readouterr()
-        code = main([])
-        return _outcome(termination, code, capfd.readouterr().err, traceback_expected)
-
-    return run
+    return read_outcome(termination, process.returncode, process.stderr, False)
 
 
 def test_an_invalid_run_spec_exits_3(tmp_path: Path) -> None:
