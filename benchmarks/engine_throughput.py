@@ -25,8 +25,8 @@ from quanteval.emotions import BUILTIN_EMOTION_SETS
 from quanteval.precisions import Precision
 from quanteval.prompts import PAPER_PROMPTS, Sample, expand_samples
 from quanteval_worker.device import DeviceInfo
+from quanteval_worker.engines.llama_cpp import GgufGenerator, GgufModel
 from quanteval_worker.generation import Generator, encode_prompts, format_prompt, token_budget
-from quanteval_worker.gguf_engine import GgufGenerator, GgufModel
 from quanteval_worker.loading import load_causal_lm, load_generation_config, load_tokenizer
 from quanteval_worker.precisions import STRATEGIES
 from quanteval_worker.sources import resolve_source

@@ -8,8 +8,8 @@ import torch
 
 from quanteval.api.spec import GenerationSpec
 from quanteval.prompts import Sample, expand_samples
+from quanteval_worker.engines.llama_cpp import GgufGenerator, GgufModel
 from quanteval_worker.generation import encode_prompts, format_prompt
-from quanteval_worker.gguf_engine import GgufGenerator, GgufModel
 from quanteval_worker.loading import load_generation_config, load_tokenizer
 from quanteval_worker.sources import ResolvedSource, resolve_source
 

@@ -15,10 +15,11 @@ from quanteval.checkpoints import read_checkpoint_quantization
 from quanteval.precisions import BYTES_PER_PARAMETER, Precision
 from quanteval_worker.device import detect_device
 from quanteval_worker.generation import SeededRowSampler
-from quanteval_worker.loading import load_causal_lm, weights_bytes
+from quanteval_worker.loading import load_causal_lm
 from quanteval_worker.memory import MemoryMeter
 from quanteval_worker.precisions import STRATEGIES
 from quanteval_worker.sources import ResolvedSource
+from quanteval_worker.weights import weights_bytes
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ run. Generations are written before they are scored, so a scoring failure never 
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from quanteval.storage import Storage
 from quanteval.textstats import distinct_n, percentile
 from quanteval_worker.classifier import LoadedClassifier, Prediction, load_classifier, predict
 from quanteval_worker.device import DeviceInfo, detect_device
+from quanteval_worker.engines import LLAMA_CPP, Engine, choose_engine, load_engine
 from quanteval_worker.environment import describe_environment
 from quanteval_worker.events import emit, log
 from quanteval_worker.fidelity import reference_sequences, score_reference
@@ -40,8 +40,6 @@ from quanteval_worker.generation import (
     check_prompt_lengths,
     prompt_lengths,
 )
-from quanteval_worker.gguf_engine import GgufModel, generator_for, llama_cpp_version
-from quanteval_worker.gguf_files import parameters_by_type
 from quanteval_worker.intensity import (
     classifier_reference,
     intensity_figures,
@@ -50,16 +48,10 @@ from quanteval_worker.intensity import (
     with_texts,
 )
 from quanteval_worker.loading import (
-    actual_dtypes,
     fetch_source,
     gpu_memory_caps,
-    load_causal_lm,
-    load_generation_config,
     load_tokenizer,
-    quantization_settings,
     release_device_memory,
-    touch_weights,
-    weights_bytes,
 )
 from quanteval_worker.precisions import Bf16Mode, PrecisionStrategy, strategy_for
 from quanteval_worker.scoring import Scores, score
@@ -80,22 +72,13 @@ class Prepared:
     tokenizer: Any
     samples: list[Sample]
     checkpoint: CheckpointQuantization | None  # how the files were quantized before we got them
-    gguf_file: Path | None  # the GGUF file llama.cpp runs as shipped (None: transformers runs it)
+    engine: str  # engines.TRANSFORMERS or engines.LLAMA_CPP
 
 
 @dataclass(frozen=True)
 class Generated:
     generations: list[Generation]
     settings: GenerationSettings
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """What the loaded model is, measured; the model itself is passed on apart, then freed."""
-
-    weights_bytes: int
-    dtypes: dict[str, int]
-    quantization: dict[str, Any]
 
 
 def prepare(spec: RunSpec) -> Prepared:
@@ -114,8 +97,8 @@ def prepare(spec: RunSpec) -> Prepared:
     download_seconds = time.perf_counter() - began
     checkpoint = source_quantization(source)
     strategy.check_checkpoint(checkpoint, spec.model.source, device)
-    gguf_file = source.gguf if spec.precision == Precision.NATIVE else None
-    if gguf_file is not None and device.kind != "cpu":
+    engine = choose_engine(spec.precision, source)
+    if engine == LLAMA_CPP and device.kind != "cpu":
         log("llama.cpp runs the GGUF file on the CPU (the worker's build has no CUDA)")
         device = DeviceInfo("cpu")
     tokenizer = load_tokenizer(source)
@@ -136,58 +119,40 @@ def prepare(spec: RunSpec) -> Prepared:
         tokenizer,
         samples,
         checkpoint,
-        gguf_file,
+        engine,
     )
 
 
-def _gguf_loaded(prepared: Prepared, model: GgufModel) -> Loaded:
-    """What llama.cpp loaded: the file's tensor bytes and types, and the engine's settings."""
-    quantization = {
-        "engine": "llama.cpp",
-        "llamaCppPython": llama_cpp_version(),
-        "file": model.path.name,
-        "fileType": prepared.checkpoint.kind if prepared.checkpoint else "",
-        "threads": model.threads,
-        # ggml rounds activations to 8 bits in blocks, so a prompt's logits depend on its row
-        # in the batch (docs/benchmarks.md has the measured spread); reproducible at one size.
-        "batchInvariant": False,
-    }
-    return Loaded(model.weights_bytes, parameters_by_type(model.path), quantization)
-
-
-def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> tuple[Any, Loaded]:
+def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> Engine:
     caps = gpu_memory_caps(spec.gpu_memory_gib)
-    model: Any
     with tracker.phase("load"):
-        if prepared.gguf_file is not None:
-            model = GgufModel(prepared.gguf_file, load_generation_config(prepared.source))
-        else:
-            model = load_causal_lm(prepared.source, prepared.strategy, prepared.device, caps)
-    if isinstance(model, GgufModel):
-        loaded = _gguf_loaded(prepared, model)
-    else:
-        loaded = Loaded(weights_bytes(model), actual_dtypes(model), quantization_settings(model))
+        engine = load_engine(
+            prepared.engine,
+            prepared.source,
+            prepared.strategy,
+            prepared.device,
+            caps,
+            prepared.checkpoint,
+        )
+    loaded = engine.loaded
     log(
         "model loaded",
         seconds=round(tracker.seconds["load"], 2),
         weightsBytes=loaded.weights_bytes,
         dtypes=loaded.dtypes,
     )
-    return model, loaded
+    return engine
 
 
-def generate(
-    spec: RunSpec, prepared: Prepared, model: Any, loaded: Loaded, tracker: PhaseTracker
-) -> Generated:
+def generate(spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTracker) -> Generated:
     def on_batch(done: int, total: int) -> None:
         emit("progress", task="generation", done=done, total=total)
 
     emit("progress", task="generation", done=0, total=len(prepared.samples))
-    generator = generator_for(model, prepared.tokenizer, spec.generation, prepared.device.kind)
+    generator = engine.generator(prepared.tokenizer, spec.generation, prepared.device.kind)
     requested = spec.generation.batch_size
-    if prepared.gguf_file is None:  # llama.cpp read its weights into memory at load
-        touch_weights(model)  # mapped checkpoint pages resident now: counted as the model's bytes
-    with tracker.phase("generation", holds_bytes=loaded.weights_bytes):
+    engine.make_resident()  # mapped checkpoint pages resident now: counted as the model's bytes
+    with tracker.phase("generation", holds_bytes=engine.loaded.weights_bytes):
         generations, batch_size = generator.generate_all(
             prepared.samples,
             None if requested == "auto" else requested,
@@ -198,20 +163,15 @@ def generate(
 
 
 def measure_fidelity(
-    spec: RunSpec,
-    prepared: Prepared,
-    model: Any,
-    loaded: Loaded,
-    tracker: PhaseTracker,
-    storage: Storage,
+    spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTracker, storage: Storage
 ) -> FidelitySummary:
     """Score the reference corpus and store what the report compares against the baseline."""
     sequences = reference_sequences(
         prepared.tokenizer, prepared.samples, spec.generation.prompt_format
     )
     log("scoring the reference corpus", sequences=len(sequences))
-    with tracker.phase("fidelity", holds_bytes=loaded.weights_bytes):
-        distributions = score_reference(model, sequences)
+    with tracker.phase("fidelity", holds_bytes=engine.loaded.weights_bytes):
+        distributions = score_reference(engine, sequences)
     data = distributions.to_bytes()
     storage.write_bytes(FIDELITY_FILE, data)
     kept = np.diff(distributions.offsets)
@@ -290,13 +250,14 @@ def energy_figures(tracker: PhaseTracker, generated_tokens: int) -> EnergyFigure
 def assemble(
     spec: RunSpec,
     prepared: Prepared,
-    loaded: Loaded,
+    engine: Engine,
     generated: Generated,
     scores: Scores,
     tracker: PhaseTracker,
     started_at: str,
     fidelity: FidelitySummary,
 ) -> RunResult:
+    loaded = engine.loaded
     generations = generated.generations
     texts = [g.text for g in generations]
     batches = {g.batch.index: g.batch for g in generations}.values()
@@ -343,6 +304,7 @@ def assemble(
         dollars_per_1k_generations=per_thousand(dollars, len(generations)),
     )
     environment = describe_environment(prepared.device.kind) | {
+        "engine": engine.info.to_json(),
         "dtypes": loaded.dtypes,
         "bf16": prepared.bf16,
         "quantization": loaded.quantization,
@@ -386,15 +348,15 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     task = with_texts(spec.intensity, spec) if spec.intensity is not None else None
     prepared = prepare(spec)
     tracker = PhaseTracker(prepared.device, work_began, cpu_began)
-    model, loaded = load(spec, prepared, tracker)
-    generated = generate(spec, prepared, model, loaded, tracker)
+    engine = load(spec, prepared, tracker)
+    generated = generate(spec, prepared, engine, tracker)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
-    fidelity = measure_fidelity(spec, prepared, model, loaded, tracker, storage)
+    fidelity = measure_fidelity(spec, prepared, engine, tracker, storage)
     rated = None
     if task is not None:
-        rated = rate(spec, task, model, prepared.tokenizer, prepared.device, tracker)
+        rated = rate(spec, task, engine, prepared.tokenizer, prepared.device, tracker)
         storage.write_text(RATINGS_FILE, ratings_lines(rated.records))
-    del model
+    engine.close()
     release_device_memory(prepared.device)
     predictions, scores = classify(prepared.classifier, generated.generations, spec.emotions)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations, predictions))
@@ -403,7 +365,7 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
         reference, records = classifier_reference(prepared.classifier, task, rated, spec.cost)
         storage.write_text(RATINGS_FILE, ratings_lines(records))
         intensity = intensity_figures(records, rated.seconds, rated.dollars_per_1k, reference)
-    result = assemble(spec, prepared, loaded, generated, scores, tracker, started_at, fidelity)
+    result = assemble(spec, prepared, engine, generated, scores, tracker, started_at, fidelity)
     if intensity is not None and isinstance(result.energy, EnergyFigures):
         joules = result.energy.phases.get("intensity")
         if joules is not None and intensity.texts:  # the phase's counter, start to end

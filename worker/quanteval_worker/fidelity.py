@@ -6,7 +6,6 @@ exactly the same token sequences.
 """
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,8 +19,8 @@ from quanteval.fidelity import (
     reference_pairs,
 )
 from quanteval.prompts import Sample
+from quanteval_worker.engines import Engine
 from quanteval_worker.generation import encode_prompts, format_prompt
-from quanteval_worker.gguf_engine import GgufModel
 
 BATCH = 8  # sequences a forward pass: the logits of 8 x ~60 positions x the vocabulary
 
@@ -40,33 +39,16 @@ def reference_sequences(
     return sequences
 
 
-def _transformers_logits(model: Any, batch: Sequence[list[int]]) -> list[torch.Tensor]:
-    """Each sequence's logits at its positions, from one right-padded forward pass."""
-    device = next(model.parameters()).device
-    width = max(len(tokens) for tokens in batch)
-    input_ids = torch.zeros(len(batch), width, dtype=torch.long)
-    mask = torch.zeros(len(batch), width, dtype=torch.long)
-    for row, tokens in enumerate(batch):  # right-padded: positions stay where they are
-        input_ids[row, : len(tokens)] = torch.tensor(tokens)
-        mask[row, : len(tokens)] = 1
-    with torch.no_grad():
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-    return [logits[row, : len(tokens)] for row, tokens in enumerate(batch)]
-
-
-def score_reference(model: Any, sequences: Sequence[tuple[list[int], int]]) -> TokenDistributions:
-    """Each scored position's most likely tokens and the corpus token's log-probability (a
-    GGUF file's logits from llama.cpp, any other model's from transformers)."""
-    logits_of = (
-        model.sequence_logits
-        if isinstance(model, GgufModel)
-        else partial(_transformers_logits, model)
-    )
+def score_reference(
+    engine: Engine, sequences: Sequence[tuple[list[int], int]]
+) -> TokenDistributions:
+    """Each scored position's most likely tokens and the corpus token's log-probability, from
+    the engine's teacher-forced logits."""
     vocab = 0
     ids, logprobs, targets, target_lp, which = [], [], [], [], []
     for start in range(0, len(sequences), BATCH):
         batch = sequences[start : start + BATCH]
-        logits = logits_of([tokens for tokens, _ in batch])
+        logits = engine.sequence_logits([tokens for tokens, _ in batch])
         vocab = int(logits[0].shape[-1])  # the model's own width (a padded vocabulary included)
         for row, (tokens, begins) in enumerate(batch):
             # Position t predicts token t + 1: the sentence's tokens are predicted from begins - 1.

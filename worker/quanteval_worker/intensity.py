@@ -21,9 +21,9 @@ from quanteval.storage import open_storage
 from quanteval.textstats import percentile
 from quanteval_worker.classifier import LoadedClassifier, predict
 from quanteval_worker.device import DeviceInfo
+from quanteval_worker.engines import Engine
 from quanteval_worker.events import emit, log
 from quanteval_worker.generation import Generation
-from quanteval_worker.gguf_engine import generator_for
 from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
 
 RULE = "the first number in the answer, clamped to 0-100; an answer without one is a parse failure"
@@ -68,7 +68,7 @@ class Rated:
 def rate(
     spec: RunSpec,
     task: IntensityRun,
-    model: Any,
+    engine: Engine,
     tokenizer: Any,
     device: DeviceInfo,
     tracker: PhaseTracker,
@@ -85,7 +85,7 @@ def rate(
         for i, item in enumerate(task.items)
     ]
     log("rating intensities", texts=len(samples))
-    generator = generator_for(model, tokenizer, rating_settings(spec, task), device.kind)
+    generator = engine.generator(tokenizer, rating_settings(spec, task), device.kind)
     requested = spec.generation.batch_size
     cpu_began = cpu_seconds_used()
     with tracker.phase("intensity"):

@@ -156,73 +156,6 @@ def _decompress_now(model: Any) -> None:
         setattr(model, DECOMPRESSED, True)
 
 
-def _stored_tensors(tensor: torch.Tensor) -> list[torch.Tensor]:
-    """The plain tensors that hold a tensor's data: a torchao tensor subclass reports its logical
-    shape and dtype, and holds inner tensors (packed data, scales, zero points) instead."""
-    flatten = getattr(type(tensor), "__tensor_flatten__", None)
-    if flatten is None:
-        return [tensor]
-    names, _ = flatten(tensor)
-    return [inner for name in names for inner in _stored_tensors(getattr(tensor, name))]
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> int:
-    return sum(t.numel() * t.element_size() for t in _stored_tensors(tensor))
-
-
-def _hqq_meta_bytes(model: torch.nn.Module) -> int:
-    """HQQ keeps each layer's scales and zeros in a `meta` dict, outside parameters and buffers."""
-    total = 0
-    for module in model.modules():
-        meta = getattr(module, "meta", None)
-        if isinstance(meta, dict) and hasattr(module, "W_q"):
-            total += sum(_tensor_bytes(v) for v in meta.values() if isinstance(v, torch.Tensor))
-    return total
-
-
-def weights_bytes(model: torch.nn.Module) -> int:
-    """Bytes of the parameters, buffers and quantization state (bitsandbytes, HQQ, torchao)
-    really held."""
-    total = _hqq_meta_bytes(model)
-    for parameter in model.parameters():
-        total += _tensor_bytes(parameter)
-        quant_state = getattr(parameter, "quant_state", None)  # bitsandbytes 4-bit
-        if quant_state is not None:
-            total += _quant_state_bytes(quant_state)
-        scb = getattr(parameter, "SCB", None)  # bitsandbytes int8 row scales
-        if isinstance(scb, torch.Tensor):
-            total += scb.numel() * scb.element_size()
-    for buffer in model.buffers():
-        total += _tensor_bytes(buffer)
-    return total
-
-
-def _quant_state_bytes(state: Any) -> int:
-    total = 0
-    for name in ("absmax", "code"):
-        tensor = getattr(state, name, None)
-        if isinstance(tensor, torch.Tensor):
-            total += tensor.numel() * tensor.element_size()
-    nested = getattr(state, "state2", None)
-    if nested is not None:
-        total += _quant_state_bytes(nested)
-    return total
-
-
-def _storage_dtype(tensor: torch.Tensor) -> torch.dtype:
-    """The dtype the weights are stored in: that of the largest tensor holding them."""
-    return max(_stored_tensors(tensor), key=lambda t: t.numel()).dtype
-
-
-def actual_dtypes(model: torch.nn.Module) -> dict[str, int]:
-    """Parameter count per storage dtype: what the precision really produced."""
-    counts: dict[str, int] = {}
-    for parameter in model.parameters():
-        name = str(_storage_dtype(parameter)).removeprefix("torch.")
-        counts[name] = counts.get(name, 0) + parameter.numel()
-    return counts
-
-
 def quantization_settings(model: torch.nn.Module) -> dict[str, Any]:
     """The quantization method's settings as loaded (threshold, quant type, compute dtype)."""
     config = getattr(getattr(model, "config", None), "quantization_config", None)
@@ -239,13 +172,3 @@ def release_device_memory(device: DeviceInfo) -> None:
     """Hand a freed model's CUDA blocks back, so what runs next is not measured against them."""
     if device.kind == "cuda":
         torch.cuda.empty_cache()
-
-
-def touch_weights(model: torch.nn.Module) -> None:
-    """Read every CPU parameter and buffer once, so weights mapped from the checkpoint file are
-    resident before a phase measures its own growth (their pages are what the model needs)."""
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            for stored in _stored_tensors(tensor.detach()):
-                if stored.device.type == "cpu" and stored.numel():
-                    stored.reshape(-1).view(torch.uint8).max()  # any dtype, float8 too

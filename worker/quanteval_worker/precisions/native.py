@@ -4,7 +4,7 @@ Its config.json's quantization_config says the method (GPTQ, AWQ, bitsandbytes, 
 compressed-tensors, FP8, HQQ); transformers loads it through that method's quantizer, in the
 checkpoint's own dtype. What each method needs is declared here, so that a checkpoint the pod
 cannot run fails before it downloads kernels or loads weights. A GGUF file at native runs through
-llama.cpp instead (quanteval_worker.gguf_engine).
+llama.cpp instead (quanteval_worker.engines.llama_cpp).
 """
 
 from dataclasses import replace

@@ -24,8 +24,10 @@ import numpy as np
 import torch
 
 from quanteval.api.errors import CannotLoadError, OutOfMemoryError
+from quanteval.api.result import CheckpointQuantization
 from quanteval.api.spec import GenerationSpec
 from quanteval.prompts import Sample
+from quanteval_worker.engines.base import LLAMA_CPP, Engine, EngineInfo, Loaded
 from quanteval_worker.generation import (
     BatchTiming,
     Generation,
@@ -35,6 +37,7 @@ from quanteval_worker.generation import (
     row_timing,
     token_budget,
 )
+from quanteval_worker.gguf_files import parameters_by_type
 from quanteval_worker.sampling import sample_tokens
 
 _CONTEXT_GRANULE = 256  # tokens: contexts grow in steps of this, not one per batch
@@ -140,6 +143,11 @@ class GgufModel:
         logits = self.decode([(i, tokens, 0, True) for i, tokens in enumerate(sequences)])
         return list(logits.split([len(tokens) for tokens in sequences]))
 
+    def last_logits(self, prefixes: Sequence[list[int]]) -> torch.Tensor:
+        """The logits after each prefix's last token, each prefix its own sequence."""
+        self.begin(len(prefixes), sum(len(tokens) for tokens in prefixes))
+        return self.decode([(i, tokens, 0, False) for i, tokens in enumerate(prefixes)])
+
 
 class GgufGenerator(Generator):
     """Generator's batches and timings, with llama.cpp computing each step's logits."""
@@ -200,8 +208,44 @@ class GgufGenerator(Generator):
         return results
 
 
-def generator_for(model: Any, tokenizer: Any, spec: GenerationSpec, device: str) -> Generator:
-    """The generator of a loaded model: llama.cpp's for a GGUF file, else transformers'."""
-    if isinstance(model, GgufModel):
-        return GgufGenerator(model, tokenizer, spec, device)
-    return Generator(model, tokenizer, spec, device)
+class LlamaCppEngine(Engine):
+    """A GGUF file as shipped, on the CPU (the worker's llama.cpp build has no CUDA)."""
+
+    def __init__(self, model: GgufModel, checkpoint: CheckpointQuantization | None) -> None:
+        self.model: GgufModel | None = model
+        version = llama_cpp_version()
+        # ggml rounds activations to 8 bits in blocks, so a prompt's logits depend on its row
+        # in the batch (docs/benchmarks.md has the measured spread); reproducible at one size.
+        self.info = EngineInfo(LLAMA_CPP, version, False, {"threads": model.threads})
+        quantization = {
+            "engine": LLAMA_CPP,
+            "llamaCppPython": version,
+            "file": model.path.name,
+            "fileType": checkpoint.kind if checkpoint else "",
+            "threads": model.threads,
+            "batchInvariant": False,
+        }
+        self.loaded = Loaded(model.weights_bytes, parameters_by_type(model.path), quantization)
+
+    @classmethod
+    def load(
+        cls, path: Path, generation_config: Any, checkpoint: CheckpointQuantization | None
+    ) -> "LlamaCppEngine":
+        return cls(GgufModel(path, generation_config), checkpoint)
+
+    def _model(self) -> GgufModel:
+        if self.model is None:
+            raise RuntimeError("the llama.cpp engine was closed")
+        return self.model
+
+    def generator(self, tokenizer: Any, spec: GenerationSpec, device: str) -> Generator:
+        return GgufGenerator(self._model(), tokenizer, spec, device)
+
+    def sequence_logits(self, sequences: Sequence[list[int]]) -> list[torch.Tensor]:
+        return self._model().sequence_logits(sequences)
+
+    def last_logits(self, prefixes: Sequence[list[int]]) -> torch.Tensor:
+        return self._model().last_logits(prefixes)
+
+    def close(self) -> None:
+        self.model = None
