@@ -86,10 +86,11 @@ def measure(directory: Path, precision: str, new_tokens: int, prompt_words: int)
     from quanteval.prompts import Sample
     from quanteval_worker.device import detect_device
     from quanteval_worker.generation import Generator, SeededRowSampler
-    from quanteval_worker.loading import gpu_memory_caps, load_causal_lm, weights_bytes
+    from quanteval_worker.loading import gpu_memory_caps, load_causal_lm
     from quanteval_worker.precisions import STRATEGIES
     from quanteval_worker.sources import ResolvedSource
     from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
+    from quanteval_worker.weights import weights_bytes
 
     device = detect_device()
     strategy = STRATEGIES[Precision(precision)]
