@@ -130,6 +130,15 @@ def test_quantized_weights_are_smaller(
         assert results[precision].environment["quantization"]["quant_method"] == "torchao"
 
 
+def test_the_load_reads_a_mapped_checkpoint_into_memory(
+    evaluated: tuple[dict[str, RunResult], dict[str, dict[str, Any]], S3Storage, list[RunSpec]],
+) -> None:
+    """fp32 maps the checkpoint's file: its pages are read in, and counted, by the load phase
+    (not by no phase at all before generation)."""
+    fp32 = evaluated[0]["fp32"].metrics
+    assert fp32.load_peak_memory_bytes >= 0.9 * fp32.weights_bytes
+
+
 def test_the_gguf_file_as_shipped_runs_through_llama_cpp_at_its_own_quantization(
     evaluated: tuple[dict[str, RunResult], dict[str, dict[str, Any]], S3Storage, list[RunSpec]],
 ) -> None:

@@ -134,6 +134,9 @@ def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> Engine:
             caps,
             prepared.checkpoint,
         )
+        # A checkpoint mapped from its file is read in here: serving needs the weights in
+        # memory, so the time and the memory of reading them are the load's.
+        engine.make_resident()
     loaded = engine.loaded
     log(
         "model loaded",
@@ -151,7 +154,6 @@ def generate(spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTr
     emit("progress", task="generation", done=0, total=len(prepared.samples))
     generator = engine.generator(prepared.tokenizer, spec.generation, prepared.device.kind)
     requested = spec.generation.batch_size
-    engine.make_resident()  # mapped checkpoint pages resident now: counted as the model's bytes
     with tracker.phase("generation", holds_bytes=engine.loaded.weights_bytes):
         generations, batch_size = generator.generate_all(
             prepared.samples,
