@@ -39,7 +39,6 @@ from quanteval_operator.status import (
     finished_status,
     invalid_status,
     is_finished,
-    podless_due_in,
     podless_jobs,
     recorded_runs,
     run_entries,
@@ -207,8 +206,8 @@ def plan_pass(observations: Observations, settings: Settings) -> Plan:
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, _now(observations),
         spec.baseline_precision, report, unsized, dict(observations.refused), spec.emotion_names,
     )  # fmt: skip
-    now, after = observations.now, settings.podless_seconds
-    podless = podless_jobs(job_by_run, pods_by_run, now, after)
-    recheck = podless_due_in(job_by_run, pods_by_run, now, after)
+    podless, recheck = podless_jobs(
+        job_by_run, pods_by_run, observations.now, settings.podless_seconds
+    )
     plan = _writing(previous, status, story_events(previous, status))
     return replace(plan, create=creates, podless=podless, recheck_seconds=recheck)

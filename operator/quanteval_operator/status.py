@@ -464,44 +464,31 @@ def failure_reasons(entries: list[dict[str, Any]]) -> dict[str, str]:
     return {e["id"]: str(e.get("reason", "")) for e in entries if e["state"] == RunState.FAILED}
 
 
-def _waiting_for_a_pod(
-    jobs: Mapping[str, JobObservation], pods: Mapping[str, list[PodObservation]], now: datetime
-) -> list[tuple[str, JobObservation, float]]:
-    """(run, Job, seconds since its creation) of the Jobs that should have a pod and have none:
-    not finished, not suspended, no pod seen, indexed (a uid and a creation time)."""
-    waiting = []
+def podless_jobs(
+    jobs: Mapping[str, JobObservation],
+    pods: Mapping[str, list[PodObservation]],
+    now: datetime,
+    after_seconds: float,
+) -> tuple[dict[str, JobObservation], float | None]:
+    """By run, the Jobs that should have a pod by now and have none: not finished, not
+    suspended, no pod seen, created more than `after_seconds` ago (the Job controller's
+    FailedCreate Event then says why). And the seconds until the next Job still waiting for a
+    pod becomes podless (None: none is waiting): no event marks that moment, so a pass must be
+    asked for then."""
+    stuck: dict[str, JobObservation] = {}
+    due_in: float | None = None
     for run_id, job in jobs.items():
         if job.finished or job.suspended or pods.get(run_id):
             continue
         if not job.uid or not job.created:
             continue
         created = datetime.fromisoformat(job.created.replace("Z", "+00:00"))
-        waiting.append((run_id, job, (now - created).total_seconds()))
-    return waiting
-
-
-def podless_jobs(
-    jobs: Mapping[str, JobObservation],
-    pods: Mapping[str, list[PodObservation]],
-    now: datetime,
-    after_seconds: float,
-) -> dict[str, JobObservation]:
-    """By run, the Jobs waiting for a pod for more than `after_seconds` (the Job controller's
-    FailedCreate Event then says why)."""
-    waiting = _waiting_for_a_pod(jobs, pods, now)
-    return {run_id: job for run_id, job, age in waiting if age > after_seconds}
-
-
-def podless_due_in(
-    jobs: Mapping[str, JobObservation],
-    pods: Mapping[str, list[PodObservation]],
-    now: datetime,
-    after_seconds: float,
-) -> float | None:
-    """Seconds until the next Job waiting for a pod becomes podless (None: none will). No event
-    marks that moment, so a pass must be asked for then."""
-    ages = [age for _, _, age in _waiting_for_a_pod(jobs, pods, now) if age <= after_seconds]
-    return max(0.0, after_seconds - max(ages)) if ages else None
+        age = (now - created).total_seconds()
+        if age > after_seconds:
+            stuck[run_id] = job
+        elif due_in is None or after_seconds - age < due_in:
+            due_in = after_seconds - age
+    return stuck, due_in
 
 
 def refused_runs(status: Mapping[str, Any]) -> list[str]:

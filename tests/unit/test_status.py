@@ -1050,4 +1050,4 @@ def test_a_job_that_has_no_pod_after_a_while_is_one_to_ask_why() -> None:
     }
     pods = {"with-pod": [_pod(pod_body("p", T1, "Pending"))]}
 
-    assert podless_jobs(jobs, pods, now, after_seconds=20) == {"podless": old}
+    assert podless_jobs(jobs, pods, now, after_seconds=20)[0] == {"podless": old}
