@@ -1,4 +1,6 @@
-"""The comparison of each run against its model's baseline precision: plain data in, rows out.
+"""The comparison of each run against its model's baseline precision on its own engine: plain
+data in, rows out. A run whose engine runs no baseline (llama.cpp) compares with the default
+engine's (quanteval.engines.baseline_engines).
 
 Shared by the local table, the report and the operator's status summary.
 """
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 
 from quanteval.api.result import PeakCause, RunResult
 from quanteval.api.states import RunState
+from quanteval.engines import Engine, baseline_engines
 from quanteval.precisions import Precision
 
 
@@ -40,6 +43,8 @@ class RunOutcome:
     rating_spearman_rho: float | None = None  # against the texts' intended levels
     ratings_per_second: float | None = None
     dollars_per_1k_ratings: float | None = None
+    engine: Engine = Engine.AUTO
+    memory_terms: str = ""  # the engine as it ran and its KV budget (memory_terms below)
 
 
 def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str = "") -> RunOutcome:
@@ -74,6 +79,8 @@ def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str =
         rating_spearman_rho=task.spearman_rho if task else None,
         ratings_per_second=task.ratings_per_second if task else None,
         dollars_per_1k_ratings=task.dollars_per_1k_ratings if task else None,
+        engine=result.engine,
+        memory_terms=memory_terms(result.environment),
     )
 
 
@@ -88,6 +95,9 @@ class Comparison:
     dollar_ratio: float | None = None  # dollars / the baseline's (both priced)
     peak_excess_bytes: int | None = None  # peak memory above the baseline's (when both known)
     baseline_run_id: str | None = None  # the run compared with (when it succeeded)
+    # Memory of runs on different engines is not like for like (vLLM's is mostly its KV-cache
+    # budget): the memory % is marked and kept out of the Pareto front and the claim check.
+    memory_comparable: bool = True
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:
@@ -104,45 +114,78 @@ def is_baseline_run(outcome: RunOutcome, baseline: Precision) -> bool:
     return outcome.precision == baseline and outcome.baseline_model is None
 
 
-def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]:
-    """Each run against its model's run at `baseline`, or its baselineModel's (None where either
-    is missing)."""
-    baselines = {
-        o.model: o
+def baseline_for(
+    outcome: RunOutcome, baselines: dict[tuple[str, Engine], RunOutcome], baseline: Precision
+) -> RunOutcome | None:
+    """The succeeded baseline run `outcome` compares with: its model's (or baselineModel's) at
+    the baseline precision, on its own engine, else on the default engine."""
+    model = outcome.baseline_model or outcome.model
+    for engine in baseline_engines(outcome.engine, baseline):
+        base = baselines.get((model, engine))
+        if base is not None:
+            return base
+    return None
+
+
+def succeeded_baselines(
+    outcomes: list[RunOutcome], baseline: Precision
+) -> dict[tuple[str, Engine], RunOutcome]:
+    return {
+        (o.model, o.engine): o
         for o in outcomes
         if is_baseline_run(o, baseline) and o.state == RunState.SUCCEEDED
     }
-    rows = []
-    for outcome in outcomes:
-        base = baselines.get(outcome.baseline_model or outcome.model)
-        ok = outcome.state == RunState.SUCCEEDED and base is not None
-        rows.append(
-            Comparison(
-                outcome=outcome,
-                is_baseline=is_baseline_run(outcome, baseline),
-                memory_saving_pct=_saving(outcome.peak_memory_bytes, base.peak_memory_bytes)
-                if ok and base
-                else None,
-                weights_saving_pct=_saving(outcome.weights_bytes, base.weights_bytes)
-                if ok and base
-                else None,
-                f1_delta_pp=100.0 * (outcome.f1_macro - base.f1_macro)
-                if ok and base and outcome.f1_macro is not None and base.f1_macro is not None
-                else None,
-                time_ratio=_ratio(outcome.generation_seconds, base.generation_seconds)
-                if ok and base
-                else None,
-                dollar_ratio=_ratio(outcome.dollars, base.dollars) if ok and base else None,
-                peak_excess_bytes=outcome.peak_memory_bytes - base.peak_memory_bytes
-                if ok
-                and base
-                and outcome.peak_memory_bytes is not None
-                and base.peak_memory_bytes is not None
-                else None,
-                baseline_run_id=base.run_id if base else None,
-            )
-        )
-    return rows
+
+
+def compare_pair(outcome: RunOutcome, base: RunOutcome | None, is_baseline: bool) -> Comparison:
+    """`outcome` against `base` (no figures unless both succeeded)."""
+    both = base if outcome.state == RunState.SUCCEEDED and base is not None else None
+    if both is None:
+        return Comparison(outcome, is_baseline, None, None, None, None, baseline_run_id=None)
+    known_f1 = outcome.f1_macro is not None and both.f1_macro is not None
+    known_peaks = outcome.peak_memory_bytes is not None and both.peak_memory_bytes is not None
+    return Comparison(
+        outcome=outcome,
+        is_baseline=is_baseline,
+        memory_saving_pct=_saving(outcome.peak_memory_bytes, both.peak_memory_bytes),
+        weights_saving_pct=_saving(outcome.weights_bytes, both.weights_bytes),
+        f1_delta_pp=100.0 * ((outcome.f1_macro or 0.0) - (both.f1_macro or 0.0))
+        if known_f1
+        else None,
+        time_ratio=_ratio(outcome.generation_seconds, both.generation_seconds),
+        dollar_ratio=_ratio(outcome.dollars, both.dollars),
+        peak_excess_bytes=(outcome.peak_memory_bytes or 0) - (both.peak_memory_bytes or 0)
+        if known_peaks
+        else None,
+        baseline_run_id=both.run_id,
+        memory_comparable=same_memory_terms(outcome, both),
+    )
+
+
+def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]:
+    """Each run against its model's run at `baseline` on its engine, or its baselineModel's
+    (None where either is missing)."""
+    baselines = succeeded_baselines(outcomes, baseline)
+    return [
+        compare_pair(o, baseline_for(o, baselines, baseline), is_baseline_run(o, baseline))
+        for o in outcomes
+    ]
+
+
+def same_memory_terms(run: RunOutcome, base: RunOutcome) -> bool:
+    """Whether two runs' peak memory compares like for like: the same engine as it ran, at the
+    same KV-cache budget (unknown, in results from before engines, counts as the same)."""
+    return not run.memory_terms or not base.memory_terms or run.memory_terms == base.memory_terms
+
+
+def memory_terms(environment: dict[str, object]) -> str:
+    """What a run's peak memory is made of, as a key: the engine that ran, and its KV-cache
+    budget where it fixes one (`vllm kv 1073741824`); "" when the result does not say."""
+    engine = environment.get("engine")
+    if not isinstance(engine, dict):
+        return ""
+    budget = engine.get("kvCacheBytes")
+    return f"{engine.get('name', '')} kv {budget}" if budget is not None else str(engine["name"])
 
 
 def peak_cause_note(row: Comparison) -> str | None:

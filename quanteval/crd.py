@@ -20,6 +20,8 @@ from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.api.spec import DNS1123_LABEL, MAX_EVAL_NAME, PRESETS, QuantEvalSpec
 from quanteval.api.states import ConditionType
 from quanteval.api.status import EvaluationStatus
+from quanteval.engines import RUNS
+from quanteval.precisions import PRECISION_ORDER, Precision
 
 PLURAL = "quantevals"
 MUTABLE_FIELDS = ("parallelism", "suspend")
@@ -128,6 +130,28 @@ def _immutability_rule(properties: dict[str, Any], required: list[str]) -> str:
     return " && ".join(f"({c})" for c in clauses)
 
 
+def _engine_rules() -> list[dict[str, str]]:
+    """quanteval.engines' precision x engine table as CEL, one rule per engine that refuses some
+    precisions (quanteval validate names the pair and what to use instead)."""
+    engines = "(has(m.engines) ? m.engines : (has(self.engines) ? self.engines : ['auto']))"
+    precisions = "(has(m.precisions) ? m.precisions : self.precisions)"
+    rules = []
+    for engine, runs in RUNS.items():
+        if runs == frozenset(Precision):
+            continue
+        allowed = [p.value for p in PRECISION_ORDER if p in runs]
+        listed = ", ".join(f"'{p}'" for p in allowed)
+        rules.append(
+            {
+                "rule": f"self.models.all(m, !{engines}.exists(e, e == '{engine}')"
+                f" || {precisions}.all(p, p in [{listed}]))",
+                "message": f"engine {engine} runs {', '.join(allowed)} only "
+                "(quanteval validate names the pair and what to use instead)",
+            }
+        )
+    return rules
+
+
 def spec_schema() -> dict[str, Any]:
     schema = QuantEvalSpec.model_json_schema(by_alias=True)
     defs = schema.pop("$defs", {})
@@ -175,6 +199,11 @@ def spec_schema() -> dict[str, Any]:
             "rule": "!has(self.tasks) || 'generation' in self.tasks",
             "message": "tasks must hold generation (the intensity task runs beside it)",
         },
+        {
+            "rule": "!has(self.engines) || self.engines.all(e, self.engines.exists_one(f, f == e))",
+            "message": "each engine may appear once",
+        },
+        *_engine_rules(),
     ]
     spec["properties"]["intensity"]["x-kubernetes-validations"] = [
         {

@@ -1,4 +1,5 @@
-"""Expansion of a QuantEval into runs (model x precision): ids, content hashes, run specs."""
+"""Expansion of a QuantEval into runs (model x precision x engine): ids, content hashes, run
+specs."""
 
 import hashlib
 import json
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 from quanteval.api.layout import run_dir, under
 from quanteval.api.runspec import EvaluationRef, RunSpec
 from quanteval.api.spec import ModelSpec, QuantEval, QuantEvalSpec
+from quanteval.engines import Engine
+from quanteval.engines import run_id as engine_run_id
 from quanteval.intensity import intensity_run
 from quanteval.precisions import Precision
 
@@ -20,21 +23,25 @@ class Run:
     precision: Precision
     baseline: Precision
     content_hash: str
+    engine: Engine = Engine.AUTO
 
     @property
     def is_baseline(self) -> bool:
         return self.precision == self.baseline and self.model.baseline_model is None
 
 
-def run_id(model: ModelSpec, precision: Precision) -> str:
-    """`<model>-<precision>`: DNS-1123 safe (model names are labels of at most 40 characters)."""
-    return f"{model.name}-{precision.value}"
+def run_id(model: ModelSpec, precision: Precision, engine: Engine = Engine.AUTO) -> str:
+    """`<model>-<precision>[-<engine>]`: a DNS-1123 label (validation refuses one over 63)."""
+    return engine_run_id(model.name, precision, engine)
 
 
-def content_hash(spec: QuantEvalSpec, model: ModelSpec, precision: Precision) -> str:
+def content_hash(
+    spec: QuantEvalSpec, model: ModelSpec, precision: Precision, engine: Engine = Engine.AUTO
+) -> str:
     """A hash of everything that determines a run's result, so an unchanged run can be skipped.
 
     The model's short name and the batch size are left out: neither changes what is generated.
+    The engine enters only when named (auto's runs keep the hashes they had before engines).
     """
     material = {
         "schema": 2,  # 2: raw prompts, no model generation defaults, EOS not counted
@@ -49,24 +56,35 @@ def content_hash(spec: QuantEvalSpec, model: ModelSpec, precision: Precision) ->
     if spec.tasks != ["generation"]:  # only then: the hashes of earlier evaluations hold
         material["tasks"] = list(spec.tasks)
         material["intensity"] = spec.intensity.model_dump(mode="json")
+    if engine != Engine.AUTO:
+        material["engine"] = engine.value
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def expand(spec: QuantEvalSpec) -> list[Run]:
-    """One run per model and each of its precisions, in the spec's order."""
+    """One run per model, each of its precisions and each of its engines, in the spec's order."""
     baseline = spec.baseline_precision
     return [
         Run(
-            id=run_id(model, precision),
+            id=run_id(model, precision, engine),
             model=model,
             precision=precision,
             baseline=baseline,
-            content_hash=content_hash(spec, model, precision),
+            content_hash=content_hash(spec, model, precision, engine),
+            engine=engine,
         )
         for model in spec.models
         for precision in spec.precisions_of(model)
+        for engine in spec.engines_of(model)
     ]
+
+
+def expect_arg(run: Run, reason: str = "") -> str:
+    """The report's `--expect` value for a run: `<run id>=<model>/<precision>/<engine>[:reason]`
+    (quanteval.report.data.ExpectedRun.from_arg reads it): no id is parsed back."""
+    arg = f"{run.id}={run.model.name}/{run.precision}/{run.engine}"
+    return f"{arg}:{reason}" if reason else arg
 
 
 def evaluation_ref(manifest: QuantEval) -> EvaluationRef:
@@ -96,6 +114,7 @@ def build_run_spec(manifest: QuantEval, run: Run, evaluation_root: str) -> RunSp
         run_id=run.id,
         model=run.model,
         precision=run.precision,
+        engine=run.engine,
         baseline=run.baseline,
         emotions=list(spec.emotion_names),
         prompts=list(spec.prompt_templates),

@@ -333,7 +333,7 @@ def _expected_runs(manifest: QuantEval, results: "list[LocalRunOutcome]") -> "li
 
     reasons = {r.run.id: r.outcome.reason for r in results if r.exit_code != ExitCode.OK}
     return [
-        ExpectedRun(run.id, run.model.name, run.precision, reasons.get(run.id, ""))
+        ExpectedRun(run.id, run.model.name, run.precision, reasons.get(run.id, ""), run.engine)
         for run in expand(manifest.spec)
     ]
 
@@ -342,7 +342,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from quanteval.report import ExpectedRun, build_report
 
     try:
-        expected = [ExpectedRun.from_id(*item.split(":", 1)) for item in args.expect]
+        expected = [ExpectedRun.from_arg(item) for item in args.expect]
     except ValueError as error:
         raise InvalidSpecError(f"--expect: {error}") from None
     built = build_report(args.path, expected, equivalence_margin_pp=args.equivalence_margin_pp)
@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect",
         action="append",
         default=[],
-        metavar="RUN[:REASON]",
+        metavar="RUN=MODEL/PRECISION/ENGINE[:REASON]",
         help="a run the evaluation has (repeatable): reported as Missing if it left nothing, "
         "with REASON where it failed",
     )

@@ -12,7 +12,7 @@ from quanteval.api.runspec import ENV_STRING_LIMIT, env_string_fits, run_spec_en
 from quanteval.api.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
 from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
-from quanteval.matrix import Run, build_run_spec, expand, s3_evaluation_root
+from quanteval.matrix import Run, build_run_spec, expand, expect_arg, s3_evaluation_root
 from quanteval.sizing import estimate_weights_bytes, gpus_needed
 from quanteval_operator.settings import Settings
 
@@ -37,15 +37,16 @@ def _cut(text: str, length: int) -> str:
 
 
 def job_name(eval_name: str, uid: str, run: Run) -> str:
-    """`<eval, cut>-<model, cut>-<precision>-<hash>`, at most 63 characters.
+    """`<eval, cut>-<model, cut>-<precision>[-<engine>]-<hash>`, at most 63 characters.
 
     The hash covers the eval's uid, so a deleted and recreated eval never meets its old Jobs.
     """
     digest = hashlib.sha256(f"{uid}/{run.id}".encode()).hexdigest()[:6]
-    room = MAX_NAME - len(run.precision.value) - len(digest) - 3
+    tail = run.id.removeprefix(f"{run.model.name}-")  # the precision, and a named engine
+    room = MAX_NAME - len(tail) - len(digest) - 3
     eval_part = _cut(eval_name, room // 2)
     model_part = _cut(run.model.name, room - len(eval_part))
-    return f"{eval_part}-{model_part}-{run.precision.value}-{digest}"
+    return f"{eval_part}-{model_part}-{tail}-{digest}"
 
 
 def _image_allowed(image: str, allowed: tuple[str, ...]) -> bool:
@@ -392,7 +393,7 @@ def render_report_job(
     expected = [
         arg
         for run in expand(manifest.spec)
-        for arg in ("--expect", f"{run.id}:{reasons[run.id]}" if reasons.get(run.id) else run.id)
+        for arg in ("--expect", expect_arg(run, reasons.get(run.id, "")))
     ]
     margin = manifest.spec.report.equivalence_margin_pp
     options = [] if margin is None else ["--equivalence-margin-pp", f"{margin:g}"]

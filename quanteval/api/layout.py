@@ -1,8 +1,9 @@
 """Where each file of an evaluation lives, under its root (a directory or an s3:// prefix):
 
-runs/<model>-<precision>/generations.jsonl   one line per sample (quanteval.api.records)
-runs/<model>-<precision>/fidelity.npz        the reference corpus's token distributions
-runs/<model>-<precision>/result.json         written last: it marks the run complete
+runs/<run id>/runspec.json                   the run's spec, written as it starts
+runs/<run id>/       generations.jsonl   one line per sample (quanteval.api.records)
+runs/<run id>/       fidelity.npz        the reference corpus's token distributions
+runs/<run id>/       result.json         written last: it marks the run complete
 report.{json,csv,md,html,png}                the evaluation's report
 """
 
@@ -10,6 +11,7 @@ from typing import Final
 
 RUNS_DIR: Final = "runs"
 RESULT_FILE: Final = "result.json"
+RUN_SPEC_FILE: Final = "runspec.json"
 GENERATIONS_FILE: Final = "generations.jsonl"
 RATINGS_FILE: Final = "ratings.jsonl"
 FIDELITY_FILE: Final = "fidelity.npz"

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from quanteval.api.runspec import EvaluationRef
+from quanteval.engines import Engine
 from quanteval.precisions import Precision
 
 RESULT_SCHEMA: Final = "quanteval.io/result/v1"
@@ -194,6 +195,9 @@ class RunResult(_Model):
     baseline: Precision
     content_hash: str
     device: str
+    # The spec's engine for this run (auto in results written before engines were an axis); the
+    # engine that ran, with its version and settings, is environment.engine.
+    engine: Engine = Engine.AUTO
     # The entry this run's model is a quantization of, when it is compared with that one's run.
     baseline_model: str | None = None
     # Precision native: how the checkpoint was quantized before we got it.

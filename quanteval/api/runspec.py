@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from quanteval.api.spec import ClassifierSpec, CostSpec, GenerationSpec, ModelSpec
+from quanteval.engines import Engine
 from quanteval.precisions import Precision
 
 RUNSPEC_SCHEMA: Final = "quanteval.io/runspec/v1"
@@ -69,6 +70,7 @@ class RunSpec(_Model):
     run_id: Annotated[str, Field(min_length=1, max_length=63)]
     model: ModelSpec
     precision: Precision
+    engine: Engine = Engine.AUTO
     baseline: Precision
     emotions: Annotated[list[str], Field(min_length=1)]
     prompts: Annotated[list[str], Field(min_length=1)]

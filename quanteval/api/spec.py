@@ -9,12 +9,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel, to_snake
 
 from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.api.errors import InvalidSpecError
 from quanteval.emotions import ALL_BUILTIN_EMOTIONS, resolve_emotions
+from quanteval.engines import Engine, baseline_engines, refusal, run_id
 from quanteval.precisions import Precision, default_baseline
 from quanteval.prompts import BUILTIN_PROMPT_SETS, PLACEHOLDER
 
@@ -22,6 +31,9 @@ DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Job names are <eval, cut>-<model, cut>-<precision>-<hash>: these bounds keep run ids readable.
 MAX_EVAL_NAME = 52
 MAX_MODEL_NAME = 40
+# Runs an evaluation holds: 64 models x 13 precisions, the largest matrix before engines; its
+# status (a line a run) then stays under 512 KiB (tests/unit/test_status.py).
+MAX_RUNS = 832
 EMOTION_NAME = r"^[a-z][a-z_-]{0,31}$"
 # Label values, emotion names: what maps hold.
 ShortString = Annotated[str, Field(max_length=63)]
@@ -64,17 +76,19 @@ class ModelSpec(_Model):
         list[Precision] | None, Field(min_length=1, max_length=len(Precision))
     ] = None
     """This model's precisions, instead of spec.precisions (a pre-quantized checkpoint: native)."""
+    engines: Annotated[list[Engine] | None, Field(min_length=1, max_length=len(Engine))] = None
+    """This model's engines, instead of spec.engines (a GGUF file: llama.cpp)."""
     baseline_model: Annotated[str | None, Field(max_length=MAX_MODEL_NAME)] = None
     """Name of another entry of models that this one is a quantization of: its runs compare
     against that entry's baseline run, as a precision of the same model would (a GPTQ checkpoint
     at native against the original at fp16).
     """
 
-    @field_validator("precisions")
+    @field_validator("precisions", "engines")
     @classmethod
-    def _unique_precisions(cls, value: list[Precision] | None) -> list[Precision] | None:
+    def _unique(cls, value: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
         if value is not None and len(set(value)) != len(value):
-            raise ValueError("each precision may appear once")
+            raise ValueError(f"each {str(info.field_name).removesuffix('s')} may appear once")
         return value
 
 
@@ -362,6 +376,14 @@ class QuantEvalSpec(_Model):
     only), native (the checkpoint as it was quantized: its quantization_config, or a GGUF file
     run by llama.cpp).
     """
+    engines: Annotated[list[Engine], Field(min_length=1, max_length=len(Engine))] = Field(
+        default_factory=lambda: [Engine.AUTO]
+    )
+    """Engines every model without its own runs on, each crossed with its precisions: auto
+    (transformers; llama.cpp for a GGUF file at native), transformers, llama.cpp (GGUF at native
+    only) or vllm (fp32, bf16, fp16, native, w8a8-int8, w4a16-g32, fp8-per-*). Runs on a named
+    engine have it in their id: <model>-<precision>-<engine>.
+    """
     emotions: (
         Annotated[str, Field(max_length=32)]
         | Annotated[list[EmotionName], Field(min_length=2, max_length=32)]
@@ -413,11 +435,11 @@ class QuantEvalSpec(_Model):
     operator's, Helm value worker.image).
     """
 
-    @field_validator("precisions")
+    @field_validator("precisions", "engines")
     @classmethod
-    def _unique_precisions(cls, value: list[Precision]) -> list[Precision]:
+    def _unique(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
         if len(set(value)) != len(value):
-            raise ValueError("each precision may appear once")
+            raise ValueError(f"each {str(info.field_name).removesuffix('s')} may appear once")
         return value
 
     @field_validator("tasks")
@@ -468,6 +490,7 @@ class QuantEvalSpec(_Model):
                 "baseline: native is never the default baseline (it is what is measured); add "
                 "the precision to compare with to precisions (fp16, say), or set baseline: native"
             )
+        self._check_engines()
         self._check_baseline_models()
         if self.classifier.builtin is not None:
             unknown = [e for e in self.emotion_names if e not in ALL_BUILTIN_EMOTIONS]
@@ -477,6 +500,31 @@ class QuantEvalSpec(_Model):
                     f"{', '.join(ALL_BUILTIN_EMOTIONS)}); set classifier.source and labelMap"
                 )
         return self
+
+    def _check_engines(self) -> None:
+        """Every (precision, engine) pair a model crosses is one its engine runs, its run id is
+        a label, and the runs fit one status."""
+        runs = sum(len(self.engines_of(m)) * len(self.precisions_of(m)) for m in self.models)
+        if runs > MAX_RUNS:
+            raise ValueError(
+                f"models: the evaluation has {runs} runs (models x precisions x engines); one "
+                f"holds at most {MAX_RUNS}, so that its status fits the API server's object size; "
+                "split it into several evaluations"
+            )
+        for index, model in enumerate(self.models):
+            own = model.engines is not None or model.precisions is not None
+            field = f"models[{index}]" if own else "spec"
+            for engine in self.engines_of(model):
+                for precision in self.precisions_of(model):
+                    why = refusal(precision, engine)
+                    if why is not None:
+                        raise ValueError(f"{field} ({model.name}): {why}")
+                    name = run_id(model.name, precision, engine)
+                    if len(name) > 63:
+                        raise ValueError(
+                            f"models[{index}].name: the run id {name!r} is over 63 characters; "
+                            "shorten the model's name"
+                        )
 
     def _check_baseline_models(self) -> None:
         """Every model's runs have a baseline run to compare with: its own, or its
@@ -493,6 +541,7 @@ class QuantEvalSpec(_Model):
                         f"({baseline}), so its runs have nothing to compare with; add {baseline}, "
                         "or set baselineModel to the entry it is a quantization of"
                     )
+                self._check_baseline_engines(field, model, model)
                 continue
             if reference == model.name:
                 raise ValueError(f"{field}.baselineModel: a model cannot be its own baseline")
@@ -507,10 +556,28 @@ class QuantEvalSpec(_Model):
                     f"{field}.baselineModel: {reference!r} is compared with "
                     f"{target.baseline_model!r} itself; name {target.baseline_model!r}"
                 )
+            self._check_baseline_engines(field, model, target)
+
+    def _check_baseline_engines(self, field: str, model: ModelSpec, target: ModelSpec) -> None:
+        """Each engine of `model` finds the baseline run it compares with among `target`'s."""
+        runs_baseline = set(self.engines_of(target))
+        for engine in self.engines_of(model):
+            engines = baseline_engines(engine, self.baseline_precision)
+            if not runs_baseline.intersection(engines):
+                where = " nor ".join(engines) if len(engines) > 1 else engines[0]
+                raise ValueError(
+                    f"{field}.engines: {model.name} runs on {engine}, but {target.name} does not "
+                    f"run the baseline ({self.baseline_precision}) on {where}, so those runs have "
+                    f"nothing to compare with; add {engines[0]} to {target.name}'s engines"
+                )
 
     def precisions_of(self, model: ModelSpec) -> list[Precision]:
         """The model's own precisions, or the spec's."""
         return model.precisions if model.precisions is not None else self.precisions
+
+    def engines_of(self, model: ModelSpec) -> list[Engine]:
+        """The model's own engines, or the spec's."""
+        return model.engines if model.engines is not None else self.engines
 
     def _check_intensity_texts(self) -> None:
         from quanteval.intensity import builtin_items  # the corpus is read only when it is used

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from quanteval.api.records import SampleRecord
+from quanteval.engines import Engine
 from quanteval.power import ALPHA
 from quanteval.precisions import BYTES_PER_PARAMETER, Precision
 from quanteval.report.schema import ClaimCheck, ClaimComparison
@@ -40,6 +41,7 @@ class ClaimRun:
     peak_memory_bytes: int
     generations: tuple[SampleRecord, ...] = ()
     emotions: tuple[str, ...] = ()
+    engine: Engine = Engine.AUTO
 
 
 Interval = tuple[float, float]

@@ -9,9 +9,11 @@ from quanteval.comparison import (
     RunOutcome,
     best_run,
     compare,
+    compare_pair,
     outcome_of,
     peak_cause_note,
 )
+from quanteval.engines import Engine, baseline_engines
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
@@ -22,6 +24,7 @@ from quanteval.report.ratings import rating_drift
 from quanteval.report.samples import DEFAULT_SAMPLES, sample_rows
 from quanteval.report.schema import (
     BaselineComparison,
+    EngineEffect,
     EvaluationInfo,
     PairedTest,
     Report,
@@ -41,16 +44,23 @@ def run_outcome(record: RunRecord) -> RunOutcome:
     """The record as quanteval.comparison's outcome (the shared comparison's input)."""
     if record.result is None:
         return RunOutcome(
-            record.run_id, record.model, record.precision, record.state, reason=record.reason
-        )
+            record.run_id, record.model, record.precision, record.state, reason=record.reason,
+            engine=record.engine,
+        )  # fmt: skip
     return outcome_of(record.result, record.state, record.reason)
 
 
 def order_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
-    """By model (in order of first appearance), then precision, highest first."""
+    """By model (in order of first appearance), then precision, highest first, then engine."""
     models = list(dict.fromkeys(r.model for r in records))
+    engines = list(Engine)
     return sorted(
-        records, key=lambda r: (models.index(r.model), PRECISION_ORDER.index(r.precision))
+        records,
+        key=lambda r: (
+            models.index(r.model),
+            PRECISION_ORDER.index(r.precision),
+            engines.index(r.engine),
+        ),
     )
 
 
@@ -65,16 +75,49 @@ def model_baselines(records: Sequence[RunRecord]) -> dict[str, Precision]:
 
 def baseline_runs(
     records: Sequence[RunRecord], baselines: dict[str, Precision]
-) -> dict[str, RunRecord]:
-    """Each model's succeeded baseline run (models whose baseline run failed, and models
-    compared with another's: absent)."""
+) -> dict[tuple[str, Engine], RunRecord]:
+    """Each model's succeeded baseline run on each engine (models whose baseline run failed,
+    and models compared with another's: absent)."""
     return {
-        r.model: r
+        (r.model, r.engine): r
         for r in records
         if r.state == RunState.SUCCEEDED
         and baselines.get(r.model) == r.precision
         and r.compared_model == r.model
     }
+
+
+def base_of_runs(
+    records: Sequence[RunRecord],
+    bases: dict[tuple[str, Engine], RunRecord],
+    baselines: dict[str, Precision],
+) -> dict[str, RunRecord]:
+    """Each run's baseline run, by run id: its model's (or baselineModel's) on its own engine,
+    or the default engine's where its own runs no baseline (quanteval.engines.baseline_engines)."""
+    found: dict[str, RunRecord] = {}
+    for r in records:
+        baseline = baselines.get(r.compared_model)
+        if baseline is None:
+            continue
+        for engine in baseline_engines(r.engine, baseline):
+            base = bases.get((r.compared_model, engine))
+            if base is not None:
+                found[r.run_id] = base
+                break
+    return found
+
+
+def engine_effect_pairs(
+    bases: dict[tuple[str, Engine], RunRecord],
+) -> list[tuple[RunRecord, RunRecord]]:
+    """(the default engine's baseline run, a named engine's) for each model that has both."""
+    pairs = []
+    for (model, engine), run in bases.items():
+        others = [e for e in (Engine.AUTO, Engine.TRANSFORMERS) if e != engine]
+        reference = next((bases[(model, e)] for e in others if (model, e) in bases), None)
+        if engine != Engine.AUTO and reference is not None:
+            pairs.append((reference, run))
+    return pairs
 
 
 def _comparisons(
@@ -118,6 +161,7 @@ def against_baseline(
         rating_drift=(
             rating_drift(base.ratings, record.ratings) if base.run_id != record.run_id else None
         ),
+        memory_comparable=comparison.memory_comparable,
     )
 
 
@@ -138,6 +182,7 @@ def run_report(
         baseline=baseline,
         is_baseline=record.precision == baseline and record.compared_model == record.model,
         samples=len(record.generations),
+        engine=record.engine,
     )
     if record.result is None or record.state != RunState.SUCCEEDED:
         return row
@@ -168,6 +213,15 @@ def run_report(
         warnings=(*record.result.warnings, *filter(None, [peak_note])),
         checkpoint=quantized.describe() if quantized else "",
     )
+
+
+def engine_effect(
+    reference: RunRecord, record: RunRecord, paired: PairedTest | None
+) -> EngineEffect | None:
+    """The named engine's baseline run against the default engine's."""
+    row = compare_pair(run_outcome(record), run_outcome(reference), is_baseline=False)
+    vs = against_baseline(record, reference, row, paired)
+    return EngineEffect(record.run_id, record.engine, vs) if vs is not None else None
 
 
 def model_parameters(records: Sequence[RunRecord]) -> dict[str, int]:
@@ -201,6 +255,27 @@ def dollar_front(runs: Sequence[RunReport]) -> tuple[str, ...] | None:
     )
 
 
+_DEFAULT_ENGINES = (Engine.AUTO, Engine.TRANSFORMERS)
+
+
+def memory_front(records: Sequence[RunRecord], succeeded: Sequence[ClaimRun]) -> list[str]:
+    """The runs on the Pareto front of F1 against peak memory, among the runs whose memory is
+    like for like with theirs (the same engine as it ran and KV budget): a front per kind."""
+    terms = {r.run_id: run_outcome(r).memory_terms for r in records}
+    groups: dict[str, list[ClaimRun]] = {}
+    for run in succeeded:
+        groups.setdefault(terms.get(run.run_id, ""), []).append(run)
+    if "" in groups and len(groups) > 1:  # results that do not say: with the default engine's
+        unknown = groups.pop("")
+        first = next(iter(groups))
+        groups[first] = [*groups[first], *unknown]
+    return [
+        p.run_id
+        for group in groups.values()
+        for p in pareto_front([Point(r.run_id, r.f1, r.peak_memory_bytes) for r in group])
+    ]
+
+
 def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
     return [
         ClaimRun(
@@ -211,6 +286,7 @@ def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
             r.result.metrics.peak_memory_bytes,
             r.generations,
             tuple(r.result.per_emotion),
+            r.engine,
         )
         for r in records
         if r.state == RunState.SUCCEEDED and r.result is not None
@@ -229,19 +305,18 @@ def compute_report(
     runs = order_runs(records)
     baselines = model_baselines(runs)
     bases = baseline_runs(runs, baselines)
+    base_of = base_of_runs(runs, bases, baselines)
     comparisons = _comparisons(runs, baselines)
-    paired = paired_tests(runs, bases, equivalence_margin_pp)
+    effects = engine_effect_pairs(bases)
+    paired, paired_effects = paired_tests(runs, base_of, equivalence_margin_pp, effects)
     succeeded = _claim_runs(runs)
-    front = [
-        p.run_id
-        for p in pareto_front([Point(r.run_id, r.f1, r.peak_memory_bytes) for r in succeeded])
-    ]
+    front = memory_front(runs, succeeded)
     reports = tuple(
         run_report(
             r,
             baselines.get(r.model),
             against_baseline(
-                r, bases.get(r.compared_model), comparisons.get(r.run_id), paired.get(r.run_id)
+                r, base_of.get(r.run_id), comparisons.get(r.run_id), paired.get(r.run_id)
             ),
             r.run_id in front,
             comparisons.get(r.run_id),
@@ -249,7 +324,9 @@ def compute_report(
         for r in runs
     )
     models = list(dict.fromkeys(r.model for r in runs))
-    claim = check_claim(succeeded, model_parameters(runs), models)
+    claim = check_claim(
+        [c for c in succeeded if c.engine in _DEFAULT_ENGINES], model_parameters(runs), models
+    )
     best = best_run([run_outcome(r) for r in runs])
     results = [r.result for r in runs if r.result is not None]
     evaluation = (
@@ -276,4 +353,9 @@ def compute_report(
         study_claims=study_claims(reports),
         samples=tuple(row for m in models for row in sample_rows(m, runs, sample_count)),
         ignored=tuple(ignored),
+        engine_effects=tuple(
+            effect
+            for reference, run in effects
+            if (effect := engine_effect(reference, run, paired_effects.get(run.run_id)))
+        ),
     )

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from quanteval.api.records import RatingRecord, SampleRecord
 from quanteval.api.result import RunResult
 from quanteval.api.states import RunState
+from quanteval.engines import Engine
 from quanteval.fidelity import TokenDistributions
 from quanteval.precisions import Precision, parse_precision_suffix
 
@@ -24,6 +25,7 @@ class RunRecord:
     generations: tuple[SampleRecord, ...] = ()
     ratings: tuple[RatingRecord, ...] = ()  # the intensity task's, where it ran
     fidelity: TokenDistributions | None = None  # its pass over the reference corpus
+    engine: Engine = Engine.AUTO
 
     @property
     def compared_model(self) -> str:
@@ -40,18 +42,37 @@ class ExpectedRun:
     model: str
     precision: Precision
     reason: str = ""  # why it failed, when the caller knows
+    engine: Engine = Engine.AUTO
 
     @classmethod
-    def from_id(cls, run_id: str, reason: str = "") -> "ExpectedRun":
-        """From `<model>-<precision>`; ValueError when it is not a run id."""
-        parsed = parse_run_id(run_id)
-        if parsed is None:
-            raise ValueError(f"{run_id!r} is not a run id (<model>-<precision>)")
-        return cls(run_id, parsed[0], parsed[1], reason)
+    def from_arg(cls, value: str) -> "ExpectedRun":
+        """From `--expect`'s value (quanteval.matrix.expect_arg), or a bare
+        `<model>-<precision>[:<reason>]` (an operator from before engines); ValueError when it
+        is neither."""
+        head, _, reason = value.partition(":")
+        run_id, equals, parts = head.partition("=")
+        if not equals:
+            parsed = parse_run_id(run_id)
+            if parsed is None:
+                raise ValueError(
+                    f"{value!r} is not <run id>=<model>/<precision>/<engine>[:reason] "
+                    "or <model>-<precision>[:reason]"
+                )
+            return cls(run_id, parsed[0], parsed[1], reason)
+        fields = parts.split("/")
+        try:
+            model, precision, engine = fields
+            return cls(run_id, model, Precision(precision), reason, Engine(engine))
+        except ValueError:
+            raise ValueError(
+                f"{value!r}: after {run_id}= give <model>/<precision>/<engine> (precisions: "
+                f"{', '.join(Precision)}; engines: {', '.join(Engine)})"
+            ) from None
 
 
 def parse_run_id(name: str) -> tuple[str, Precision] | None:
-    """`<model>-<precision>` (quanteval.matrix.run_id) back into its parts; None if not a run."""
+    """`<model>-<precision>` (an auto engine's run id) back into its parts; None if not one.
+    Only for runs that left neither result.json nor runspec.json and were not expected."""
     return parse_precision_suffix(name)
 
 

@@ -6,11 +6,21 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from quanteval.api.errors import InvalidSpecError
-from quanteval.api.layout import GENERATIONS_FILE, RATINGS_FILE, RESULT_FILE, RUNS_DIR, run_dir
+from quanteval.api.layout import (
+    GENERATIONS_FILE,
+    RATINGS_FILE,
+    RESULT_FILE,
+    RUN_SPEC_FILE,
+    RUNS_DIR,
+    run_dir,
+)
 from quanteval.api.records import RatingRecord, SampleRecord
 from quanteval.api.result import RunResult
+from quanteval.api.runspec import RunSpec
 from quanteval.api.states import RunState
+from quanteval.engines import Engine
 from quanteval.fidelity import TokenDistributions
+from quanteval.precisions import Precision
 from quanteval.report.data import (
     ExpectedRun,
     RunRecord,
@@ -23,7 +33,7 @@ from quanteval.storage import Storage
 @dataclass(frozen=True)
 class LoadedEvaluation:
     runs: list[RunRecord]
-    ignored: list[str]  # names under runs/ that are not `<model>-<precision>`
+    ignored: list[str]  # names under runs/ that are not runs
 
 
 def _first_error(error: ValidationError) -> str:
@@ -32,12 +42,30 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -> RunRecord | None:
-    """The record of `runs/<name>/`; None when the name is not a run id."""
+def _identity(
+    storage: Storage, name: str, expected: ExpectedRun | None
+) -> tuple[str, Precision, Engine] | None:
+    """What run `runs/<name>/` is: from its run spec (written as it starts), else from the
+    caller's expectation, else from an auto run's id; None when nothing says."""
+    text = storage.child(run_dir(name)).read_text(RUN_SPEC_FILE)
+    if text is not None:
+        try:
+            spec = RunSpec.model_validate_json(text)
+            return spec.model.name, spec.precision, spec.engine
+        except ValidationError:
+            pass
+    if expected is not None:
+        return expected.model, expected.precision, expected.engine
     parsed = parse_run_id(name)
-    if parsed is None:
+    return (parsed[0], parsed[1], Engine.AUTO) if parsed is not None else None
+
+
+def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -> RunRecord | None:
+    """The record of `runs/<name>/`; None when nothing says it is a run."""
+    identity = _identity(storage, name, expected)
+    if identity is None:
         return None
-    model, precision = parsed
+    model, precision, engine = identity
     directory = storage.child(run_dir(name))
     text = directory.read_text(GENERATIONS_FILE)
     generations, bad = parse_records(text.splitlines() if text is not None else [], SampleRecord)
@@ -50,13 +78,15 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
         default = f"no {RESULT_FILE}: the run " + ("did not finish" if files else "wrote nothing")
         return RunRecord(
             name, model, precision, state, "; ".join([failure or default, *notes]),
-            generations=tuple(generations),
+            generations=tuple(generations), engine=engine,
         )  # fmt: skip
     try:
         result = RunResult.model_validate_json(result_text)
     except ValidationError as error:
         reason = f"invalid {RESULT_FILE}: {_first_error(error)}"
-        return RunRecord(name, model, precision, RunState.FAILED, "; ".join([reason, *notes]))
+        return RunRecord(
+            name, model, precision, RunState.FAILED, "; ".join([reason, *notes]), engine=engine
+        )
     fidelity = None
     if result.fidelity is not None:
         data = directory.read_bytes(result.fidelity.file)
@@ -82,6 +112,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
         generations=tuple(generations),
         ratings=tuple(ratings),
         fidelity=fidelity,
+        engine=result.engine,
     )
 
 
@@ -109,5 +140,10 @@ def load_evaluation(storage: Storage, expected: Sequence[ExpectedRun] = ()) -> L
     for run in expected:
         if run.run_id not in seen:
             reason = run.reason or f"no {run_dir(run.run_id)}/: the run wrote nothing"
-            runs.append(RunRecord(run.run_id, run.model, run.precision, RunState.MISSING, reason))
+            runs.append(
+                RunRecord(
+                    run.run_id, run.model, run.precision, RunState.MISSING, reason,
+                    engine=run.engine,
+                )
+            )  # fmt: skip
     return LoadedEvaluation(runs, ignored)

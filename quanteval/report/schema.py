@@ -10,6 +10,7 @@ from typing import ClassVar, Final, Literal
 from pydantic import ConfigDict
 
 from quanteval.api.result import IntensityFigures
+from quanteval.engines import Engine
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import Precision
 from quanteval.report.ratings import RatingDrift
@@ -85,6 +86,9 @@ class BaselineComparison:
     fidelity: FidelityFigures | None = None  # quanteval.fidelity: KL, top-1, perplexity ratio
     fidelity_unavailable: str | None = None  # why there is no fidelity figure, when there is none
     rating_drift: RatingDrift | None = None  # the intensity task's ratings against the baseline's
+    # False where the two ran on different engines or KV-cache budgets: memory % is then not like
+    # for like (shown marked, kept out of the Pareto front and the claim check).
+    memory_comparable: bool = True
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,20 @@ class RunReport:
     on_pareto_front: bool = False
     warnings: tuple[str, ...] = ()  # from result.json: what a reader must know (capped macro-F1)
     checkpoint: str = ""  # precision native: how the checkpoint was quantized (gptq 4-bit, ...)
+    engine: Engine = Engine.AUTO  # the spec's engine (what ran: result.json environment.engine)
+
+
+@dataclass(frozen=True)
+class EngineEffect:
+    """A named engine's baseline-precision run against the default engine's run of the same
+    model and precision: what the engine alone changes. Samples pair by prompt and seed, but
+    the texts differ (logits differ in the last bits, and a token moves with them)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    run_id: str
+    engine: Engine
+    vs: BaselineComparison  # against the default engine's run (vs.baseline_run_id)
 
 
 @dataclass(frozen=True)
@@ -228,6 +246,7 @@ class Report:
     study_claims: tuple[StudyClaim, ...]  # the study's 76% memory, ~2x time, ±10 points
     samples: tuple[SampleRow, ...]
     ignored: tuple[str, ...] = ()  # names under runs/ that are not runs
+    engine_effects: tuple[EngineEffect, ...] = ()  # in the comparisons' family
 
     @property
     def title(self) -> str:

@@ -142,29 +142,31 @@ def paired_test(
 
 def paired_tests(
     records: Sequence[RunRecord],
-    bases: Mapping[str, RunRecord],
+    base_of: Mapping[str, RunRecord],
     margin_pp: float | None = None,
-) -> dict[str, PairedTest]:
-    """Each succeeded run that is not its model's baseline, against that baseline (its
-    baselineModel's, where it names one), by run id; all of them one family."""
-    measured: dict[str, tuple[RunRecord, int, int, PairedComparison | None]] = {}
+    engine_effects: Sequence[tuple[RunRecord, RunRecord]] = (),
+) -> tuple[dict[str, PairedTest], dict[str, PairedTest]]:
+    """Each succeeded run that is not its own baseline, against its baseline run (`base_of`, by
+    run id), and each engine effect (reference, run): all of them one family. Returns the tests
+    by run id: the baseline comparisons', then the engine effects'."""
+    pairs: dict[tuple[str, str], tuple[RunRecord, RunRecord]] = {}
     for record in records:
-        base = bases.get(record.compared_model)
-        if record.state != RunState.SUCCEEDED or base is None or base.run_id == record.run_id:
-            continue
-        measured[record.run_id] = (record, *_pair(base, record))
-    settled = settle_family({run_id: c for run_id, (*_, c) in measured.items()}, margin_pp)
-    return {
-        run_id: paired_test(
-            record,
-            pairs,
-            unpaired,
-            c,
-            settled.get(run_id),
-            latency_ratio(bases[record.compared_model], record),
+        base = base_of.get(record.run_id)
+        if record.state == RunState.SUCCEEDED and base is not None and base is not record:
+            pairs[("baseline", record.run_id)] = (base, record)
+    for reference, record in engine_effects:
+        pairs[("engine", record.run_id)] = (reference, record)
+    measured = {key: _pair(base, record) for key, (base, record) in pairs.items()}
+    settled = settle_family(
+        {f"{kind}:{run}": c for (kind, run), (*_, c) in measured.items()}, margin_pp
+    )
+    tests: dict[str, dict[str, PairedTest]] = {"baseline": {}, "engine": {}}
+    for (kind, run_id), (count, unpaired, c) in measured.items():
+        base, record = pairs[(kind, run_id)]
+        tests[kind][run_id] = paired_test(
+            record, count, unpaired, c, settled.get(f"{kind}:{run_id}"), latency_ratio(base, record)
         )
-        for run_id, (record, pairs, unpaired, c) in measured.items()
-    }
+    return tests["baseline"], tests["engine"]
 
 
 def fidelity_against(base: RunRecord, record: RunRecord) -> FidelityFigures | str:

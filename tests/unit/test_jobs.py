@@ -11,8 +11,10 @@ import pytest
 
 from quanteval.api.runspec import RunSpec, run_spec_from_env
 from quanteval.api.spec import QuantEval, parse_manifest
+from quanteval.engines import RUNS, Engine
 from quanteval.matrix import Run, build_run_spec, expand
 from quanteval.precisions import Precision
+from quanteval.report.data import ExpectedRun
 from quanteval_operator.jobs import (
     KUEUE_QUEUE_LABEL,
     SpecProblem,
@@ -27,6 +29,8 @@ from quanteval_operator.settings import Settings
 from tests.builders import long_prompts
 
 from .conftest import Manifest
+
+AUTO_PRECISIONS = [p for p in Precision if p in RUNS[Engine.AUTO]]
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 UID = "6f1c2a9e-3b7d-4c55-9a0e-1d2f3a4b5c6d"
@@ -101,18 +105,31 @@ def test_job_names_are_short_dns_labels_for_the_longest_names(quickstart_dict: M
     assert (len(eval_name), len(model_name)) == (52, 40)
     quickstart_dict["metadata"]["name"] = eval_name
     quickstart_dict["spec"]["models"] = [{"name": model_name, "source": "org/model"}]
-    quickstart_dict["spec"]["precisions"] = [p.value for p in Precision]
+    quickstart_dict["spec"]["precisions"] = [p.value for p in AUTO_PRECISIONS]
     manifest = _manifest(quickstart_dict)
 
     names = [job_name(eval_name, UID, run) for run in expand(manifest.spec)]
 
-    assert len(names) == len(Precision)
-    assert len(set(names)) == len(Precision)
-    for name, precision in zip(names, Precision, strict=True):
+    assert len(names) == len(AUTO_PRECISIONS)
+    assert len(set(names)) == len(AUTO_PRECISIONS)
+    for name, precision in zip(names, AUTO_PRECISIONS, strict=True):
         assert len(name) <= 63, name
         assert DNS1123_LABEL.fullmatch(name), name
         assert f"-{precision.value}-" in name
         assert name.startswith("aaaa")
+
+
+def test_a_named_engines_job_says_its_engine_and_auto_keeps_its_name(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["models"] = [{"name": "smollm2", "source": "org/model"}]
+    quickstart_dict["spec"]["precisions"] = ["bf16"]
+    quickstart_dict["spec"]["engines"] = ["auto", "vllm"]
+    manifest = _manifest(quickstart_dict)
+
+    names = [job_name("eval", UID, run) for run in expand(manifest.spec)]
+
+    assert [n.rsplit("-", 1)[0] for n in names] == ["eval-smollm2-bf16", "eval-smollm2-bf16-vllm"]
 
 
 def test_job_names_of_short_names_keep_them_whole(quickstart_dict: Manifest) -> None:
@@ -279,7 +296,7 @@ def _sized(document: Manifest, parameters: float | None, **resources: Any) -> Ma
     if parameters is not None:
         model["parameters"] = parameters
     document["spec"]["models"] = [model]
-    document["spec"]["precisions"] = [p.value for p in Precision]
+    document["spec"]["precisions"] = [p.value for p in AUTO_PRECISIONS]
     document["spec"]["resources"] = resources
     return document
 
@@ -662,8 +679,31 @@ def test_the_report_job_is_told_the_region_and_why_runs_failed(quickstart_dict: 
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["AWS_REGION"] == "eu-central-1"
     command = container["command"]
-    assert "smollm2-135m-int8:OutOfMemory: out of memory at batch size 1" in command
-    assert "smollm2-135m-fp32" in command  # a run that did not fail: its id alone
+    failed = "smollm2-135m-int8=smollm2-135m/int8/auto:OutOfMemory: out of memory at batch size 1"
+    assert failed in command
+    assert "smollm2-135m-fp32=smollm2-135m/fp32/auto" in command  # a run that did not fail
+
+
+def test_the_report_reads_back_what_each_run_is_without_parsing_its_id(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["models"] = [{"name": "m-bf16", "source": "org/model"}]
+    quickstart_dict["spec"]["precisions"] = ["bf16", "w8a8-int8"]
+    quickstart_dict["spec"]["engines"] = ["vllm"]
+    manifest = _manifest(quickstart_dict)
+    failures = {"m-bf16-w8a8-int8-vllm": "CannotLoad: no: such thing"}
+
+    command = _container(render_report_job(manifest, SETTINGS, failures))["command"]
+    values = [command[i + 1] for i, arg in enumerate(command) if arg == "--expect"]
+    expected = [ExpectedRun.from_arg(v) for v in values]
+
+    assert expected == [
+        ExpectedRun("m-bf16-bf16-vllm", "m-bf16", Precision.BF16, "", Engine.VLLM),
+        ExpectedRun(
+            "m-bf16-w8a8-int8-vllm", "m-bf16", Precision.W8A8_INT8, "CannotLoad: no: such thing",
+            Engine.VLLM,
+        ),
+    ]  # fmt: skip
 
 
 # Tenancy: what a cluster admin lets a QuantEval ask for

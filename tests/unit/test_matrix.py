@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from quanteval.api.errors import InvalidSpecError
 from quanteval.api.runspec import RunSpec
 from quanteval.api.spec import QuantEval, load_manifest, parse_manifest
+from quanteval.engines import RUNS, Engine
 from quanteval.matrix import (
     build_run_spec,
     content_hash,
@@ -67,7 +69,7 @@ def test_quickstart_has_five_runs(quickstart_path: Path) -> None:
 @pytest.mark.parametrize("name", ["a", "m1", "smollm2-135m", "a" * 40, "x-" * 19 + "yz"])
 def test_run_ids_are_dns1123_labels(quickstart_dict: Manifest, name: str) -> None:
     quickstart_dict["spec"]["models"][0]["name"] = name
-    quickstart_dict["spec"]["precisions"] = [p.value for p in Precision]
+    quickstart_dict["spec"]["precisions"] = [p.value for p in Precision if p in RUNS[Engine.AUTO]]
 
     for run in expand(_parse(quickstart_dict).spec):
         assert DNS1123_LABEL.fullmatch(run.id), run.id
@@ -158,9 +160,9 @@ def test_content_hash_changes_with_what_changes_results(
 def test_content_hash_differs_per_precision(quickstart_dict: Manifest) -> None:
     spec = _parse(quickstart_dict).spec
     model = spec.models[0]
-    hashes = {content_hash(spec, model, p) for p in Precision}
+    hashes = {content_hash(spec, model, p, e) for p in Precision for e in Engine}
 
-    assert len(hashes) == len(Precision)
+    assert len(hashes) == len(Precision) * len(Engine)
     assert len({r.content_hash for r in expand(spec)}) == len(spec.precisions)
 
 
@@ -312,3 +314,114 @@ def test_the_quick_starts_run_hashes_are_pinned(quickstart_dict: Manifest) -> No
         "smollm2-135m-nf4": "51a634734ad4f56b",
         "smollm2-135m-native": "702fde29bcd48581",
     }
+
+
+# Engines
+
+
+def test_named_engines_cross_the_precisions_and_say_so_in_ids_and_hashes(
+    quickstart_dict: Manifest,
+) -> None:
+    auto = {run.id: run.content_hash for run in expand(_parse(quickstart_dict).spec)}
+    quickstart_dict["spec"]["precisions"] = ["fp32", "bf16"]
+    quickstart_dict["spec"]["engines"] = ["auto", "vllm"]
+
+    runs = expand(_parse(quickstart_dict).spec)
+
+    assert [(r.id, r.engine) for r in runs] == [
+        ("smollm2-135m-fp32", Engine.AUTO),
+        ("smollm2-135m-fp32-vllm", Engine.VLLM),
+        ("smollm2-135m-bf16", Engine.AUTO),
+        ("smollm2-135m-bf16-vllm", Engine.VLLM),
+    ]
+    hashes = {r.id: r.content_hash for r in runs}
+    assert hashes["smollm2-135m-fp32"] == auto["smollm2-135m-fp32"]  # auto: as before engines
+    assert hashes["smollm2-135m-fp32-vllm"] != hashes["smollm2-135m-fp32"]
+
+
+def test_a_models_own_engines_override_the_specs(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["precisions"] = ["bf16"]
+    quickstart_dict["spec"]["models"].append(
+        {
+            "name": "smollm2-q",
+            "source": "org/model",
+            "precisions": ["w8a8-int8", "w4a16-g32"],
+            "engines": ["vllm"],
+            "baselineModel": "smollm2-135m",
+        }
+    )
+    quickstart_dict["spec"]["engines"] = ["transformers", "vllm"]
+
+    runs = expand(_parse(quickstart_dict).spec)
+
+    assert [r.id for r in runs] == [
+        "smollm2-135m-bf16-transformers",
+        "smollm2-135m-bf16-vllm",
+        "smollm2-q-w8a8-int8-vllm",
+        "smollm2-q-w4a16-g32-vllm",
+    ]
+    spec = build_run_spec(_parse(quickstart_dict), runs[2], "file:///tmp/e")
+    assert RunSpec.model_validate_json(spec.to_json()).engine == Engine.VLLM
+
+
+@pytest.mark.parametrize(
+    ("precisions", "engines", "says"),
+    [
+        (["bf16", "w8a8-int8"], ["auto"], "w8a8-int8 on auto: w8a8-int8 is made by QuantEval"),
+        (["bf16", "nf4"], ["vllm"], "nf4 on vllm: bitsandbytes runs on vLLM only through"),
+        (["bf16", "hqq-4bit"], ["vllm"], "use w4a16-g32 on vllm"),
+        (["bf16"], ["llama.cpp"], "bf16 on llama.cpp: llama.cpp runs a GGUF file as shipped"),
+        (["bf16", "fp8-per-block"], ["transformers"], "use torchao-float8 on transformers"),
+    ],
+)
+def test_a_pair_the_table_rules_out_is_refused_with_the_pair_and_an_alternative(
+    quickstart_dict: Manifest, precisions: list[str], engines: list[str], says: str
+) -> None:
+    quickstart_dict["spec"]["precisions"] = precisions
+    quickstart_dict["spec"]["engines"] = engines
+
+    with pytest.raises(InvalidSpecError, match=re.escape(says)):
+        _parse(quickstart_dict)
+
+
+def test_a_run_on_an_engine_without_a_baseline_there_compares_with_the_default_engines(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["precisions"] = ["bf16"]
+    quickstart_dict["spec"]["models"].append(
+        {
+            "name": "smollm2-gguf",
+            "source": "/models/smollm2.gguf",
+            "precisions": ["native"],
+            "engines": ["llama.cpp"],
+            "baselineModel": "smollm2-135m",
+        }
+    )
+    assert [r.id for r in expand(_parse(quickstart_dict).spec)] == [
+        "smollm2-135m-bf16",
+        "smollm2-gguf-native-llamacpp",
+    ]
+    quickstart_dict["spec"]["models"][1]["engines"] = ["vllm"]  # a vllm run needs vllm's baseline
+    quickstart_dict["spec"]["models"][1]["precisions"] = ["w8a8-int8"]
+    with pytest.raises(InvalidSpecError, match="add vllm to smollm2-135m's engines"):
+        _parse(quickstart_dict)
+
+
+def test_a_run_id_over_63_characters_is_refused_naming_the_model(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["models"][0]["name"] = "m" * 40
+    quickstart_dict["spec"]["precisions"] = ["fp32", "torchao-int4wo"]
+    quickstart_dict["spec"]["engines"] = ["transformers"]
+
+    with pytest.raises(InvalidSpecError, match=r"models\[0\]\.name: the run id .* is over 63"):
+        _parse(quickstart_dict)
+
+
+def test_an_evaluation_over_the_run_limit_is_refused(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["models"] = [
+        {"name": f"m{i}", "source": "org/model"} for i in range(64)
+    ]
+    quickstart_dict["spec"]["precisions"] = ["fp32", "bf16", "fp16", "int8", "nf4", "fp4", "native"]
+    quickstart_dict["spec"]["engines"] = ["auto", "transformers"]
+
+    with pytest.raises(InvalidSpecError, match=r"896 runs.*at most 832.*split it"):
+        _parse(quickstart_dict)

@@ -534,7 +534,7 @@ def test_cli_report_of_expected_runs_that_left_nothing(
     assert [r["reason"] for r in document["runs"] if r["runId"] == "m-nf4"] == [reason]
     assert main(["report", str(tmp_path / "empty"), "--expect", "m-fp32"]) == 0
     assert main(["report", str(tmp_path), "--expect", "fp32"]) == 3
-    assert "not a run id" in capsys.readouterr().err
+    assert "is not <run id>=" in capsys.readouterr().err
 
 
 def test_a_runs_warnings_reach_the_reports_notes(tmp_path: Path) -> None:

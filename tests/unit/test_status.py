@@ -8,12 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from quanteval.api.result import IntensityFigures, RunMetrics
-from quanteval.api.spec import parse_manifest
+from quanteval.api.spec import MAX_RUNS, parse_manifest
 from quanteval.api.states import RunState
 from quanteval.api.status import EvaluationStatus
 from quanteval.api.termination import run_message
+from quanteval.engines import RUNS, Engine
 from quanteval.matrix import Run, expand
-from quanteval.precisions import Precision
+from quanteval.precisions import PRECISION_ORDER, Precision
 from quanteval_operator.observe import observe_job, observe_pod
 from quanteval_operator.status import (
     STATUS_METRICS,
@@ -869,14 +870,18 @@ def test_invalid_status_from_nothing() -> None:
 def test_status_of_the_largest_matrix_a_spec_allows_stays_under_512_kib(
     quickstart_dict: Manifest,
 ) -> None:
-    # The largest matrix a spec allows: 64 models of 40-character names x every precision.
+    # The largest matrix a spec allows (MAX_RUNS): models x every precision of the two engines
+    # that run the most (auto and transformers), with the longest names whose run ids are labels.
+    precisions = [p.value for p in PRECISION_ORDER if p in RUNS[Engine.TRANSFORMERS]]
+    models = MAX_RUNS // (2 * len(precisions))
     quickstart_dict["spec"]["models"] = [
-        {"name": f"model-{i:02d}-" + "x" * 31, "source": f"org/model-{i}"} for i in range(64)
+        {"name": f"model-{i:02d}-" + "x" * 26, "source": f"org/model-{i}"} for i in range(models)
     ]
-    quickstart_dict["spec"]["precisions"] = [p.value for p in Precision]
+    quickstart_dict["spec"]["precisions"] = precisions
+    quickstart_dict["spec"]["engines"] = ["auto", "transformers"]
     runs = _runs(quickstart_dict)
-    assert len(runs) == 64 * len(Precision)
-    assert max(len(r.model.name) for r in runs) == 40
+    assert len(runs) == MAX_RUNS
+    assert max(len(r.id) for r in runs) == 63
     pairs = {
         r.id: _succeed(
             r,
@@ -891,12 +896,12 @@ def test_status_of_the_largest_matrix_a_spec_allows_stays_under_512_kib(
     }
     jobs, pods = _observations(pairs)
 
-    status = _aggregate(runs, jobs, pods, unsized=[f"model-{i:02d}" for i in range(64)])
+    status = _aggregate(runs, jobs, pods, unsized=[f"model-{i:02d}" for i in range(models)])
     size = len(json.dumps(status).encode())
     per_run = size / len(runs)
 
     assert status["progress"] == f"{len(runs)}/{len(runs)}"
-    assert len(status["summary"]["comparisons"]) == 64 * (len(Precision) - 1)
+    assert len(status["summary"]["comparisons"]) == len(runs) - 2 * models
     # etcd holds 1.5 MiB an object; half of that leaves room for conditions and managedFields.
     assert size < 512 * 1024, f"{len(runs)} runs: {size} bytes ({per_run:.0f} a run)"
 

@@ -322,6 +322,7 @@ def assemble(
         baseline=spec.baseline,
         content_hash=spec.content_hash,
         device=prepared.device.kind,
+        engine=spec.engine,
         baseline_model=spec.model.baseline_model,
         checkpoint_quantization=prepared.checkpoint if spec.precision == Precision.NATIVE else None,
         batch_size=generated.settings.batch_size,

@@ -22,7 +22,7 @@ from quanteval.api.errors import (
     QuantEvalError,
     first_line,
 )
-from quanteval.api.layout import RESULT_FILE
+from quanteval.api.layout import RESULT_FILE, RUN_SPEC_FILE
 from quanteval.api.result import RunResult
 from quanteval.api.runspec import RUN_SPEC_GZIP_ENV, RunSpec, run_spec_from_env
 from quanteval.api.spec import format_validation_error
@@ -114,6 +114,8 @@ def run(spec_path: str | None, force: bool) -> int:
                 ).to_text()
             )
             return ExitCode.OK
+        # First: the report knows the run (model, precision, engine) by it, whatever follows.
+        storage.write_text(RUN_SPEC_FILE, spec.to_json())
         from quanteval_worker.evaluation import evaluate  # torch: only once the spec is valid
 
         result = evaluate(spec, storage)

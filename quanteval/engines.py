@@ -1,0 +1,102 @@
+"""The engines a run can generate with, and which precisions each runs: one table, checked by
+`quanteval validate`, the CRD and the worker's prepare alike. No torch here: the operator uses it.
+
+`auto` is the behaviour from before engines were an axis: transformers, or llama.cpp for a GGUF
+file at `native` (the worker decides, since only it knows what a source holds). Its runs keep
+their ids and content hashes; a run on a named engine has `-<engine>` in its id and its engine
+in its hash.
+"""
+
+from enum import StrEnum
+from typing import Final
+
+from quanteval.precisions import Precision
+
+
+class Engine(StrEnum):
+    AUTO = "auto"
+    TRANSFORMERS = "transformers"
+    LLAMA_CPP = "llama.cpp"
+    VLLM = "vllm"
+
+
+# How a named engine appears in a run id (a DNS-1123 label holds no dot).
+ID_PART: Final = {
+    Engine.TRANSFORMERS: "transformers",
+    Engine.LLAMA_CPP: "llamacpp",
+    Engine.VLLM: "vllm",
+}
+
+# Made by QuantEval for vLLM from the model's source: round to nearest, no calibration.
+QUANTEVAL_RTN: Final = frozenset({Precision.W8A8_INT8, Precision.W4A16_G32})
+# vLLM's own in-flight FP8: a GPU's, or a CPU's with AMX (the worker checks the device).
+VLLM_FP8: Final = frozenset(
+    {Precision.FP8_PER_TENSOR, Precision.FP8_PER_CHANNEL, Precision.FP8_PER_BLOCK}
+)
+_DTYPES: Final = frozenset({Precision.FP32, Precision.BF16, Precision.FP16})
+_BITSANDBYTES: Final = frozenset({Precision.INT8, Precision.NF4, Precision.FP4})
+
+RUNS: Final[dict[Engine, frozenset[Precision]]] = {
+    Engine.VLLM: _DTYPES | QUANTEVAL_RTN | VLLM_FP8 | {Precision.NATIVE},
+    Engine.LLAMA_CPP: frozenset({Precision.NATIVE}),
+    Engine.TRANSFORMERS: frozenset(Precision) - QUANTEVAL_RTN - VLLM_FP8,
+    Engine.AUTO: frozenset(Precision) - QUANTEVAL_RTN - VLLM_FP8,
+}
+
+# On transformers, the nearest precision to one that only vLLM runs.
+_ON_TRANSFORMERS: Final = {
+    Precision.W8A8_INT8: "torchao-int8wo or int8",
+    Precision.W4A16_G32: "torchao-int4wo or hqq-4bit",
+    Precision.FP8_PER_TENSOR: "torchao-float8",
+    Precision.FP8_PER_CHANNEL: "torchao-float8",
+    Precision.FP8_PER_BLOCK: "torchao-float8",
+}
+
+
+def refusal(precision: Precision, engine: Engine) -> str | None:
+    """Why `engine` cannot run `precision`, and what to use instead; None when it can."""
+    if precision in RUNS[engine]:
+        return None
+    pair = f"{precision} on {engine}"
+    if engine == Engine.LLAMA_CPP:
+        return (
+            f"{pair}: llama.cpp runs a GGUF file as shipped (precision native) and nothing else; "
+            f"run {precision} on transformers (engine auto) or vllm"
+        )
+    if engine == Engine.VLLM:
+        if precision in _BITSANDBYTES:
+            why = (
+                "bitsandbytes runs on vLLM only through the separate vllm-bnb-plugin package, "
+                "which QuantEval does not carry"
+            )
+            instead = "w8a8-int8 or w4a16-g32 on vllm"
+        elif precision.value.startswith("hqq"):
+            why, instead = "vLLM has no HQQ", "w4a16-g32 on vllm"
+        else:
+            why, instead = "torchao's in-flight quantization is transformers'", "w8a8-int8 on vllm"
+        return f"{pair}: {why}; use {instead}, or {precision} on transformers (engine auto)"
+    origin = "made by QuantEval for vLLM" if precision in QUANTEVAL_RTN else "vLLM's in-flight FP8"
+    return (
+        f"{pair}: {precision} is {origin}; add vllm to engines, or use "
+        f"{_ON_TRANSFORMERS[precision]} on transformers"
+    )
+
+
+def run_id(model: str, precision: Precision, engine: Engine) -> str:
+    """`<model>-<precision>`, and `-<engine>` after it for a named engine."""
+    base = f"{model}-{precision.value}"
+    return base if engine == Engine.AUTO else f"{base}-{ID_PART[engine]}"
+
+
+def baseline_engines(engine: Engine, baseline: Precision) -> tuple[Engine, ...]:
+    """The engines whose baseline run a run on `engine` may compare with: its own, where that
+    runs the baseline precision; else (llama.cpp) the default engine's, first found first."""
+    if baseline in RUNS[engine]:
+        return (engine,)
+    return (Engine.AUTO, Engine.TRANSFORMERS)
+
+
+def reference_engine(engines: list[Engine] | tuple[Engine, ...]) -> Engine | None:
+    """The engine the others' baseline runs are compared with ("engine effect"): auto, else
+    transformers; None where a model runs on neither."""
+    return next((e for e in (Engine.AUTO, Engine.TRANSFORMERS) if e in engines), None)

