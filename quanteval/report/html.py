@@ -10,15 +10,19 @@ from quanteval.fmt import human_bytes, num
 from quanteval.report.plots import Plots
 from quanteval.report.schema import Report, SampleRow
 from quanteval.report.tables import (
+    ENGINE_EFFECT_INTRO,
     FIDELITY_HEADERS,
     FIDELITY_INTRO,
+    NOT_LIKE_FOR_LIKE,
     RATINGS_HEADERS,
     RATINGS_INTRO,
     TABLE_HEADERS,
     VERDICT_INTRO,
+    any_not_like_for_like,
     best_line,
     claim_lines,
     dollar_front_text,
+    engine_effect_lines,
     fidelity_rows,
     notes,
     nuance_lines,
@@ -121,6 +125,16 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text))
 
 
+def engine_effect_html(report: Report) -> str:
+    if not report.engine_effects:
+        return ""
+    return (
+        '<section id="engine-effect">\n<h2>Engine effect</h2>\n'
+        f"<p>{escape(ENGINE_EFFECT_INTRO)}</p>\n"
+        f"{_paragraphs([line.strip() for line in engine_effect_lines(report)])}\n</section>"
+    )
+
+
 def _paragraphs(lines: Sequence[str]) -> str:
     """Markdown-ish lines (blank-separated paragraphs, '- ' items, **bold**) as HTML."""
     out, items = [], []
@@ -199,12 +213,14 @@ generation time ratio, mean ROUGE F-measure against the baseline's text of the s
 intensity drift (mean absolute change of the intended emotion's probability, 0-100 points).
 ★: on the Pareto front.</p>
 {comparison_table(report)}
+{_paragraphs([NOT_LIKE_FOR_LIKE] if any_not_like_for_like(report) else [])}
 </section>
 <section id="verdict">
 <h2>Verdict</h2>
 <p>{escape(VERDICT_INTRO)}</p>
 {_paragraphs(verdict_lines(report) or ["No comparison against a baseline."])}
 </section>
+{engine_effect_html(report)}
 <section id="fidelity">
 <h2>Fidelity to the baseline</h2>
 <p>{escape(FIDELITY_INTRO)}</p>

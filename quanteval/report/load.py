@@ -43,11 +43,11 @@ def _first_error(error: ValidationError) -> str:
 
 
 def _identity(
-    storage: Storage, name: str, expected: ExpectedRun | None
+    directory: Storage, name: str, expected: ExpectedRun | None
 ) -> tuple[str, Precision, Engine] | None:
-    """What run `runs/<name>/` is: from its run spec (written as it starts), else from the
-    caller's expectation, else from an auto run's id; None when nothing says."""
-    text = storage.child(run_dir(name)).read_text(RUN_SPEC_FILE)
+    """What run `runs/<name>/` is, when it has no valid result.json: its run spec (written as it
+    starts), else the caller's expectation, else an auto run's id; None when nothing says."""
+    text = directory.read_text(RUN_SPEC_FILE)
     if text is not None:
         try:
             spec = RunSpec.model_validate_json(text)
@@ -60,19 +60,37 @@ def _identity(
     return (parsed[0], parsed[1], Engine.AUTO) if parsed is not None else None
 
 
+def _result(text: str | None) -> RunResult | str | None:
+    """The run's result, or why result.json is invalid; None when there is none."""
+    if text is None:
+        return None
+    try:
+        return RunResult.model_validate_json(text)
+    except ValidationError as error:
+        return f"invalid {RESULT_FILE}: {_first_error(error)}"
+
+
 def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -> RunRecord | None:
     """The record of `runs/<name>/`; None when nothing says it is a run."""
-    identity = _identity(storage, name, expected)
+    directory = storage.child(run_dir(name))
+    result_text = directory.read_text(RESULT_FILE)
+    result = _result(result_text)
+    if isinstance(result, RunResult):
+        identity: tuple[str, Precision, Engine] | None = (
+            result.model,
+            result.precision,
+            result.engine,
+        )
+    else:
+        identity = _identity(directory, name, expected)
     if identity is None:
         return None
     model, precision, engine = identity
-    directory = storage.child(run_dir(name))
     text = directory.read_text(GENERATIONS_FILE)
     generations, bad = parse_records(text.splitlines() if text is not None else [], SampleRecord)
     notes = [f"{bad} unreadable lines in {GENERATIONS_FILE} skipped"] if bad else []
     failure = expected.reason if expected is not None else ""
-    result_text = directory.read_text(RESULT_FILE)
-    if result_text is None:
+    if result is None:
         files = directory.list_children("")
         state = RunState.FAILED if files else RunState.MISSING
         default = f"no {RESULT_FILE}: the run " + ("did not finish" if files else "wrote nothing")
@@ -80,12 +98,9 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
             name, model, precision, state, "; ".join([failure or default, *notes]),
             generations=tuple(generations), engine=engine,
         )  # fmt: skip
-    try:
-        result = RunResult.model_validate_json(result_text)
-    except ValidationError as error:
-        reason = f"invalid {RESULT_FILE}: {_first_error(error)}"
+    if isinstance(result, str):
         return RunRecord(
-            name, model, precision, RunState.FAILED, "; ".join([reason, *notes]), engine=engine
+            name, model, precision, RunState.FAILED, "; ".join([result, *notes]), engine=engine
         )
     fidelity = None
     if result.fidelity is not None:

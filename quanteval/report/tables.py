@@ -31,7 +31,7 @@ CSV_COLUMNS = (
     "meanKl", "meanKlCi95Low", "meanKlCi95High", "p99Kl", "top1AgreementPct", "perplexityRatio",
     "mark", "templates", "familySize", "confidence", "deltaF1CiLow", "deltaF1CiHigh",
     "deltaF1Ci95ThesePromptsLow", "deltaF1Ci95ThesePromptsHigh", "designEffect",
-    "mcnemarPValue", "templatesFor5Pp",
+    "mcnemarPValue", "templatesFor5Pp", "engine", "memoryComparable",
 )  # fmt: skip
 
 TABLE_HEADERS = (
@@ -80,6 +80,7 @@ def csv_row(run: RunReport, emotions: tuple[str, ...]) -> list[object]:
         t.design_effect if t else None, t.mcnemar_p_value if t else None,
         t.templates_for_5pp if t else None,
     ]  # fmt: skip
+    values += [run.engine.value, c.memory_comparable if run.vs_baseline else None]
     values += [run.per_emotion_f1.get(e) for e in emotions]
     return [_csv_value(v) for v in values]
 
@@ -114,7 +115,7 @@ def table_cells(run: RunReport) -> list[str]:
         num(run.tokens_per_second, ".1f"),
         num(run.dollars, ".4f"),
         signed(c.weights_saving_pct, ".1f"),
-        signed(c.memory_saving_pct, ".1f"),
+        memory_cell(c),
         delta_cell(c.f1_delta_pp, c.paired),
         _verdict_cell(c),
         num(c.time_ratio, ".2f"),
@@ -149,41 +150,81 @@ def advice(t: PairedTest) -> str:
     )
 
 
-def verdict_lines(report: Report) -> list[str]:
-    """Each comparison in plain words: the verdict, its figures, and what would settle it."""
-    lines = []
-    for run in report.runs:
-        t = run.vs_baseline.paired if run.vs_baseline else None
-        if t is None or run.vs_baseline is None:
-            continue
-        base = run.vs_baseline.baseline_run_id
-        head = f"- {run.run_id} against {base}: **{t.verdict}**"
-        if t.delta_f1_pp is None or t.ci is None or t.confidence is None:
-            lines.append(f"{head} ({t.pairs} paired samples).")
-            continue
-        effect = f"design effect {t.design_effect:.2f}" if t.design_effect else "no design effect"
-        lines.append(
-            f"{head}: macro-F1 {signed(t.delta_f1_pp, '.1f')} points over {t.pairs} paired "
-            f"samples of {t.templates} templates"
-            + (f" ({t.unpaired} unpaired left out)" if t.unpaired else "")
-            + f". Prompts like these: {interval(t.ci, '.1f', sign=True)} at "
-            f"{percent(t.confidence)} ({t.family_size} comparisons; 95%: "
-            f"{interval(t.ci95, '.1f', sign=True)}); these prompts, new samples: 95% "
-            f"{interval(t.ci95_these_prompts, '.1f', sign=True)} ({effect}). "
-            f"Permutation test p {t.p_value:.3f}, Holm-adjusted {t.p_value_adjusted:.3f}; "
-            f"accuracy (McNemar, secondary) p {t.mcnemar_p_value:.3f} "
-            f"({t.only_baseline_right} samples only the baseline got right, "
-            f"{t.only_run_right} only this run); intensity "
-            f"{signed(t.intensity_delta, '.1f')} points (Wilcoxon p {t.intensity_p_value:.3f}). "
-            f"This data detects a change of {t.min_detectable_f1_pp:.1f} points (80% power, "
-            f"the family's test); {advice(t)}."
-            + (
-                f" Per-sample latency ×{t.latency_ratio:.2f} "
-                f"{interval(t.latency_ratio_ci95, '.2f')}."
-                if t.latency_ratio is not None
-                else ""
-            )
+NOT_LIKE_FOR_LIKE = (
+    "‡: peak memory of runs on different engines, or KV-cache budgets, is not like for like "
+    "(vLLM's is mostly the KV cache it reserves): read weights saving instead; such runs are "
+    "kept out of each other's Pareto front and out of the claim check."
+)
+
+
+def memory_cell(c: BaselineComparison) -> str:
+    cell = signed(c.memory_saving_pct, ".1f")
+    return f"{cell} ‡" if cell and not c.memory_comparable else cell
+
+
+def verdict_line(run_id: str, vs: BaselineComparison) -> str | None:
+    """One comparison in plain words: the verdict, its figures, and what would settle it."""
+    t = vs.paired
+    if t is None:
+        return None
+    head = f"- {run_id} against {vs.baseline_run_id}: **{t.verdict}**"
+    if t.delta_f1_pp is None or t.ci is None or t.confidence is None:
+        return f"{head} ({t.pairs} paired samples)."
+    effect = f"design effect {t.design_effect:.2f}" if t.design_effect else "no design effect"
+    return (
+        f"{head}: macro-F1 {signed(t.delta_f1_pp, '.1f')} points over {t.pairs} paired "
+        f"samples of {t.templates} templates"
+        + (f" ({t.unpaired} unpaired left out)" if t.unpaired else "")
+        + f". Prompts like these: {interval(t.ci, '.1f', sign=True)} at "
+        f"{percent(t.confidence)} ({t.family_size} comparisons; 95%: "
+        f"{interval(t.ci95, '.1f', sign=True)}); these prompts, new samples: 95% "
+        f"{interval(t.ci95_these_prompts, '.1f', sign=True)} ({effect}). "
+        f"Permutation test p {t.p_value:.3f}, Holm-adjusted {t.p_value_adjusted:.3f}; "
+        f"accuracy (McNemar, secondary) p {t.mcnemar_p_value:.3f} "
+        f"({t.only_baseline_right} samples only the baseline got right, "
+        f"{t.only_run_right} only this run); intensity "
+        f"{signed(t.intensity_delta, '.1f')} points (Wilcoxon p {t.intensity_p_value:.3f}). "
+        f"This data detects a change of {t.min_detectable_f1_pp:.1f} points (80% power, "
+        f"the family's test); {advice(t)}."
+        + (
+            f" Per-sample latency ×{t.latency_ratio:.2f} {interval(t.latency_ratio_ci95, '.2f')}."
+            if t.latency_ratio is not None
+            else ""
         )
+    )
+
+
+def verdict_lines(report: Report) -> list[str]:
+    """Each comparison against a baseline in plain words."""
+    return [
+        line
+        for run in report.runs
+        if run.vs_baseline is not None
+        and (line := verdict_line(run.run_id, run.vs_baseline)) is not None
+    ]
+
+
+ENGINE_EFFECT_INTRO = (
+    "Each named engine's baseline-precision run against the default engine's run of the same "
+    "model and precision: what the engine alone changes, in the same family of comparisons as "
+    "the verdicts. Samples pair by prompt and seed, but the texts differ: two engines' logits "
+    "differ in the last bits, and a near tie then picks another token, after which the texts "
+    "part. Time and weights compare; peak memory does not (‡)."
+)
+
+
+def engine_effect_lines(report: Report) -> list[str]:
+    """Each engine effect in plain words, with its time and weights against the default's."""
+    lines = []
+    for effect in report.engine_effects:
+        vs = effect.vs
+        figures = (
+            f"   Generation time ×{num(vs.time_ratio, '.2f')}, weights saving "
+            f"{signed(vs.weights_saving_pct, '.1f')}%, peak memory saving "
+            f"{memory_cell(vs)}%, ROUGE-L {num(vs.rouge_l, '.3f')} against the default's texts."
+        )
+        line = verdict_line(effect.run_id, vs) or f"- {effect.run_id} against {vs.baseline_run_id}"
+        lines += [line, figures]
     return lines
 
 
@@ -457,6 +498,16 @@ VERDICT_INTRO = (
 )
 
 
+def any_not_like_for_like(report: Report) -> bool:
+    return any(r.vs_baseline and not r.vs_baseline.memory_comparable for r in report.runs)
+
+
+def engine_effect_section(report: Report) -> list[str]:
+    if not report.engine_effects:
+        return []
+    return ["## Engine effect", "", ENGINE_EFFECT_INTRO, "", *engine_effect_lines(report), ""]
+
+
 def to_markdown(report: Report) -> str:
     front = ", ".join(report.pareto_front) or "none"
     lines = [
@@ -473,6 +524,7 @@ def to_markdown(report: Report) -> str:
         "",
         markdown_table(report),
         "",
+        *([NOT_LIKE_FOR_LIKE, ""] if any_not_like_for_like(report) else []),
         best_line(report),
         "",
         f"Pareto front (F1 against peak memory): {front}." + dollar_front_text(report),
@@ -483,6 +535,7 @@ def to_markdown(report: Report) -> str:
         "",
         *(verdict_lines(report) or ["No comparison against a baseline."]),
         "",
+        *engine_effect_section(report),
         "## Fidelity to the baseline",
         "",
         FIDELITY_INTRO,
