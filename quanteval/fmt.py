@@ -96,3 +96,9 @@ def delta_cell(unpaired: float | None, test: PairedTest | None) -> str:
     if test is None or test.delta_f1_pp is None:
         return signed(unpaired, ".1f")
     return f"{signed(test.delta_f1_pp, '.1f')} {interval(test.ci, '.1f', sign=True)}"
+
+
+def memory_cell(saving_pct: float | None, comparable: bool) -> str:
+    """A memory saving %, marked ‡ where the two runs' memory is not like for like."""
+    cell = signed(saving_pct, ".1f")
+    return f"{cell} ‡" if cell and not comparable else cell

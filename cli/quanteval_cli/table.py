@@ -10,10 +10,12 @@ from rich.text import Text
 
 from quanteval.api.states import RunState
 from quanteval.comparison import Comparison, peak_cause_note
+from quanteval.engines import Engine
 from quanteval.fmt import (
     PairedTest,
     delta_cell,
     human_bytes,
+    memory_cell,
     num,
     percent,
     signed,
@@ -88,11 +90,13 @@ def decision_tables(
             fidelity = report.fidelity if report else None
             done = o.state == RunState.SUCCEEDED
             table.add_row(
-                o.precision.value + (" (baseline)" if row.is_baseline else ""),
+                o.precision.value
+                + (f" {o.engine}" if o.engine != Engine.AUTO else "")
+                + (" (baseline)" if row.is_baseline else ""),
                 delta_cell(row.f1_delta_pp, test) if done and not row.is_baseline else "",
                 verdict_mark(test) if done else o.state,
                 signed(row.weights_saving_pct, ".1f"),
-                signed(row.memory_saving_pct, ".1f"),
+                memory_cell(row.memory_saving_pct, row.memory_comparable),
                 num(row.time_ratio, ".2f"),
                 num(row.dollar_ratio, ".2f"),
                 num(fidelity.mean_kl if fidelity else None, ".4f"),
@@ -143,7 +147,7 @@ def comparison_table(
             num(o.gpu_seconds, ".0f"),
             num(o.dollars, ".4f"),
             signed(row.weights_saving_pct, ".1f"),
-            signed(row.memory_saving_pct, ".1f"),
+            memory_cell(row.memory_saving_pct, row.memory_comparable),
             delta_cell(row.f1_delta_pp, test),
             verdict_mark(test),
             num(fidelity.mean_kl if fidelity else None, ".4f"),
@@ -213,6 +217,7 @@ def comparison_json(
             "tokensPerSecond": o.tokens_per_second, "joulesPerToken": o.joules_per_token,
             "gpuSeconds": o.gpu_seconds, "dollars": o.dollars,
             "weightsSavingPct": row.weights_saving_pct, "memorySavingPct": row.memory_saving_pct,
+            "memoryComparable": row.memory_comparable, "engine": o.engine.value,
             "f1DeltaPp": test.delta_f1_pp if test and test.delta_f1_pp is not None
             else row.f1_delta_pp,
             "f1DeltaCi95": list(test.ci95) if test and test.ci95 else None,

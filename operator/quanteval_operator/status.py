@@ -13,6 +13,8 @@ from quanteval.api.states import TERMINAL_STATES, ConditionType, Reason, RunStat
 from quanteval.api.status import EvaluationStatus
 from quanteval.api.termination import ReportMessage, RunMessage
 from quanteval.comparison import RunOutcome, best_run, compare
+from quanteval.engines import Engine
+from quanteval.engines import run_id as engine_run_id
 from quanteval.matrix import Run
 from quanteval.precisions import Precision
 
@@ -201,7 +203,16 @@ def _outcome(run: Run, entry: dict[str, Any]) -> RunOutcome:
         ttft_ms=metrics.get("ttftP50Ms"),
         tpot_ms=metrics.get("tpotP50Ms"),
         dollars=metrics.get("dollars"),
+        engine=run.engine,
+        memory_terms=_memory_terms(run),
     )
+
+
+def _memory_terms(run: Run) -> str:
+    """The engine a run's memory is measured in ("" where auto may be either: native)."""
+    if run.engine != Engine.AUTO:
+        return run.engine.value
+    return "" if run.precision == Precision.NATIVE else Engine.TRANSFORMERS.value
 
 
 def summarize(
@@ -215,9 +226,10 @@ def summarize(
         if row.outcome.state != RunState.SUCCEEDED or row.is_baseline:
             continue
         item: dict[str, Any] = {"id": row.outcome.run_id}
-        if row.outcome.baseline_model is not None and row.baseline_run_id is not None:
-            item["against"] = row.baseline_run_id  # another entry's run: say which
-        if row.memory_saving_pct is not None:
+        own = engine_run_id(row.outcome.model, baseline, row.outcome.engine)
+        if row.baseline_run_id is not None and row.baseline_run_id != own:
+            item["against"] = row.baseline_run_id  # another entry's or engine's run: say which
+        if row.memory_saving_pct is not None and row.memory_comparable:
             item["memorySavingPct"] = round(row.memory_saving_pct, 1)
         if row.f1_delta_pp is not None:
             item["f1DeltaPp"] = round(row.f1_delta_pp, 1)

@@ -10,6 +10,7 @@ from quanteval.fmt import (
     delta_cell,
     human_bytes,
     interval,
+    memory_cell,
     num,
     percent,
     signed,
@@ -115,7 +116,7 @@ def table_cells(run: RunReport) -> list[str]:
         num(run.tokens_per_second, ".1f"),
         num(run.dollars, ".4f"),
         signed(c.weights_saving_pct, ".1f"),
-        memory_cell(c),
+        memory_cell(c.memory_saving_pct, c.memory_comparable),
         delta_cell(c.f1_delta_pp, c.paired),
         _verdict_cell(c),
         num(c.time_ratio, ".2f"),
@@ -155,11 +156,6 @@ NOT_LIKE_FOR_LIKE = (
     "(vLLM's is mostly the KV cache it reserves): read weights saving instead; such runs are "
     "kept out of each other's Pareto front and out of the claim check."
 )
-
-
-def memory_cell(c: BaselineComparison) -> str:
-    cell = signed(c.memory_saving_pct, ".1f")
-    return f"{cell} ‡" if cell and not c.memory_comparable else cell
 
 
 def verdict_line(run_id: str, vs: BaselineComparison) -> str | None:
@@ -218,10 +214,11 @@ def engine_effect_lines(report: Report) -> list[str]:
     lines = []
     for effect in report.engine_effects:
         vs = effect.vs
+        memory = memory_cell(vs.memory_saving_pct, vs.memory_comparable)
         figures = (
             f"   Generation time ×{num(vs.time_ratio, '.2f')}, weights saving "
-            f"{signed(vs.weights_saving_pct, '.1f')}%, peak memory saving "
-            f"{memory_cell(vs)}%, ROUGE-L {num(vs.rouge_l, '.3f')} against the default's texts."
+            f"{signed(vs.weights_saving_pct, '.1f')}%, peak memory saving {memory}%, "
+            f"ROUGE-L {num(vs.rouge_l, '.3f')} against the default's texts."
         )
         line = verdict_line(effect.run_id, vs) or f"- {effect.run_id} against {vs.baseline_run_id}"
         lines += [line, figures]

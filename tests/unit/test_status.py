@@ -828,6 +828,41 @@ def test_summary_skips_failed_runs_and_models_without_a_baseline(
     assert summary["comparisons"] == [{"id": "model-1-nf4"}]
 
 
+def test_the_summary_compares_each_engine_with_its_own_baseline(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["precisions"] = ["bf16"]
+    quickstart_dict["spec"]["engines"] = ["auto", "vllm"]
+    quickstart_dict["spec"]["models"].append(
+        {
+            "name": "gguf", "source": "/m.gguf", "precisions": ["native"],
+            "engines": ["llama.cpp", "vllm"], "baselineModel": "smollm2-135m",
+        }
+    )  # fmt: skip
+    runs = _runs(quickstart_dict)
+    by_id = _by_id(runs)
+    pairs = {
+        "smollm2-135m-bf16": _succeed(by_id["smollm2-135m-bf16"], _metrics(peak=4 * GIB)),
+        "smollm2-135m-bf16-vllm": _succeed(
+            by_id["smollm2-135m-bf16-vllm"], _metrics(peak=6 * GIB, seconds=10.0)
+        ),
+        "gguf-native-llamacpp": _succeed(by_id["gguf-native-llamacpp"], _metrics(peak=GIB)),
+        "gguf-native-vllm": _succeed(by_id["gguf-native-vllm"], _metrics(peak=3 * GIB)),
+    }
+    jobs, pods = _observations(pairs)
+
+    comparisons = _aggregate(runs, jobs, pods)["summary"]["comparisons"]
+
+    by_run = {c["id"]: c for c in comparisons}
+    assert set(by_run) == {"gguf-native-llamacpp", "gguf-native-vllm"}
+    # vLLM against vLLM's baseline: memory like for like.
+    assert by_run["gguf-native-vllm"]["against"] == "smollm2-135m-bf16-vllm"
+    assert by_run["gguf-native-vllm"]["memorySavingPct"] == 50.0
+    # llama.cpp runs no bf16: against the default engine's run, and no memory % across engines.
+    assert by_run["gguf-native-llamacpp"]["against"] == "smollm2-135m-bf16"
+    assert "memorySavingPct" not in by_run["gguf-native-llamacpp"]
+
+
 def test_summarize_without_succeeded_runs_has_no_best_run(quickstart_dict: Manifest) -> None:
     runs = _runs(quickstart_dict)[:2]
     entries = [
