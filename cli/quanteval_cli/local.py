@@ -21,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from quanteval.api.errors import ExitCode, InvalidSpecError
+from quanteval.api.errors import CannotLoadError, ExitCode, InvalidSpecError
 from quanteval.api.layout import RESULT_FILE, run_dir
 from quanteval.api.result import RunResult
 from quanteval.api.spec import QuantEval
@@ -98,7 +98,13 @@ def _run_worker(
         spec_file.write_text(spec_json)
         termination = Path(tmp) / "termination-log"
         env = os.environ | {TERMINATION_LOG_ENV: str(termination)}
-        command = worker.command(spec_file)
+        try:
+            command = worker.command(spec_file, run.engine)
+        except CannotLoadError as error:
+            failed = RunMessage(
+                run_id=run.id, state=RunState.FAILED, reason=error.reason, message=error.message
+            )
+            return error.exit_code, failed
         if force:
             command.append("--force")
         task = progress.add_task(run.id, total=None, what="samples")
@@ -159,6 +165,7 @@ def run_local(
                 precision=run.precision,
                 state=RunState.FAILED,
                 reason=f"{message.reason or ''}: {message.message or ''}".strip(": "),
+                engine=run.engine,
             )
             if exit_code == ExitCode.OK:
                 text = storage.child(run_dir(run.id)).read_text(RESULT_FILE)
@@ -171,6 +178,7 @@ def run_local(
                         run.precision,
                         RunState.FAILED,
                         reason=Reason.NO_RESULT,
+                        engine=run.engine,
                     )
             else:
                 console.print(f"[red]{run.id} failed (exit {exit_code}): {outcome.reason}[/red]")

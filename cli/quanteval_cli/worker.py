@@ -1,6 +1,7 @@
 """The command line's one way into the worker: each call imports it when first needed, so
 `quanteval validate`, `plan` and `report` run where only the core is installed."""
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,11 +14,37 @@ if TYPE_CHECKING:
     from quanteval.api.spec import ClassifierSpec
 
 INSTALL_HINT = "install the worker extra: pip install 'quanteval[worker]'"
+VLLM_PYTHON_ENV = "QUANTEVAL_VLLM_PYTHON"
+VLLM_VENV = ".venv-vllm"  # scripts/setup-vllm-venv.sh makes it
 
 
-def command(spec_file: Path) -> list[str]:
-    """The worker process for one run spec (`quanteval run --local` starts one per run)."""
-    return [sys.executable, "-m", "quanteval_worker.main", "--spec", str(spec_file)]
+def vllm_python() -> Path:
+    """The Python of the vLLM environment: $QUANTEVAL_VLLM_PYTHON, else .venv-vllm beside this
+    environment, else in the working directory. CannotLoadError (exit 4) when there is none."""
+    given = os.environ.get(VLLM_PYTHON_ENV)
+    candidates = (
+        [Path(given)]
+        if given
+        else [
+            Path(sys.prefix).parent / VLLM_VENV / "bin" / "python",
+            Path(VLLM_VENV, "bin", "python"),
+        ]
+    )
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CannotLoadError(
+        f"engine vllm: no Python with vLLM ({', '.join(map(str, candidates))} not found): vLLM "
+        f"pins its own torch and transformers, so it lives in {VLLM_VENV}; make it with bash "
+        f"scripts/setup-vllm-venv.sh, or point {VLLM_PYTHON_ENV} at one"
+    )
+
+
+def command(spec_file: Path, engine: str = "auto") -> list[str]:
+    """The worker process for one run spec (`quanteval run --local` starts one per run), with
+    the Python of the run's engine."""
+    python = vllm_python() if engine == "vllm" else Path(sys.executable)
+    return [str(python), "-m", "quanteval_worker.main", "--spec", str(spec_file)]
 
 
 def package_location(package: str) -> Path | None:

@@ -14,7 +14,7 @@ from typing import Annotated, Final, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from quanteval.api.spec import ClassifierSpec, CostSpec, GenerationSpec, ModelSpec
+from quanteval.api.spec import ClassifierSpec, CostSpec, GenerationSpec, ModelSpec, VllmSpec
 from quanteval.engines import Engine
 from quanteval.precisions import Precision
 
@@ -77,6 +77,7 @@ class RunSpec(_Model):
     generation: GenerationSpec
     classifier: ClassifierSpec
     intensity: IntensityRun | None = None  # set when the evaluation's tasks hold intensity
+    vllm: VllmSpec = VllmSpec()  # read when engine is vllm
     # The run's directory: file:///abs/path or s3://bucket/key/prefix.
     output_uri: str
     s3_endpoint: str = ""

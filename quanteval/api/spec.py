@@ -181,6 +181,24 @@ class GenerationSpec(_Model):
         return self
 
 
+class VllmSpec(_Model):
+    """The vLLM engine's settings. Its KV-cache budget is most of its memory (2.3-2.6 GiB of a
+    135M model's process at 1 GiB), so it is fixed here and recorded beside every memory figure
+    of a vllm run; none of these change what is generated (not in any content hash)."""
+
+    kv_cache_gib: Annotated[float, Field(gt=0, le=4096)] = 1.0
+    """KV-cache space on a CPU, in GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
+    """Share of the GPU's memory vLLM may take for weights, activations and KV cache."""
+    max_model_len: Annotated[int, Field(ge=16, le=1_048_576)] = 2048
+    """Longest sequence (prompt and new tokens) vLLM schedules."""
+    max_num_seqs: Annotated[int | None, Field(ge=1, le=4096)] = None
+    """Sequences vLLM runs at once; default: the batch size."""
+    enforce_eager: bool = True
+    """Run eagerly (no torch.compile or CUDA graphs): an engine start of about 22 s instead of
+    86 s on a CPU, and slower steps."""
+
+
 class ClassifierSpec(_Model):
     """The emotion classifier: the embedded offline one, or any sequence-classification model."""
 
@@ -408,6 +426,8 @@ class QuantEvalSpec(_Model):
     """Generation settings."""
     intensity: IntensitySpec = Field(default_factory=IntensitySpec)
     """The intensity task's settings (read when tasks holds intensity)."""
+    vllm: VllmSpec = Field(default_factory=VllmSpec)
+    """The vLLM engine's settings (read by runs whose engine is vllm)."""
     classifier: ClassifierSpec = Field(default_factory=lambda: ClassifierSpec(builtin="minilm"))
     """The emotion classifier that scores the generations."""
     output: OutputSpec = Field(default_factory=OutputSpec)

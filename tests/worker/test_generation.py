@@ -88,6 +88,17 @@ def test_the_uniforms_are_a_function_of_seed_and_step_only() -> None:
     assert ((first >= 0) & (first < 1)).all()
 
 
+def test_a_step_per_row_draws_what_that_step_alone_draws() -> None:
+    """vLLM's rows are at different steps: the per-row form wraps to the same uniforms."""
+    seeds = torch.tensor([1, 2**40 + 7, -(2**62), 2**63 - 1], dtype=torch.int64)
+    steps = torch.tensor([0, 3, 2**20, 2**33], dtype=torch.int64)
+
+    per_row = counter_uniform(seeds, steps)
+
+    for row, step in enumerate(steps.tolist()):
+        assert per_row[row] == counter_uniform(seeds[row : row + 1], step)[0]
+
+
 def test_a_rows_token_does_not_depend_on_its_batch() -> None:
     spec = GenerationSpec(top_k=0, top_p=1.0)
     torch.manual_seed(2)

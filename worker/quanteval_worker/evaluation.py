@@ -24,13 +24,22 @@ from quanteval.api.result import (
 )
 from quanteval.api.runspec import RunSpec
 from quanteval.cost import per_thousand, run_dollars
+from quanteval.fidelity import KEPT_MASS
 from quanteval.precisions import Precision
 from quanteval.prompts import Sample, expand_samples
 from quanteval.storage import Storage
 from quanteval.textstats import distinct_n, percentile
 from quanteval_worker.classifier import LoadedClassifier, Prediction, load_classifier, predict
 from quanteval_worker.device import DeviceInfo, detect_device
-from quanteval_worker.engines import LLAMA_CPP, Engine, choose_engine, load_engine
+from quanteval_worker.engines import (
+    LLAMA_CPP,
+    VLLM,
+    Engine,
+    check_installed,
+    check_vllm_checkpoint,
+    choose_engine,
+    load_engine,
+)
 from quanteval_worker.environment import describe_environment
 from quanteval_worker.events import emit, log
 from quanteval_worker.fidelity import reference_sequences, score_reference
@@ -72,7 +81,7 @@ class Prepared:
     tokenizer: Any
     samples: list[Sample]
     checkpoint: CheckpointQuantization | None  # how the files were quantized before we got them
-    engine: str  # engines.TRANSFORMERS or engines.LLAMA_CPP
+    engine: str  # engines.TRANSFORMERS, LLAMA_CPP or VLLM
 
 
 @dataclass(frozen=True)
@@ -96,8 +105,12 @@ def prepare(spec: RunSpec) -> Prepared:
     )
     download_seconds = time.perf_counter() - began
     checkpoint = source_quantization(source)
-    strategy.check_checkpoint(checkpoint, spec.model.source, device)
-    engine = choose_engine(spec.precision, source)
+    engine = choose_engine(spec.precision, source, spec.engine)
+    check_installed(engine)
+    if engine == VLLM and spec.precision == Precision.NATIVE:
+        check_vllm_checkpoint(checkpoint, spec.model.source)
+    else:
+        strategy.check_checkpoint(checkpoint, spec.model.source, device)
     if engine == LLAMA_CPP and device.kind != "cpu":
         log("llama.cpp runs the GGUF file on the CPU (the worker's build has no CUDA)")
         device = DeviceInfo("cpu")
@@ -133,6 +146,8 @@ def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> Engine:
             prepared.device,
             caps,
             prepared.checkpoint,
+            spec.vllm,
+            None if spec.generation.batch_size == "auto" else spec.generation.batch_size,
         )
         # A checkpoint mapped from its file is read in here: serving needs the weights in
         # memory, so the time and the memory of reading them are the load's.
@@ -154,7 +169,7 @@ def generate(spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTr
     emit("progress", task="generation", done=0, total=len(prepared.samples))
     generator = engine.generator(prepared.tokenizer, spec.generation, prepared.device.kind)
     requested = spec.generation.batch_size
-    with tracker.phase("generation", holds_bytes=engine.loaded.weights_bytes):
+    with tracker.phase("generation", holds_bytes=engine.resident_bytes):
         generations, batch_size = generator.generate_all(
             prepared.samples,
             None if requested == "auto" else requested,
@@ -172,7 +187,7 @@ def measure_fidelity(
         prepared.tokenizer, prepared.samples, spec.generation.prompt_format
     )
     log("scoring the reference corpus", sequences=len(sequences))
-    with tracker.phase("fidelity", holds_bytes=engine.loaded.weights_bytes):
+    with tracker.phase("fidelity", holds_bytes=engine.resident_bytes):
         distributions = score_reference(engine, sequences)
     data = distributions.to_bytes()
     storage.write_bytes(FIDELITY_FILE, data)
@@ -187,6 +202,19 @@ def measure_fidelity(
         bytes=len(data),
         seconds=tracker.seconds["fidelity"],
     )
+
+
+def capped_fidelity(engine: Engine, fidelity: FidelitySummary) -> list[str]:
+    """Say so where the engine gives fewer log-probabilities a position than the kept-mass rule
+    asks for (vLLM): the KL lower bound is looser by what was not kept."""
+    cap = engine.info.settings.get("fidelityTopK")
+    if cap is None or fidelity.mean_kept_mass >= KEPT_MASS:
+        return []
+    return [
+        f"fidelity: {engine.info.name} gives at most {cap} log-probabilities a position, so "
+        f"they held {fidelity.mean_kept_mass:.3f} of the probability on average (the rule asks "
+        f"{KEPT_MASS}): the KL figures are a looser lower bound than a transformers run's"
+    ]
 
 
 def generation_records(
@@ -337,7 +365,7 @@ def assemble(
         generation=generated.settings,
         energy=energy,
         fidelity=fidelity,
-        warnings=prepared.classifier.warnings(spec.emotions),
+        warnings=[*prepared.classifier.warnings(spec.emotions), *capped_fidelity(engine, fidelity)],
         environment=environment,
         started_at=started_at,
         finished_at=datetime.now(UTC).isoformat(),

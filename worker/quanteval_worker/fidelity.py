@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from quanteval.fidelity import (
     KEPT_MASS,
@@ -43,29 +42,26 @@ def score_reference(
     engine: Engine, sequences: Sequence[tuple[list[int], int]]
 ) -> TokenDistributions:
     """Each scored position's most likely tokens and the corpus token's log-probability, from
-    the engine's teacher-forced logits."""
+    the engine's teacher-forced log-probabilities."""
     vocab = 0
     ids, logprobs, targets, target_lp, which = [], [], [], [], []
     for start in range(0, len(sequences), BATCH):
         batch = sequences[start : start + BATCH]
-        logits = engine.sequence_logits([tokens for tokens, _ in batch])
-        vocab = int(logits[0].shape[-1])  # the model's own width (a padded vocabulary included)
-        for row, (tokens, begins) in enumerate(batch):
-            # Position t predicts token t + 1: the sentence's tokens are predicted from begins - 1.
-            scored = torch.log_softmax(logits[row][begins - 1 : len(tokens) - 1].float(), dim=-1)
-            ordered, order = scored.sort(dim=-1, descending=True)
+        vocab, scored = engine.top_logprobs(
+            [tokens for tokens, _ in batch], [begins for _, begins in batch], TOKEN_BUDGET
+        )
+        for row, ((tokens, begins), positions) in enumerate(zip(batch, scored, strict=True)):
             # Enough of each position for KEPT_MASS (from_kept_tokens cuts it to the budget).
-            needs = (ordered.exp().cumsum(dim=-1) < KEPT_MASS).sum(dim=-1) + 1
-            kept = min(int(needs.max()), TOKEN_BUDGET, vocab)
-            top_ids, top_lp = order[:, :kept].cpu().numpy(), ordered[:, :kept].cpu().numpy()
+            needs = (positions.logprobs.exp().cumsum(dim=-1) < KEPT_MASS).sum(dim=-1) + 1
+            kept = min(int(needs.max()), TOKEN_BUDGET, positions.ids.shape[-1])
+            top_ids = positions.ids[:, :kept].cpu().numpy()
+            top_lp = positions.logprobs[:, :kept].cpu().numpy()
             for position, need in enumerate(needs.clamp(max=kept).tolist()):
                 ids.append(top_ids[position, :need].astype(np.int32))
                 logprobs.append(top_lp[position, :need].copy())
-            next_tokens = torch.tensor(tokens[begins:], device=scored.device)
-            targets.append(next_tokens.cpu().numpy())
-            target_lp.append(scored.gather(1, next_tokens[:, None])[:, 0].cpu().numpy())
-            which.append(np.full(len(next_tokens), start + row, dtype=np.int32))
-        del logits
+            targets.append(np.asarray(tokens[begins:], dtype=np.int64))
+            target_lp.append(positions.target.cpu().numpy())
+            which.append(np.full(len(tokens) - begins, start + row, dtype=np.int32))
     return from_kept_tokens(
         vocab,
         np.concatenate(which),

@@ -30,9 +30,13 @@ def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
-def counter_uniform(seeds: torch.Tensor, step: int) -> torch.Tensor:
-    """One float64 uniform in [0, 1) per row: SplitMix64 of (seed, step), on the seeds' device."""
-    z = seeds + _signed64(step * _STEP_STRIDE + _GOLDEN)
+def counter_uniform(seeds: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    """One float64 uniform in [0, 1) per row: SplitMix64 of (seed, step), on the seeds' device.
+    `step`: the same for every row, or one per row (int64; vLLM's rows are at different steps)."""
+    if isinstance(step, torch.Tensor):  # int64 arithmetic wraps: the same sums modulo 2**64
+        z = seeds + (step * _signed64(_STEP_STRIDE) + _GOLDEN)
+    else:
+        z = seeds + _signed64(step * _STEP_STRIDE + _GOLDEN)
     z = (z ^ _shift_right(z, 30)) * _MIX1
     z = (z ^ _shift_right(z, 27)) * _MIX2
     z = z ^ _shift_right(z, 31)
@@ -68,7 +72,7 @@ def candidates(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Te
 def sample_tokens(
     scores: torch.Tensor,
     seeds: torch.Tensor,
-    step: int,
+    step: int | torch.Tensor,
     temperature: float,
     top_k: int,
     top_p: float,

@@ -18,6 +18,7 @@ from quanteval_worker.generation import Generator
 
 TRANSFORMERS = "transformers"
 LLAMA_CPP = "llama.cpp"
+VLLM = "vllm"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,16 @@ class NextTokens:
     logprobs: torch.Tensor  # float32, normalised over the model's whole vocabulary
 
 
+@dataclass(frozen=True)
+class ScoredPositions:
+    """One sequence's scored positions: the most likely tokens' ids and log-probabilities, most
+    likely first ([positions, k]), and the sequence's own next token's ([positions])."""
+
+    ids: torch.Tensor
+    logprobs: torch.Tensor
+    target: torch.Tensor
+
+
 class Engine(ABC):
     """A model loaded by one engine; `close` frees it."""
 
@@ -73,6 +84,30 @@ class Engine(ABC):
     @abstractmethod
     def last_logits(self, prefixes: Sequence[list[int]]) -> torch.Tensor:
         """The logits after the last token of each prefix, [prefixes, vocabulary]."""
+
+    @property
+    def resident_bytes(self) -> int:
+        """What the model holds in memory to serve: its weights, and a KV cache an engine
+        reserves up front (vLLM's budget); a phase's peak is this and the phase's own growth."""
+        return self.loaded.weights_bytes
+
+    def top_logprobs(
+        self, sequences: Sequence[list[int]], begins: Sequence[int], limit: int
+    ) -> tuple[int, list[ScoredPositions]]:
+        """Teacher-forced, for each sequence, at each position that predicts one of its tokens
+        from `begins` on: the `limit` most likely tokens and the sequence's own token's
+        log-probability; with the model's vocabulary width (a padded one included)."""
+        logits = self.sequence_logits(sequences)
+        rows = []
+        for row, (tokens, begins_at) in enumerate(zip(sequences, begins, strict=True)):
+            # Position t predicts token t + 1: the scored tokens are predicted from begins - 1.
+            scored = torch.log_softmax(logits[row][begins_at - 1 : len(tokens) - 1].float(), -1)
+            ordered, order = scored.sort(dim=-1, descending=True)
+            k = min(limit, ordered.shape[-1])
+            following = torch.tensor(tokens[begins_at:], device=scored.device)
+            target = scored.gather(1, following[:, None])[:, 0]
+            rows.append(ScoredPositions(order[:, :k], ordered[:, :k], target))
+        return int(logits[0].shape[-1]), rows
 
     def make_resident(self) -> None:  # noqa: B027 - most engines hold their weights already
         """Bring the weights into memory before a phase measures its own growth (weights mapped

@@ -14,6 +14,7 @@ from quanteval_worker.precisions.torchao import (
     TorchAoInt4Strategy,
     TorchAoStrategy,
 )
+from quanteval_worker.precisions.vllm_formats import VllmFp8Strategy, VllmRtnStrategy
 
 STRATEGIES: dict[Precision, PrecisionStrategy] = {
     Precision.FP32: TorchDtypeStrategy(Precision.FP32, torch.float32),
@@ -28,6 +29,11 @@ STRATEGIES: dict[Precision, PrecisionStrategy] = {
     Precision.HQQ_4BIT: HqqStrategy(Precision.HQQ_4BIT),
     Precision.HQQ_3BIT: HqqStrategy(Precision.HQQ_3BIT),
     Precision.HQQ_2BIT: HqqStrategy(Precision.HQQ_2BIT),
+    Precision.W8A8_INT8: VllmRtnStrategy(Precision.W8A8_INT8),
+    Precision.W4A16_G32: VllmRtnStrategy(Precision.W4A16_G32),
+    Precision.FP8_PER_TENSOR: VllmFp8Strategy(Precision.FP8_PER_TENSOR),
+    Precision.FP8_PER_CHANNEL: VllmFp8Strategy(Precision.FP8_PER_CHANNEL),
+    Precision.FP8_PER_BLOCK: VllmFp8Strategy(Precision.FP8_PER_BLOCK),
     Precision.NATIVE: NativeStrategy(),
 }
 

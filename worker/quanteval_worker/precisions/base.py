@@ -66,6 +66,7 @@ class PrecisionStrategy:
     # The precision to suggest where this one cannot run (for the error message).
     alternative: ClassVar[str]
     required_packages: ClassVar[tuple[str, ...]] = ()
+    install: ClassVar[str] = Needs.install  # how to get the required packages
     # Where the method's kernels run: a CPU run of a GPU-only method is refused before loading.
     devices: ClassVar[frozenset[str]] = frozenset({"cpu", "cuda"})
     # The lowest NVIDIA compute capability the method's kernels need (None: any).
@@ -85,6 +86,7 @@ class PrecisionStrategy:
                 self.devices,
                 self.min_capability,
                 self.alternative,
+                self.install,
             ),
             device,
         )

