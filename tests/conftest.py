@@ -19,6 +19,8 @@ TIERS = {"operator": "cluster", "devcluster": "cluster", "worker": "model"}
 # tests/artifacts/ checks the chart, install.yaml, Dockerfiles and GitOps health (helm, kube-score,
 # hadolint binaries; no cluster); tests/unit/ is plain logic.
 HERE = Path(__file__).parent
+# tests/vllm/ runs in .venv-vllm, by its own pytest (scripts/run-tests.sh): never here.
+collect_ignore = ["vllm"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

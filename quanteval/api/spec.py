@@ -186,8 +186,8 @@ class VllmSpec(_Model):
     135M model's process at 1 GiB), so it is fixed here and recorded beside every memory figure
     of a vllm run; none of these change what is generated (not in any content hash)."""
 
-    kv_cache_gib: Annotated[float, Field(gt=0, le=4096)] = 1.0
-    """KV-cache space on a CPU, in GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    kv_cache_gib: Annotated[int, Field(ge=1, le=4096)] = 1
+    """KV-cache space on a CPU, in whole GiB (VLLM_CPU_KVCACHE_SPACE)."""
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
     """Share of the GPU's memory vLLM may take for weights, activations and KV cache."""
     max_model_len: Annotated[int, Field(ge=16, le=1_048_576)] = 2048

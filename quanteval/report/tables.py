@@ -214,10 +214,11 @@ def engine_effect_lines(report: Report) -> list[str]:
     lines = []
     for effect in report.engine_effects:
         vs = effect.vs
-        memory = memory_cell(vs.memory_saving_pct, vs.memory_comparable)
+        memory = f"{signed(vs.memory_saving_pct, '.1f')}%" + ("" if vs.memory_comparable else " ‡")
+        kl = f", mean KL {vs.fidelity.mean_kl:.4f} nats/token" if vs.fidelity else ""
         figures = (
             f"   Generation time ×{num(vs.time_ratio, '.2f')}, weights saving "
-            f"{signed(vs.weights_saving_pct, '.1f')}%, peak memory saving {memory}%, "
+            f"{signed(vs.weights_saving_pct, '.1f')}%, peak memory saving {memory}{kl}, "
             f"ROUGE-L {num(vs.rouge_l, '.3f')} against the default's texts."
         )
         line = verdict_line(effect.run_id, vs) or f"- {effect.run_id} against {vs.baseline_run_id}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from quanteval.api.errors import InvalidSpecError
 from quanteval.api.layout import FIDELITY_FILE, GENERATIONS_FILE, RATINGS_FILE
 from quanteval.api.records import SampleRecord, sha256_hex
 from quanteval.api.result import (
@@ -24,6 +25,8 @@ from quanteval.api.result import (
 )
 from quanteval.api.runspec import RunSpec
 from quanteval.cost import per_thousand, run_dollars
+from quanteval.engines import Engine as EngineName
+from quanteval.engines import refusal
 from quanteval.fidelity import KEPT_MASS
 from quanteval.precisions import Precision
 from quanteval.prompts import Sample, expand_samples
@@ -91,6 +94,11 @@ class Generated:
 
 
 def prepare(spec: RunSpec) -> Prepared:
+    why = refusal(spec.precision, spec.engine)
+    if why is not None:  # a run spec that skipped validation: refused, never run by another
+        raise InvalidSpecError(why)
+    if spec.engine != EngineName.AUTO:
+        check_installed(spec.engine.value)
     device = detect_device()
     strategy = strategy_for(spec.precision)
     bf16 = strategy.check(device, spec.allow_bf16_emulation)

@@ -50,7 +50,7 @@ def choose_engine(
             f"native on llama.cpp: {source.location} is not a GGUF file; llama.cpp runs GGUF "
             "files only: use engine auto, transformers or vllm for this checkpoint"
         )
-    if gguf_native:
+    if gguf_native and engine != EngineName.LLAMA_CPP:
         raise InvalidSpecError(
             f"native on {engine}: a GGUF file as shipped is llama.cpp's to run; use engine "
             "llama.cpp (or auto), or a precision such as bf16 for its dequantized weights"

@@ -212,9 +212,9 @@ class VllmEngine(Engine):
         }
         kwargs: dict[str, Any] = {}
         if device.kind == "cpu":
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{settings.kv_cache_gib:g}"
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(settings.kv_cache_gib)
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = _bind_threads()
-            record["kvCacheBytes"] = int(settings.kv_cache_gib * 2**30)
+            record["kvCacheBytes"] = settings.kv_cache_gib * 2**30
             record["threads"] = len(os.environ["VLLM_CPU_OMP_THREADS_BIND"].split(","))
             record["threadsBind"] = os.environ["VLLM_CPU_OMP_THREADS_BIND"]
         else:
