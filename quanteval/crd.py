@@ -38,14 +38,21 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def _int_or_auto(node: dict[str, Any], integer: dict[str, Any]) -> dict[str, Any]:
+def _int_or_words(
+    node: dict[str, Any], integer: dict[str, Any], words: list[str]
+) -> dict[str, Any]:
+    """An integer in its bounds, or one of the Literal's words (batchSize: auto, continuous)."""
     low, high = integer.get("minimum", 0), integer.get("maximum", 2**31 - 1)
-    rule = f"type(self) == int ? (self >= {low} && self <= {high}) : self == 'auto'"
+    listed = ", ".join(f"'{w}'" for w in words)
+    rule = f"type(self) == int ? (self >= {low} && self <= {high}) : self in [{listed}]"
     out: dict[str, Any] = {
         "x-kubernetes-int-or-string": True,
         "anyOf": [{"type": "integer"}, {"type": "string"}],
         "x-kubernetes-validations": [
-            {"rule": rule, "message": f"must be an integer from {low} to {high}, or auto"}
+            {
+                "rule": rule,
+                "message": f"must be an integer from {low} to {high}, or {' or '.join(words)}",
+            }
         ],
     }
     if "description" in node:
@@ -77,7 +84,8 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> di
             return {"type": "number"}
         if types == ["integer", "string"]:
             integer = next(o for o in options if o.get("type") == "integer")
-            return _int_or_auto(node, integer)
+            word = next(o for o in options if o.get("type") == "string")
+            return _int_or_words(node, integer, word.get("enum") or [word["const"]])
         if types == ["array", "string"] and path.endswith("emotions"):
             return _emotions(node)
         raise ValueError(f"{path}: no structural form for anyOf {types}")

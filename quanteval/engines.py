@@ -20,6 +20,8 @@ class Engine(StrEnum):
     VLLM = "vllm"
 
 
+# The engines a named engine's baseline run is compared with (the engine effect), first found.
+DEFAULT_ENGINES: Final = (Engine.AUTO, Engine.TRANSFORMERS)
 # How a named engine appears in a run id (a DNS-1123 label holds no dot).
 ID_PART: Final = {
     Engine.TRANSFORMERS: "transformers",
@@ -93,10 +95,4 @@ def baseline_engines(engine: Engine, baseline: Precision) -> tuple[Engine, ...]:
     runs the baseline precision; else (llama.cpp) the default engine's, first found first."""
     if baseline in RUNS[engine]:
         return (engine,)
-    return (Engine.AUTO, Engine.TRANSFORMERS)
-
-
-def reference_engine(engines: list[Engine] | tuple[Engine, ...]) -> Engine | None:
-    """The engine the others' baseline runs are compared with ("engine effect"): auto, else
-    transformers; None where a model runs on neither."""
-    return next((e for e in (Engine.AUTO, Engine.TRANSFORMERS) if e in engines), None)
+    return DEFAULT_ENGINES

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from quanteval.api.layout import run_dir, under
 from quanteval.api.runspec import EvaluationRef, RunSpec
 from quanteval.api.spec import ModelSpec, QuantEval, QuantEvalSpec
-from quanteval.engines import Engine
+from quanteval.engines import DEFAULT_ENGINES, Engine
 from quanteval.engines import run_id as engine_run_id
 from quanteval.intensity import intensity_run
 from quanteval.precisions import Precision
@@ -85,6 +85,17 @@ def expect_arg(run: Run, reason: str = "") -> str:
     (quanteval.report.data.ExpectedRun.from_arg reads it): no id is parsed back."""
     arg = f"{run.id}={run.model.name}/{run.precision}/{run.engine}"
     return f"{arg}:{reason}" if reason else arg
+
+
+def comparison_count(runs: list[Run]) -> int:
+    """The comparisons an evaluation's runs make, one multiplicity family: each run that is not
+    a baseline against its baseline, and each named engine's baseline run against the default
+    engine's of the same model (the engine effect)."""
+    defaults = {r.model.name for r in runs if r.is_baseline and r.engine in DEFAULT_ENGINES}
+    effects = sum(
+        r.is_baseline and r.engine not in DEFAULT_ENGINES and r.model.name in defaults for r in runs
+    )
+    return sum(not r.is_baseline for r in runs) + effects
 
 
 def evaluation_ref(manifest: QuantEval) -> EvaluationRef:

@@ -20,7 +20,7 @@ from quanteval.api.spec import QuantEval, QuantEvalSpec, load_manifest
 from quanteval.api.termination import TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
 from quanteval.intensity import intensity_run
-from quanteval.matrix import expand
+from quanteval.matrix import comparison_count, expand
 from quanteval.precisions import Precision
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
 from quanteval_cli import worker
@@ -188,7 +188,7 @@ def _power_lines(spec: QuantEvalSpec, assumed_effect: float | None) -> list[str]
     design = Design(
         len(spec.prompt_templates), len(spec.emotion_names), spec.generation.samples_per_prompt
     )
-    k = sum(not run.is_baseline for run in expand(spec))
+    k = comparison_count(expand(spec))
     if k == 0:
         return ["power: no comparison (every run is a baseline)"]
     if design.templates < 2:

@@ -87,10 +87,15 @@ class GenerationSettings(_Model):
     max_new_tokens: int | None  # end of sequence not counted
     samples_per_prompt: int
     seed: int
-    batch_size: int  # the batch size that fitted
+    batch_size: int  # the batch size that fitted (continuous: every sample, one submission)
     stop_token_ids: list[int]
     # What the model's generation_config.json sets (sampling defaults): recorded, never applied.
     model_defaults_ignored: dict[str, Any]
+    # fixed: our batches, one after another; continuous: all at once, as vLLM schedules them.
+    batching: Literal["fixed", "continuous"] = "fixed"
+    # Where per-sample timings come from, and how they were checked (vLLM: its request metrics,
+    # against the caller's clock); absent where the caller's own clock times every step.
+    timing: dict[str, Any] | None = None
 
 
 class EnergyFigures(_Model):

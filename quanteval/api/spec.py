@@ -155,8 +155,11 @@ class GenerationSpec(_Model):
     """Generations per prompt and emotion, each with a seed of its own."""
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 1234
     """Base seed; each sample's seed derives from it, its prompt, emotion and index."""
-    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = "auto"
-    """Prompts per batch, or auto (fits the device; halves on out-of-memory)."""
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto", "continuous"] = "auto"
+    """Prompts per batch, or auto (fits the device; halves on out-of-memory), or continuous
+    (vllm only: every sample submitted at once, scheduled as a server schedules them,
+    vllm.maxNumSeqs at a time).
+    """
 
     @model_validator(mode="before")
     @classmethod
@@ -531,6 +534,14 @@ class QuantEvalSpec(_Model):
                 f"holds at most {MAX_RUNS}, so that its status fits the API server's object size; "
                 "split it into several evaluations"
             )
+        if self.generation.batch_size == "continuous":
+            fixed = sorted({e for m in self.models for e in self.engines_of(m)} - {Engine.VLLM})
+            if fixed:
+                raise ValueError(
+                    "generation.batchSize: continuous is vLLM's continuous batching; "
+                    f"{', '.join(fixed)} runs fixed batches: use auto or a number, or run only "
+                    "on vllm"
+                )
         for index, model in enumerate(self.models):
             own = model.engines is not None or model.precisions is not None
             field = f"models[{index}]" if own else "spec"

@@ -13,7 +13,7 @@ from quanteval.comparison import (
     outcome_of,
     peak_cause_note,
 )
-from quanteval.engines import Engine, baseline_engines
+from quanteval.engines import DEFAULT_ENGINES, Engine, baseline_engines
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
@@ -113,7 +113,7 @@ def engine_effect_pairs(
     """(the default engine's baseline run, a named engine's) for each model that has both."""
     pairs = []
     for (model, engine), run in bases.items():
-        others = [e for e in (Engine.AUTO, Engine.TRANSFORMERS) if e != engine]
+        others = [e for e in DEFAULT_ENGINES if e != engine]
         reference = next((bases[(model, e)] for e in others if (model, e) in bases), None)
         if engine != Engine.AUTO and reference is not None:
             pairs.append((reference, run))
@@ -255,9 +255,6 @@ def dollar_front(runs: Sequence[RunReport]) -> tuple[str, ...] | None:
     )
 
 
-_DEFAULT_ENGINES = (Engine.AUTO, Engine.TRANSFORMERS)
-
-
 def memory_front(records: Sequence[RunRecord], succeeded: Sequence[ClaimRun]) -> list[str]:
     """The runs on the Pareto front of F1 against peak memory, among the runs whose memory is
     like for like with theirs (the same engine as it ran and KV budget): a front per kind."""
@@ -325,7 +322,7 @@ def compute_report(
     )
     models = list(dict.fromkeys(r.model for r in runs))
     claim = check_claim(
-        [c for c in succeeded if c.engine in _DEFAULT_ENGINES], model_parameters(runs), models
+        [c for c in succeeded if c.engine in DEFAULT_ENGINES], model_parameters(runs), models
     )
     best = best_run([run_outcome(r) for r in runs])
     results = [r.result for r in runs if r.result is not None]

@@ -178,10 +178,10 @@ def test_int_or_auto_fields() -> None:
     batch = spec["generation"]["properties"]["batchSize"]
 
     assert gpus["x-kubernetes-validations"][0]["rule"] == (
-        "type(self) == int ? (self >= 0 && self <= 64) : self == 'auto'"
+        "type(self) == int ? (self >= 0 && self <= 64) : self in ['auto']"
     )
     assert batch["x-kubernetes-validations"][0]["rule"] == (
-        "type(self) == int ? (self >= 1 && self <= 4096) : self == 'auto'"
+        "type(self) == int ? (self >= 1 && self <= 4096) : self in ['auto', 'continuous']"
     )
 
 

@@ -13,6 +13,7 @@ from quanteval.api.spec import QuantEval, load_manifest, parse_manifest
 from quanteval.engines import RUNS, Engine
 from quanteval.matrix import (
     build_run_spec,
+    comparison_count,
     content_hash,
     expand,
     run_output_uri,
@@ -425,3 +426,25 @@ def test_an_evaluation_over_the_run_limit_is_refused(quickstart_dict: Manifest) 
 
     with pytest.raises(InvalidSpecError, match=r"896 runs.*at most 832.*split it"):
         _parse(quickstart_dict)
+
+
+def test_continuous_batching_is_vllms_only(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["precisions"] = ["bf16"]
+    quickstart_dict["spec"]["generation"]["batchSize"] = "continuous"
+    quickstart_dict["spec"]["engines"] = ["auto", "vllm"]
+
+    with pytest.raises(InvalidSpecError, match=r"batchSize: continuous is vLLM.s.*auto runs fixed"):
+        _parse(quickstart_dict)
+    quickstart_dict["spec"]["engines"] = ["vllm"]
+    assert _parse(quickstart_dict).spec.generation.batch_size == "continuous"
+
+
+def test_the_family_counts_each_comparison_and_each_engine_effect(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["precisions"] = ["bf16", "fp16"]
+    quickstart_dict["spec"]["engines"] = ["auto", "vllm"]
+    # fp16 on each engine against its bf16, and vllm's bf16 against auto's: three.
+    assert comparison_count(expand(_parse(quickstart_dict).spec)) == 3
+    quickstart_dict["spec"]["engines"] = ["vllm"]  # no default engine: no engine effect
+    assert comparison_count(expand(_parse(quickstart_dict).spec)) == 1

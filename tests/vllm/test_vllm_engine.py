@@ -61,7 +61,7 @@ def test_our_sampler_inside_vllm_picks_the_token_our_sampler_picks_at_each_rows_
     assert torch.equal(chosen[3], untouched)
 
 
-def _manifest(precision: str) -> Any:
+def _manifest(precision: str, batch_size: int | str = "auto") -> Any:
     return parse_manifest(
         {
             "apiVersion": "quanteval.io/v1alpha1",
@@ -72,16 +72,23 @@ def _manifest(precision: str) -> Any:
                 "precisions": ["bf16"] if precision == "bf16" else ["bf16", precision],
                 "engines": ["vllm"],
                 "prompts": ["Write one sentence that expresses <class>.", "I felt <class> when"],
-                "generation": {"preset": "paper", "promptFormat": "chat", "maxNewTokens": 16},
+                "generation": {
+                    "preset": "paper",
+                    "promptFormat": "chat",
+                    "maxNewTokens": 16,
+                    "batchSize": batch_size,
+                },
                 "vllm": {"kvCacheGib": 1},
             },
         }
     )
 
 
-def _worker(precision: str, out: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+def _worker(
+    precision: str, out: Path, batch_size: int | str = "auto"
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     """One worker process, as quanteval run --local starts it; and its run's directory."""
-    manifest = _manifest(precision)
+    manifest = _manifest(precision, batch_size)
     run = next(r for r in expand(manifest.spec) if r.precision.value == precision)
     spec = build_run_spec(manifest, run, out.as_uri())
     spec_file = out / f"{run.id}.json"
@@ -102,9 +109,9 @@ def _worker(precision: str, out: Path) -> tuple[subprocess.CompletedProcess[str]
     return done, out / "runs" / run.id
 
 
-def _run(precision: str, out: Path) -> dict[str, Any]:
+def _run(precision: str, out: Path, batch_size: int | str = "auto") -> dict[str, Any]:
     """A worker run that succeeds: its result.json."""
-    done, run_dir = _worker(precision, out)
+    done, run_dir = _worker(precision, out, batch_size)
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads((run_dir / "result.json").read_text())
     return result
@@ -125,7 +132,7 @@ def test_fp8_on_a_cpu_without_amx_exits_4_before_anything_loads(tmp_path: Path) 
 def test_a_vllm_run_records_its_engine_kv_budget_timings_weights_and_fidelity(
     tmp_path: Path,
 ) -> None:
-    result = _run("bf16", tmp_path)
+    result = _run("bf16", tmp_path, batch_size=4)
 
     engine = result["environment"]["engine"]
     assert (result["engine"], engine["name"], engine["batchInvariant"]) == ("vllm", "vllm", False)
@@ -138,7 +145,11 @@ def test_a_vllm_run_records_its_engine_kv_budget_timings_weights_and_fidelity(
     ]
     assert result["metrics"]["weightsBytes"] == 2 * sum(result["environment"]["dtypes"].values())
     assert len(samples) == 14
+    assert {s["batch"] for s in samples} == {0, 1, 2, 3}  # our fixed batches of 4, recorded
     assert all(s["ttftMs"] > 0 and s["latencyMs"] >= s["ttftMs"] for s in samples)
+    timing = result["generation"]["timing"]
+    assert result["generation"]["batching"] == "fixed" and timing["consistent"] is True
+    assert len(timing["batchWallSeconds"]) == 4
     # The serving peak holds the weights and the KV budget vLLM reserved at start.
     assert result["metrics"]["peakMemoryBytes"] > result["metrics"]["weightsBytes"] + 2**30
     assert result["fidelity"]["positions"] > 0
@@ -155,3 +166,11 @@ def test_quantevals_own_w8a8_checkpoint_runs_on_vllms_int8_kernel(tmp_path: Path
     tensors = checkpoint_tensors(Path(made["location"]))
     assert {dtype for dtype, _ in tensors.values()} >= {"I8", "BF16"}
     assert result["metrics"]["weightsBytes"] < 2 * sum(n for _, n in tensors.values())
+
+
+def test_continuous_batching_submits_every_sample_at_once_and_says_so(tmp_path: Path) -> None:
+    result = _run("bf16", tmp_path, batch_size="continuous")
+
+    assert result["generation"]["batching"] == "continuous"
+    assert result["generation"]["batchSize"] == 14
+    assert len(result["generation"]["timing"]["batchWallSeconds"]) == 1

@@ -51,6 +51,7 @@ from quanteval_worker.generation import (
     check_prompt_format,
     check_prompt_lengths,
     prompt_lengths,
+    requested_batch,
 )
 from quanteval_worker.intensity import (
     classifier_reference,
@@ -155,7 +156,7 @@ def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> Engine:
             caps,
             prepared.checkpoint,
             spec.vllm,
-            None if spec.generation.batch_size == "auto" else spec.generation.batch_size,
+            spec.generation.batch_size if isinstance(spec.generation.batch_size, int) else None,
         )
         # A checkpoint mapped from its file is read in here: serving needs the weights in
         # memory, so the time and the memory of reading them are the load's.
@@ -180,11 +181,12 @@ def generate(spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTr
     with tracker.phase("generation", holds_bytes=engine.resident_bytes):
         generations, batch_size = generator.generate_all(
             prepared.samples,
-            None if requested == "auto" else requested,
+            requested_batch(requested, len(prepared.samples)),
             on_batch,
             tracker.memory,
         )
-    return Generated(generations, generator.settings(batch_size))
+    # continuous: vLLM scheduled them all at once (validation allows it on vllm only)
+    return Generated(generations, generator.settings(batch_size, requested == "continuous"))
 
 
 def measure_fidelity(

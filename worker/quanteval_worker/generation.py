@@ -192,6 +192,14 @@ def token_budget(prompt_tokens: int, spec: GenerationSpec) -> int:
     return min(budgets)
 
 
+def requested_batch(batch_size: int | str, samples: int) -> int | None:
+    """generate_all's batch size for the spec's batchSize: continuous submits every sample at
+    once (vLLM schedules them), auto leaves it to the device (None)."""
+    if batch_size == "continuous":
+        return samples
+    return batch_size if isinstance(batch_size, int) else None
+
+
 def balanced_batch_size(count: int, cap: int) -> int:
     """The smallest even split of `count` into batches of at most `cap` (70 at 64: 2 of 35)."""
     batches = max(1, math.ceil(count / cap))
@@ -268,7 +276,11 @@ class Generator:
         self.ignored_model_defaults = model_generation_defaults(model)
         self._blank_config = GenerationConfig()
 
-    def settings(self, batch_size: int) -> GenerationSettings:
+    def timing(self) -> dict[str, Any] | None:
+        """How the per-sample timings were taken, where not by this process's step clock."""
+        return None
+
+    def settings(self, batch_size: int, continuous: bool = False) -> GenerationSettings:
         """Every generation setting in force, as result.json records it."""
         spec = self.spec
         return GenerationSettings(
@@ -285,6 +297,8 @@ class Generator:
             batch_size=batch_size,
             stop_token_ids=self.stop_ids,
             model_defaults_ignored=self.ignored_model_defaults,
+            batching="continuous" if continuous else "fixed",
+            timing=self.timing(),
         )
 
     def _input_device(self) -> torch.device:

@@ -23,7 +23,7 @@ from quanteval_worker.classifier import LoadedClassifier, predict
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.engines import Engine
 from quanteval_worker.events import emit, log
-from quanteval_worker.generation import Generation
+from quanteval_worker.generation import Generation, requested_batch
 from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
 
 RULE = "the first number in the answer, clamped to 0-100; an answer without one is a parse failure"
@@ -91,7 +91,7 @@ def rate(
     with tracker.phase("intensity"):
         answers, _ = generator.generate_all(
             samples,
-            None if requested == "auto" else requested,
+            requested_batch(requested, len(samples)),
             lambda done, total: emit("progress", task="intensity", done=done, total=total),
             tracker.memory,
         )

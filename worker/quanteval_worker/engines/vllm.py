@@ -50,6 +50,9 @@ from quanteval_worker.generation import (
 # objects, so the kept-mass rule is capped here (measured: docs/benchmarks.md); the summary's
 # kept mass says how much of the distribution the cap held, and the KL bound loosens with it.
 FIDELITY_TOP_K = 1000
+# vLLM's request clock starts at arrival, a little after the caller's: its latest end may not
+# pass the caller's wall time of the batch by more than this.
+CLOCK_SLACK = 0.005
 _DTYPES = {Precision.FP32: "float32", Precision.BF16: "bfloat16", Precision.FP16: "float16"}
 _FP8 = {
     Precision.FP8_PER_TENSOR: "fp8_per_tensor",
@@ -132,6 +135,19 @@ class VllmGenerator(Generator):
         self.llm = llm
         # The caller's wall time of each batch against the latest end vLLM reports in it.
         self.clock_checks: list[tuple[float, float]] = []
+
+    def timing(self) -> dict[str, Any]:
+        """vLLM's request metrics, and the check against the caller's clock: no request of a
+        batch may end later than the caller saw the batch end."""
+        walls = [wall for wall, _ in self.clock_checks]
+        ends = [end for _, end in self.clock_checks]
+        return {
+            "source": "vLLM request metrics (first_token_latency, first/last_token_ts)",
+            "checkedAgainst": "the caller's clock around each batch",
+            "batchWallSeconds": [round(w, 4) for w in walls],
+            "latestRequestEndSeconds": [round(e, 4) for e in ends],
+            "consistent": all(e <= w + CLOCK_SLACK for w, e in self.clock_checks),
+        }
 
     def generate_batch(self, samples: Sequence[Sample], index: int = 0) -> list[Generation]:
         from vllm import SamplingParams
