@@ -301,6 +301,14 @@ class Generator:
             timing=self.timing(),
         )
 
+    def prompt_ids(self, samples: Sequence[Sample]) -> list[list[int]]:
+        """Each sample's prompt as the token ids the model receives (engines fed ids, unpadded)."""
+        fmt = self.spec.prompt_format
+        texts = [format_prompt(self.tokenizer, s.prompt, fmt) for s in samples]
+        return [
+            [int(t) for t in ids] for ids in encode_prompts(self.tokenizer, texts, fmt)["input_ids"]
+        ]
+
     def _input_device(self) -> torch.device:
         return next(self.model.parameters()).device  # type: ignore[no-any-return]
 

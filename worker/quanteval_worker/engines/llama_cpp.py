@@ -32,8 +32,6 @@ from quanteval_worker.generation import (
     BatchTiming,
     Generation,
     Generator,
-    encode_prompts,
-    format_prompt,
     row_timing,
     token_budget,
 )
@@ -159,11 +157,7 @@ class GgufGenerator(Generator):
 
     def generate_batch(self, samples: Sequence[Sample], index: int = 0) -> list[Generation]:
         spec = self.spec
-        texts = [format_prompt(self.tokenizer, s.prompt, spec.prompt_format) for s in samples]
-        prompts = [
-            [int(t) for t in ids]
-            for ids in encode_prompts(self.tokenizer, texts, spec.prompt_format)["input_ids"]
-        ]
+        prompts = self.prompt_ids(samples)
         budgets = [token_budget(len(p), spec) for p in prompts]
         steps = max(budgets)
         seeds = torch.tensor([s.seed for s in samples], dtype=torch.int64)

@@ -41,8 +41,6 @@ from quanteval_worker.generation import (
     BatchTiming,
     Generation,
     Generator,
-    encode_prompts,
-    format_prompt,
     token_budget,
 )
 
@@ -155,11 +153,7 @@ class VllmGenerator(Generator):
         from quanteval_worker.engines.vllm_sampler import sampling_args
 
         spec = self.spec
-        texts = [format_prompt(self.tokenizer, s.prompt, spec.prompt_format) for s in samples]
-        prompts = [
-            [int(t) for t in ids]
-            for ids in encode_prompts(self.tokenizer, texts, spec.prompt_format)["input_ids"]
-        ]
+        prompts = self.prompt_ids(samples)
         params = [
             SamplingParams(
                 temperature=0.0,
