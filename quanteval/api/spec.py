@@ -198,8 +198,8 @@ class VllmSpec(_Model):
     max_num_seqs: Annotated[int | None, Field(ge=1, le=4096)] = None
     """Sequences vLLM runs at once; default: the batch size."""
     enforce_eager: bool = True
-    """Run eagerly (no torch.compile or CUDA graphs): an engine start of about 22 s instead of
-    86 s on a CPU, and slower steps."""
+    """Run eagerly (no torch.compile or CUDA graphs): a much shorter engine start, slower steps;
+    result.json records the start's seconds."""
 
 
 class ClassifierSpec(_Model):

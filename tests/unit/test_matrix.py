@@ -448,3 +448,26 @@ def test_the_family_counts_each_comparison_and_each_engine_effect(
     assert comparison_count(expand(_parse(quickstart_dict).spec)) == 3
     quickstart_dict["spec"]["engines"] = ["vllm"]  # no default engine: no engine effect
     assert comparison_count(expand(_parse(quickstart_dict).spec)) == 1
+
+
+@pytest.mark.parametrize(
+    ("precision", "engine"),
+    [(p, e) for e in Engine for p in Precision if p not in RUNS[e]],
+)
+def test_every_pair_the_table_rules_out_is_refused_naming_it_and_an_alternative(
+    quickstart_dict: Manifest, precision: Precision, engine: Engine
+) -> None:
+    quickstart_dict["spec"]["precisions"] = ["bf16"]
+    quickstart_dict["spec"]["models"].append(
+        {
+            "name": "other", "source": "org/other", "precisions": [precision.value],
+            "engines": [engine.value], "baselineModel": "smollm2-135m",
+        }
+    )  # fmt: skip
+
+    with pytest.raises(InvalidSpecError) as refused:
+        _parse(quickstart_dict)
+
+    message = str(refused.value)
+    assert f"models[1] (other): {precision} on {engine}: " in message
+    assert re.search(r"; (use|add vllm|run) ", message), message

@@ -214,6 +214,13 @@ def measure_fidelity(
     )
 
 
+def kv_budget(engine: Engine) -> dict[str, int]:
+    """The KV cache an engine reserves up front (vLLM's budget), which every phase's peak holds:
+    recorded beside the memory figures."""
+    reserved = engine.resident_bytes - engine.loaded.weights_bytes
+    return {"kvCacheBudgetBytes": reserved} if reserved else {}
+
+
 def capped_fidelity(engine: Engine, fidelity: FidelitySummary) -> list[str]:
     """Say so where the engine gave fewer log-probabilities at a position than the kept-mass
     rule asked for (vLLM's cap): the KL lower bound is looser by what was not kept."""
@@ -372,6 +379,7 @@ def assemble(
             **tracker.memory.figures,
             **tracker.memory.causes,
             "weightsBytes": loaded.weights_bytes,
+            **kv_budget(engine),
         },
         generation=generated.settings,
         energy=energy,
