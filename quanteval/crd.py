@@ -20,7 +20,7 @@ from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.api.spec import DNS1123_LABEL, MAX_EVAL_NAME, PRESETS, QuantEvalSpec
 from quanteval.api.states import ConditionType
 from quanteval.api.status import EvaluationStatus
-from quanteval.engines import RUNS
+from quanteval.engines import RUNS, Engine
 from quanteval.precisions import PRECISION_ORDER, Precision
 
 PLURAL = "quantevals"
@@ -212,6 +212,12 @@ def spec_schema() -> dict[str, Any]:
             "message": "each engine may appear once",
         },
         *_engine_rules(),
+        {
+            "rule": "!has(self.workerImages) || self.workerImages.all(k, k in ["
+            + ", ".join(f"'{e}'" for e in Engine)
+            + "])",
+            "message": f"workerImages is keyed by engine: {', '.join(Engine)}",
+        },
     ]
     spec["properties"]["intensity"]["x-kubernetes-validations"] = [
         {

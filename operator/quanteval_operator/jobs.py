@@ -12,6 +12,7 @@ from quanteval.api.runspec import ENV_STRING_LIMIT, env_string_fits, run_spec_en
 from quanteval.api.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
 from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
+from quanteval.engines import Engine
 from quanteval.matrix import Run, build_run_spec, expand, expect_arg, s3_evaluation_root
 from quanteval.sizing import estimate_weights_bytes, gpus_needed
 from quanteval_operator.settings import Settings
@@ -19,8 +20,9 @@ from quanteval_operator.settings import Settings
 LABEL_EVAL = f"{API_GROUP}/eval"
 LABEL_EVAL_UID = f"{API_GROUP}/eval-uid"
 LABEL_RUN = f"{API_GROUP}/run"
+LABEL_ENGINE = f"{API_GROUP}/engine"
 ANNOTATION_CONTENT_HASH = f"{API_GROUP}/content-hash"
-# The report Job's value of LABEL_RUN; never a run id (those end in -<precision>).
+# The report Job's value of LABEL_RUN; never a run id (those hold -<precision>).
 REPORT = "report"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONTAINER = "worker"
@@ -58,18 +60,21 @@ def check_tenancy(manifest: QuantEval, settings: Settings) -> None:
     without them, whoever may create a QuantEval may run any image with the namespace's
     Secrets and volume claims through an operator that may create Jobs."""
     spec = manifest.spec
-    image = spec.worker_image
-    if image and not settings.allow_worker_image:
-        raise SpecProblem(
-            "spec.workerImage: this operator does not let a QuantEval choose its image "
-            "(tenancy.allowWorkerImage: false); leave it out to use the operator's"
-        )
+    images = [("spec.workerImage", spec.worker_image)] + [
+        (f"spec.workerImages.{engine}", image) for engine, image in spec.worker_images.items()
+    ]
     allowed = settings.allowed_worker_images
-    if image and allowed and not _image_allowed(image, allowed):
-        raise SpecProblem(
-            f"spec.workerImage: {image} is not among the images this operator allows "
-            f"(tenancy.allowedWorkerImages: {', '.join(allowed)})"
-        )
+    for field_name, image in images:
+        if image and not settings.allow_worker_image:
+            raise SpecProblem(
+                f"{field_name}: this operator does not let a QuantEval choose its image "
+                "(tenancy.allowWorkerImage: false); leave it out to use the operator's"
+            )
+        if image and allowed and not _image_allowed(image, allowed):
+            raise SpecProblem(
+                f"{field_name}: {image} is not among the images this operator allows "
+                f"(tenancy.allowedWorkerImages: {', '.join(allowed)})"
+            )
     s3 = spec.output.s3
     named = [
         ("spec.output.s3.secretRef.name", s3.secret_ref.name if s3 and s3.secret_ref else ""),
@@ -193,6 +198,7 @@ def labels_for(manifest: QuantEval, run: Run | None) -> dict[str, str]:
         LABEL_EVAL: meta.name,
         LABEL_EVAL_UID: meta.uid or "",
         LABEL_RUN: run.id if run else REPORT,
+        **({LABEL_ENGINE: run.engine.value} if run else {}),
     }
 
 
@@ -228,9 +234,22 @@ THREADS_ENV = {
 }
 
 
+def worker_image(manifest: QuantEval, settings: Settings, engine: Engine) -> str:
+    """The image of a run on `engine`: the spec's for that engine, the operator's for that
+    engine, the spec's workerImage, the operator's worker image; the first set."""
+    spec = manifest.spec
+    return (
+        spec.worker_images.get(engine)
+        or settings.engine_images.get(engine.value)
+        or spec.worker_image
+        or settings.worker_image
+    )
+
+
 def _pod_spec(
     manifest: QuantEval,
     settings: Settings,
+    engine: Engine,
     command: list[str],
     env: list[dict[str, Any]],
     limits: dict[str, str],
@@ -247,7 +266,7 @@ def _pod_spec(
     )
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": spec.worker_image or settings.worker_image,
+        "image": worker_image(manifest, settings, engine),
         "imagePullPolicy": settings.image_pull_policy,
         "command": command,
         "env": [
@@ -352,7 +371,8 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
     run_spec = build_run_spec(manifest, run, s3_evaluation_root(manifest))
     name, value = run_spec_env(run_spec)
     env = [{"name": name, "value": value}, *_credentials_env(manifest)]
-    pod_spec = _pod_spec(manifest, settings, list(settings.worker_command), env, limits, requests)
+    command = settings.command_for(run.engine)
+    pod_spec = _pod_spec(manifest, settings, run.engine, command, env, limits, requests)
     job_spec = {
         "backoffLimit": spec.backoff_limit,
         "activeDeadlineSeconds": spec.active_deadline_seconds,
@@ -403,7 +423,7 @@ def render_report_job(
     # `quanteval report` writes the comparisons' verdicts there, for the status (no S3 here).
     termination = {"name": TERMINATION_LOG_ENV, "value": DEFAULT_TERMINATION_LOG}
     env = [*_credentials_env(manifest), termination]
-    pod_spec = _pod_spec(manifest, settings, command, env, limits, requests)
+    pod_spec = _pod_spec(manifest, settings, Engine.AUTO, command, env, limits, requests)
     job_spec = {"backoffLimit": 1, "activeDeadlineSeconds": 3600}
     name = report_job_name(meta.name, meta.uid or "")
     return _owned_job(manifest, name, labels, {}, job_spec, pod_spec)

@@ -3,7 +3,9 @@
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
+from quanteval.engines import Engine
 from quanteval_operator.passes import RETRY_SECONDS
 
 
@@ -15,6 +17,16 @@ def _command(value: str) -> list[str]:
             raise ValueError("QUANTEVAL_WORKER_COMMAND must be a JSON list of strings")
         return parsed
     return value.split()
+
+
+def _by_engine(name: str, value: str) -> dict[str, Any]:
+    """A JSON object keyed by engine (the chart's worker.images / worker.commands); empty: {}."""
+    if not value.strip():
+        return {}
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict) or not set(parsed) <= {e.value for e in Engine}:
+        raise ValueError(f"{name} must be a JSON object keyed by {', '.join(Engine)}")
+    return parsed
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -59,6 +71,10 @@ class Settings:
     # scale benchmark swaps in a worker that finishes at once.
     worker_command: list[str] = field(default_factory=lambda: ["quanteval-worker"])
     report_command: list[str] = field(default_factory=lambda: ["quanteval", "report"])
+    # Per engine, where a run's engine needs its own environment (vLLM pins its own torch): the
+    # image and command of that engine's runs (the chart's worker.images / worker.commands).
+    engine_images: dict[str, str] = field(default_factory=dict)
+    engine_commands: dict[str, list[str]] = field(default_factory=dict)
     image_pull_policy: str = "IfNotPresent"
     gpu_resource_name: str = "nvidia.com/gpu"
     gpu_memory_gib: float = 80.0
@@ -87,6 +103,10 @@ class Settings:
     failed_creates_seconds: float = 30.0
     retry_seconds: tuple[float, ...] = RETRY_SECONDS
 
+    def command_for(self, engine: Engine) -> list[str]:
+        """The worker command of `engine`'s runs: its own, else the worker's."""
+        return list(self.engine_commands.get(engine.value, self.worker_command))
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
@@ -99,6 +119,15 @@ class Settings:
             report_command=_command(env["QUANTEVAL_REPORT_COMMAND"])
             if env.get("QUANTEVAL_REPORT_COMMAND")
             else defaults.report_command,
+            engine_images=_by_engine(
+                "QUANTEVAL_WORKER_IMAGES", env.get("QUANTEVAL_WORKER_IMAGES", "")
+            ),
+            engine_commands={
+                engine: _command(json.dumps(command))
+                for engine, command in _by_engine(
+                    "QUANTEVAL_WORKER_COMMANDS", env.get("QUANTEVAL_WORKER_COMMANDS", "")
+                ).items()
+            },
             image_pull_policy=env.get("QUANTEVAL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
             gpu_resource_name=env.get("QUANTEVAL_GPU_RESOURCE_NAME", defaults.gpu_resource_name),
             gpu_memory_gib=float(env.get("QUANTEVAL_GPU_MEMORY_GIB", defaults.gpu_memory_gib)),

@@ -457,6 +457,13 @@ class QuantEvalSpec(_Model):
     """Image of this evaluation's run and report Jobs, with its tag or digest (default: the
     operator's, Helm value worker.image).
     """
+    worker_images: Annotated[
+        dict[Engine, Annotated[str, Field(max_length=512, pattern=IMAGE_REFERENCE)]],
+        Field(max_length=len(Engine)),
+    ] = Field(default_factory=dict)
+    """Image of this evaluation's runs on one engine (vllm: an image with vLLM), before the
+    operator's for that engine (Helm value worker.images), workerImage and worker.image.
+    """
 
     @field_validator("precisions", "engines")
     @classmethod

@@ -528,8 +528,10 @@ def test_values_schema() -> None:
     assert len(objects) > 10
     for where, node in objects:
         closed = node.get("additionalProperties")
-        # Closed objects; free-form maps (annotations, nodeSelector) only of strings.
-        assert closed is False or closed == {"type": "string"}, where
+        # Closed objects; free-form maps (annotations, nodeSelector) only of strings; maps keyed
+        # by a named set (worker.images, worker.commands: by engine).
+        keyed = "enum" in node.get("propertyNames", {})
+        assert closed is False or closed == {"type": "string"} or keyed, where
     replicas = schema["properties"]["replicaCount"]
     assert replicas["const"] == 1
     assert "standalone" in replicas["description"]

@@ -71,3 +71,28 @@ def test_the_worker_disk_is_sized_from_the_model_where_the_cache_is_an_emptydir(
     seven = by_model["llama2-7b"]
     unknown = replace(seven, model=seven.model.model_copy(update={"parameters": None}))
     assert ephemeral_storage(without, unknown, SETTINGS) == SETTINGS.worker_ephemeral_storage
+
+
+def test_kube_score_finds_nothing_critical_with_a_vllm_image_and_its_jobs() -> None:
+    vllm_image = "ghcr.io/quanteval/quanteval-worker-vllm:0.1.0"
+    chart = helm(
+        "template", "qe", str(ROOT / "charts" / "quanteval-operator"),
+        "--namespace", "quanteval-system",
+        "--set", "networkPolicy.enabled=true", "--set", "networkPolicy.workerNamespaces={team}",
+        "--set-json", f'worker.images={{"vllm": "{vllm_image}"}}',
+        "--set-json", 'worker.commands={"vllm": ["quanteval-worker"]}',
+    ).stdout  # fmt: skip
+    assert "QUANTEVAL_WORKER_IMAGES" in chart
+    manifest = load_manifest(ROOT / "manifests" / "examples" / "engines-local.yaml")
+    meta = manifest.metadata.model_copy(update={"uid": "6f1c2a9e-3b7d", "namespace": "team"})
+    resources = manifest.spec.resources.model_copy(update={"memory": "8Gi"})  # kube-score asks
+    spec = manifest.spec.model_copy(update={"resources": resources})
+    manifest = manifest.model_copy(update={"metadata": meta, "spec": spec})
+    manifest = effective_manifest(manifest, SETTINGS)
+    settings = replace(SETTINGS, engine_images={"vllm": vllm_image})
+    jobs = [render_job(manifest, run, settings) for run in expand(manifest.spec)]
+    assert {job["spec"]["template"]["spec"]["containers"][0]["image"] for job in jobs} == {
+        SETTINGS.worker_image,
+        vllm_image,
+    }
+    assert _criticals(chart, yaml.safe_dump_all(jobs)) == []

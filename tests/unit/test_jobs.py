@@ -178,6 +178,7 @@ def test_labels_on_job_and_pod_template(quickstart_dict: Manifest) -> None:
         "quanteval.io/eval": "quickstart",
         "quanteval.io/eval-uid": UID,
         "quanteval.io/run": "smollm2-135m-nf4",
+        "quanteval.io/engine": "auto",
     }
 
     assert job["metadata"]["labels"] == expected
@@ -722,6 +723,18 @@ TENANCY_REFUSALS = [
         id="image-not-allowed",
     ),
     pytest.param(
+        {"workerImages": {"vllm": "evil.example.com/miner:1"}},
+        Settings(allowed_worker_images=("registry.example.com/qe/*",)),
+        ["spec.workerImages.vllm: evil.example.com/miner:1", "tenancy.allowedWorkerImages"],
+        id="engine-image-not-allowed",
+    ),
+    pytest.param(
+        {"workerImages": {"vllm": "registry.example.com/qe/vllm:1"}},
+        Settings(allow_worker_image=False),
+        ["spec.workerImages.vllm", "tenancy.allowWorkerImage: false"],
+        id="engine-image-not-choosable",
+    ),
+    pytest.param(
         {"output": {"s3": {"bucket": "bkt", "secretRef": {"name": "prod-db"}}}},
         Settings(allowed_secrets=("team-s3",)),
         ["spec.output.s3.secretRef.name", "'prod-db'", "tenancy.allowedSecrets: team-s3"],
@@ -773,3 +786,56 @@ def test_tenancy_allows_listed_images_and_secrets_and_the_operators_own(
                       allow_worker_image=False)  # fmt: skip
     s3 = effective_manifest(parse_manifest(quickstart_dict), strict).spec.output.s3
     assert s3 is not None and s3.secret_ref is not None and s3.secret_ref.name == "operator-s3"
+
+
+# Engines: each run's image and command are its engine's
+
+
+VLLM_IMAGE = "registry.example.com/qe/worker-vllm:1"
+
+
+def _engine_runs(document: Manifest, settings: Settings) -> dict[str, dict[str, Any]]:
+    document["spec"]["precisions"] = ["bf16"]
+    document["spec"]["engines"] = ["auto", "vllm"]
+    manifest = _manifest(document)
+    return {run.id: render_job(manifest, run, settings) for run in expand(manifest.spec)}
+
+
+def test_a_runs_image_command_and_label_are_its_engines(quickstart_dict: Manifest) -> None:
+    settings = Settings(
+        engine_images={"vllm": VLLM_IMAGE},
+        engine_commands={"vllm": ["/opt/vllm/bin/quanteval-worker"]},
+    )
+    jobs = _engine_runs(quickstart_dict, settings)
+
+    auto, vllm = jobs["smollm2-135m-bf16"], jobs["smollm2-135m-bf16-vllm"]
+    assert _container(auto)["image"] == settings.worker_image
+    assert _container(auto)["command"] == ["quanteval-worker"]
+    assert _container(vllm)["image"] == VLLM_IMAGE
+    assert _container(vllm)["command"] == ["/opt/vllm/bin/quanteval-worker"]
+    assert vllm["metadata"]["labels"]["quanteval.io/engine"] == "vllm"
+    assert vllm["spec"]["template"]["metadata"]["labels"]["quanteval.io/engine"] == "vllm"
+    assert auto["metadata"]["labels"]["quanteval.io/engine"] == "auto"
+
+
+def test_the_specs_engine_image_comes_before_the_operators(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["workerImages"] = {"vllm": "registry.example.com/qe/mine:2"}
+    quickstart_dict["spec"]["workerImage"] = "registry.example.com/qe/all:3"
+    jobs = _engine_runs(quickstart_dict, Settings(engine_images={"vllm": VLLM_IMAGE}))
+
+    assert _container(jobs["smollm2-135m-bf16-vllm"])["image"] == "registry.example.com/qe/mine:2"
+    assert _container(jobs["smollm2-135m-bf16"])["image"] == "registry.example.com/qe/all:3"
+
+
+def test_the_operator_reads_its_engine_images_and_commands_from_the_chart() -> None:
+    settings = Settings.from_env(
+        {
+            "QUANTEVAL_WORKER_IMAGES": json.dumps({"vllm": VLLM_IMAGE}),
+            "QUANTEVAL_WORKER_COMMANDS": json.dumps({"vllm": ["quanteval-worker", "--x"]}),
+        }
+    )
+    assert settings.engine_images == {"vllm": VLLM_IMAGE}
+    assert settings.command_for(Engine.VLLM) == ["quanteval-worker", "--x"]
+    assert settings.command_for(Engine.AUTO) == ["quanteval-worker"]
+    with pytest.raises(ValueError, match=re.escape("keyed by auto, transformers, llama.cpp, vllm")):
+        Settings.from_env({"QUANTEVAL_WORKER_IMAGES": json.dumps({"tensorrt": "x"})})
