@@ -19,10 +19,11 @@ from quanteval.api.errors import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.api.spec import QuantEval, QuantEvalSpec, load_manifest
 from quanteval.api.termination import TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
+from quanteval.engines import Engine
 from quanteval.intensity import intensity_run
-from quanteval.matrix import comparison_count, expand
+from quanteval.matrix import Run, comparison_count, expand
 from quanteval.precisions import Precision
-from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, gpus_needed
+from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, run_gpus
 from quanteval_cli import worker
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         else:
             work += f" and {_local_texts(manifest)} ratings"
     table = Table(title=f"{manifest.metadata.name}: {work} a run, {gpu_memory:g} GiB GPUs")
-    for header in ("run", "model", "precision", "parameters", "weights (est.)", "GPUs"):
+    for header in ("run", "model", "precision", "parameters", "weights (est.)", "GPUs", "vLLM"):
         table.add_column(header)
     counted: dict[str, int | None] = {}
     for run in expand(spec):
@@ -133,7 +134,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                 counted[run.model.name] = worker.count_parameters(run.model.source)
             params = counted[run.model.name]
         if params is None:
-            table.add_row(run.id, run.model.name, run.precision.value, "unknown", "-", "1 (?)")
+            table.add_row(
+                run.id, run.model.name, run.precision.value, "unknown", "-", "1 (?)", "-"
+            )  # fmt: skip
             continue
         checkpoint = None
         if run.precision == Precision.NATIVE:
@@ -142,18 +145,18 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         if weights is None:
             table.add_row(
                 run.id, run.model.name, run.precision.value, f"{params / 1e9:.2f}B",
-                "unknown (native: no quantization config read)", "1 (?)",
+                "unknown (native: no quantization config read)", "1 (?)", "-",
             )  # fmt: skip
             continue
         gpus = (
             spec.resources.gpus
             if spec.resources.gpus != "auto"
-            else gpus_needed(weights, gpu_memory)
+            else run_gpus(weights, run.engine, gpu_memory, spec.vllm)
         )
         baseline = " (baseline)" if run.is_baseline else ""
         table.add_row(
             run.id, run.model.name, run.precision.value + baseline, f"{params / 1e9:.2f}B",
-            human_bytes(weights), str(gpus),
+            human_bytes(weights), str(gpus), _vllm_cell(spec, run, gpus),
         )  # fmt: skip
     out = Console(width=160)
     out.print(table)
@@ -162,6 +165,14 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for line in _power_lines(spec, args.design_effect):
         out.print(line, highlight=False)
     return ExitCode.OK
+
+
+def _vllm_cell(spec: QuantEvalSpec, run: Run, gpus: int) -> str:
+    """A vllm run's KV budget (in the GPU share vLLM takes) and tensor-parallel size."""
+    if run.engine != Engine.VLLM:
+        return "-"
+    share = f"{spec.vllm.gpu_memory_utilization:.0%}"
+    return f"KV {spec.vllm.kv_cache_gib} GiB in {share} of each GPU, TP {max(gpus, 1)}"
 
 
 def _power_lines(spec: QuantEvalSpec, assumed_effect: float | None) -> list[str]:

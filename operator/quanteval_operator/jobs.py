@@ -14,7 +14,7 @@ from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_E
 from quanteval.cost import with_default_cost
 from quanteval.engines import Engine
 from quanteval.matrix import Run, build_run_spec, expand, expect_arg, s3_evaluation_root
-from quanteval.sizing import estimate_weights_bytes, gpus_needed
+from quanteval.sizing import estimate_weights_bytes, run_gpus
 from quanteval_operator.settings import Settings
 
 LABEL_EVAL = f"{API_GROUP}/eval"
@@ -163,7 +163,8 @@ def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:
     weights = estimate_weights_bytes(run.model.parameters, run.precision)
     if weights is None:
         return None
-    return gpus_needed(weights, resources.gpu_memory_gib or settings.gpu_memory_gib)
+    gpu_memory = resources.gpu_memory_gib or settings.gpu_memory_gib
+    return run_gpus(weights, run.engine, gpu_memory, manifest.spec.vllm)
 
 
 GIB = 2**30
@@ -311,6 +312,15 @@ def _pod_spec(
     return pod_spec
 
 
+def with_shared_memory(pod_spec: dict[str, Any], size: str) -> None:
+    """A memory-backed /dev/shm for vLLM's tensor-parallel ranks, which share tensors through
+    it; a container's own /dev/shm is 64 MiB. It counts against the pod's memory limit."""
+    pod_spec["volumes"].append(
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": size}}
+    )
+    pod_spec["containers"][0]["volumeMounts"].append({"name": "dshm", "mountPath": "/dev/shm"})
+
+
 def _owned_job(
     manifest: QuantEval,
     name: str,
@@ -373,6 +383,8 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
     env = [{"name": name, "value": value}, *_credentials_env(manifest)]
     command = settings.command_for(run.engine)
     pod_spec = _pod_spec(manifest, settings, run.engine, command, env, limits, requests)
+    if run.engine == Engine.VLLM and gpus is not None and gpus > 1:
+        with_shared_memory(pod_spec, settings.worker_shm_size)
     job_spec = {
         "backoffLimit": spec.backoff_limit,
         "activeDeadlineSeconds": spec.active_deadline_seconds,

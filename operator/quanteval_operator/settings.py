@@ -90,6 +90,8 @@ class Settings:
     worker_cpu: str = "2"
     # A worker's disk where its model cache is an emptyDir and the model's size is unknown.
     worker_ephemeral_storage: str = "50Gi"
+    # /dev/shm of a tensor-parallel vLLM run (vLLM's docs run its image with --shm-size 10.24gb).
+    worker_shm_size: str = "10Gi"
     # Tenancy: what a QuantEval may ask for (the chart's tenancy.* values).
     allow_worker_image: bool = True  # may spec.workerImage be set at all
     allowed_worker_images: tuple[str, ...] = ()  # if any: exact references, or prefixes ending *
@@ -141,6 +143,7 @@ class Settings:
             worker_cpu=env.get("QUANTEVAL_WORKER_CPU") or defaults.worker_cpu,
             worker_ephemeral_storage=env.get("QUANTEVAL_WORKER_EPHEMERAL_STORAGE")
             or defaults.worker_ephemeral_storage,
+            worker_shm_size=env.get("QUANTEVAL_WORKER_SHM_SIZE") or defaults.worker_shm_size,
             allow_worker_image=_flag(env.get("QUANTEVAL_ALLOW_WORKER_IMAGE", ""), True),
             allowed_worker_images=_names(env.get("QUANTEVAL_ALLOWED_WORKER_IMAGES", "")),
             allow_secret_refs=_flag(env.get("QUANTEVAL_ALLOW_SECRET_REFS", ""), True),

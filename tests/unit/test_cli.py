@@ -167,6 +167,24 @@ def test_plan_quickstart_lists_the_runs(
     assert "assumed: design effect 1.00 at 7 samples a template" in flat
 
 
+def test_plan_shows_a_vllm_runs_kv_budget_and_tensor_parallel_size(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart_dict["spec"]["models"] = [{"name": "big", "source": "org/big", "parameters": 7e9}]
+    quickstart_dict["spec"]["precisions"] = ["bf16"]
+    quickstart_dict["spec"]["engines"] = ["auto", "vllm"]
+    quickstart_dict["spec"]["resources"] = {"gpuMemoryGiB": 24}
+    quickstart_dict["spec"]["vllm"] = {"kvCacheGib": 8}
+    path = write_manifest(quickstart_dict)
+
+    assert main(["plan", str(path)]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[1]: line for line in out if "│ big-" in line}
+    assert "KV 8 GiB in 90% of each GPU, TP 2" in rows["big-bf16-vllm"]
+    assert "│ 1 " in rows["big-bf16"]  # transformers: the weights alone, one GPU
+
+
 def test_plan_takes_a_design_effect(
     quickstart_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,6 +1,7 @@
 """Job rendering: names, labels, ownership, failure policy, GPUs, placement, security, secrets."""
 
 import json
+import math
 import random
 import re
 import string
@@ -839,3 +840,36 @@ def test_the_operator_reads_its_engine_images_and_commands_from_the_chart() -> N
     assert settings.command_for(Engine.AUTO) == ["quanteval-worker"]
     with pytest.raises(ValueError, match=re.escape("keyed by auto, transformers, llama.cpp, vllm")):
         Settings.from_env({"QUANTEVAL_WORKER_IMAGES": json.dumps({"tensorrt": "x"})})
+
+
+def _vllm_job(document: Manifest, gpus: int | str, parameters: float = 7e9) -> dict[str, Any]:
+    document["spec"]["models"] = [{"name": "big", "source": "org/big", "parameters": parameters}]
+    document["spec"]["precisions"] = ["bf16"]
+    document["spec"]["engines"] = ["vllm"]
+    document["spec"]["resources"] = {"gpus": gpus, "gpuMemoryGiB": 24}
+    document["spec"]["vllm"] = {"kvCacheGib": 8, "gpuMemoryUtilization": 0.9}
+    manifest = _manifest(document)
+    return render_job(manifest, expand(manifest.spec)[0], SETTINGS)
+
+
+def test_a_vllm_run_is_sized_for_its_weights_and_its_kv_budget(quickstart_dict: Manifest) -> None:
+    # 7B at bf16: 14 GB of weights (x1.15 at load) and the 8 GiB budget in 90% of 24 GiB GPUs.
+    job = _vllm_job(quickstart_dict, "auto")
+
+    weights = 7e9 * 2 * 1.15 + 8 * 2**30
+    assert _container(job)["resources"]["limits"]["nvidia.com/gpu"] == str(
+        math.ceil(weights / (24 * 0.9 * 2**30))
+    )
+    assert math.ceil(weights / (24 * 0.9 * 2**30)) == 2  # weights alone would fit one
+
+
+def test_a_vllm_run_on_several_gpus_gets_shared_memory_for_tensor_parallelism(
+    quickstart_dict: Manifest,
+) -> None:
+    several = _vllm_job(quickstart_dict, 2)
+    one = _vllm_job(quickstart_dict, 1)
+
+    shm = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SETTINGS.worker_shm_size}}
+    assert shm in several["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in _container(several)["volumeMounts"]
+    assert all(v["name"] != "dshm" for v in one["spec"]["template"]["spec"]["volumes"])

@@ -229,7 +229,10 @@ class VllmEngine(Engine):
             record["threadsBind"] = os.environ["VLLM_CPU_OMP_THREADS_BIND"]
         else:
             kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+            # Every GPU of the pod, one tensor-parallel rank each (the operator sized them).
+            kwargs["tensor_parallel_size"] = max(1, len(device.gpu_names))
             record["gpuMemoryUtilization"] = settings.gpu_memory_utilization
+            record["tensorParallelSize"] = kwargs["tensor_parallel_size"]
         if precision in _FP8:
             kwargs["quantization"] = _FP8[precision]
         from vllm import LLM
