@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from quanteval.api.result import PeakCause, RunResult
 from quanteval.api.states import RunState
-from quanteval.engines import Engine, baseline_engines
+from quanteval.engines import Engine, baseline_engines, engine_effect_pairs
 from quanteval.precisions import Precision
 
 
@@ -169,6 +169,15 @@ def compare(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]
     return [
         compare_pair(o, baseline_for(o, baselines, baseline), is_baseline_run(o, baseline))
         for o in outcomes
+    ]
+
+
+def engine_effects(outcomes: list[RunOutcome], baseline: Precision) -> list[Comparison]:
+    """Each named engine's succeeded baseline run against the default engine's of its model."""
+    baselines = succeeded_baselines(outcomes, baseline)
+    return [
+        compare_pair(baselines[run], baselines[reference], is_baseline=False)
+        for run, reference in engine_effect_pairs(baselines)
     ]
 
 

@@ -7,6 +7,7 @@ their ids and content hashes; a run on a named engine has `-<engine>` in its id 
 in its hash.
 """
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Final
 
@@ -96,3 +97,17 @@ def baseline_engines(engine: Engine, baseline: Precision) -> tuple[Engine, ...]:
     if baseline in RUNS[engine]:
         return (engine,)
     return DEFAULT_ENGINES
+
+
+def engine_effect_pairs(
+    baselines: Iterable[tuple[str, Engine]],
+) -> list[tuple[tuple[str, Engine], tuple[str, Engine]]]:
+    """Of the (model, engine) pairs that have a baseline run: each named engine's, with the
+    default engine's of the same model it is compared with (the engine effect)."""
+    have = set(baselines)
+    pairs: list[tuple[tuple[str, Engine], tuple[str, Engine]]] = []
+    for model, engine in sorted(have):
+        reference = next((e for e in DEFAULT_ENGINES if e != engine and (model, e) in have), None)
+        if engine != Engine.AUTO and reference is not None:
+            pairs.append(((model, engine), (model, reference)))
+    return pairs

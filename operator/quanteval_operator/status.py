@@ -12,7 +12,7 @@ from typing import Any
 from quanteval.api.states import TERMINAL_STATES, ConditionType, Reason, RunState
 from quanteval.api.status import EvaluationStatus
 from quanteval.api.termination import ReportMessage, RunMessage
-from quanteval.comparison import RunOutcome, best_run, compare
+from quanteval.comparison import RunOutcome, best_run, compare, engine_effects
 from quanteval.engines import Engine
 from quanteval.engines import run_id as engine_run_id
 from quanteval.matrix import Run
@@ -36,6 +36,7 @@ STATUS_METRICS = {
     "ratingSpearmanRho": 3,
     "ratingsPerSecond": 2,
     "dollarsPer1kRatings": 6,
+    "kvCacheBudgetBytes": 0,
 }
 MAX_REASON = 300
 
@@ -238,6 +239,15 @@ def summarize(
         if row.dollar_ratio is not None:
             item["dollarRatio"] = round(row.dollar_ratio, 2)
         rows.append(item)
+    for row in engine_effects(outcomes, baseline):  # a named engine's baseline vs the default's
+        effect: dict[str, Any] = {
+            "id": row.outcome.run_id, "against": row.baseline_run_id, "engineEffect": True,
+        }  # fmt: skip
+        if row.f1_delta_pp is not None:
+            effect["f1DeltaPp"] = round(row.f1_delta_pp, 1)
+        if row.time_ratio is not None:
+            effect["timeRatio"] = round(row.time_ratio, 2)
+        rows.append(effect)
     summary: dict[str, Any] = {"baseline": baseline.value, "comparisons": rows}
     if best is not None:
         summary["bestRun"] = best.run_id

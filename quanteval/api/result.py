@@ -58,6 +58,8 @@ class RunMetrics(_Model):
     dollars_per_1k_generations: Annotated[float | None, Field(alias="dollarsPer1kGenerations")] = (
         None
     )
+    # The KV cache the engine reserved up front (vLLM's budget), which every peak above holds.
+    kv_cache_budget_bytes: int | None = None
 
 
 class EmotionScores(_Model):

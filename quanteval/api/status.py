@@ -29,9 +29,10 @@ class Condition(_Status):
 
 
 class RunStatus(_Status):
-    """One run (a model at a precision): its state, attempts, why, and headline metrics."""
+    """One run (a model at a precision, on an engine): its state, attempts, why, and headline
+    metrics."""
 
-    id: str = Field(description="<model>-<precision>")
+    id: str = Field(description="<model>-<precision>[-<engine>]")
     state: RunState
     attempts: int | None = None
     reason: str | None = None
@@ -41,11 +42,17 @@ class RunStatus(_Status):
 
 
 class ComparisonStatus(_Status):
-    """A run against its model's baseline precision (or its baselineModel's baseline run)."""
+    """A run against its model's baseline precision (or its baselineModel's baseline run) on
+    its engine; or a named engine's baseline run against the default engine's (engineEffect)."""
 
     id: str
     against: str | None = Field(
-        None, description="the run compared with, where it is another model's (baselineModel)"
+        None,
+        description="the run compared with, where it is another model's (baselineModel) or "
+        "another engine's",
+    )
+    engine_effect: bool | None = Field(
+        None, description="true: the same model and precision on the default engine, compared"
     )
     memory_saving_pct: float | None = None
     f1_delta_pp: float | None = Field(

@@ -72,6 +72,7 @@ class Verdict(_Message):
     f1_delta_ci: tuple[float, float] | None = None  # template level, at 1 - 0.05/familySize
     family_size: int | None = None
     rating_mean_abs_change: float | None = None
+    against: str | None = None  # the run it was compared with
 
 
 class ReportMessage(_Message):

@@ -13,7 +13,7 @@ from quanteval.comparison import (
     outcome_of,
     peak_cause_note,
 )
-from quanteval.engines import DEFAULT_ENGINES, Engine, baseline_engines
+from quanteval.engines import DEFAULT_ENGINES, Engine, baseline_engines, engine_effect_pairs
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
@@ -107,17 +107,11 @@ def base_of_runs(
     return found
 
 
-def engine_effect_pairs(
+def effect_pairs(
     bases: dict[tuple[str, Engine], RunRecord],
 ) -> list[tuple[RunRecord, RunRecord]]:
     """(the default engine's baseline run, a named engine's) for each model that has both."""
-    pairs = []
-    for (model, engine), run in bases.items():
-        others = [e for e in DEFAULT_ENGINES if e != engine]
-        reference = next((bases[(model, e)] for e in others if (model, e) in bases), None)
-        if engine != Engine.AUTO and reference is not None:
-            pairs.append((reference, run))
-    return pairs
+    return [(bases[reference], bases[run]) for run, reference in engine_effect_pairs(bases)]
 
 
 def _comparisons(
@@ -304,7 +298,7 @@ def compute_report(
     bases = baseline_runs(runs, baselines)
     base_of = base_of_runs(runs, bases, baselines)
     comparisons = _comparisons(runs, baselines)
-    effects = engine_effect_pairs(bases)
+    effects = effect_pairs(bases)
     paired, paired_effects = paired_tests(runs, base_of, equivalence_margin_pp, effects)
     succeeded = _claim_runs(runs)
     front = memory_front(runs, succeeded)

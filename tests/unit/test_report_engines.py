@@ -10,11 +10,13 @@ import pytest
 from quanteval.api.layout import RUN_SPEC_FILE
 from quanteval.api.runspec import RunSpec
 from quanteval.api.spec import parse_manifest
+from quanteval.api.termination import ReportMessage
 from quanteval.engines import Engine
 from quanteval.matrix import build_run_spec, expand
 from quanteval.precisions import Precision
 from quanteval.report import BuiltReport, build_report
 from quanteval.report.schema import RunReport
+from quanteval.report.verdicts import report_termination_message
 from tests.builders import Samples, make_result, write_run
 
 from .conftest import Manifest
@@ -131,3 +133,14 @@ def test_a_run_that_left_only_its_spec_is_known_by_it(
         Engine.VLLM,
     )
     assert record.state == "Failed"
+
+
+def test_the_report_jobs_message_carries_the_engine_effect_to_the_status(
+    built: BuiltReport,
+) -> None:
+    message = ReportMessage.parse(report_termination_message(built.report))
+
+    assert message is not None
+    verdicts = message.verdicts()
+    assert verdicts["m-bf16-vllm"]["against"] == "m-bf16"  # the engine effect, named
+    assert "against" not in verdicts["m-w8a8-int8-vllm"]  # its own engine's baseline: as ever

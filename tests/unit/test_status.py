@@ -281,7 +281,8 @@ def test_the_intensity_tasks_figures_reach_the_status_metrics(quickstart_dict: M
 
     entry = run_status(run, _complete_job(run), [pod], suspended=False)
 
-    assert set(entry["metrics"]) == set(STATUS_METRICS)
+    # Every figure a transformers run has (vLLM's KV budget: vllm runs only).
+    assert set(entry["metrics"]) == set(STATUS_METRICS) - {"kvCacheBudgetBytes"}
     assert entry["metrics"]["ratingParseFailureRate"] == 0.1556
     assert entry["metrics"]["ratingSpearmanRho"] == 0.612
     assert entry["metrics"]["ratingsPerSecond"] == 5.0
@@ -854,7 +855,12 @@ def test_the_summary_compares_each_engine_with_its_own_baseline(
     comparisons = _aggregate(runs, jobs, pods)["summary"]["comparisons"]
 
     by_run = {c["id"]: c for c in comparisons}
-    assert set(by_run) == {"gguf-native-llamacpp", "gguf-native-vllm"}
+    assert set(by_run) == {"gguf-native-llamacpp", "gguf-native-vllm", "smollm2-135m-bf16-vllm"}
+    # The engine effect: vllm's baseline run against the default engine's, named as such.
+    assert by_run["smollm2-135m-bf16-vllm"] == {
+        "id": "smollm2-135m-bf16-vllm", "against": "smollm2-135m-bf16", "engineEffect": True,
+        "f1DeltaPp": 0.0, "timeRatio": 0.5,
+    }  # fmt: skip
     # vLLM against vLLM's baseline: memory like for like.
     assert by_run["gguf-native-vllm"]["against"] == "smollm2-135m-bf16-vllm"
     assert by_run["gguf-native-vllm"]["memorySavingPct"] == 50.0
@@ -936,7 +942,8 @@ def test_status_of_the_largest_matrix_a_spec_allows_stays_under_512_kib(
     per_run = size / len(runs)
 
     assert status["progress"] == f"{len(runs)}/{len(runs)}"
-    assert len(status["summary"]["comparisons"]) == len(runs) - 2 * models
+    # Each run but the baselines, and each model's engine effect (transformers against auto).
+    assert len(status["summary"]["comparisons"]) == len(runs) - 2 * models + models
     # etcd holds 1.5 MiB an object; half of that leaves room for conditions and managedFields.
     assert size < 512 * 1024, f"{len(runs)} runs: {size} bytes ({per_run:.0f} a run)"
 

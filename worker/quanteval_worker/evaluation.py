@@ -350,6 +350,7 @@ def assemble(
         joules_per_token=energy.joules_per_token if isinstance(energy, EnergyFigures) else None,
         dollars=dollars,
         dollars_per_1k_generations=per_thousand(dollars, len(generations)),
+        kv_cache_budget_bytes=kv_budget(engine).get("kvCacheBudgetBytes"),
     )
     environment = describe_environment(prepared.device.kind) | {
         "engine": engine.info.to_json(),
