@@ -79,12 +79,15 @@ def write_files(state: Path) -> None:
     }
     (state / "s3-secret.yaml").write_text(yaml.safe_dump(secret))
     worker = Path(sys.executable).parent / "quanteval-worker"
+    # vllm runs: the worker of .venv-vllm (make setup), where vLLM pins its own stack.
+    vllm_worker = Path.cwd() / ".venv-vllm" / "bin" / "quanteval-worker"
     settings = {
         "KUBECONFIG": str(state / "kubeconfig"),
         "QUANTEVAL_S3_ENDPOINT": S3_ENDPOINT,
         "QUANTEVAL_S3_BUCKET": BUCKET,
         "QUANTEVAL_S3_SECRET_NAME": SECRET_NAME,
         "QUANTEVAL_WORKER_COMMAND": f'["{worker}"]',
+        "QUANTEVAL_WORKER_COMMANDS": f'{{"vllm": ["{vllm_worker}"]}}',
         "QUANTEVAL_LIVENESS": "http://127.0.0.1:8080/healthz",
     }
     (state / "operator.env").write_text("".join(f"{k}='{v}'\n" for k, v in settings.items()))

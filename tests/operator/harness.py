@@ -30,6 +30,9 @@ RELEASE = "qe"
 BUCKET = "quanteval-e2e"
 S3_SECRET = "quanteval-s3"
 BIN = Path(sys.executable).parent
+# vllm runs' worker: the test node agent runs a container's command from the test environment,
+# and vLLM lives in .venv-vllm (the chart's worker.commands.vllm).
+VLLM_WORKER = ROOT / ".venv-vllm" / "bin" / "quanteval-worker"
 
 
 def install_crd(cluster: Cluster) -> None:
@@ -97,6 +100,8 @@ class OperatorProcess:
                 "KUBECONFIG": str(self.kubeconfig),
                 "QUANTEVAL_WORKER_IMAGE": "quanteval-worker:test",
                 "QUANTEVAL_WORKER_COMMAND": json.dumps([str(BIN / "quanteval-worker")]),
+                "QUANTEVAL_WORKER_IMAGES": json.dumps({"vllm": "quanteval-worker-vllm:test"}),
+                "QUANTEVAL_WORKER_COMMANDS": json.dumps({"vllm": [str(VLLM_WORKER)]}),
                 "QUANTEVAL_REPORT_COMMAND": json.dumps([str(BIN / "quanteval"), "report"]),
                 "QUANTEVAL_S3_BUCKET": BUCKET,
                 "QUANTEVAL_S3_SECRET_NAME": S3_SECRET,

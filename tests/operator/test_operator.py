@@ -408,3 +408,53 @@ def test_a_job_whose_pod_the_quota_refuses_shows_the_job_controllers_reason(
     cluster.kubectl("delete", "resourcequota", "no-pods", namespace=eval_namespace)
     done = wait_finished(cluster, eval_namespace, "podless", timeout=600)
     assert condition(done, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+
+
+def test_an_evaluation_on_two_engines_runs_each_run_in_its_engines_environment(
+    cluster: Cluster,
+    eval_namespace: str,
+    smollm2_dir: Path,
+    s3_server: MinioServer,
+    operator: OperatorProcess,
+) -> None:
+    """SmolLM2 at bf16 on auto and on vLLM, and QuantEval's W8A8 on vLLM: one Job each, run by
+    its engine's worker (vLLM's from .venv-vllm), compared on its own engine, and the engine
+    effect and the KV budget in the status and the report."""
+    models = [
+        {"name": "smollm2", "source": str(smollm2_dir), "engines": ["auto", "vllm"]},
+        {
+            "name": "smollm2-rtn", "source": str(smollm2_dir), "precisions": ["w8a8-int8"],
+            "engines": ["vllm"], "baselineModel": "smollm2",
+        },
+    ]  # fmt: skip
+    cluster.kubectl(
+        "apply", "-f", "-", namespace=eval_namespace,
+        input=manifest("engines", models, precisions=["bf16"], parallelism=2),
+    )  # fmt: skip
+    body = wait_finished(cluster, eval_namespace, "engines", timeout=900)
+    assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+
+    runs = _runs(body)
+    assert set(runs) == {"smollm2-bf16", "smollm2-bf16-vllm", "smollm2-rtn-w8a8-int8-vllm"}
+    assert runs["smollm2-bf16-vllm"]["metrics"]["kvCacheBudgetBytes"] == 2**30
+    assert "kvCacheBudgetBytes" not in runs["smollm2-bf16"]["metrics"]
+    compared = {c["id"]: c for c in body["status"]["summary"]["comparisons"]}
+    assert compared["smollm2-rtn-w8a8-int8-vllm"]["against"] == "smollm2-bf16-vllm"
+    effect = compared["smollm2-bf16-vllm"]
+    assert (effect["engineEffect"], effect["against"]) == (True, "smollm2-bf16")
+    assert effect["verdict"]  # the report Job's, for the engine effect
+    containers = {
+        job["metadata"]["labels"]["quanteval.io/run"]: job["spec"]["template"]["spec"]
+        for job in jobs(cluster, eval_namespace)
+    }
+    vllm = containers["smollm2-bf16-vllm"]["containers"][0]
+    assert vllm["image"] == "quanteval-worker-vllm:test"
+    assert vllm["command"][0].endswith(".venv-vllm/bin/quanteval-worker")
+    assert containers["smollm2-bf16"]["containers"][0]["image"] == "quanteval-worker:test"
+
+    uid = body["metadata"]["uid"]
+    storage = S3Storage(
+        f"s3://{BUCKET}/quanteval/{eval_namespace}/engines-{uid}", s3_server.endpoint
+    )
+    storage._client = s3_server.client()
+    assert "## Engine effect" in (storage.read_text("report.md") or "")
