@@ -31,6 +31,7 @@ from devcluster.waiting import wait_until
 from quanteval.storage import S3Storage
 from tests.operator.harness import (
     ROOT,
+    VLLM_WORKER,
     OperatorProcess,
     condition,
     event_counts,
@@ -382,6 +383,9 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
             "metrics": {"port": metrics},
             "worker": {
                 "image": "quanteval-worker:test",
+                # vllm runs: their own image, and the worker of .venv-vllm on the node agent.
+                "images": {"vllm": "quanteval-worker-vllm:test"},
+                "commands": {"vllm": [str(VLLM_WORKER)]},
                 "cpu": "1",  # the quick start runs two at a time on this 2-core machine
                 "s3": {
                     "endpoint": s3_server.endpoint,
