@@ -436,7 +436,8 @@ def test_an_evaluation_on_two_engines_runs_each_run_in_its_engines_environment(
 
     runs = _runs(body)
     assert set(runs) == {"smollm2-bf16", "smollm2-bf16-vllm", "smollm2-rtn-w8a8-int8-vllm"}
-    assert runs["smollm2-bf16-vllm"]["metrics"]["kvCacheBudgetBytes"] == 2**30
+    # The KV cache vLLM allocated of its 1 GiB budget (whole blocks), from its own config.
+    assert 0.99 * 2**30 < runs["smollm2-bf16-vllm"]["metrics"]["kvCacheBudgetBytes"] <= 2**30
     assert "kvCacheBudgetBytes" not in runs["smollm2-bf16"]["metrics"]
     compared = {c["id"]: c for c in body["status"]["summary"]["comparisons"]}
     assert compared["smollm2-rtn-w8a8-int8-vllm"]["against"] == "smollm2-bf16-vllm"
