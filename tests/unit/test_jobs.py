@@ -120,6 +120,26 @@ def test_job_names_are_short_dns_labels_for_the_longest_names(quickstart_dict: M
         assert name.startswith("aaaa")
 
 
+def test_vllm_job_names_are_short_dns_labels_for_the_longest_names(
+    quickstart_dict: Manifest,
+) -> None:
+    eval_name, model_name = "a" * 24 + "-" + "b" * 27, "m" * 24 + "-" + "n" * 15  # 52 and 40
+    precisions = [p.value for p in Precision if p in RUNS[Engine.VLLM]]
+    quickstart_dict["metadata"]["name"] = eval_name
+    quickstart_dict["spec"]["models"] = [{"name": model_name, "source": "org/model"}]
+    quickstart_dict["spec"]["precisions"] = precisions
+    quickstart_dict["spec"]["baseline"] = "fp32"
+    quickstart_dict["spec"]["engines"] = ["vllm"]
+    manifest = _manifest(quickstart_dict)
+
+    names = [job_name(eval_name, UID, run) for run in expand(manifest.spec)]
+
+    assert len(set(names)) == len(precisions)
+    for name, precision in zip(names, precisions, strict=True):
+        assert len(name) <= 63 and DNS1123_LABEL.fullmatch(name), name
+        assert f"-{precision}-vllm-" in name
+
+
 def test_a_named_engines_job_says_its_engine_and_auto_keeps_its_name(
     quickstart_dict: Manifest,
 ) -> None:
