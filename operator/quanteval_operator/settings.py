@@ -9,13 +9,16 @@ from quanteval.engines import Engine
 from quanteval_operator.passes import RETRY_SECONDS
 
 
+def _string_list(parsed: Any, name: str) -> list[str]:
+    if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
+        raise ValueError(f"{name} must be a JSON list of strings")
+    return parsed
+
+
 def _command(value: str) -> list[str]:
     value = value.strip()
     if value.startswith("["):
-        parsed = json.loads(value)
-        if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
-            raise ValueError("QUANTEVAL_WORKER_COMMAND must be a JSON list of strings")
-        return parsed
+        return _string_list(json.loads(value), "QUANTEVAL_WORKER_COMMAND")
     return value.split()
 
 
@@ -125,7 +128,7 @@ class Settings:
                 "QUANTEVAL_WORKER_IMAGES", env.get("QUANTEVAL_WORKER_IMAGES", "")
             ),
             engine_commands={
-                engine: _command(json.dumps(command))
+                engine: _string_list(command, f"QUANTEVAL_WORKER_COMMANDS.{engine}")
                 for engine, command in _by_engine(
                     "QUANTEVAL_WORKER_COMMANDS", env.get("QUANTEVAL_WORKER_COMMANDS", "")
                 ).items()
