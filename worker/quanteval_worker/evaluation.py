@@ -115,7 +115,8 @@ def prepare(spec: RunSpec) -> Prepared:
     download_seconds = time.perf_counter() - began
     checkpoint = source_quantization(source)
     engine = choose_engine(spec.precision, source, spec.engine)
-    check_installed(engine)
+    if spec.engine == EngineName.AUTO:  # a named engine was checked before anything loaded
+        check_installed(engine)
     if engine == VLLM and spec.precision == Precision.NATIVE:
         check_vllm_checkpoint(checkpoint, spec.model.source)
     else:

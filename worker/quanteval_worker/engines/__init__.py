@@ -13,7 +13,7 @@ from pathlib import Path
 from quanteval.api.errors import CannotLoadError, InvalidSpecError
 from quanteval.api.result import CheckpointQuantization
 from quanteval.api.spec import VllmSpec
-from quanteval.engines import QUANTEVAL_RTN, refusal
+from quanteval.engines import QUANTEVAL_RTN
 from quanteval.engines import Engine as EngineName
 from quanteval.precisions import Precision
 from quanteval_worker.device import DeviceInfo
@@ -38,11 +38,9 @@ def choose_engine(
     precision: Precision, source: ResolvedSource, engine: EngineName = EngineName.AUTO
 ) -> str:
     """The engine that runs the run: auto's choice, or the named engine where it can take this
-    source. Raises InvalidSpecError naming the pair and what to use instead."""
+    source (the precision x engine table is prepare's first check). Raises InvalidSpecError
+    naming the pair and what to use instead."""
     gguf_native = precision == Precision.NATIVE and source.gguf is not None
-    why = refusal(precision, engine)
-    if why is not None:  # a run spec from before validation knew the pair: never run another
-        raise InvalidSpecError(why)
     if engine == EngineName.AUTO:
         return LLAMA_CPP if gguf_native else TRANSFORMERS
     if engine == EngineName.LLAMA_CPP and source.gguf is None:
