@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from quanteval.api.errors import CannotLoadError
 from quanteval.api.spec import GenerationSpec, VllmSpec
@@ -296,19 +297,11 @@ class VllmEngine(Engine):
             ids = torch.zeros(len(tokens) - begins_at, k, dtype=torch.int64)
             values = torch.full((len(tokens) - begins_at, k), float("-inf"))
             target = torch.empty(len(tokens) - begins_at)
-            token_ids = np.asarray(flat.token_ids, dtype=np.int64)
-            logprobs = np.asarray(flat.logprobs, dtype=np.float32)
-            ranks = np.asarray(flat.ranks, dtype=np.int64)
+            token_ids, logprobs, ranks = _arrays(flat)
             for row, position in enumerate(range(begins_at, len(tokens))):
                 at = slice(flat.start_indices[position], flat.end_indices[position])
-                # The prompt's own token comes first, then the top k by rank (it may be among
-                # them again).
                 target[row] = float(logprobs[at][token_ids[at] == tokens[position]][0])
-                top = np.flatnonzero(ranks[at] <= k)
-                order = top[np.argsort(ranks[at][top], kind="stable")]
-                order = order[np.unique(ranks[at][order], return_index=True)[1]][:k]
-                ids[row, : len(order)] = torch.from_numpy(token_ids[at][order])
-                values[row, : len(order)] = torch.from_numpy(logprobs[at][order])
+                _fill(ids[row], values[row], token_ids[at], logprobs[at], ranks[at])
             rows.append(ScoredPositions(ids, values, target))
         return int(llm.llm_engine.model_config.get_vocab_size()), rows
 
@@ -324,21 +317,49 @@ class VllmEngine(Engine):
         from vllm import SamplingParams
 
         k = min(top_k or FIDELITY_TOP_K, FIDELITY_TOP_K)
-        params = SamplingParams(max_tokens=1, logprobs=k, detokenize=False, temperature=0.0)
+        params = SamplingParams(
+            max_tokens=1, logprobs=k, detokenize=False, temperature=0.0, flat_logprobs=True
+        )
         outputs = self._llm().generate(
             [{"prompt_token_ids": list(p)} for p in prefixes], params, use_tqdm=False
         )
         ids = torch.zeros(len(prefixes), k, dtype=torch.int64)
         values = torch.full((len(prefixes), k), float("-inf"))
         for row, output in enumerate(outputs):
-            entry = output.outputs[0].logprobs[0]
-            ranked = sorted((lp.rank, t, lp.logprob) for t, lp in entry.items() if lp.rank <= k)
-            for column, (_, t, logprob) in enumerate(ranked[:k]):
-                ids[row, column], values[row, column] = t, logprob
+            flat = output.outputs[0].logprobs  # FlatLogprobs: position 0, the next token
+            at = slice(flat.start_indices[0], flat.end_indices[0])
+            token_ids, logprobs, ranks = _arrays(flat)
+            _fill(ids[row], values[row], token_ids[at], logprobs[at], ranks[at])
         return NextTokens(ids=ids, logprobs=values)
 
     def close(self) -> None:
         self.llm = None
+
+
+def _arrays(flat: Any) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+    """vLLM's flat log-probabilities (FlatLogprobs) as arrays: token ids, log-probs, ranks."""
+    return (
+        np.asarray(flat.token_ids, dtype=np.int64),
+        np.asarray(flat.logprobs, dtype=np.float32),
+        np.asarray(flat.ranks, dtype=np.int64),
+    )
+
+
+def _fill(
+    ids: torch.Tensor,
+    values: torch.Tensor,
+    token_ids: NDArray[np.int64],
+    logprobs: NDArray[np.float32],
+    ranks: NDArray[np.int64],
+) -> None:
+    """One position's best tokens by rank into `ids` and `values` (k wide), best first. vLLM
+    lists the position's own (or sampled) token first, then the top k, where it may be again."""
+    k = ids.shape[0]
+    top = np.flatnonzero(ranks <= k)
+    order = top[np.argsort(ranks[top], kind="stable")]
+    order = order[np.unique(ranks[order], return_index=True)[1]][:k]
+    ids[: len(order)] = torch.from_numpy(token_ids[order])
+    values[: len(order)] = torch.from_numpy(logprobs[order])
 
 
 def kv_cache_bytes(llm: Any) -> int:
