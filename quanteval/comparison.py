@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from quanteval.api.result import PeakCause, RunResult
 from quanteval.api.states import RunState
-from quanteval.engines import Engine, baseline_engines, engine_effect_pairs
+from quanteval.engines import Engine, baseline_run, engine_effect_pairs
 from quanteval.precisions import Precision
 
 
@@ -120,11 +120,7 @@ def baseline_for(
     """The succeeded baseline run `outcome` compares with: its model's (or baselineModel's) at
     the baseline precision, on its own engine, else on the default engine."""
     model = outcome.baseline_model or outcome.model
-    for engine in baseline_engines(outcome.engine, baseline):
-        base = baselines.get((model, engine))
-        if base is not None:
-            return base
-    return None
+    return baseline_run(baselines, model, outcome.engine, baseline)
 
 
 def succeeded_baselines(

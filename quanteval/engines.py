@@ -7,11 +7,13 @@ their ids and content hashes; a run on a named engine has `-<engine>` in its id 
 in its hash.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar
 
 from quanteval.precisions import Precision
+
+Run = TypeVar("Run")  # whatever a caller keeps a run as: an outcome, a record
 
 
 class Engine(StrEnum):
@@ -97,6 +99,15 @@ def baseline_engines(engine: Engine, baseline: Precision) -> tuple[Engine, ...]:
     if baseline in RUNS[engine]:
         return (engine,)
     return DEFAULT_ENGINES
+
+
+def baseline_run(
+    baselines: Mapping[tuple[str, Engine], Run], model: str, engine: Engine, baseline: Precision
+) -> Run | None:
+    """Of the baseline runs by (model, engine), the one a run of `model` on `engine` compares
+    with (baseline_engines' order); None where there is none."""
+    found = (baselines.get((model, e)) for e in baseline_engines(engine, baseline))
+    return next((run for run in found if run is not None), None)
 
 
 def engine_effect_pairs(

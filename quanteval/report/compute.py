@@ -13,7 +13,7 @@ from quanteval.comparison import (
     outcome_of,
     peak_cause_note,
 )
-from quanteval.engines import DEFAULT_ENGINES, Engine, baseline_engines, engine_effect_pairs
+from quanteval.engines import DEFAULT_ENGINES, Engine, baseline_run, engine_effect_pairs
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
@@ -97,13 +97,9 @@ def base_of_runs(
     found: dict[str, RunRecord] = {}
     for r in records:
         baseline = baselines.get(r.compared_model)
-        if baseline is None:
-            continue
-        for engine in baseline_engines(r.engine, baseline):
-            base = bases.get((r.compared_model, engine))
-            if base is not None:
-                found[r.run_id] = base
-                break
+        base = baseline_run(bases, r.compared_model, r.engine, baseline) if baseline else None
+        if base is not None:
+            found[r.run_id] = base
     return found
 
 
