@@ -10,10 +10,16 @@ so the comparison works from what each stored alone. With C the tokens both kept
 
     KL(P || Q) >= sum over x in C of p(x) log(p(x) / q(x)) + p(R) log(p(R) / q(R))
 
-where R is every other token (p(R) = 1 - p(C), q(R) = 1 - q(C)). The right side is the exact KL
-of the two distributions coarsened to C plus one bin for R, so by the data-processing inequality
-it is a lower bound, computed from stored figures only, with no guess at the probability of a
-token a run did not keep; what it misses is the KL inside R, which weighs p(R). A run against
+where R is every other token. The right side is the exact KL of the two distributions coarsened
+to C plus one bin for R, so by the data-processing inequality it is a lower bound, computed from
+stored figures only, with no guess at the probability of a token a run did not keep; what it
+misses is the KL inside R, which weighs p(R). Each side's mass in R is that of its kept tokens
+outside C plus the mass it kept no token of (`rest_logmass`, a log: the worker sums it from the
+whole vocabulary's log-softmax in float64 on the device), added in float64. It is not 1 - p(C):
+where the top token's float32 log-probability rounds to 0 (a peaked position) that difference
+cancels to 0, and q(R) = 0 would make the bound far exceed the KL it bounds. A run stored
+without it (results from before it, and vLLM's top-k capped at 1,000 tokens) falls back to
+p(R) = 1 - p(C), q(R) = 1 - q(C), q(R) floored at float32's resolution (its eps). A run against
 itself gives exactly 0. The README gives the bound against the exact KL of full logits on the
 quick start, and the kept mass reached.
 """
@@ -81,6 +87,9 @@ class TokenDistributions:
     ids: NDArray[np.uint16] | NDArray[np.int32]  # kept tokens, most likely first (uint16 when
     # the vocabulary fits)
     logprobs: NDArray[np.float32]
+    # log of each position's mass outside its kept tokens (-inf where none is); None where the
+    # engine saw only a capped top-k (vLLM) or the file predates it
+    rest_logmass: NDArray[np.float64] | None = None
 
     @property
     def positions(self) -> int:
@@ -93,21 +102,24 @@ class TokenDistributions:
         return sums
 
     def to_bytes(self) -> bytes:
+        arrays: dict[str, Any] = {  # Any: numpy's stubs check a ** spread against allow_pickle
+            "vocab_size": np.int64(self.vocab_size),
+            "sequence": self.sequence,
+            "target": self.target,
+            "target_logprob": self.target_logprob,
+            "offsets": self.offsets,
+            "ids": self.ids,
+            "logprobs": self.logprobs,
+        }
+        if self.rest_logmass is not None:
+            arrays["rest_logmass"] = self.rest_logmass
         out = io.BytesIO()
-        np.savez_compressed(
-            out,
-            vocab_size=np.int64(self.vocab_size),
-            sequence=self.sequence,
-            target=self.target,
-            target_logprob=self.target_logprob,
-            offsets=self.offsets,
-            ids=self.ids,
-            logprobs=self.logprobs,
-        )
+        np.savez_compressed(out, **arrays)
         return out.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "TokenDistributions":
+        """A stored run; one stored before `rest_logmass` existed loads with None there."""
         with np.load(io.BytesIO(data)) as f:
             return cls(
                 int(f["vocab_size"]),
@@ -117,6 +129,7 @@ class TokenDistributions:
                 f["offsets"],
                 f["ids"],
                 f["logprobs"],
+                f["rest_logmass"] if "rest_logmass" in f.files else None,
             )
 
 
@@ -147,12 +160,21 @@ def from_kept_tokens(
     ids: Sequence[NDArray[Any]],
     logprobs: Sequence[NDArray[Any]],
     budget: int = TOKEN_BUDGET,
+    rest_logmass: Sequence[NDArray[Any]] | None = None,
 ) -> TokenDistributions:
     """Each position's most likely tokens (most likely first, at least until they hold
-    KEPT_MASS) cut where they first hold KEPT_MASS, at most `tokens_per_position` of them."""
+    KEPT_MASS) cut where they first hold KEPT_MASS, at most `tokens_per_position` of them.
+
+    `rest_logmass`, where the engine saw the whole vocabulary: per position, [j] the log of the
+    mass outside its j + 1 most likely tokens; the one after the cut is stored."""
     needs = np.array([tokens_for_mass(lp) for lp in logprobs], dtype=np.int64)
     keep = np.minimum(needs, tokens_per_position(needs, budget))
     kept_ids = np.concatenate([i[:k] for i, k in zip(ids, keep, strict=True)])
+    rest = (
+        None
+        if rest_logmass is None
+        else np.array([r[k - 1] for r, k in zip(rest_logmass, keep, strict=True)], np.float64)
+    )
     return TokenDistributions(
         vocab_size=vocab_size,
         sequence=sequence.astype(np.int32),
@@ -163,20 +185,39 @@ def from_kept_tokens(
         logprobs=np.concatenate([lp[:k] for lp, k in zip(logprobs, keep, strict=True)]).astype(
             np.float32
         ),
+        rest_logmass=rest,
     )
+
+
+def _outside(
+    side: TokenDistributions, i: int, kept: NDArray[np.float64], shared: NDArray[np.intp]
+) -> float:
+    """One side's mass outside C at position i (`kept` its kept log-probabilities, C at indices
+    `shared`): its kept tokens not in C plus its stored rest, summed in float64; 1 - p(C) where
+    the rest was not stored."""
+    if side.rest_logmass is None:
+        return 1.0 - float(np.exp(kept[shared]).sum())
+    return float(np.exp(np.delete(kept, shared)).sum() + np.exp(side.rest_logmass[i]))
 
 
 def position_kl(base: TokenDistributions, run: TokenDistributions) -> NDArray[np.float64]:
     """The lower bound of KL(base || run) at each position (nats), as the module docstring says."""
+    # The smallest q(R) believed: float32's resolution where q(R) is 1 - q(C); where it was
+    # stored, float64's least normal, which only keeps finite a p(R) > 0 against a q(R) of
+    # exactly 0 (an infinite KL).
+    q_floor = float(
+        np.finfo(np.float32).eps if run.rest_logmass is None else np.finfo(np.float64).tiny
+    )
     kl = np.empty(base.positions)
     for i in range(base.positions):
+        b_lp = base.logprobs[base.offsets[i] : base.offsets[i + 1]].astype(np.float64)
+        r_lq = run.logprobs[run.offsets[i] : run.offsets[i + 1]].astype(np.float64)
         b_ids = base.ids[base.offsets[i] : base.offsets[i + 1]]
         r_ids = run.ids[run.offsets[i] : run.offsets[i + 1]]
         _, in_base, in_run = np.intersect1d(b_ids, r_ids, assume_unique=True, return_indices=True)
-        lp = base.logprobs[base.offsets[i] + in_base].astype(np.float64)
-        lq = run.logprobs[run.offsets[i] + in_run].astype(np.float64)
-        p_rest = max(1.0 - float(np.exp(lp).sum()), 0.0)
-        q_rest = max(1.0 - float(np.exp(lq).sum()), 1e-300)
+        lp, lq = b_lp[in_base], r_lq[in_run]
+        p_rest = max(_outside(base, i, b_lp, in_base), 0.0)
+        q_rest = max(_outside(run, i, r_lq, in_run), q_floor)
         rest = p_rest * np.log(p_rest / q_rest) if p_rest > 0 else 0.0
         kl[i] = max(float(np.sum(np.exp(lp) * (lp - lq))) + rest, 0.0)
     return kl

@@ -1,5 +1,7 @@
 """The fidelity estimator against the exact KL of known distributions."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -22,15 +24,37 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return result
 
 
+def _mass_after(top: np.ndarray) -> np.ndarray:
+    """What the worker stores beside log-probabilities most likely first: [:, j] the log of the
+    mass after the j + 1 most likely (engines/base.py's, in float64)."""
+    tail = np.logaddexp.accumulate(top[:, ::-1], axis=1)[:, ::-1]
+    return np.concatenate([tail[:, 1:], np.full((len(top), 1), -np.inf)], axis=1)
+
+
 def _stored(
-    logprobs: np.ndarray, targets: np.ndarray, sequence: np.ndarray, budget: int = 10**6
+    logprobs: np.ndarray,
+    targets: np.ndarray,
+    sequence: np.ndarray,
+    budget: int = 10**6,
+    rest: bool = True,
 ) -> TokenDistributions:
-    """What a run stores of full distributions: its top tokens, cut at KEPT_MASS."""
+    """What a run stores of full distributions: its top tokens, cut at KEPT_MASS, and (`rest`)
+    the log of the mass outside them, as the worker stores it; without, as vLLM's runs and older
+    files are stored."""
     order = np.argsort(-logprobs, axis=1)
     top = np.take_along_axis(logprobs, order, axis=1)
     rows = np.arange(len(targets))
     target_lp = logprobs[rows, targets].astype(np.float32)
-    return from_kept_tokens(VOCAB, sequence, targets, target_lp, list(order), list(top), budget)
+    return from_kept_tokens(
+        logprobs.shape[1],
+        sequence,
+        targets,
+        target_lp,
+        list(order),
+        list(top),
+        budget,
+        rest_logmass=list(_mass_after(top)) if rest else None,
+    )
 
 
 def _corpus(seed: int, positions: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,6 +69,8 @@ def test_a_run_against_itself_gives_zero_kl_and_full_agreement() -> None:
     logits, targets, sequence = _corpus(1)
     stored = _stored(_log_softmax(logits), targets, sequence)
     again = TokenDistributions.from_bytes(stored.to_bytes())
+    assert again.rest_logmass is not None and stored.rest_logmass is not None
+    assert np.array_equal(again.rest_logmass, stored.rest_logmass)
     figures = compare_fidelity(stored, again)
     assert figures.mean_kl == 0 and figures.p99_kl == 0
     assert figures.top1_agreement_pct == 100 and figures.perplexity_ratio == 1
@@ -67,6 +93,54 @@ def test_the_estimate_is_a_close_lower_bound_of_the_exact_kl() -> None:
     assert figures.perplexity_ratio == pytest.approx(true_ratio, rel=1e-5)
     agree = (p.argmax(axis=1) == q.argmax(axis=1)).mean()
     assert figures.top1_agreement_pct == pytest.approx(100 * agree)
+
+
+def test_a_position_where_float32_saturates_still_gets_a_lower_bound() -> None:
+    """The run's top token 25 logits above the rest: float32's log_softmax gives it exactly 0, so
+    1 - q(C) reads q(R) = 0. The rest mass summed in float64 keeps the bound below the exact KL
+    and close to it; a run stored without it (older files, vLLM) floors q(R) at float32's
+    resolution and stays below too (floored at 1e-300 it read 5.6 nats against 0.115)."""
+    rng = np.random.default_rng(8)
+    logits = rng.standard_normal((20, 50))
+    base = logits.copy()
+    base[:, 0] += 10  # peaked, 98-99.9% on the top token, which float32 still resolves
+    run = logits + rng.standard_normal(logits.shape) * 0.3
+    run[:, 0] = logits[:, 0] + 25
+    run32 = _log_softmax(run.astype(np.float32))
+    assert np.all(run32[:, 0] == 0.0)  # saturated
+    p, q = _log_softmax(base), _log_softmax(run)
+    exact = (np.exp(p) * (p - q)).sum(axis=1)
+    targets = rng.integers(0, 50, 20)
+    sequence = np.repeat(np.arange(4), 5)
+    estimate = position_kl(_stored(p, targets, sequence), _stored(q, targets, sequence))
+    assert np.all(estimate <= exact + 1e-9) and np.all(estimate >= 0.99 * exact)
+    base32 = _log_softmax(base.astype(np.float32)).astype(np.float64)
+    floored = position_kl(
+        _stored(base32, targets, sequence, rest=False),
+        _stored(run32.astype(np.float64), targets, sequence, rest=False),
+    )
+    assert np.all(floored <= exact + 1e-9)
+
+
+def test_a_file_stored_before_the_rest_mass_loads_and_compares() -> None:
+    logits, targets, sequence = _corpus(9)
+    p = _log_softmax(logits)
+    q = _log_softmax(logits + np.random.default_rng(10).standard_normal(logits.shape) * 0.5)
+    before = _stored(q, targets, sequence, rest=False)
+    out = io.BytesIO()
+    fields = ("sequence", "target", "target_logprob", "offsets", "ids", "logprobs")
+    np.savez_compressed(
+        out, vocab_size=np.int64(VOCAB), **{f: getattr(before, f) for f in fields}
+    )  # the file as the worker wrote it before
+    old = TokenDistributions.from_bytes(out.getvalue())
+    assert old.rest_logmass is None
+    assert compare_fidelity(old, old).mean_kl == 0
+    new = _stored(p, targets, sequence)
+    exact = (np.exp(p) * (p - q)).sum(axis=1)
+    estimate = position_kl(new, old)
+    assert np.all(estimate <= exact + 1e-9)
+    assert estimate.mean() == pytest.approx(exact.mean(), rel=0.02)
+    assert compare_fidelity(new, old).mean_kl == pytest.approx(estimate.mean())
 
 
 def test_more_damage_gives_more_kl() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from quanteval.precisions import Precision
 from quanteval.prompts import expand_samples
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.engines import LLAMA_CPP, TRANSFORMERS, Engine, choose_engine, load_engine
+from quanteval_worker.fidelity import score_reference
 from quanteval_worker.generation import Generation, encode_prompts, format_prompt
 from quanteval_worker.loading import load_tokenizer
 from quanteval_worker.precisions import strategy_for
@@ -100,7 +102,26 @@ def _check_interface(engine: Engine, tokenizer: Any, vocabulary: int) -> list[Ge
     for row, sequence in enumerate(logits):
         expected = torch.log_softmax(sequence[-1].float(), dim=-1)
         assert torch.allclose(expected[full.ids[row]], full.logprobs[row], atol=1e-3)
+    _check_fidelity_pass(engine, prefixes, vocabulary)
     return generations
+
+
+def _check_fidelity_pass(engine: Engine, prefixes: list[list[int]], vocabulary: int) -> None:
+    """The fidelity pass's view of each sequence's last 3 tokens: the mass after each rank, which
+    the bound needs where float32's 1 - sum cannot resolve it, is summed and stored."""
+    begins = [len(p) - 3 for p in prefixes]
+    width, scored = engine.top_logprobs(prefixes, begins, vocabulary + 5)
+    assert width == vocabulary
+    for positions in scored:
+        assert positions.rest is not None and positions.rest.dtype == torch.float64
+        assert positions.rest.shape == positions.logprobs.shape == (3, vocabulary)
+        assert bool((positions.rest[:, -1] == float("-inf")).all())  # the whole vocabulary kept
+        taken = positions.logprobs.double().exp().cumsum(dim=-1)[:, :-1]
+        assert torch.allclose(positions.rest[:, :-1].exp() + taken, torch.ones_like(taken))
+    stored = score_reference(engine, list(zip(prefixes, begins, strict=True)))
+    assert stored.rest_logmass is not None and stored.rest_logmass.shape == (stored.positions,)
+    total = stored.kept_mass() + np.exp(stored.rest_logmass)
+    assert np.allclose(total, 1.0, atol=1e-5)
 
 
 def test_transformers_through_the_interface(transformers_engine: tuple[Engine, Any]) -> None:

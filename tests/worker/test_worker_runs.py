@@ -172,6 +172,8 @@ def test_the_gguf_file_as_shipped_runs_through_llama_cpp_at_its_own_quantization
         )
         for p in ("fp32", "native")
     )
+    # Both engines summed the mass outside the kept tokens over the whole vocabulary, stored.
+    assert base.rest_logmass is not None and run.rest_logmass is not None
     figures = compare_fidelity(base, run)
     assert 0 < figures.mean_kl < 1 and figures.top1_agreement_pct > 50
 

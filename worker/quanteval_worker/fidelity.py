@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from quanteval.fidelity import (
     KEPT_MASS,
@@ -42,9 +43,13 @@ def score_reference(
     engine: Engine, sequences: Sequence[tuple[list[int], int]]
 ) -> TokenDistributions:
     """Each scored position's most likely tokens and the corpus token's log-probability, from
-    the engine's teacher-forced log-probabilities."""
+    the engine's teacher-forced log-probabilities; with the log of the mass outside them where
+    the engine summed it over the whole vocabulary (every position's, or none stored)."""
     vocab = 0
-    ids, logprobs, targets, target_lp, which = [], [], [], [], []
+    ids: list[NDArray[Any]] = []
+    logprobs: list[NDArray[Any]] = []
+    rests: list[NDArray[Any]] = []
+    targets, target_lp, which = [], [], []
     for start in range(0, len(sequences), BATCH):
         batch = sequences[start : start + BATCH]
         vocab, scored = engine.top_logprobs(
@@ -54,11 +59,14 @@ def score_reference(
             # Enough of each position for KEPT_MASS (from_kept_tokens cuts it to the budget).
             needs = (positions.logprobs.exp().cumsum(dim=-1) < KEPT_MASS).sum(dim=-1) + 1
             kept = min(int(needs.max()), TOKEN_BUDGET, positions.ids.shape[-1])
+            cut = list(enumerate(needs.clamp(max=kept).tolist()))
             top_ids = positions.ids[:, :kept].cpu().numpy()
             top_lp = positions.logprobs[:, :kept].cpu().numpy()
-            for position, need in enumerate(needs.clamp(max=kept).tolist()):
-                ids.append(top_ids[position, :need].astype(np.int32))
-                logprobs.append(top_lp[position, :need].copy())
+            ids.extend(top_ids[position, :need].astype(np.int32) for position, need in cut)
+            logprobs.extend(top_lp[position, :need].copy() for position, need in cut)
+            if positions.rest is not None:
+                top_rest = positions.rest[:, :kept].cpu().numpy()
+                rests.extend(top_rest[position, :need].copy() for position, need in cut)
             targets.append(np.asarray(tokens[begins:], dtype=np.int64))
             target_lp.append(positions.target.cpu().numpy())
             which.append(np.full(len(tokens) - begins, start + row, dtype=np.int32))
@@ -69,4 +77,5 @@ def score_reference(
         np.concatenate(target_lp),
         ids,
         logprobs,
+        rest_logmass=rests if len(rests) == len(ids) else None,
     )

@@ -59,11 +59,24 @@ class NextTokens:
 @dataclass(frozen=True)
 class ScoredPositions:
     """One sequence's scored positions: the most likely tokens' ids and log-probabilities, most
-    likely first ([positions, k]), and the sequence's own next token's ([positions])."""
+    likely first ([positions, k]), and the sequence's own next token's ([positions]).
+
+    `rest`, where the engine saw the whole vocabulary: float64 [positions, k], [:, j] the log of
+    the mass outside the j + 1 most likely tokens (-inf where none is left), summed on the device
+    so the fidelity bound never takes it as 1 - their float32 sum; None where the engine gives
+    only a capped top-k (vLLM)."""
 
     ids: torch.Tensor
     logprobs: torch.Tensor
     target: torch.Tensor
+    rest: torch.Tensor | None = None
+
+
+def _mass_after(ordered: torch.Tensor) -> torch.Tensor:
+    """[:, j]: the log of the mass after column j of whole-vocabulary log-probabilities, most
+    likely first (-inf after the last); accumulated from the least likely up."""
+    tail = ordered.flip(-1).logcumsumexp(-1).flip(-1)  # [:, j]: the mass from column j on
+    return torch.cat([tail[:, 1:], torch.full_like(tail[:, :1], float("-inf"))], -1)
 
 
 class Engine(ABC):
@@ -96,17 +109,20 @@ class Engine(ABC):
     ) -> tuple[int, list[ScoredPositions]]:
         """Teacher-forced, for each sequence, at each position that predicts one of its tokens
         from `begins` on: the `limit` most likely tokens and the sequence's own token's
-        log-probability; with the model's vocabulary width (a padded one included)."""
+        log-probability; with the model's vocabulary width (a padded one included).
+
+        In float64: float32 rounds a peaked position's top log-probability to exactly 0."""
         logits = self.sequence_logits(sequences)
         rows = []
         for row, (tokens, begins_at) in enumerate(zip(sequences, begins, strict=True)):
             # Position t predicts token t + 1: the scored tokens are predicted from begins - 1.
-            scored = torch.log_softmax(logits[row][begins_at - 1 : len(tokens) - 1].float(), -1)
+            scored = torch.log_softmax(logits[row][begins_at - 1 : len(tokens) - 1].double(), -1)
             ordered, order = scored.sort(dim=-1, descending=True)
             k = min(limit, ordered.shape[-1])
             following = torch.tensor(tokens[begins_at:], device=scored.device)
             target = scored.gather(1, following[:, None])[:, 0]
-            rows.append(ScoredPositions(order[:, :k], ordered[:, :k], target))
+            rest = _mass_after(ordered)[:, :k]
+            rows.append(ScoredPositions(order[:, :k], ordered[:, :k].float(), target.float(), rest))
         return int(logits[0].shape[-1]), rows
 
     def make_resident(self) -> None:  # noqa: B027 - most engines hold their weights already
