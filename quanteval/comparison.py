@@ -1,16 +1,82 @@
 """The comparison of each run against its model's baseline precision on its own engine: plain
 data in, rows out. A run whose engine runs no baseline (llama.cpp) compares with the default
-engine's (quanteval.engines.baseline_engines).
+engine's (quanteval.engines.baseline_engines). Which figures of a pair compare like for like is
+one rule (`unlike`): another device marks memory, time and dollars; another engine or KV budget,
+memory; either keeps the pair out of the Pareto front and the claim check.
 
 Shared by the local table, the report and the operator's status summary.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from quanteval.api.result import PeakCause, RunResult
 from quanteval.api.states import RunState
 from quanteval.engines import Engine, baseline_run, engine_effect_pairs
 from quanteval.precisions import Precision
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a run's figures were measured on, as far as comparing them goes; "" where the
+    result does not say (or the operator cannot tell before the worker ran): the same as any."""
+
+    engine: str = ""  # the engine as it ran and its KV-cache budget (engine_terms below)
+    device: str = ""  # where it computed: cpu or cuda (result.json device)
+
+
+class Unlike(StrEnum):
+    """Why a run's figures are not like for like with another's: marked ‡, and the pair kept
+    out of the Pareto front and the claim check."""
+
+    # A CPU against a GPU (llama.cpp computes on the CPU): memory, time and dollars are
+    # another machine's.
+    DEVICE = "device"
+    # Another engine as it ran or KV-cache budget: peak memory is made of other things
+    # (vLLM's is mostly the KV cache it reserves); time and dollars are the comparison's point.
+    ENGINE = "engine"
+
+
+def _differ(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and a != b
+
+
+def unlike(run: Terms, base: Terms) -> Unlike | None:
+    """The one rule of what compares like for like: the same device, then the same engine as
+    it ran at the same KV-cache budget; None where both hold. Unknown (results from before
+    engines were recorded, a run the operator cannot place) counts as the same."""
+    if _differ(run.device, base.device):
+        return Unlike.DEVICE
+    if _differ(run.engine, base.engine):
+        return Unlike.ENGINE
+    return None
+
+
+def memory_comparable(why: Unlike | None) -> bool:
+    """Whether peak memory compares, given why the runs are unlike: only when they are not."""
+    return why is None
+
+
+def time_comparable(why: Unlike | None) -> bool:
+    """Whether time and dollars compare, given why the runs are unlike: on one device they do
+    (across engines they are what the comparison is for)."""
+    return why != Unlike.DEVICE
+
+
+def like_groups(terms: Mapping[str, Terms], *, time: bool = False) -> list[list[str]]:
+    """Run ids (`terms`: by run id) in groups whose peak memory, or with `time` whose time and
+    dollars, compare like for like (unlike): each run joins the first group it compares with
+    every run of, so a run whose result does not say joins the first."""
+    comparable = time_comparable if time else memory_comparable
+    groups: list[list[str]] = []
+    for run_id, own in terms.items():
+        group = next((g for g in groups if all(comparable(unlike(own, terms[o])) for o in g)), None)
+        if group is None:
+            groups.append([run_id])
+        else:
+            group.append(run_id)
+    return groups
 
 
 @dataclass(frozen=True)
@@ -44,7 +110,7 @@ class RunOutcome:
     ratings_per_second: float | None = None
     dollars_per_1k_ratings: float | None = None
     engine: Engine = Engine.AUTO
-    memory_terms: str = ""  # the engine as it ran and its KV budget (memory_terms below)
+    terms: Terms = Terms()  # what its figures were measured on (unlike)
 
 
 def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str = "") -> RunOutcome:
@@ -80,7 +146,7 @@ def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str =
         ratings_per_second=task.ratings_per_second if task else None,
         dollars_per_1k_ratings=task.dollars_per_1k_ratings if task else None,
         engine=result.engine,
-        memory_terms=memory_terms(result.environment),
+        terms=Terms(engine_terms(result.environment), result.device),
     )
 
 
@@ -95,9 +161,18 @@ class Comparison:
     dollar_ratio: float | None = None  # dollars / the baseline's (both priced)
     peak_excess_bytes: int | None = None  # peak memory above the baseline's (when both known)
     baseline_run_id: str | None = None  # the run compared with (when it succeeded)
-    # Memory of runs on different engines is not like for like (vLLM's is mostly its KV-cache
-    # budget): the memory % is marked and kept out of the Pareto front and the claim check.
-    memory_comparable: bool = True
+    # Why the two runs' figures are not like for like (None: they are): the figures it covers
+    # are marked, and the pair kept out of the Pareto front and the claim check.
+    unlike: Unlike | None = None
+
+    @property
+    def memory_comparable(self) -> bool:
+        return memory_comparable(self.unlike)
+
+    @property
+    def time_comparable(self) -> bool:
+        """Time and dollar ratios (memory_comparable: the memory %)."""
+        return time_comparable(self.unlike)
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:
@@ -154,7 +229,7 @@ def compare_pair(outcome: RunOutcome, base: RunOutcome | None, is_baseline: bool
         if known_peaks
         else None,
         baseline_run_id=both.run_id,
-        memory_comparable=same_memory_terms(outcome, both),
+        unlike=unlike(outcome.terms, both.terms),
     )
 
 
@@ -177,13 +252,7 @@ def engine_effects(outcomes: list[RunOutcome], baseline: Precision) -> list[Comp
     ]
 
 
-def same_memory_terms(run: RunOutcome, base: RunOutcome) -> bool:
-    """Whether two runs' peak memory compares like for like: the same engine as it ran, at the
-    same KV-cache budget (unknown, in results from before engines, counts as the same)."""
-    return not run.memory_terms or not base.memory_terms or run.memory_terms == base.memory_terms
-
-
-def memory_terms(environment: dict[str, object]) -> str:
+def engine_terms(environment: dict[str, object]) -> str:
     """What a run's peak memory is made of, as a key: the engine that ran, and its KV-cache
     budget where it fixes one (`vllm kv 1073741824`); "" when the result does not say."""
     engine = environment.get("engine")

@@ -25,6 +25,8 @@ class Engine(StrEnum):
 
 # The engines a named engine's baseline run is compared with (the engine effect), first found.
 DEFAULT_ENGINES: Final = (Engine.AUTO, Engine.TRANSFORMERS)
+# How `quanteval plan` and the status show a run that computes_on_cpu, in place of its GPUs.
+ON_CPU: Final = "CPU: llama.cpp"
 # How a named engine appears in a run id (a DNS-1123 label holds no dot).
 ID_PART: Final = {
     Engine.TRANSFORMERS: "transformers",
@@ -87,10 +89,31 @@ def refusal(precision: Precision, engine: Engine) -> str | None:
     )
 
 
+def computes_on_cpu(engine: Engine, precision: Precision, source: str) -> bool:
+    """Whether a run computes on the CPU whatever node it lands on: llama.cpp's runs (the
+    worker's build has no CUDA), named or auto's choice for a GGUF file at native. So its Job
+    asks for no GPU that it would hold unused.
+
+    Before the worker resolves a source, only one that names a `.gguf` file (a path or an
+    s3:// object) is known to be one. A `package:NAME`, a folder or an s3:// prefix that holds a
+    single GGUF file is auto's llama.cpp run too, but only the worker can tell: such a run is
+    sized as before (GPUs), and computes on the CPU all the same; name its engine (llama.cpp)
+    to size it as one."""
+    if engine == Engine.LLAMA_CPP:
+        return True
+    return engine == Engine.AUTO and precision == Precision.NATIVE and source.endswith(".gguf")
+
+
 def run_id(model: str, precision: Precision, engine: Engine) -> str:
     """`<model>-<precision>`, and `-<engine>` after it for a named engine."""
     base = f"{model}-{precision.value}"
     return base if engine == Engine.AUTO else f"{base}-{ID_PART[engine]}"
+
+
+def replicate_id(run: str, replicate: int) -> str:
+    """A run's id at its replicate: the first keeps the run's own, the others are `<run>-r<i>`
+    (so a manifest that adds replicates keeps the results it has)."""
+    return run if replicate == 1 else f"{run}-r{replicate}"
 
 
 def baseline_engines(engine: Engine, baseline: Precision) -> tuple[Engine, ...]:

@@ -102,3 +102,9 @@ def memory_cell(saving_pct: float | None, comparable: bool) -> str:
     """A memory saving %, marked ‡ where the two runs' memory is not like for like."""
     cell = signed(saving_pct, ".1f")
     return f"{cell} ‡" if cell and not comparable else cell
+
+
+def ratio_cell(ratio: float | None, comparable: bool) -> str:
+    """A time or dollar ratio (×), marked ‡ where the two runs computed on different devices."""
+    cell = num(ratio, ".2f")
+    return cell if ratio is None or comparable else f"{cell} ‡"

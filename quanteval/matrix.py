@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from quanteval.api.layout import run_dir, under
 from quanteval.api.runspec import EvaluationRef, RunSpec
 from quanteval.api.spec import ModelSpec, QuantEval, QuantEvalSpec
-from quanteval.engines import DEFAULT_ENGINES, Engine
+from quanteval.engines import DEFAULT_ENGINES, Engine, replicate_id
 from quanteval.engines import run_id as engine_run_id
 from quanteval.intensity import intensity_run
 from quanteval.precisions import Precision
@@ -24,10 +24,17 @@ class Run:
     baseline: Precision
     content_hash: str
     engine: Engine = Engine.AUTO
+    replicate: int = 1  # spec.replicates: the first is the run, the others repeat it
 
     @property
     def is_baseline(self) -> bool:
         return self.precision == self.baseline and self.model.baseline_model is None
+
+    @property
+    def is_repeat(self) -> bool:
+        """A replicate after the first: it measures run-to-run spread, and is compared with
+        nothing (its run's first replicate is)."""
+        return self.replicate > 1
 
 
 def run_id(model: ModelSpec, precision: Precision, engine: Engine = Engine.AUTO) -> str:
@@ -36,12 +43,17 @@ def run_id(model: ModelSpec, precision: Precision, engine: Engine = Engine.AUTO)
 
 
 def content_hash(
-    spec: QuantEvalSpec, model: ModelSpec, precision: Precision, engine: Engine = Engine.AUTO
+    spec: QuantEvalSpec,
+    model: ModelSpec,
+    precision: Precision,
+    engine: Engine = Engine.AUTO,
+    replicate: int = 1,
 ) -> str:
     """A hash of everything that determines a run's result, so an unchanged run can be skipped.
 
     The model's short name and the batch size are left out: neither changes what is generated.
-    The engine enters only when named (auto's runs keep the hashes they had before engines).
+    The engine enters only when named (auto's runs keep the hashes they had before engines), the
+    replicate only after the first.
     """
     material = {
         "schema": 2,  # 2: raw prompts, no model generation defaults, EOS not counted
@@ -58,32 +70,49 @@ def content_hash(
         material["intensity"] = spec.intensity.model_dump(mode="json")
     if engine != Engine.AUTO:
         material["engine"] = engine.value
+    if replicate > 1:
+        material["replicate"] = replicate
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def expand(spec: QuantEvalSpec) -> list[Run]:
-    """One run per model, each of its precisions and each of its engines, in the spec's order."""
+    """One run per model, each of its precisions, each of its engines and each replicate, in
+    the spec's order (a run's replicates together)."""
     baseline = spec.baseline_precision
     return [
         Run(
-            id=run_id(model, precision, engine),
+            id=replicate_id(run_id(model, precision, engine), replicate),
             model=model,
             precision=precision,
             baseline=baseline,
-            content_hash=content_hash(spec, model, precision, engine),
+            content_hash=content_hash(spec, model, precision, engine, replicate),
             engine=engine,
+            replicate=replicate,
         )
         for model in spec.models
         for precision in spec.precisions_of(model)
         for engine in spec.engines_of(model)
+        for replicate in range(1, spec.replicates + 1)
     ]
 
 
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The base seed of a run's replicate: the spec's for the first, one derived from it and
+    the replicate's number for the others (every sample's seed derives from the base)."""
+    if replicate == 1:
+        return seed
+    digest = hashlib.sha256(f"{seed}/replicate/{replicate}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1  # within the spec's 0..2**31 - 1
+
+
 def expect_arg(run: Run, reason: str = "") -> str:
-    """The report's `--expect` value for a run: `<run id>=<model>/<precision>/<engine>[:reason]`
-    (quanteval.report.data.ExpectedRun.from_arg reads it): no id is parsed back."""
+    """The report's `--expect` value for a run:
+    `<run id>=<model>/<precision>/<engine>[/r<replicate>][:reason]` (the replicate after the
+    first; quanteval.report.data.ExpectedRun.from_arg reads it): no id is parsed back."""
     arg = f"{run.id}={run.model.name}/{run.precision}/{run.engine}"
+    if run.is_repeat:
+        arg += f"/r{run.replicate}"
     return f"{arg}:{reason}" if reason else arg
 
 
@@ -91,6 +120,7 @@ def comparison_count(runs: list[Run]) -> int:
     """The comparisons an evaluation's runs make, one multiplicity family: each run that is not
     a baseline against its baseline, and each named engine's baseline run against the default
     engine's of the same model (the engine effect)."""
+    runs = [r for r in runs if not r.is_repeat]
     defaults = {r.model.name for r in runs if r.is_baseline and r.engine in DEFAULT_ENGINES}
     effects = sum(
         r.is_baseline and r.engine not in DEFAULT_ENGINES and r.model.name in defaults for r in runs
@@ -129,7 +159,10 @@ def build_run_spec(manifest: QuantEval, run: Run, evaluation_root: str) -> RunSp
         baseline=run.baseline,
         emotions=list(spec.emotion_names),
         prompts=list(spec.prompt_templates),
-        generation=spec.generation,
+        generation=spec.generation.model_copy(
+            update={"seed": replicate_seed(spec.generation.seed, run.replicate)}
+        ),
+        replicate=run.replicate,
         classifier=spec.classifier,
         intensity=(
             intensity_run(spec.intensity, spec.emotion_names) if "intensity" in spec.tasks else None

@@ -280,6 +280,27 @@ def paired_comparison(
     )
 
 
+def t_interval(values: Sequence[float]) -> Interval:
+    """95% Student-t interval of the mean of a few independent repeats (two or more)."""
+    data = np.asarray(values, dtype=np.float64)
+    if np.ptp(data) == 0:  # no spread at all: scipy's interval is undefined there
+        return float(data[0]), float(data[0])
+    low, high = stats.t.interval(0.95, len(data) - 1, loc=data.mean(), scale=stats.sem(data))
+    return float(low), float(high)
+
+
+def repeat_ratio(run: Sequence[float], baseline: Sequence[float]) -> tuple[float, Interval]:
+    """The ratio of two figures measured in independent repeats of each run (two or more each):
+    the ratio of their geometric means, with the 95% Welch interval of the difference of mean
+    logs (noise that scales the figure, as a machine's speed does, is additive in logs)."""
+    mine, base = np.log(np.asarray(run, np.float64)), np.log(np.asarray(baseline, np.float64))
+    ratio = float(np.exp(mine.mean() - base.mean()))
+    if np.ptp(mine) == 0 and np.ptp(base) == 0:  # no spread at all: Welch's is undefined
+        return ratio, (ratio, ratio)
+    low, high = stats.ttest_ind(mine, base, equal_var=False).confidence_interval(0.95)
+    return ratio, (float(np.exp(low)), float(np.exp(high)))
+
+
 def ratio_interval(baseline: Sequence[float], run: Sequence[float]) -> tuple[float, Interval]:
     """sum(run) / sum(baseline) over paired samples, with its 95% paired-bootstrap interval."""
     base, mine = np.asarray(baseline, dtype=np.float64), np.asarray(run, dtype=np.float64)

@@ -19,7 +19,7 @@ from quanteval.api.errors import ExitCode, InvalidSpecError, QuantEvalError
 from quanteval.api.spec import QuantEval, QuantEvalSpec, load_manifest
 from quanteval.api.termination import TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
-from quanteval.engines import Engine
+from quanteval.engines import ON_CPU, Engine, computes_on_cpu
 from quanteval.intensity import intensity_run
 from quanteval.matrix import Run, comparison_count, expand
 from quanteval.precisions import Precision
@@ -127,7 +127,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for header in ("run", "model", "precision", "parameters", "weights (est.)", "GPUs", "vLLM"):
         table.add_column(header)
     counted: dict[str, int | None] = {}
-    for run in expand(spec):
+    runs = expand(spec)
+    for run in runs:
+        on_cpu = _on_cpu_cell(spec, run)
         params = run.model.parameters
         if params is None:
             if run.model.name not in counted:
@@ -135,7 +137,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             params = counted[run.model.name]
         if params is None:
             table.add_row(
-                run.id, run.model.name, run.precision.value, "unknown", "-", "1 (?)", "-"
+                run.id, run.model.name, run.precision.value, "unknown", "-", on_cpu or "1 (?)", "-"
             )  # fmt: skip
             continue
         checkpoint = None
@@ -145,7 +147,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         if weights is None:
             table.add_row(
                 run.id, run.model.name, run.precision.value, f"{params / 1e9:.2f}B",
-                "unknown (native: no quantization config read)", "1 (?)", "-",
+                "unknown (native: no quantization config read)", on_cpu or "1 (?)", "-",
             )  # fmt: skip
             continue
         gpus = (
@@ -156,15 +158,37 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         baseline = " (baseline)" if run.is_baseline else ""
         table.add_row(
             run.id, run.model.name, run.precision.value + baseline, f"{params / 1e9:.2f}B",
-            human_bytes(weights), str(gpus), _vllm_cell(spec, run, gpus),
+            human_bytes(weights), on_cpu or str(gpus), _vllm_cell(spec, run, gpus),
         )  # fmt: skip
     out = Console(width=160)
     out.print(table)
     if any(v is None for v in counted.values()):
         console.print("unknown sizes: set spec.models[].parameters (hub models are not fetched)")
+    if spec.replicates > 1:
+        out.print(_replicates_line(spec.replicates, len(runs)), highlight=False)
     for line in _power_lines(spec, args.design_effect):
         out.print(line, highlight=False)
     return ExitCode.OK
+
+
+def _replicates_line(replicates: int, runs: int) -> str:
+    """What spec.replicates costs: every run made that many times."""
+    return (
+        f"replicates: {replicates}: each run is made {replicates} times with other seeds "
+        f"({runs} runs in all: {replicates}x the GPU time and dollars of one), for run-to-run "
+        "intervals of time, memory and dollars and a verdict on the study's time figure"
+    )
+
+
+def _on_cpu_cell(spec: QuantEvalSpec, run: Run) -> str | None:
+    """In place of the GPU count, for a run that computes on the CPU (llama.cpp): the GPUs its
+    Job holds unused where spec.resources.gpus names some; None for any other run."""
+    if not computes_on_cpu(run.engine, run.precision, run.model.source):
+        return None
+    held = spec.resources.gpus
+    if isinstance(held, str) or held == 0:
+        return ON_CPU
+    return f"{ON_CPU} ({held} GPU{'s' if held > 1 else ''} held, unused)"
 
 
 def _vllm_cell(spec: QuantEvalSpec, run: Run, gpus: int) -> str:
@@ -265,6 +289,7 @@ _price = _number("a price", " US dollars", 0, 10000)
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from quanteval.comparison import compare
     from quanteval.report import build_report
+    from quanteval.report.tables import not_like_for_like
     from quanteval_cli.local import run_local
     from quanteval_cli.table import (
         comparison_json,
@@ -286,7 +311,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise InvalidSpecError(f"{args.file}: invalid QuantEval\n" + "\n".join(problems))
     out = args.out or f"{DEFAULT_OUT}/{manifest.metadata.name}"
     results = run_local(manifest, out, args.only, args.force, console)
-    rows = compare([r.outcome for r in results], manifest.spec.baseline_precision)
+    firsts = [r.outcome for r in results if not r.run.is_repeat]  # repeats: the report's
+    rows = compare(firsts, manifest.spec.baseline_precision)
     built = build_report(
         out,
         _expected_runs(manifest, results),
@@ -309,8 +335,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         "KL: mean KL(baseline || run) per token on the reference corpus (a lower bound); "
         "top-1: most likely tokens agree"
     )
-    for note in [*energy_notes(rows), *memory_notes(rows), *_gguf_note(manifest)]:
-        console.print(note)
+    legend = not_like_for_like(built.report)  # what ‡ marks ("" where nothing is marked)
+    for note in [*energy_notes(rows), *memory_notes(rows), legend, *_gguf_note(manifest)]:
+        if note:
+            console.print(note)
     console.print(
         f"report: {escape(built.files.html)} (also report.json, .csv, .md, .png)", soft_wrap=True
     )

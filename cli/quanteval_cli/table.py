@@ -18,6 +18,7 @@ from quanteval.fmt import (
     memory_cell,
     num,
     percent,
+    ratio_cell,
     signed,
     verdict_mark,
 )
@@ -97,8 +98,8 @@ def decision_tables(
                 verdict_mark(test) if done else o.state,
                 signed(row.weights_saving_pct, ".1f"),
                 memory_cell(row.memory_saving_pct, row.memory_comparable),
-                num(row.time_ratio, ".2f"),
-                num(row.dollar_ratio, ".2f"),
+                ratio_cell(row.time_ratio, row.time_comparable),
+                ratio_cell(row.dollar_ratio, row.time_comparable),
                 num(fidelity.mean_kl if fidelity else None, ".4f"),
             )
         tables.append(table)
@@ -152,8 +153,8 @@ def comparison_table(
             verdict_mark(test),
             num(fidelity.mean_kl if fidelity else None, ".4f"),
             num(fidelity.top1_agreement_pct if fidelity else None, ".1f"),
-            num(row.time_ratio, ".2f"),
-            num(row.dollar_ratio, ".2f"),
+            ratio_cell(row.time_ratio, row.time_comparable),
+            ratio_cell(row.dollar_ratio, row.time_comparable),
         )
     return table
 
@@ -217,7 +218,8 @@ def comparison_json(
             "tokensPerSecond": o.tokens_per_second, "joulesPerToken": o.joules_per_token,
             "gpuSeconds": o.gpu_seconds, "dollars": o.dollars,
             "weightsSavingPct": row.weights_saving_pct, "memorySavingPct": row.memory_saving_pct,
-            "memoryComparable": row.memory_comparable, "engine": o.engine.value,
+            "memoryComparable": row.memory_comparable, "timeComparable": row.time_comparable,
+            "engine": o.engine.value,
             "f1DeltaPp": test.delta_f1_pp if test and test.delta_f1_pp is not None
             else row.f1_delta_pp,
             "f1DeltaCi95": list(test.ci95) if test and test.ci95 else None,

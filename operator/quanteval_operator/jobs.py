@@ -12,8 +12,9 @@ from quanteval.api.runspec import ENV_STRING_LIMIT, env_string_fits, run_spec_en
 from quanteval.api.spec import OutputSpec, QuantEval, S3OutputSpec, S3SecretRef
 from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV
 from quanteval.cost import with_default_cost
-from quanteval.engines import Engine
+from quanteval.engines import Engine, computes_on_cpu
 from quanteval.matrix import Run, build_run_spec, expand, expect_arg, s3_evaluation_root
+from quanteval.precisions import Precision
 from quanteval.sizing import estimate_weights_bytes, run_gpus
 from quanteval_operator.settings import Settings
 
@@ -153,11 +154,14 @@ def check_run_spec_size(manifest: QuantEval) -> None:
 
 
 def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:
-    """GPUs for a run: the spec's number, or sized from `parameters`; None when unknown (a
-    native checkpoint's bytes a weight are in its files, which the operator does not read)."""
+    """GPUs for a run: the spec's number; none for a run that computes on the CPU (llama.cpp);
+    else sized from `parameters`; None when unknown (a native checkpoint's bytes a weight are in
+    its files, which the operator does not read)."""
     resources = manifest.spec.resources
     if resources.gpus != "auto":
         return resources.gpus
+    if computes_on_cpu(run.engine, run.precision, run.model.source):
+        return 0
     if run.model.parameters is None:
         return None
     weights = estimate_weights_bytes(run.model.parameters, run.precision)
@@ -165,6 +169,19 @@ def gpus_for(manifest: QuantEval, run: Run, settings: Settings) -> int | None:
         return None
     gpu_memory = resources.gpu_memory_gib or settings.gpu_memory_gib
     return run_gpus(weights, run.engine, gpu_memory, manifest.spec.vllm)
+
+
+def run_device(manifest: QuantEval, run: Run, settings: Settings) -> str:
+    """Where a run computes, as the worker records it (result.json device), for the status
+    summary to compare like for like: cpu for a run given no GPU or on llama.cpp, cuda for one
+    given GPUs; "" where the worker decides (auto at native on a source that may hold a GGUF
+    file: engines.computes_on_cpu)."""
+    on_cpu = computes_on_cpu(run.engine, run.precision, run.model.source)
+    if on_cpu or gpus_for(manifest, run, settings) == 0:
+        return "cpu"
+    if run.engine == Engine.AUTO and run.precision == Precision.NATIVE:
+        return ""
+    return "cuda"
 
 
 GIB = 2**30
@@ -233,6 +250,12 @@ THREADS_ENV = {
     "name": "OMP_NUM_THREADS",
     "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}},
 }
+
+
+# A pod that asks for no GPU still sees every GPU of its node where the NVIDIA runtime is the
+# default and the image sets NVIDIA_VISIBLE_DEVICES=all (CUDA images do): it would compute on GPUs
+# other pods were given, and count them as its own. `void` makes the runtime hand it none.
+NO_GPU_ENV = {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}
 
 
 def worker_image(manifest: QuantEval, settings: Settings, engine: Engine) -> str:
@@ -381,6 +404,8 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
     run_spec = build_run_spec(manifest, run, s3_evaluation_root(manifest))
     name, value = run_spec_env(run_spec)
     env = [{"name": name, "value": value}, *_credentials_env(manifest)]
+    if gpus == 0:
+        env.append(NO_GPU_ENV)
     command = settings.command_for(run.engine)
     pod_spec = _pod_spec(manifest, settings, run.engine, command, env, limits, requests)
     if run.engine == Engine.VLLM and gpus is not None and gpus > 1:

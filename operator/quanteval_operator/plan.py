@@ -28,6 +28,7 @@ from quanteval_operator.jobs import (
     render_job,
     render_report_job,
     report_uri,
+    run_device,
 )
 from quanteval_operator.settings import Settings
 from quanteval_operator.status import (
@@ -202,9 +203,11 @@ def plan_pass(observations: Observations, settings: Settings) -> Plan:
         creates.append(JobToCreate(REPORT, job, "report", EventReason.REPORT_STARTED, message))
     report = ReportObservation(report_job, pods_by_run.pop(REPORT, []), report_uri(manifest))
     unsized = [r.id for r in runs if gpus_for(manifest, r, settings) is None]
+    devices = {r.id: run_device(manifest, r, settings) for r in runs}
     status = aggregate(
         runs, job_by_run, pods_by_run, previous, generation, spec.suspend, _now(observations),
         spec.baseline_precision, report, unsized, dict(observations.refused), spec.emotion_names,
+        devices,
     )  # fmt: skip
     podless, recheck = podless_jobs(
         job_by_run, pods_by_run, observations.now, settings.podless_seconds

@@ -12,8 +12,8 @@ from typing import Any
 from quanteval.api.states import TERMINAL_STATES, ConditionType, Reason, RunState
 from quanteval.api.status import EvaluationStatus
 from quanteval.api.termination import ReportMessage, RunMessage
-from quanteval.comparison import RunOutcome, best_run, compare, engine_effects
-from quanteval.engines import Engine
+from quanteval.comparison import RunOutcome, Terms, best_run, compare, engine_effects
+from quanteval.engines import ON_CPU, Engine, computes_on_cpu
 from quanteval.engines import run_id as engine_run_id
 from quanteval.matrix import Run
 from quanteval.precisions import Precision
@@ -123,6 +123,8 @@ def run_status(
     """One entry of status.runs."""
     # Model and precision are not repeated: the run id and the spec say them.
     entry: dict[str, Any] = {"id": run.id}
+    if computes_on_cpu(run.engine, run.precision, run.model.source):
+        entry["device"] = ON_CPU  # in place of GPUs, which its Job asks for only if told to
     latest = max(pods, key=lambda p: (p.created, p.name)) if pods else None
     if job is None:
         entry["state"] = RunState.PENDING
@@ -186,7 +188,8 @@ def set_condition(
     return [c for c in conditions if c.get("type") != type_] + [condition]
 
 
-def _outcome(run: Run, entry: dict[str, Any]) -> RunOutcome:
+def _outcome(run: Run, entry: dict[str, Any], device: str) -> RunOutcome:
+    """The run as the comparison reads it; `device`: where it computes ("" unknown)."""
     metrics = entry.get("metrics", {})
     return RunOutcome(
         run_id=entry["id"],
@@ -205,22 +208,36 @@ def _outcome(run: Run, entry: dict[str, Any]) -> RunOutcome:
         tpot_ms=metrics.get("tpotP50Ms"),
         dollars=metrics.get("dollars"),
         engine=run.engine,
-        memory_terms=_memory_terms(run),
+        terms=Terms(_engine_terms(run), device),
     )
 
 
-def _memory_terms(run: Run) -> str:
-    """The engine a run's memory is measured in ("" where auto may be either: native)."""
+def _engine_terms(run: Run) -> str:
+    """The engine a run's memory is measured in ("" where auto may be either: native on a
+    source that only the worker can tell holds a GGUF file)."""
+    if computes_on_cpu(run.engine, run.precision, run.model.source):
+        return Engine.LLAMA_CPP.value
     if run.engine != Engine.AUTO:
         return run.engine.value
     return "" if run.precision == Precision.NATIVE else Engine.TRANSFORMERS.value
 
 
 def summarize(
-    runs: list[Run], entries: list[dict[str, Any]], baseline: Precision
+    runs: list[Run],
+    entries: list[dict[str, Any]],
+    baseline: Precision,
+    devices: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Baseline, best run and per run the memory saving, F1 change and time ratio."""
-    outcomes = [_outcome(r, e) for r, e in zip(runs, entries, strict=True)]
+    """Baseline, best run and per run the memory saving, F1 change and time ratio (a run's
+    repeats, spec.replicates, are compared with nothing: its first replicate is). `devices`:
+    by run, where it computes (cpu or cuda); a figure across them, or memory across engines,
+    is left out (quanteval.comparison.unlike): the status has no mark to show it with."""
+    where = devices or {}
+    outcomes = [
+        _outcome(r, e, where.get(r.id, ""))
+        for r, e in zip(runs, entries, strict=True)
+        if not r.is_repeat
+    ]
     best = best_run(outcomes)
     rows = []
     for row in compare(outcomes, baseline):
@@ -234,9 +251,9 @@ def summarize(
             item["memorySavingPct"] = round(row.memory_saving_pct, 1)
         if row.f1_delta_pp is not None:
             item["f1DeltaPp"] = round(row.f1_delta_pp, 1)
-        if row.time_ratio is not None:
+        if row.time_ratio is not None and row.time_comparable:
             item["timeRatio"] = round(row.time_ratio, 2)
-        if row.dollar_ratio is not None:
+        if row.dollar_ratio is not None and row.time_comparable:
             item["dollarRatio"] = round(row.dollar_ratio, 2)
         rows.append(item)
     for row in engine_effects(outcomes, baseline):  # a named engine's baseline vs the default's
@@ -245,7 +262,7 @@ def summarize(
         }  # fmt: skip
         if row.f1_delta_pp is not None:
             effect["f1DeltaPp"] = round(row.f1_delta_pp, 1)
-        if row.time_ratio is not None:
+        if row.time_ratio is not None and row.time_comparable:
             effect["timeRatio"] = round(row.time_ratio, 2)
         rows.append(effect)
     summary: dict[str, Any] = {"baseline": baseline.value, "comparisons": rows}
@@ -390,9 +407,10 @@ def aggregate(
     unsized_runs: list[str] | None = None,
     refused: Mapping[str, str] | None = None,
     emotions: Sequence[str] = (),
+    devices: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole status from the observations; `refused`: by run, why the API server refused
-    its Job this pass."""
+    its Job this pass; `devices`: by run, where it computes (jobs.run_device)."""
     entries = run_entries(runs, jobs, pods, previous, suspended)
     for entry in entries:
         why = (refused or {}).get(entry["id"])
@@ -444,7 +462,7 @@ def aggregate(
             now,
         )
     started = any(e["attempts"] > 0 for e in entries)
-    summary = summarize(runs, entries, baseline)
+    summary = summarize(runs, entries, baseline, devices)
     if all_done and report.job is not None and report.job.complete:
         summary["reportUri"] = report.uri
         summary = with_verdicts(summary, report_verdicts(report.pods))

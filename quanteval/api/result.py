@@ -205,6 +205,7 @@ class RunResult(_Model):
     # The spec's engine for this run (auto in results written before engines were an axis); the
     # engine that ran, with its version and settings, is environment.engine.
     engine: Engine = Engine.AUTO
+    replicate: int = 1  # spec.replicates: which of the run's repeats (1: the run itself)
     # The entry this run's model is a quantization of, when it is compared with that one's run.
     baseline_model: str | None = None
     # Precision native: how the checkpoint was quantized before we got it.

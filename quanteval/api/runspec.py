@@ -74,7 +74,8 @@ class RunSpec(_Model):
     baseline: Precision
     emotions: Annotated[list[str], Field(min_length=1)]
     prompts: Annotated[list[str], Field(min_length=1)]
-    generation: GenerationSpec
+    generation: GenerationSpec  # its seed is the replicate's (quanteval.matrix.replicate_seed)
+    replicate: Annotated[int, Field(ge=1)] = 1  # spec.replicates: which of the run's repeats
     classifier: ClassifierSpec
     intensity: IntensityRun | None = None  # set when the evaluation's tasks hold intensity
     vllm: VllmSpec = VllmSpec()  # read when engine is vllm

@@ -23,7 +23,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from quanteval import API_GROUP, API_VERSION, KIND
 from quanteval.api.errors import InvalidSpecError
 from quanteval.emotions import ALL_BUILTIN_EMOTIONS, resolve_emotions
-from quanteval.engines import Engine, baseline_engines, refusal, run_id
+from quanteval.engines import Engine, baseline_engines, refusal, replicate_id, run_id
 from quanteval.precisions import Precision, default_baseline
 from quanteval.prompts import BUILTIN_PROMPT_SETS, PLACEHOLDER
 
@@ -34,6 +34,7 @@ MAX_MODEL_NAME = 40
 # Runs an evaluation holds: 64 models x 13 precisions, the largest matrix before engines; its
 # status (a line a run) then stays under 512 KiB (tests/unit/test_status.py).
 MAX_RUNS = 832
+MAX_REPLICATES = 10
 EMOTION_NAME = r"^[a-z][a-z_-]{0,31}$"
 # Label values, emotion names: what maps hold.
 ShortString = Annotated[str, Field(max_length=63)]
@@ -427,6 +428,11 @@ class QuantEvalSpec(_Model):
     """
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     """Generation settings."""
+    replicates: Annotated[int, Field(ge=1, le=MAX_REPLICATES)] = 1
+    """Times each run is made, each time with other seeds: the first keeps the run's id, the
+    others are <run>-r2, <run>-r3, ... From 2 on, the report gives run-to-run intervals for time,
+    memory and dollars, and a verdict on the study's time figure (once, it is measured once).
+    """
     intensity: IntensitySpec = Field(default_factory=IntensitySpec)
     """The intensity task's settings (read when tasks holds intensity)."""
     vllm: VllmSpec = Field(default_factory=VllmSpec)
@@ -535,11 +541,12 @@ class QuantEvalSpec(_Model):
         """Every (precision, engine) pair a model crosses is one its engine runs, its run id is
         a label, and the runs fit one status."""
         runs = sum(len(self.engines_of(m)) * len(self.precisions_of(m)) for m in self.models)
+        runs *= self.replicates
         if runs > MAX_RUNS:
             raise ValueError(
-                f"models: the evaluation has {runs} runs (models x precisions x engines); one "
-                f"holds at most {MAX_RUNS}, so that its status fits the API server's object size; "
-                "split it into several evaluations"
+                f"models: the evaluation has {runs} runs (models x precisions x engines x "
+                f"replicates); one holds at most {MAX_RUNS}, so that its status fits the API "
+                "server's object size; split it into several evaluations"
             )
         if self.generation.batch_size == "continuous":
             fixed = sorted({e for m in self.models for e in self.engines_of(m)} - {Engine.VLLM})
@@ -557,7 +564,7 @@ class QuantEvalSpec(_Model):
                     why = refusal(precision, engine)
                     if why is not None:
                         raise ValueError(f"{field} ({model.name}): {why}")
-                    name = run_id(model.name, precision, engine)
+                    name = replicate_id(run_id(model.name, precision, engine), self.replicates)
                     if len(name) > 63:
                         raise ValueError(
                             f"models[{index}].name: the run id {name!r} is over 63 characters; "

@@ -36,6 +36,12 @@ class RunStatus(_Status):
     state: RunState
     attempts: int | None = None
     reason: str | None = None
+    device: str | None = Field(
+        None,
+        description="where the run computes, in place of its GPUs, where that is not a GPU: "
+        "'CPU: llama.cpp' (a GGUF file at native; the worker's llama.cpp has no CUDA, so its Job "
+        "asks for no GPU unless spec.resources.gpus names a number)",
+    )
     metrics: dict[str, int | float] | None = Field(
         None, description="a few rounded figures from the run's termination message"
     )

@@ -3,7 +3,8 @@
 Claim: a larger model quantized to a lower precision beats a smaller model at a higher precision
 when both need similar memory. Every (larger model, smaller model) pair, sized by parameters (from
 any succeeded run of each), and every (larger's run at a lower precision, smaller's run at a
-higher one) whose peak memories are within 25% of each other is one comparison. The k comparisons
+higher one) whose peak memories are within 25% of each other, and like for like (the same device,
+engine as it ran and KV budget: quanteval.comparison.unlike), is one comparison. The k comparisons
 are one family: each is settled by the template-level interval (quanteval.templates) of the
 macro-F1 difference over the samples both generated, at 1 - 0.05/k, with the template permutation
 test at 0.05/k: an interval above 0 supports the claim and one below 0 contradicts it where the
@@ -13,9 +14,10 @@ settled.
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from quanteval.api.records import SampleRecord
+from quanteval.comparison import Terms, unlike
 from quanteval.engines import Engine
 from quanteval.power import ALPHA
 from quanteval.precisions import BYTES_PER_PARAMETER, Precision
@@ -42,6 +44,7 @@ class ClaimRun:
     generations: tuple[SampleRecord, ...] = ()
     emotions: tuple[str, ...] = ()
     engine: Engine = Engine.AUTO
+    terms: Terms = field(default_factory=Terms)  # what its figures were measured on (unlike)
 
 
 Interval = tuple[float, float]
@@ -153,6 +156,7 @@ def check_claim(
         for b in runs
         if b.model == smaller
         and _lower_precision(a.precision, b.precision)
+        and unlike(a.terms, b.terms) is None
         and similar_memory(a.peak_memory_bytes, b.peak_memory_bytes, tolerance)
     ]
     comparisons, family_size, confidence = _settled(candidates)

@@ -1,15 +1,17 @@
 """The report from the runs' records: pure, plain data in, plain data out."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from quanteval.api.states import RunState
 from quanteval.comparison import (
     Comparison,
     RunOutcome,
+    Terms,
     best_run,
     compare,
     compare_pair,
+    like_groups,
     outcome_of,
     peak_cause_note,
 )
@@ -18,14 +20,16 @@ from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import BYTES_PER_PARAMETER, PRECISION_ORDER, Precision
 from quanteval.report.claim import ClaimRun, check_claim
 from quanteval.report.data import RunRecord
-from quanteval.report.drift import intensity_drift, pair_by_sample, rouge_means
+from quanteval.report.drift import intensity_drift, noise_floor, pair_by_sample, rouge_means
 from quanteval.report.pareto import Point, pareto_front
 from quanteval.report.ratings import rating_drift
+from quanteval.report.replicates import replicate_figures, replicate_groups
 from quanteval.report.samples import DEFAULT_SAMPLES, sample_rows
 from quanteval.report.schema import (
     BaselineComparison,
     EngineEffect,
     EvaluationInfo,
+    NoiseFloor,
     PairedTest,
     Report,
     RunReport,
@@ -125,8 +129,10 @@ def against_baseline(
     base: RunRecord | None,
     comparison: Comparison | None,
     paired: PairedTest | None = None,
+    floors: dict[str, NoiseFloor] | None = None,
 ) -> BaselineComparison | None:
-    """The run against its model's (or its baselineModel's) baseline run; None unless both
+    """The run against its model's (or its baselineModel's) baseline run, with the baseline's
+    A/A floor (`floors`, by baseline run id) beside ROUGE and drift; None unless both
     succeeded."""
     if record.state != RunState.SUCCEEDED or base is None or comparison is None:
         return None
@@ -151,7 +157,8 @@ def against_baseline(
         rating_drift=(
             rating_drift(base.ratings, record.ratings) if base.run_id != record.run_id else None
         ),
-        memory_comparable=comparison.memory_comparable,
+        unlike=comparison.unlike,
+        noise_floor=(floors or {}).get(base.run_id),
     )
 
 
@@ -206,11 +213,14 @@ def run_report(
 
 
 def engine_effect(
-    reference: RunRecord, record: RunRecord, paired: PairedTest | None
+    reference: RunRecord,
+    record: RunRecord,
+    paired: PairedTest | None,
+    floors: dict[str, NoiseFloor],
 ) -> EngineEffect | None:
     """The named engine's baseline run against the default engine's."""
     row = compare_pair(run_outcome(record), run_outcome(reference), is_baseline=False)
-    vs = against_baseline(record, reference, row, paired)
+    vs = against_baseline(record, reference, row, paired, floors)
     return EngineEffect(record.run_id, record.engine, vs) if vs is not None else None
 
 
@@ -234,32 +244,36 @@ def model_parameters(records: Sequence[RunRecord]) -> dict[str, int]:
     }
 
 
-def dollar_front(runs: Sequence[RunReport]) -> tuple[str, ...] | None:
-    """The Pareto front of F1 against dollars per run; None unless every succeeded run is priced."""
-    done = [r for r in runs if r.state == RunState.SUCCEEDED and r.f1_macro is not None]
-    if not done or any(r.dollars is None for r in done):
+def dollar_front(
+    runs: Sequence[RunReport], terms: Mapping[str, Terms] | None = None
+) -> tuple[str, ...] | None:
+    """The Pareto front of F1 against dollars per run, among the runs whose dollars compare with
+    theirs (`terms` by run id; the same device: quanteval.comparison.like_groups): a front per
+    device. None unless every succeeded run is priced."""
+    done = {r.run_id: r for r in runs if r.state == RunState.SUCCEEDED and r.f1_macro is not None}
+    if not done or any(r.dollars is None for r in done.values()):
         return None
+    known = terms or {}
+    groups = like_groups({i: known.get(i, Terms()) for i in done}, time=True)
     return tuple(
         p.run_id
-        for p in pareto_front([Point(r.run_id, r.f1_macro or 0.0, r.dollars or 0.0) for r in done])
+        for group in groups
+        for p in pareto_front(
+            [Point(i, done[i].f1_macro or 0.0, done[i].dollars or 0.0) for i in group]
+        )
     )
 
 
-def memory_front(records: Sequence[RunRecord], succeeded: Sequence[ClaimRun]) -> list[str]:
+def memory_front(succeeded: Sequence[ClaimRun]) -> list[str]:
     """The runs on the Pareto front of F1 against peak memory, among the runs whose memory is
-    like for like with theirs (the same engine as it ran and KV budget): a front per kind."""
-    terms = {r.run_id: run_outcome(r).memory_terms for r in records}
-    groups: dict[str, list[ClaimRun]] = {}
-    for run in succeeded:
-        groups.setdefault(terms.get(run.run_id, ""), []).append(run)
-    if "" in groups and len(groups) > 1:  # results that do not say: with the default engine's
-        unknown = groups.pop("")
-        first = next(iter(groups))
-        groups[first] = [*groups[first], *unknown]
+    like for like with theirs (the same device, engine as it ran and KV budget:
+    quanteval.comparison.like_groups): a front per kind."""
+    by_id = {r.run_id: r for r in succeeded}
+    groups = like_groups({r.run_id: r.terms for r in succeeded})
     return [
         p.run_id
-        for group in groups.values()
-        for p in pareto_front([Point(r.run_id, r.f1, r.peak_memory_bytes) for r in group])
+        for group in groups
+        for p in pareto_front([Point(i, by_id[i].f1, by_id[i].peak_memory_bytes) for i in group])
     ]
 
 
@@ -274,10 +288,24 @@ def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
             r.generations,
             tuple(r.result.per_emotion),
             r.engine,
+            run_outcome(r).terms,
         )
         for r in records
         if r.state == RunState.SUCCEEDED and r.result is not None
     ]
+
+
+def noise_floors(
+    bases: dict[tuple[str, Engine], RunRecord], groups: dict[str, list[RunRecord]]
+) -> dict[str, NoiseFloor]:
+    """Each baseline run's A/A floor (quanteval.report.drift.noise_floor), by its run id."""
+    floors = {}
+    for base in bases.values():
+        repeats = groups.get(base.run_id, [])[1:]
+        repeat = next((r for r in repeats if r.state == RunState.SUCCEEDED), None)
+        if (floor := noise_floor(base, repeat)) is not None:
+            floors[base.run_id] = floor
+    return floors
 
 
 def compute_report(
@@ -289,21 +317,25 @@ def compute_report(
     sample_count: int = DEFAULT_SAMPLES,
     equivalence_margin_pp: float | None = None,
 ) -> Report:
-    runs = order_runs(records)
+    """The report of an evaluation's records; a run's repeats (spec.replicates) give its
+    run-to-run spread and A/A floor, and are compared with nothing themselves."""
+    groups = replicate_groups(order_runs(records))
+    runs = order_runs([r for r in records if r.replicate == 1])
     baselines = model_baselines(runs)
     bases = baseline_runs(runs, baselines)
+    floors = noise_floors(bases, groups)
     base_of = base_of_runs(runs, bases, baselines)
     comparisons = _comparisons(runs, baselines)
     effects = effect_pairs(bases)
     paired, paired_effects = paired_tests(runs, base_of, equivalence_margin_pp, effects)
     succeeded = _claim_runs(runs)
-    front = memory_front(runs, succeeded)
+    front = memory_front(succeeded)
     reports = tuple(
         run_report(
             r,
             baselines.get(r.model),
             against_baseline(
-                r, base_of.get(r.run_id), comparisons.get(r.run_id), paired.get(r.run_id)
+                r, base_of.get(r.run_id), comparisons.get(r.run_id), paired.get(r.run_id), floors
             ),
             r.run_id in front,
             comparisons.get(r.run_id),
@@ -311,9 +343,8 @@ def compute_report(
         for r in runs
     )
     models = list(dict.fromkeys(r.model for r in runs))
-    claim = check_claim(
-        [c for c in succeeded if c.engine in DEFAULT_ENGINES], model_parameters(runs), models
-    )
+    parameters = model_parameters(runs)
+    claim = check_claim([c for c in succeeded if c.engine in DEFAULT_ENGINES], parameters, models)
     best = best_run([run_outcome(r) for r in runs])
     results = [r.result for r in runs if r.result is not None]
     evaluation = (
@@ -335,14 +366,15 @@ def compute_report(
         best_run=best.run_id if best else None,
         best_runs=not_worse_than_best(runs, best.run_id if best else None),
         pareto_front=tuple(front),
-        pareto_front_dollars=dollar_front(reports),
+        pareto_front_dollars=dollar_front(reports, {c.run_id: c.terms for c in succeeded}),
         claim=claim,
-        study_claims=study_claims(reports),
+        study_claims=study_claims(reports, records, parameters),
         samples=tuple(row for m in models for row in sample_rows(m, runs, sample_count)),
         ignored=tuple(ignored),
         engine_effects=tuple(
             effect
             for reference, run in effects
-            if (effect := engine_effect(reference, run, paired_effects.get(run.run_id)))
+            if (effect := engine_effect(reference, run, paired_effects.get(run.run_id), floors))
         ),
+        replicates=replicate_figures(order_runs(records)),
     )

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from quanteval.api.records import RatingRecord, SampleRecord
 from quanteval.api.result import RunResult
 from quanteval.api.states import RunState
-from quanteval.engines import Engine
+from quanteval.engines import Engine, run_id
 from quanteval.fidelity import TokenDistributions
 from quanteval.precisions import Precision, parse_precision_suffix
 
@@ -26,6 +26,14 @@ class RunRecord:
     ratings: tuple[RatingRecord, ...] = ()  # the intensity task's, where it ran
     fidelity: TokenDistributions | None = None  # its pass over the reference corpus
     engine: Engine = Engine.AUTO
+    replicate: int = 1  # spec.replicates: after the first, a repeat (quanteval.matrix.Run)
+
+    @property
+    def repeats(self) -> str:
+        """The id of the run this one repeats (its own id for the first replicate)."""
+        return (
+            run_id(self.model, self.precision, self.engine) if self.replicate > 1 else self.run_id
+        )
 
     @property
     def compared_model(self) -> str:
@@ -43,6 +51,7 @@ class ExpectedRun:
     precision: Precision
     reason: str = ""  # why it failed, when the caller knows
     engine: Engine = Engine.AUTO
+    replicate: int = 1
 
     @classmethod
     def from_arg(cls, value: str) -> "ExpectedRun":
@@ -61,12 +70,15 @@ class ExpectedRun:
             return cls(run_id, parsed[0], parsed[1], reason)
         fields = parts.split("/")
         try:
-            model, precision, engine = fields
-            return cls(run_id, model, Precision(precision), reason, Engine(engine))
+            model, precision, engine, *rest = fields
+            replicate = int(rest[0].removeprefix("r")) if rest else 1
+            if len(rest) > 1 or replicate < 1 or (rest and not rest[0].startswith("r")):
+                raise ValueError
+            return cls(run_id, model, Precision(precision), reason, Engine(engine), replicate)
         except ValueError:
             raise ValueError(
-                f"{value!r}: after {run_id}= give <model>/<precision>/<engine> (precisions: "
-                f"{', '.join(Precision)}; engines: {', '.join(Engine)})"
+                f"{value!r}: after {run_id}= give <model>/<precision>/<engine>[/r<replicate>] "
+                f"(precisions: {', '.join(Precision)}; engines: {', '.join(Engine)})"
             ) from None
 
 

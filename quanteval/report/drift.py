@@ -7,6 +7,9 @@ from statistics import fmean
 from typing import Any
 
 from quanteval.api.records import SampleRecord
+from quanteval.api.states import RunState
+from quanteval.report.data import RunRecord
+from quanteval.report.schema import NoiseFloor
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 Pair = tuple[SampleRecord, SampleRecord]  # (the baseline's generation, the run's)
@@ -66,3 +69,32 @@ def intensity_drift(pairs: Sequence[Pair]) -> float | None:
     if not pairs:
         return None
     return fmean(abs(run.intensity - base.intensity) for base, run in pairs)
+
+
+def seed_half_pairs(generations: Sequence[SampleRecord]) -> list[Pair]:
+    """A run's own samples of the same prompt and emotion, paired two by two (sample index 0
+    with 1, 2 with 3, ...): texts that differ only in their seeds, for an A/A floor."""
+    by_key = {(g.prompt_id, g.emotion, g.sample_index): g for g in generations}
+    return [
+        (g, partner)
+        for g in generations
+        if g.sample_index % 2 == 0
+        and (partner := by_key.get((g.prompt_id, g.emotion, g.sample_index + 1))) is not None
+        and partner.prompt_digest == g.prompt_digest
+    ]
+
+
+def noise_floor(base: RunRecord, repeat: RunRecord | None) -> NoiseFloor | None:
+    """ROUGE and intensity drift of the baseline against itself with other seeds: against its
+    replicate where one succeeded (every sample), else its samples' seed halves (needs
+    samplesPerPrompt >= 2); None when neither exists."""
+    if repeat is not None and repeat.state == RunState.SUCCEEDED:
+        pairs = pair_by_sample(base.generations, repeat.generations)
+        source = f"{base.run_id} against its replicate {repeat.run_id}"
+    else:
+        pairs = seed_half_pairs(base.generations)
+        source = f"{base.run_id}'s samples 0 against 1 (2 against 3, ...) of each prompt"
+    rouge, drift = rouge_means(pairs), intensity_drift(pairs)
+    if rouge is None or drift is None:
+        return None
+    return NoiseFloor(source, len(pairs), rouge.rouge1, rouge.rouge2, rouge.rouge_l, drift)

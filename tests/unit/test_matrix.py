@@ -16,6 +16,7 @@ from quanteval.matrix import (
     comparison_count,
     content_hash,
     expand,
+    expect_arg,
     run_output_uri,
     s3_evaluation_root,
 )
@@ -471,3 +472,54 @@ def test_every_pair_the_table_rules_out_is_refused_naming_it_and_an_alternative(
     message = str(refused.value)
     assert f"models[1] (other): {precision} on {engine}: " in message
     assert re.search(r"; (use|add vllm|run) ", message), message
+
+
+# Replicates
+
+
+def test_replicates_repeat_each_run_with_other_seeds_and_keep_the_first_runs_id_and_hash(
+    quickstart_dict: Manifest,
+) -> None:
+    once = {run.id: run.content_hash for run in expand(_parse(quickstart_dict).spec)}
+    quickstart_dict["spec"]["precisions"] = ["fp32", "int8"]
+    quickstart_dict["spec"]["replicates"] = 3
+    manifest = _parse(quickstart_dict)
+
+    runs = expand(manifest.spec)
+
+    assert [(r.id, r.replicate) for r in runs] == [
+        ("smollm2-135m-fp32", 1),
+        ("smollm2-135m-fp32-r2", 2),
+        ("smollm2-135m-fp32-r3", 3),
+        ("smollm2-135m-int8", 1),
+        ("smollm2-135m-int8-r2", 2),
+        ("smollm2-135m-int8-r3", 3),
+    ]
+    # The first replicate is the run as it was: adding replicates keeps its stored result.
+    assert runs[0].content_hash == once["smollm2-135m-fp32"]
+    assert len({r.content_hash for r in runs}) == len(runs)
+    specs = [build_run_spec(manifest, r, "file:///tmp/e") for r in runs[:3]]
+    seeds = [s.generation.seed for s in specs]
+    assert seeds[0] == manifest.spec.generation.seed and len(set(seeds)) == 3
+    assert [s.replicate for s in specs] == [1, 2, 3]
+    # A repeat is compared with nothing: the family is the one int8 run against fp32.
+    assert comparison_count(runs) == 1
+    assert expect_arg(runs[1]) == "smollm2-135m-fp32-r2=smollm2-135m/fp32/auto/r2"
+
+
+def test_replicates_count_against_the_run_limit_and_the_id_length(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["models"] = [{"name": f"m{i}", "source": "org/m"} for i in range(64)]
+    quickstart_dict["spec"]["precisions"] = ["fp32", "bf16"]
+    quickstart_dict["spec"]["replicates"] = 7
+    with pytest.raises(InvalidSpecError, match=r"896 runs \(models x precisions x engines x rep"):
+        _parse(quickstart_dict)
+    quickstart_dict["spec"]["models"] = [{"name": "m" * 40, "source": "org/m"}]
+    quickstart_dict["spec"]["precisions"] = ["bf16", "fp8-per-tensor"]
+    quickstart_dict["spec"]["engines"] = ["vllm"]
+    quickstart_dict["spec"]["replicates"] = 9  # 63 characters with -r9
+    _parse(quickstart_dict)
+    quickstart_dict["spec"]["replicates"] = 10
+    with pytest.raises(InvalidSpecError, match=r"run id '.*-fp8-per-tensor-vllm-r10' is over 63"):
+        _parse(quickstart_dict)

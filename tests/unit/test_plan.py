@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from quanteval.api.result import RunMetrics
 from quanteval.api.states import EventReason, RunState
+from quanteval.api.termination import run_message
 from quanteval_operator.jobs import REPORT
 from quanteval_operator.plan import Observations, Plan, plan_pass
 from quanteval_operator.settings import Settings
@@ -197,3 +199,40 @@ def test_a_tenancy_refusal_names_the_field_and_the_setting(body: Manifest) -> No
     assert plan.create == [] and plan.status is not None
     message = next(c for c in plan.status["conditions"] if c["type"] == "Valid")["message"]
     assert "spec.workerImage" in message and "tenancy.allowedWorkerImages" in message
+
+
+def _done(run_id: str, f1: float, peak: int, seconds: float) -> PodObservation:
+    """A run's pod that succeeded, with the metrics its termination message carries."""
+    metrics = RunMetrics(
+        f1_macro=f1, accuracy=f1, intensity=50.0, distinct1=0.4, distinct2=0.8,
+        weights_bytes=peak // 2, peak_memory_bytes=peak, load_peak_memory_bytes=peak,
+        generation_peak_memory_bytes=peak, load_seconds=1.0, generation_seconds=seconds,
+        tokens_per_second=10.0, latency_p50_ms=1.0, latency_p95_ms=2.0, generated_tokens=100,
+        samples=70, dollars=seconds / 100,
+    )  # fmt: skip
+    message = run_message(run_id, RunState.SUCCEEDED, metrics).to_text()
+    return PodObservation(f"pod-{run_id}", T0, "Succeeded", termination_message=message)
+
+
+def test_a_gguf_file_at_native_computes_on_the_cpu_and_is_compared_as_such(
+    body: Manifest,
+) -> None:
+    body["spec"]["models"] = [{"name": "g", "source": "/models/g-q4_1.gguf"}]  # no size
+    body["spec"]["precisions"] = ["bf16", "native"]
+
+    started = runs_of(plan_pass(observe(body), Settings()))
+    jobs = [(r, succeeded(r)) for r in ("g-bf16", "g-native")]
+    pods = [
+        ("g-bf16", _done("g-bf16", 0.6, 4000, 10.0)),
+        ("g-native", _done("g-native", 0.55, 1000, 40.0)),
+    ]
+    ended = plan_pass(observe(body, jobs=jobs, pods=pods), Settings())
+
+    # llama.cpp computes on the CPU: said in place of GPUs, and not among the unsized GPU runs.
+    assert started["g-native"]["device"] == "CPU: llama.cpp"
+    assert "device" not in started["g-bf16"]
+    assert ended.status is not None
+    estimated = next(c for c in ended.status["conditions"] if c["type"] == "GPUsEstimated")
+    assert estimated["message"].startswith("runs g-bf16 get 1 GPU")
+    # Against a GPU run, its memory, time and dollars are another machine's: F1 alone is shown.
+    assert ended.status["summary"]["comparisons"] == [{"id": "g-native", "f1DeltaPp": -5.0}]

@@ -1,6 +1,7 @@
 """The evaluation report: every computed number on hand-made runs, and the files it writes."""
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -12,6 +13,7 @@ from quanteval.api.errors import ExitCode, InvalidSpecError
 from quanteval.api.records import SampleRecord
 from quanteval.api.result import CheckpointQuantization, ClassifierReference, IntensityFigures
 from quanteval.api.termination import ReportMessage
+from quanteval.comparison import Terms
 from quanteval.precisions import Precision
 from quanteval.report import REPORT_SCHEMA, BuiltReport, ExpectedRun, build_report
 from quanteval.report.claim import NO_PAIR, ClaimRun, check_claim, similar_memory, verdict
@@ -212,6 +214,18 @@ def test_claim_check_without_a_pair_at_similar_memory() -> None:
         assert check.comparisons == ()
         assert check.verdict == NO_PAIR == "no pair at similar memory"
     assert one_model.models_left_out == ("ghost",)
+
+
+def test_the_claim_check_compares_no_runs_on_different_devices() -> None:
+    """Memory of a CPU run and a GPU run is two machines' (quanteval.comparison.unlike)."""
+    big = dataclasses.replace(_claim_run("big-nf4", NF4, 0.6, 1000), terms=Terms("", "cuda"))
+    small = dataclasses.replace(_claim_run("small-fp32", FP32, 0.5, 1000), terms=Terms("", "cuda"))
+    on_cpu = dataclasses.replace(small, terms=Terms("", "cpu"))
+    sizes = {"big": 4000, "small": 1000}
+
+    assert len(check_claim([big, small], sizes, ["big", "small"]).comparisons) == 1
+    apart = check_claim([big, on_cpu], sizes, ["big", "small"])
+    assert apart.comparisons == () and apart.verdict == NO_PAIR
 
 
 def test_claim_verdict_wording() -> None:
@@ -690,6 +704,11 @@ def test_the_dollar_front_needs_every_run_priced() -> None:
 
     priced = [run("a", 0.6, 1.0), run("b", 0.7, 2.0), run("c", 0.5, 3.0)]
     assert dollar_front(priced) == ("a", "b")  # c costs more and scores less than both
+    # A CPU run's dollars are another machine's: a front per device.
+    cpu = run("d", 0.65, 0.5)
+    devices = {"a": Terms("", "cuda"), "b": Terms("", "cuda"), "c": Terms("", "cuda")}
+    assert dollar_front([*priced, cpu]) == ("d", "b")  # on one front, d beats a
+    assert dollar_front([*priced, cpu], devices | {"d": Terms("", "cpu")}) == ("a", "b", "d")
     assert dollar_front([*priced, run("d", 0.9, None)]) is None  # no invented price
     plot = f1_dollars_png(priced, dollar_front(priced))
     assert plot is not None and plot.startswith(b"\x89PNG")
@@ -778,3 +797,87 @@ def test_a_native_checkpoint_is_compared_with_its_baseline_model(tmp_path: Path)
     assert native.vs_baseline.weights_saving_pct == pytest.approx(75.0)
     assert "m-gptq-native (gptq, 4-bit, group 128)" in built.files.markdown
     assert "- m-gptq-native against m-fp32: **significantly worse**" in built.files.markdown
+
+
+# --- Replicates and the A/A floor ---------------------------------------------------------------
+
+
+def _two_seeds(texts: dict[int, str], flip: str = "") -> Samples:
+    """Two samples a prompt (indices 0 and 1) over EMOTIONS and 10 prompts; `flip` appended
+    to sample 1's text."""
+    return {
+        (p, e, i): (f"{texts[p]} {e}" + (flip if i else ""), 0.8 if i else 0.9)
+        for p in texts
+        for e in EMOTIONS
+        for i in (0, 1)
+    }
+
+
+def test_a_baselines_seed_halves_give_the_a_a_floor_beside_rouge(tmp_path: Path) -> None:
+    root = tmp_path / "eval"
+    texts = {p: f"the river ran cold and slow past house {p}" for p in range(10)}
+    base = _two_seeds(texts, flip=" and then the wind rose")
+    run = {k: (v[0] + " suddenly", v[1]) for k, v in base.items()}
+    for precision, samples in ((FP32, base), (INT8, run)):
+        result = make_result("m", precision, f1=0.5, weights=10, peak=10, seconds=1.0)
+        write_run(root, f"m-{precision.value}", result, samples)
+
+    report = build_report(str(root)).report
+
+    vs = _runs(report)["m-int8"].vs_baseline
+    assert vs is not None and vs.noise_floor is not None and vs.rouge_l is not None
+    floor = vs.noise_floor
+    assert floor.pairs == 20 and floor.source.startswith("m-fp32's samples 0 against 1")
+    assert 0 < floor.rouge_l < 1 and floor.intensity_drift == pytest.approx(10.0)
+    markdown = (root / "report.md").read_text()
+    assert f"{vs.rouge_l:.3f} (A/A {floor.rouge_l:.3f})" in markdown
+    rows = {r["runId"]: r for r in csv.DictReader(io.StringIO((root / "report.csv").read_text()))}
+    assert float(rows["m-int8"]["aaRougeL"]) == pytest.approx(floor.rouge_l)
+    assert json.loads((root / "report.json").read_text())["runs"][1]["vsBaseline"]["noiseFloor"]
+
+
+def test_replicates_give_run_to_run_intervals_and_are_compared_with_nothing(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "eval"
+    samples = _many(set(range(30)))
+    seconds = {FP32: (10.0, 11.0, 10.5), INT8: (20.0, 21.0, 19.0)}
+    for precision, times in seconds.items():
+        for replicate, time in enumerate(times, start=1):
+            run_id = f"m-{precision.value}" + (f"-r{replicate}" if replicate > 1 else "")
+            result = make_result("m", precision, f1=0.5, weights=10, peak=10, seconds=time)
+            metrics = result.metrics.model_copy(update={"tpot_p50_ms": time})
+            result = result.model_copy(
+                update={"run_id": run_id, "replicate": replicate, "metrics": metrics}
+            )
+            write_run(root, run_id, result, samples)
+    failed = ExpectedRun.from_arg("m-int8-r4=m/int8/auto/r4:OOMKilled")
+    assert failed.replicate == 4
+
+    report = build_report(str(root), [failed]).report
+
+    # Only the first replicates are runs in the comparison; the rest are the spread.
+    assert [r.run_id for r in report.runs] == ["m-fp32", "m-int8"]
+    spread = {r.run_id: r for r in report.replicates}
+    assert spread["m-int8"].replicates == ("m-int8", "m-int8-r2", "m-int8-r3", "m-int8-r4")
+    assert spread["m-int8"].succeeded == 3
+    seconds_spread = spread["m-int8"].generation_seconds
+    assert seconds_spread is not None and seconds_spread.mean == pytest.approx(20.0)
+    low, high = seconds_spread.ci95
+    assert low < 20.0 < high and seconds_spread.values == (20.0, 21.0, 19.0)
+    # The replicate of the baseline is its A/A floor: the same texts here, so ROUGE 1.
+    vs = _runs(report)["m-int8"].vs_baseline
+    assert vs is not None and vs.noise_floor is not None
+    assert vs.noise_floor.source == "m-fp32 against its replicate m-fp32-r2"
+    assert vs.noise_floor.rouge_l == 1.0
+    # With repeats, the study's time figure gets an interval and a verdict.
+    doubled = next(c for c in report.study_claims if "inference time" in c.claim)
+    assert doubled.ci95 is not None and doubled.ci95[0] < 1.9 < doubled.ci95[1]
+    assert doubled.outcome == "supported"
+    assert doubled.measured.startswith("TPOT p50 x1.90 [") and "over 3 and 3" in doubled.measured
+    markdown = (root / "report.md").read_text()
+    assert (
+        "## Run to run" in markdown
+        and "| m-int8 | m-int8, m-int8-r2, m-int8-r3, m-int8-r4 |" in (markdown)
+    )
+    assert 'id="replicates"' in (root / "report.html").read_text()

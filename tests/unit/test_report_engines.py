@@ -16,6 +16,7 @@ from quanteval.matrix import build_run_spec, expand
 from quanteval.precisions import Precision
 from quanteval.report import BuiltReport, build_report
 from quanteval.report.schema import RunReport
+from quanteval.report.tables import TABLE_HEADERS, to_csv
 from quanteval.report.verdicts import report_termination_message
 from tests.builders import Samples, make_result, write_run
 
@@ -102,7 +103,8 @@ def test_memory_across_engines_is_marked_and_kept_apart(built: BuiltReport, root
     report = built.report
     markdown = built.files.markdown
 
-    assert "‡: peak memory of runs on different engines" in markdown
+    assert "‡ on a memory %: the two ran on different engines" in markdown
+    assert "different devices" not in markdown  # every run here computed on the CPU
     # A front per kind of memory: w8a8-int8 on vLLM (8000 bytes) is on vLLM's front, though
     # m-bf16 on transformers (5000 bytes, higher F1) would dominate it on one front.
     assert set(report.pareto_front) == {r[0] for r in RUNS}
@@ -144,3 +146,62 @@ def test_the_report_jobs_message_carries_the_engine_effect_to_the_status(
     verdicts = message.verdicts()
     assert verdicts["m-bf16-vllm"]["against"] == "m-bf16"  # the engine effect, named
     assert "against" not in verdicts["m-w8a8-int8-vllm"]  # its own engine's baseline: as ever
+
+
+HELD = (
+    "computed on the CPU (llama.cpp) while holding 1 GPU (NVIDIA H100 80GB HBM3), unused: they "
+    "are counted in gpuSeconds and dollars; with resources.gpus: auto its Job asks for none"
+)
+DEVICES = [  # id, precision, environment, device, f1, weights, peak, seconds, dollars
+    ("d-bf16", Precision.BF16, TRANSFORMERS, "cuda", 0.60, 2000, 5000, 20.0, 1.0),
+    ("d-int8", Precision.INT8, TRANSFORMERS, "cuda", 0.50, 1000, 3000, 30.0, 1.5),
+    # A GGUF file at native on auto: llama.cpp, on the CPU of the GPU node it was given.
+    ("d-native", Precision.NATIVE, LLAMA_CPP, "cpu", 0.55, 600, 1500, 40.0, 0.2),
+]
+
+
+@pytest.fixture(scope="module")
+def across_devices(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
+    root = tmp_path_factory.mktemp("devices")
+    for run_id, precision, environment, device, f1, weights, peak, seconds, dollars in DEVICES:
+        made = make_result(
+            "d", precision, f1=f1, weights=weights, peak=peak, seconds=seconds,
+            baseline=Precision.BF16,
+        )  # fmt: skip
+        result = made.model_copy(
+            update={
+                "run_id": run_id, "environment": environment, "device": device,
+                "metrics": made.metrics.model_copy(update={"dollars": dollars}),
+                "warnings": [HELD] if device == "cpu" else [],
+            }
+        )  # fmt: skip
+        write_run(root, run_id, result, SAMPLES)
+    return build_report(str(root))
+
+
+def _cells(markdown: str, run_id: str) -> dict[str, str]:
+    """The run's row of the comparison table, by header."""
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| {run_id} "))
+    return dict(zip(TABLE_HEADERS, (c.strip() for c in row.strip("|").split(" | ")), strict=True))
+
+
+def test_a_run_on_another_device_is_marked_and_kept_apart(across_devices: BuiltReport) -> None:
+    report, markdown = across_devices.report, across_devices.files.markdown
+    cpu, gpu = _cells(markdown, "d-native"), _cells(markdown, "d-int8")
+
+    # Against the GPU baseline, the CPU run's memory, time and dollars are another machine's.
+    assert (cpu["memory saving %"], cpu["time ×"], cpu["$ ×"]) == ("+70.0 ‡", "2.00 ‡", "0.20 ‡")
+    assert (gpu["memory saving %"], gpu["time ×"], gpu["$ ×"]) == ("+40.0", "1.50", "1.50")
+    assert "‡ on a memory %, time × or $ ×: the two computed on different devices" in markdown
+    assert "kept out of each other's Pareto front and out of the claim check" in markdown
+    # On one front the CPU run (F1 0.55, 1500 bytes, $0.20) would dominate int8 (0.50, 3000
+    # bytes, $1.50); each device has its own.
+    assert set(report.pareto_front) == {"d-bf16", "d-int8", "d-native"}
+    assert set(report.pareto_front_dollars or ()) == {"d-bf16", "d-native"}  # bf16 beats int8
+    # The GPU its Job held, unused, is said where the run's notes are.
+    assert f"- d-native: {HELD}" in markdown
+    assert "the two computed on different devices" in Path(across_devices.files.html).read_text()
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert {r["runId"]: r["timeComparable"] for r in rows} == {
+        "d-bf16": "true", "d-int8": "true", "d-native": "false",
+    }  # fmt: skip

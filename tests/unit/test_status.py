@@ -232,6 +232,18 @@ def test_no_job_is_pending(quickstart_dict: Manifest) -> None:
     }
 
 
+def test_a_gguf_file_at_native_says_it_computes_on_the_cpu(quickstart_dict: Manifest) -> None:
+    quickstart_dict["spec"]["models"] = [{"name": "g", "source": "/models/g-q4_1.gguf"}]
+    quickstart_dict["spec"]["precisions"] = ["bf16", "native"]
+    bf16, native = _runs(quickstart_dict)
+
+    assert run_status(native, None, [], suspended=False) == {
+        "id": "g-native", "device": "CPU: llama.cpp", "state": "Pending", "attempts": 0,
+    }  # fmt: skip
+    assert "device" not in run_status(bf16, None, [], suspended=False)  # a GPU run, as before
+    assert EvaluationStatus.checked({"runs": [run_status(native, None, [], suspended=False)]})
+
+
 def test_no_job_while_suspended(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
 
@@ -527,6 +539,7 @@ def _aggregate(
     unsized: list[str] | None = None,
     report: ReportObservation = WRITTEN_REPORT,
     refused: dict[str, str] | None = None,
+    devices: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     return aggregate(
         runs,
@@ -540,6 +553,7 @@ def _aggregate(
         report,
         unsized,
         refused,
+        devices=devices,
     )
 
 
@@ -867,6 +881,28 @@ def test_the_summary_compares_each_engine_with_its_own_baseline(
     # llama.cpp runs no bf16: against the default engine's run, and no memory % across engines.
     assert by_run["gguf-native-llamacpp"]["against"] == "smollm2-135m-bf16"
     assert "memorySavingPct" not in by_run["gguf-native-llamacpp"]
+
+
+def test_the_summary_leaves_out_memory_time_and_dollars_across_devices(
+    quickstart_dict: Manifest,
+) -> None:
+    quickstart_dict["spec"]["models"] = [{"name": "g", "source": "/models/g-q4_1.gguf"}]
+    quickstart_dict["spec"]["precisions"] = ["bf16", "native"]
+    runs = _runs(quickstart_dict)
+    by_id = _by_id(runs)
+    metrics = {"g-bf16": _metrics(f1=0.6, peak=4 * GIB), "g-native": _metrics(f1=0.55, peak=GIB)}
+    jobs, pods = _observations({i: _succeed(by_id[i], m) for i, m in metrics.items()})
+
+    def native(devices: dict[str, str]) -> Any:
+        [row] = _aggregate(runs, jobs, pods, devices=devices)["summary"]["comparisons"]
+        return row
+
+    # On one device (resources.gpus: 0): across engines, only the memory % is left out.
+    assert native({"g-bf16": "cpu", "g-native": "cpu"}) == {
+        "id": "g-native", "f1DeltaPp": -5.0, "timeRatio": 1.0, "dollarRatio": 1.0,
+    }  # fmt: skip
+    # llama.cpp on the CPU against transformers on a GPU: every cost is another machine's.
+    assert native({"g-bf16": "cuda", "g-native": "cpu"}) == {"id": "g-native", "f1DeltaPp": -5.0}
 
 
 def test_summarize_without_succeeded_runs_has_no_best_run(quickstart_dict: Manifest) -> None:

@@ -11,6 +11,7 @@ import yaml
 
 from devcluster.minio import MinioServer
 from quanteval.api.result import RunResult
+from quanteval.report.serialize import from_json
 from quanteval_cli.main import main
 from quanteval_worker.sources import resolve_source
 from tests.builders import make_manifest
@@ -82,6 +83,7 @@ def test_run_local_writes_results_and_prints_the_table(
                 [{"name": "tiny", "source": str(tiny_llama_dir)}],
                 precisions=["fp32", "int8"],
                 emotions=["joy", "fear"],
+                generation={"maxNewTokens": 8, "samplesPerPrompt": 2},
             )
         )
     )
@@ -97,7 +99,7 @@ def test_run_local_writes_results_and_prints_the_table(
     assert process.returncode == 0, process.stderr[-3000:]
     for run in ("tiny-fp32", "tiny-int8"):
         result = RunResult.model_validate_json((out / "runs" / run / "result.json").read_text())
-        assert result.metrics.samples == 2
+        assert result.metrics.samples == 4
         # Energy is a figure, or says why not (this machine's VM exposes no RAPL counters).
         energy = result.energy
         assert (isinstance(energy, str) and energy) or (
@@ -114,8 +116,13 @@ def test_run_local_writes_results_and_prints_the_table(
     ]
     assert "fp32 (baseline)" in process.stdout and "saving %" in process.stdout
     # Not a terminal: one line as each run starts, progresses and ends, not a silent bar.
-    for line in ("tiny-fp32: started", "tiny-fp32: 2/2 samples", "tiny-int8: Succeeded"):
+    for line in ("tiny-fp32: started", "tiny-fp32: 4/4 samples", "tiny-int8: Succeeded"):
         assert line in process.stderr, process.stderr[-2000:]
+    # Two samples a prompt: the baseline's seed halves are ROUGE's A/A floor in the report.
+    report = from_json((out / "report.json").read_text())
+    vs = next(r.vs_baseline for r in report.runs if r.run_id == "tiny-int8")
+    assert vs is not None and vs.noise_floor is not None and vs.noise_floor.pairs == 2
+    assert f"(A/A {vs.noise_floor.rouge_l:.3f})" in (out / "report.md").read_text()
 
     # For scripts: the comparison as JSON (the results are there already: each run resumes).
     again = subprocess.run(

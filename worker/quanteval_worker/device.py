@@ -14,7 +14,8 @@ _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    kind: Literal["cpu", "cuda"]
+    kind: Literal["cpu", "cuda"]  # where the run computes
+    # The GPUs the process holds, used or not: GPU-seconds (and so dollars) count them all.
     gpu_names: tuple[str, ...] = ()
     # The lowest compute capability over the pod's GPUs: a model spread over them runs at its pace.
     capability: tuple[int, int] | None = None
@@ -25,6 +26,24 @@ class DeviceInfo:
         if self.kind == "cuda":
             return self.capability is not None and self.capability >= NATIVE_BF16_CAPABILITY
         return self.cpu_bf16
+
+    def on_cpu(self) -> "DeviceInfo":
+        """The device of a run that computes on the CPU here (llama.cpp: the worker's build has
+        no CUDA): the GPUs it holds stay named, since they are paid for all the same."""
+        return DeviceInfo("cpu", gpu_names=self.gpu_names)
+
+    def unused_gpus(self) -> list[str]:
+        """What a reader of the result must know when GPUs were held but not computed on: they
+        are in its GPU-seconds and dollars (a CPU run's Job holds GPUs only where the spec's
+        resources.gpus names a number)."""
+        if self.kind != "cpu" or not self.gpu_names:
+            return []
+        count = len(self.gpu_names)
+        held = f"{count} GPU{'s' if count > 1 else ''} ({', '.join(self.gpu_names)})"
+        return [
+            f"computed on the CPU (llama.cpp) while holding {held}, unused: they are counted in "
+            "gpuSeconds and dollars; with resources.gpus: auto its Job asks for none"
+        ]
 
     def describe(self) -> str:
         if self.kind == "cpu":

@@ -123,7 +123,7 @@ def prepare(spec: RunSpec) -> Prepared:
         strategy.check_checkpoint(checkpoint, spec.model.source, device)
     if engine == LLAMA_CPP and device.kind != "cpu":
         log("llama.cpp runs the GGUF file on the CPU (the worker's build has no CUDA)")
-        device = DeviceInfo("cpu")
+        device = device.on_cpu()
     tokenizer = load_tokenizer(source)
     check_prompt_format(tokenizer, spec.generation, source.location)
     samples = expand_samples(
@@ -371,6 +371,7 @@ def assemble(
         content_hash=spec.content_hash,
         device=prepared.device.kind,
         engine=spec.engine,
+        replicate=spec.replicate,
         baseline_model=spec.model.baseline_model,
         checkpoint_quantization=prepared.checkpoint if spec.precision == Precision.NATIVE else None,
         batch_size=generated.settings.batch_size,
@@ -386,7 +387,11 @@ def assemble(
         generation=generated.settings,
         energy=energy,
         fidelity=fidelity,
-        warnings=[*prepared.classifier.warnings(spec.emotions), *capped_fidelity(engine, fidelity)],
+        warnings=[
+            *prepared.classifier.warnings(spec.emotions),
+            *capped_fidelity(engine, fidelity),
+            *prepared.device.unused_gpus(),
+        ],
         environment=environment,
         started_at=started_at,
         finished_at=datetime.now(UTC).isoformat(),
