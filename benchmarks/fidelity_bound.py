@@ -26,6 +26,7 @@ from quanteval.matrix import build_run_spec, expand
 from quanteval.precisions import Precision
 from quanteval.prompts import expand_samples
 from quanteval_worker.device import detect_device
+from quanteval_worker.engines.base import mass_after
 from quanteval_worker.fidelity import reference_sequences
 from quanteval_worker.loading import fetch_source, load_causal_lm, load_tokenizer
 from quanteval_worker.precisions import strategy_for
@@ -38,7 +39,8 @@ def full_logprobs(model: Any, sequences: list[tuple[list[int], int]]) -> torch.T
     for tokens, begins in sequences:
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([tokens])).logits[0]
-        rows.append(torch.log_softmax(logits[begins - 1 : len(tokens) - 1].float(), dim=-1))
+        # float64, as the worker's pass (engines.base.Engine.top_logprobs)
+        rows.append(torch.log_softmax(logits[begins - 1 : len(tokens) - 1].double(), dim=-1))
     return torch.cat(rows)
 
 
@@ -55,10 +57,11 @@ def stored(
         int(logprobs.shape[1]),
         sequence,
         target,
-        target_lp.numpy(),
+        target_lp.float().numpy(),
         list(ids.numpy()),
-        list(values.numpy()),
+        list(values.float().numpy()),
         budget,
+        rest_logmass=list(mass_after(values).numpy()),
     )
 
 

@@ -189,6 +189,16 @@ def from_kept_tokens(
     )
 
 
+def _kept(side: TokenDistributions, i: int) -> tuple[NDArray[Any], NDArray[np.float64]]:
+    """Position i's kept token ids and their log-probabilities (float64), without the -inf
+    entries of a capped top-k that ran short (vLLM runs stored before they were dropped: id 0,
+    repeated), so each id is there once."""
+    at = slice(side.offsets[i], side.offsets[i + 1])
+    logprobs = side.logprobs[at].astype(np.float64)
+    finite = np.isfinite(logprobs)
+    return side.ids[at][finite], logprobs[finite]
+
+
 def _outside(
     side: TokenDistributions, i: int, kept: NDArray[np.float64], shared: NDArray[np.intp]
 ) -> float:
@@ -210,10 +220,8 @@ def position_kl(base: TokenDistributions, run: TokenDistributions) -> NDArray[np
     )
     kl = np.empty(base.positions)
     for i in range(base.positions):
-        b_lp = base.logprobs[base.offsets[i] : base.offsets[i + 1]].astype(np.float64)
-        r_lq = run.logprobs[run.offsets[i] : run.offsets[i + 1]].astype(np.float64)
-        b_ids = base.ids[base.offsets[i] : base.offsets[i + 1]]
-        r_ids = run.ids[run.offsets[i] : run.offsets[i + 1]]
+        b_ids, b_lp = _kept(base, i)
+        r_ids, r_lq = _kept(run, i)
         _, in_base, in_run = np.intersect1d(b_ids, r_ids, assume_unique=True, return_indices=True)
         lp, lq = b_lp[in_base], r_lq[in_run]
         p_rest = max(_outside(base, i, b_lp, in_base), 0.0)

@@ -196,3 +196,29 @@ def test_a_run_keeps_at_most_its_budget_and_the_flattest_positions_give_way() ->
     assert capped.ids.dtype == np.uint16  # a vocabulary under 65,536 ids: two bytes a token
     again = TokenDistributions.from_bytes(capped.to_bytes())
     assert compare_fidelity(capped, again).mean_kl == 0
+
+
+def test_a_capped_top_k_that_ran_short_compares_as_if_its_padding_were_not_there() -> None:
+    """A vLLM run stored before its -inf padding was dropped: a position's last entries are id 0
+    at -inf, repeated. The bound reads as without them (it crashed, and before that read other
+    positions' log-probabilities)."""
+    logits, targets, sequence = _corpus(4, positions=40)
+    p = _log_softmax(logits)
+    q = _log_softmax(logits + np.random.default_rng(5).standard_normal(logits.shape) * 0.5)
+    base, run = _stored(p, targets, sequence), _stored(q, targets, sequence, rest=False)
+    offsets = run.offsets
+    pad = 3
+    ids = np.concatenate(
+        [np.r_[run.ids[a:b], np.zeros(pad, run.ids.dtype)] for a, b in zip(offsets, offsets[1:])]
+    )
+    logprobs = np.concatenate(
+        [
+            np.r_[run.logprobs[a:b], np.full(pad, -np.inf, np.float32)]
+            for a, b in zip(offsets, offsets[1:])
+        ]
+    )
+    padded = TokenDistributions(
+        run.vocab_size, run.sequence, run.target, run.target_logprob,
+        np.r_[0, np.cumsum(np.diff(offsets) + pad)], ids, logprobs,
+    )  # fmt: skip
+    assert np.array_equal(position_kl(base, padded), position_kl(base, run))

@@ -58,6 +58,8 @@ def score_reference(
         for row, ((tokens, begins), positions) in enumerate(zip(batch, scored, strict=True)):
             # Enough of each position for KEPT_MASS (from_kept_tokens cuts it to the budget).
             needs = (positions.logprobs.exp().cumsum(dim=-1) < KEPT_MASS).sum(dim=-1) + 1
+            # A capped top-k (vLLM) may list fewer tokens than asked: its -inf padding is none.
+            needs = needs.minimum(positions.logprobs.isfinite().sum(dim=-1).clamp(min=1))
             kept = min(int(needs.max()), TOKEN_BUDGET, positions.ids.shape[-1])
             cut = list(enumerate(needs.clamp(max=kept).tolist()))
             top_ids = positions.ids[:, :kept].cpu().numpy()

@@ -72,7 +72,7 @@ class ScoredPositions:
     rest: torch.Tensor | None = None
 
 
-def _mass_after(ordered: torch.Tensor) -> torch.Tensor:
+def mass_after(ordered: torch.Tensor) -> torch.Tensor:
     """[:, j]: the log of the mass after column j of whole-vocabulary log-probabilities, most
     likely first (-inf after the last); accumulated from the least likely up."""
     tail = ordered.flip(-1).logcumsumexp(-1).flip(-1)  # [:, j]: the mass from column j on
@@ -121,7 +121,7 @@ class Engine(ABC):
             k = min(limit, ordered.shape[-1])
             following = torch.tensor(tokens[begins_at:], device=scored.device)
             target = scored.gather(1, following[:, None])[:, 0]
-            rest = _mass_after(ordered)[:, :k]
+            rest = mass_after(ordered)[:, :k]
             rows.append(ScoredPositions(order[:, :k], ordered[:, :k].float(), target.float(), rest))
         return int(logits[0].shape[-1]), rows
 

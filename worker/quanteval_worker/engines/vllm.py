@@ -353,11 +353,12 @@ def _fill(
     ranks: NDArray[np.int64],
 ) -> None:
     """One position's best tokens by rank into `ids` and `values` (k wide), best first. vLLM
-    lists the position's own (or sampled) token first, then the top k, where it may be again."""
+    lists the position's own (or sampled) token first, then the top k, where it may be again;
+    tied tokens share a rank, so a token is told by its id."""
     k = ids.shape[0]
     top = np.flatnonzero(ranks <= k)
     order = top[np.argsort(ranks[top], kind="stable")]
-    order = order[np.unique(ranks[order], return_index=True)[1]][:k]
+    order = order[np.sort(np.unique(token_ids[order], return_index=True)[1])][:k]
     ids[: len(order)] = torch.from_numpy(token_ids[order])
     values[: len(order)] = torch.from_numpy(logprobs[order])
 
