@@ -1,6 +1,7 @@
 """The fidelity estimator against the exact KL of known distributions."""
 
 import io
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -209,13 +210,10 @@ def test_a_capped_top_k_that_ran_short_compares_as_if_its_padding_were_not_there
     offsets = run.offsets
     pad = 3
     ids = np.concatenate(
-        [np.r_[run.ids[a:b], np.zeros(pad, run.ids.dtype)] for a, b in zip(offsets, offsets[1:])]
+        [np.r_[run.ids[a:b], np.zeros(pad, run.ids.dtype)] for a, b in pairwise(offsets)]
     )
     logprobs = np.concatenate(
-        [
-            np.r_[run.logprobs[a:b], np.full(pad, -np.inf, np.float32)]
-            for a, b in zip(offsets, offsets[1:])
-        ]
+        [np.r_[run.logprobs[a:b], np.full(pad, -np.inf, np.float32)] for a, b in pairwise(offsets)]
     )
     padded = TokenDistributions(
         run.vocab_size, run.sequence, run.target, run.target_logprob,
