@@ -4,6 +4,8 @@ sends, and the rule that reads a rating from an answer (the README states the sa
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 from importlib.resources import files
 from typing import Any, Final
@@ -97,10 +99,66 @@ def rating_prompt(template: str, item: IntensityItem) -> str:
     return template.replace("{emotion}", item.emotion).replace("{text}", item.text)
 
 
-def parse_rating(answer: str) -> float | None:
-    """The first number in the answer, clamped to 0-100; None when there is none (a parse
-    failure, never a 0)."""
+class ParseFailure(StrEnum):
+    """Why an answer holds no rating: each counted apart (IntensityFigures)."""
+
+    NO_NUMBER = "no number"
+    SCALE_ECHO = "the scale echoed"  # "On a scale of 0 to 100, ...": its 0 is no rating
+    RANGE = "a range"  # "60-70", "between 60 and 70"
+    FRACTION = "a fraction"  # "8/10": another scale, never rescaled
+    OUT_OF_N = "out of N"  # "8 out of 10"
+    LIST_NUMBERING = "list numbering"  # "1. The text ..."
+    OUT_OF_RANGE = "outside 0-100"
+
+
+RATING_RULE: Final = (
+    "the first number in the answer, when it is a rating on 0-100; a parse failure, each of its "
+    "own reason, when there is none, when it begins an echo of the scale ('0 to 100'), a range "
+    "('60-70', 'between 60 and 70'), a fraction ('8/10') or 'N out of M', when it numbers a list "
+    "('1. The text'), or when it is outside 0-100; never rescaled, never clamped"
+)
+_SCALE_ECHO: Final = re.compile(r"[01]\s*(?:-|–|—|to)\s*(?:10|100)\b", re.IGNORECASE)
+_RANGE: Final = re.compile(r"\d+(?:\.\d+)?\s*(?:-|–|—|to)\s*\d")
+_FRACTION: Final = re.compile(r"\d+(?:\.\d+)?\s*/\s*\d")
+_OUT_OF_N: Final = re.compile(r"\d+(?:\.\d+)?\s+out\s+of\s+\d", re.IGNORECASE)
+_LIST_ITEM: Final = re.compile(r"1[.)]\s+[^\W\d]")
+
+
+@dataclass(frozen=True)
+class Rating:
+    """What an answer says: its rating, or why it holds none."""
+
+    value: float | None
+    failure: ParseFailure | None = None
+
+
+def _failure(answer: str, at: int) -> ParseFailure | None:
+    """Why the number at `at` is no rating, or None when it is one (RATING_RULE)."""
+    rest = answer[at:]
+    if _SCALE_ECHO.match(rest):
+        return ParseFailure.SCALE_ECHO
+    if _RANGE.match(rest) or answer[:at].rstrip().lower().endswith("between"):
+        return ParseFailure.RANGE
+    if _FRACTION.match(rest):
+        return ParseFailure.FRACTION
+    if _OUT_OF_N.match(rest):
+        return ParseFailure.OUT_OF_N
+    line_start = answer.rfind("\n", 0, at) + 1
+    if not answer[line_start:at].strip() and _LIST_ITEM.match(rest):
+        return ParseFailure.LIST_NUMBERING
+    return None
+
+
+def read_rating(answer: str) -> Rating:
+    """The answer's rating by RATING_RULE, or the reason it has none (never a 0 for no
+    rating)."""
     found = _NUMBER.search(answer)
     if found is None:
-        return None
-    return min(max(float(found.group()), 0.0), 100.0)
+        return Rating(None, ParseFailure.NO_NUMBER)
+    failure = _failure(answer, found.start())
+    if failure is not None:
+        return Rating(None, failure)
+    value = float(found.group())
+    if not 0.0 <= value <= 100.0:
+        return Rating(None, ParseFailure.OUT_OF_RANGE)
+    return Rating(value)

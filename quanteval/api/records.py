@@ -91,7 +91,8 @@ class RatingRecord(_Record):
     text_sha256: str | None = None  # of the text rated: pairs only where both rated the same
     level: int | None = None  # the built-in corpus's intended level, 1-5
     gold: float | None = None  # a user's own 0-100 score
-    rating: float | None  # the first number of the answer, clamped to 0-100; None: no number
+    rating: float | None  # read by quanteval.intensity.RATING_RULE; None: a parse failure
+    parse_failure: str | None = None  # why there is no rating (quanteval.intensity.ParseFailure)
     answer: str  # the model's answer as it came
     prompt_tokens: int | None = None
     new_tokens: int | None = None

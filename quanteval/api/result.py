@@ -141,8 +141,10 @@ class IntensityFigures(_Model):
     """The intensity task's figures for the run alone (against the baseline: the report's)."""
 
     texts: int
-    parse_failures: int  # answers with no number: counted, kept in ratings.jsonl, never scored
+    parse_failures: int  # answers with no rating: counted, kept in ratings.jsonl, never scored
     parse_failure_rate: float
+    # By reason (quanteval.intensity.ParseFailure); empty in results from before reasons.
+    parse_failures_by_reason: dict[str, int] = {}
     spearman_rho: float | None  # ratings against the intended level; None below 10 or constant
     spearman_rho_ci95: tuple[float, float] | None
     spearman_rho_unavailable: str | None = None  # why there is no rho

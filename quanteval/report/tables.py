@@ -339,10 +339,19 @@ def ratings_rows(report: Report) -> list[list[str]]:
                 num(d.wilcoxon_p, ".3f"),
             ]
         rows.append([
-            run.run_id, str(t.texts), f"{t.parse_failures} ({100 * t.parse_failure_rate:.1f}%)",
+            run.run_id, str(t.texts), parse_failures_cell(t),
             rho, f"{t.ratings_per_second:.1f}", *drift,
         ])  # fmt: skip
     return rows
+
+
+def parse_failures_cell(t: IntensityFigures) -> str:
+    """Parse failures, their share, and how many of each reason: "12 (17.1%: no number 8, ...)"."""
+    reasons = ", ".join(f"{why} {n}" for why, n in sorted(t.parse_failures_by_reason.items()))
+    share = f"{100 * t.parse_failure_rate:.1f}%"
+    return (
+        f"{t.parse_failures} ({share}: {reasons})" if reasons else f"{t.parse_failures} ({share})"
+    )
 
 
 def _rank_verdict(run: IntensityFigures, reference: ClassifierReference) -> str:

@@ -10,12 +10,14 @@ from quanteval.api.spec import DEFAULT_INTENSITY_TEMPLATE, IntensitySpec, Intens
 from quanteval.emotions import ALL_BUILTIN_EMOTIONS
 from quanteval.intensity import (
     LEVELS,
+    ParseFailure,
+    Rating,
     builtin_items,
     corpus,
     intensity_run,
     items_from_lines,
-    parse_rating,
     rating_prompt,
+    read_rating,
 )
 from quanteval.stats import spearman
 
@@ -77,11 +79,37 @@ def test_a_bad_texts_file_is_refused_naming_the_field_and_the_line(
     assert expected in error.value.message
 
 
-def test_the_rating_is_the_first_number_clamped_and_no_number_is_a_failure() -> None:
-    assert parse_rating("75") == 75.0
-    assert parse_rating(" I'd say 62.5, maybe 70") == 62.5
-    assert parse_rating("150!") == 100.0 and parse_rating("-3") == 0.0
-    assert parse_rating("quite intense") is None and parse_rating("") is None
+def test_the_rating_is_the_first_number_when_it_is_a_rating_on_the_scale() -> None:
+    assert read_rating("75") == Rating(75.0)
+    assert read_rating(" I'd say 62.5, maybe 70") == Rating(62.5)
+    assert read_rating("80%. It is intense.") == Rating(80.0)
+    assert read_rating("Rating: 0") == Rating(0.0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ("quite intense", ParseFailure.NO_NUMBER),
+        ("", ParseFailure.NO_NUMBER),
+        ("On a scale of 0 to 100, I'd say 80", ParseFailure.SCALE_ECHO),
+        ("(0-100): 80", ParseFailure.SCALE_ECHO),
+        ("On a 1–10 scale, 7", ParseFailure.SCALE_ECHO),
+        ("60-70", ParseFailure.RANGE),
+        ("between 60 and 70, say 60 to 70", ParseFailure.RANGE),
+        ("8/10", ParseFailure.FRACTION),
+        ("7 / 10 - strong", ParseFailure.FRACTION),
+        ("8 out of 10", ParseFailure.OUT_OF_N),
+        ("1. The text expresses", ParseFailure.LIST_NUMBERING),
+        ("Answer:\n1) The text", ParseFailure.LIST_NUMBERING),
+        ("150!", ParseFailure.OUT_OF_RANGE),
+        ("-3", ParseFailure.OUT_OF_RANGE),
+    ],
+)
+def test_what_is_not_a_rating_is_a_parse_failure_of_its_own_reason(
+    answer: str, why: ParseFailure
+) -> None:
+    """Never read as a rating, never rescaled: "0 to 100" is not a 0, nor "8/10" an 8."""
+    assert read_rating(answer) == Rating(None, why)
 
 
 def test_the_prompt_takes_texts_with_braces_as_they_are() -> None:

@@ -722,7 +722,8 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
     keys = [f"joy-s{i // 5 + 1}-l{i % 5 + 1}" for i in range(20)]
     for precision, shift in ((FP32, 0.0), (INT8, 8.0)):
         figures = IntensityFigures(
-            texts=20, parse_failures=1, parse_failure_rate=0.05, spearman_rho=0.8,
+            texts=20, parse_failures=1, parse_failure_rate=0.05,
+            parse_failures_by_reason={"the scale echoed": 1}, spearman_rho=0.8,
             spearman_rho_ci95=(0.6, 0.9), mae_vs_gold=None, mae_vs_gold_ci95=None, seconds=2.0,
             ratings_per_second=10.0, latency_p50_ms=1.0, latency_p95_ms=2.0, rule="first number",
             dollars_per_1k_ratings=0.5, joules_per_1k_ratings=1234.0,
@@ -752,6 +753,7 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
     assert drift.mean_abs_change == pytest.approx(8.0) and drift.moved_over_5_pct == 100
     markdown = (root / "report.md").read_text()
     assert "## Intensity ratings" in markdown and "m-fp32 (19 pairs, 1 unpaired)" in markdown
+    assert "| 1 (5.0%: the scale echoed 1) |" in markdown  # parse failures by reason
     html = (root / "report.html").read_text()
     assert 'id="intensity-table"' in html and 'id="plot-ratings"' in html
     verdicts = ReportMessage.parse(report_termination_message(built.report))

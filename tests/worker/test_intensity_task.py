@@ -52,16 +52,18 @@ def test_a_run_with_both_tasks_writes_its_ratings_and_their_figures(tmp_path: Pa
     expected = builtin_items(EMOTIONS)
     assert [r.key for r in records] == [i.key for i in expected]  # every text, in order
     assert {r.emotion for r in records} == set(EMOTIONS)
-    for record in records:  # the rule: a number clamped to 0-100, or a parse failure kept raw
+    for record in records:  # the rule: a rating on 0-100, or a parse failure kept raw, with why
         assert record.rating is None or 0 <= record.rating <= 100
+        assert (record.rating is None) == (record.parse_failure is not None)
         assert json.loads(lines[records.index(record)])["answer"] == record.answer
 
     result = RunResult.model_validate_json((directory / RESULT_FILE).read_text())
     figures = result.intensity_task
     assert figures is not None and figures.texts == len(expected) == 50
     assert figures.parse_failures == sum(r.rating is None for r in records)
+    assert sum(figures.parse_failures_by_reason.values()) == figures.parse_failures
     assert figures.ratings_per_second > 0 and figures.latency_p95_ms >= figures.latency_p50_ms
-    assert "clamped to 0-100" in figures.rule
+    assert "never rescaled, never clamped" in figures.rule
     if figures.spearman_rho is not None:
         low, high = figures.spearman_rho_ci95 or (2.0, -2.0)
         assert -1 <= low <= figures.spearman_rho <= high <= 1
@@ -74,19 +76,23 @@ def test_a_run_with_both_tasks_writes_its_ratings_and_their_figures(tmp_path: Pa
     assert reference.spearman_rho is not None  # the embedded classifier orders them
 
 
-def _rating(level: int, rating: float | None, gold: float | None = None) -> RatingRecord:
+def _rating(
+    level: int, rating: float | None, gold: float | None = None, why: str = "no number"
+) -> RatingRecord:
     answer = "no idea" if rating is None else f"{rating:g}"
     return RatingRecord(
         key=f"k{level}-{rating}", emotion="joy", level=level, gold=gold, rating=rating,
-        answer=answer, latency_ms=10.0 * level,
+        parse_failure=why if rating is None else None, answer=answer, latency_ms=10.0 * level,
     )  # fmt: skip
 
 
 def test_the_figures_count_failures_rank_by_level_and_say_why_there_is_no_rho() -> None:
     ordered = [_rating(level, 20.0 * level) for level in range(1, 6) for _ in range(3)]
-    figures = intensity_figures([*ordered, _rating(3, None)], seconds=2.0)
-    assert figures.parse_failures == 1 and figures.parse_failure_rate == 1 / 16
-    assert figures.spearman_rho == pytest.approx(1.0) and figures.ratings_per_second == 8.0
+    failed = [_rating(3, None), _rating(4, None, why="a fraction"), _rating(5, None)]
+    figures = intensity_figures([*ordered, *failed], seconds=2.0)
+    assert figures.parse_failures == 3 and figures.parse_failure_rate == 3 / 18
+    assert figures.parse_failures_by_reason == {"no number": 2, "a fraction": 1}
+    assert figures.spearman_rho == pytest.approx(1.0) and figures.ratings_per_second == 9.0
     flat = intensity_figures([_rating(level, 100.0) for level in range(1, 6) for _ in range(3)], 1)
     assert flat.spearman_rho is None and flat.spearman_rho_unavailable == (
         "every rating is 100: no rank order"

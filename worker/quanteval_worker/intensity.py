@@ -3,6 +3,7 @@ engine as generation (batches, out-of-memory halving, per-sample timing), with t
 once for every task of the run."""
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.api.runspec import IntensityItem, IntensityRun, RunSpec
 from quanteval.api.spec import CostSpec, GenerationSpec
 from quanteval.cost import per_thousand, run_dollars
-from quanteval.intensity import items_from_lines, parse_rating, rating_prompt
+from quanteval.intensity import RATING_RULE, items_from_lines, rating_prompt, read_rating
 from quanteval.prompts import Sample
 from quanteval.stats import MIN_PAIRS, Interval, mean_interval, spearman
 from quanteval.storage import open_storage
@@ -25,8 +26,6 @@ from quanteval_worker.engines import Engine
 from quanteval_worker.events import emit, log
 from quanteval_worker.generation import Generation, requested_batch
 from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
-
-RULE = "the first number in the answer, clamped to 0-100; an answer without one is a parse failure"
 
 
 def with_texts(task: IntensityRun, spec: RunSpec) -> IntensityRun:
@@ -141,13 +140,15 @@ def classifier_reference(
 
 
 def _record(item: IntensityItem, answer: Generation) -> RatingRecord:
+    rating = read_rating(answer.text)
     return RatingRecord(
         key=item.key,
         emotion=item.emotion,
         text_sha256=sha256_hex(item.text),
         level=item.level,
         gold=item.gold,
-        rating=parse_rating(answer.text),
+        rating=rating.value,
+        parse_failure=rating.failure,
         answer=answer.text,
         prompt_tokens=answer.prompt_tokens,
         new_tokens=answer.new_tokens,
@@ -191,6 +192,9 @@ def intensity_figures(
         texts=len(records),
         parse_failures=len(records) - len(parsed),
         parse_failure_rate=(len(records) - len(parsed)) / len(records) if records else 0.0,
+        parse_failures_by_reason=dict(
+            Counter(r.parse_failure or "no number" for r in records if r.rating is None)
+        ),
         spearman_rho=rho[0] if rho else None,
         spearman_rho_ci95=rho[1] if rho else None,
         spearman_rho_unavailable=why,
@@ -200,7 +204,7 @@ def intensity_figures(
         ratings_per_second=len(records) / seconds if seconds else 0.0,
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
-        rule=RULE,
+        rule=RATING_RULE,
         dollars_per_1k_ratings=dollars_per_1k,
         classifier=classifier,
     )
