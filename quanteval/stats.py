@@ -22,6 +22,7 @@ from pydantic import ConfigDict
 from pydantic.alias_generators import to_camel
 from scipy import stats
 
+from quanteval.api.result import RankAgreement
 from quanteval.power import ALPHA, detectable_change
 from quanteval.templates import (
     Decision,
@@ -156,6 +157,46 @@ def spearman(
 
     # Percentile, not BCa: near |rho| = 1 BCa's interval can leave out the estimate itself.
     return rho(a, b), bootstrap((a, b), rho, method="percentile", vectorized=False)[0]
+
+
+def rho_difference(
+    levels: Sequence[float],
+    first: Sequence[float],
+    second: Sequence[float],
+    clusters: Sequence[str],
+) -> RankAgreement | str:
+    """Spearman's rho of `first` and of `second` against `levels` over the same texts, and the
+    difference with a percentile bootstrap that resamples whole clusters (the levels of one
+    situation are told together, so its texts are not independent); why not, as a string, below
+    MIN_PAIRS texts or 2 clusters, or where the levels or a rater are constant."""
+    x = np.asarray(levels, np.float64)
+    a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    names = list(dict.fromkeys(clusters))
+    if len(x) < MIN_PAIRS or len(names) < 2:
+        return f"{len(x)} texts in {len(names)} situations: below {MIN_PAIRS} texts or 2 situations"
+    for what, values in (("the levels", x), ("the model's ratings", a), ("the classifier's", b)):
+        if np.ptp(values) == 0:
+            return f"{what} do not vary ({values[0]:g} throughout): no rank order"
+    members = [np.flatnonzero(np.asarray(clusters) == name) for name in names]
+
+    def rho(u: NDArray[Any], v: NDArray[Any]) -> float:
+        value = stats.spearmanr(u, v).statistic
+        return 0.0 if np.isnan(value) else float(value)  # a constant resample: no rank order
+
+    def difference(chosen: NDArray[Any]) -> float:
+        rows = np.concatenate([members[int(c)] for c in chosen])
+        return rho(x[rows], a[rows]) - rho(x[rows], b[rows])
+
+    ci = bootstrap((np.arange(len(names)),), difference, method="percentile", vectorized=False)[0]
+    first_rho, second_rho = rho(x, a), rho(x, b)
+    return RankAgreement(
+        texts=len(x),
+        situations=len(names),
+        model_rho=first_rho,
+        classifier_rho=second_rho,
+        difference=first_rho - second_rho,
+        difference_ci95=ci,
+    )
 
 
 def mean_interval(values: Sequence[float]) -> Interval:

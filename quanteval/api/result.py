@@ -137,6 +137,19 @@ class ClassifierReference(_Model):
     dollars_per_1k_ratings: float | None  # CPU time x cpuHourUSD; None without a price
 
 
+class RankAgreement(_Model):
+    """The model's and the classifier's Spearman rho against the intended levels on the same
+    texts, and the model's minus the classifier's with its 95% percentile bootstrap interval
+    resampling whole situations (quanteval.stats.rho_difference)."""
+
+    texts: int
+    situations: int
+    model_rho: float
+    classifier_rho: float
+    difference: float
+    difference_ci95: tuple[float, float]
+
+
 class IntensityFigures(_Model):
     """The intensity task's figures for the run alone (against the baseline: the report's)."""
 
@@ -145,6 +158,11 @@ class IntensityFigures(_Model):
     parse_failure_rate: float
     # By reason (quanteval.intensity.ParseFailure); empty in results from before reasons.
     parse_failures_by_reason: dict[str, int] = {}
+    # The model's rho (first) and the classifier's (second) against the intended levels on the
+    # same texts (the model's parse failures left out of both), the difference's interval
+    # resampling situations; overall and per emotion, or why not (a string).
+    same_texts: RankAgreement | str | None = None
+    same_texts_by_emotion: dict[str, RankAgreement | str] = {}
     spearman_rho: float | None  # ratings against the intended level; None below 10 or constant
     spearman_rho_ci95: tuple[float, float] | None
     spearman_rho_unavailable: str | None = None  # why there is no rho

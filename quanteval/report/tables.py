@@ -367,6 +367,29 @@ def _rank_verdict(run: IntensityFigures, reference: ClassifierReference) -> str:
     return "not settled by this data (the intervals overlap)"
 
 
+def same_texts_text(t: IntensityFigures) -> str | None:
+    """The model's rank order against the classifier's on the same texts, settled by the
+    interval of the difference (clusters: situations); None in results from before it."""
+    a = t.same_texts
+    if a is None:
+        return None
+    if isinstance(a, str):
+        return f"on the same texts, no comparison ({a})"
+    low, high = a.difference_ci95
+    verdict = (
+        "it ranks intensities better than the classifier"
+        if low > 0
+        else "it ranks intensities worse than the classifier"
+        if high < 0
+        else "not settled by this data"
+    )
+    return (
+        f"on the same {a.texts} texts ({a.situations} situations): rho {a.model_rho:+.2f} "
+        f"against the classifier's {a.classifier_rho:+.2f}, difference {a.difference:+.2f} "
+        f"[{low:+.2f}, {high:+.2f}]: {verdict}"
+    )
+
+
 def nuance_lines(report: Report) -> list[str]:
     """The cost of nuance in plain words: each run's ratings against its classifier's."""
     lines = []
@@ -388,9 +411,14 @@ def nuance_lines(report: Report) -> list[str]:
         lines.append(
             f"- {run.run_id}: {t.ratings_per_second:.1f} ratings/s against the classifier's "
             f"{c.ratings_per_second:.1f}/s on {c.device} ({num(slower, '.0f')}x slower); {dearer}; "
-            f"rank order against the intended levels: rho {rho} against the classifier's "
-            f"{_with_interval(num(c.spearman_rho, '+.2f'), c.spearman_rho_ci95, '+.2f')}: "
-            f"{_rank_verdict(t, c)}."
+            f"rank order against the intended levels: "
+            + (
+                same_texts_text(t)
+                or f"rho {rho} against the classifier's "
+                f"{_with_interval(num(c.spearman_rho, '+.2f'), c.spearman_rho_ci95, '+.2f')}: "
+                f"{_rank_verdict(t, c)}"
+            )
+            + "."
         )
     return lines
 

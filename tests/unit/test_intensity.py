@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from quanteval.api.errors import InvalidSpecError
+from quanteval.api.records import RatingRecord
+from quanteval.api.result import RankAgreement
 from quanteval.api.runspec import IntensityItem
 from quanteval.api.spec import DEFAULT_INTENSITY_TEMPLATE, IntensitySpec, IntensityText
 from quanteval.emotions import ALL_BUILTIN_EMOTIONS
@@ -19,6 +21,7 @@ from quanteval.intensity import (
     rating_prompt,
     read_rating,
 )
+from quanteval.rank_agreement import same_text_agreement
 from quanteval.stats import spearman
 
 
@@ -128,3 +131,58 @@ def test_spearman_on_known_orders() -> None:
     assert unrelated is not None and unrelated[1][0] < 0 < unrelated[1][1]
     assert spearman(levels[:9], levels[:9]) is None  # below 10 pairs: cannot say
     assert spearman(levels, np.full(len(levels), 50.0)) is None  # a constant rating: no order
+
+
+def _rated(
+    situation: int, level: int, rating: float | None, classifier: float, emotion: str = "joy"
+) -> RatingRecord:
+    return RatingRecord(
+        key=f"{emotion}-s{situation}-l{level}", emotion=emotion, level=level, rating=rating,
+        answer="", classifier_rating=classifier,
+    )  # fmt: skip
+
+
+def test_a_model_that_fails_the_hard_middle_is_compared_on_the_texts_it_rated() -> None:
+    """The model answers only the mild and extreme texts, which both rank perfectly; the
+    classifier ranks every text with noise in the middle. On all texts the classifier's rho is
+    lower, which used to read as the model ranking better; on the same texts they tie."""
+    records = [
+        _rated(
+            s,
+            level,
+            20.0 * level if level in (1, 5) else None,
+            20.0 * level + (30.0 * (-1) ** s if level in (2, 3, 4) else 0.0),
+        )
+        for s in range(1, 11)
+        for level in range(1, 6)
+    ]
+    overall, by_emotion = same_text_agreement(records)
+    assert isinstance(overall, RankAgreement)
+    assert overall.texts == 20 and overall.situations == 10  # the 20 texts the model rated
+    assert overall.model_rho == overall.classifier_rho == pytest.approx(1.0)
+    every = spearman([r.level or 0 for r in records], [r.classifier_rating or 0 for r in records])
+    assert every is not None and every[0] < 0.99  # the classifier on all 50: lower
+    assert overall.difference == 0 and overall.difference_ci95 == (0.0, 0.0)
+    assert by_emotion == {"joy": overall}
+
+
+def test_a_model_that_ranks_the_levels_and_a_classifier_that_does_not_differ_by_situations() -> (
+    None
+):
+    rng = np.random.default_rng(11)
+    records = [
+        _rated(s, level, 20.0 * level + rng.normal(0, 3), rng.uniform(0, 100), emotion)
+        for emotion in ("joy", "anger")
+        for s in range(1, 6)
+        for level in range(1, 6)
+    ]
+    overall, by_emotion = same_text_agreement(records)
+    assert isinstance(overall, RankAgreement) and overall.situations == 10
+    low, high = overall.difference_ci95
+    assert overall.model_rho > 0.9 and 0 < low <= overall.difference <= high
+    assert set(by_emotion) == {"joy", "anger"}
+    flat = [_rated(s, level, 100.0, 20.0 * level) for s in range(1, 4) for level in range(1, 6)]
+    assert (
+        same_text_agreement(flat)[0]
+        == "the model's ratings do not vary (100 throughout): no rank order"
+    )

@@ -11,7 +11,12 @@ import pytest
 
 from quanteval.api.errors import ExitCode, InvalidSpecError
 from quanteval.api.records import SampleRecord
-from quanteval.api.result import CheckpointQuantization, ClassifierReference, IntensityFigures
+from quanteval.api.result import (
+    CheckpointQuantization,
+    ClassifierReference,
+    IntensityFigures,
+    RankAgreement,
+)
 from quanteval.api.termination import ReportMessage
 from quanteval.comparison import Terms
 from quanteval.precisions import Precision
@@ -724,6 +729,14 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
         figures = IntensityFigures(
             texts=20, parse_failures=1, parse_failure_rate=0.05,
             parse_failures_by_reason={"the scale echoed": 1}, spearman_rho=0.8,
+            same_texts=(
+                RankAgreement(
+                    texts=19, situations=4, model_rho=0.8, classifier_rho=0.35, difference=0.45,
+                    difference_ci95=(0.2, 0.7),
+                )
+                if precision == INT8
+                else None
+            ),
             spearman_rho_ci95=(0.6, 0.9), mae_vs_gold=None, mae_vs_gold_ci95=None, seconds=2.0,
             ratings_per_second=10.0, latency_p50_ms=1.0, latency_p95_ms=2.0, rule="first number",
             dollars_per_1k_ratings=0.5, joules_per_1k_ratings=1234.0,
@@ -763,7 +776,15 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
     assert "m-int8: 10.0 ratings/s against the classifier's 200.0/s on cpu (20x slower)" in flat
     assert "$0.50000 against $0.01000 per 1,000 ratings (50x dearer)" in flat
     assert "1,234 J per 1,000 of its ratings" in flat
-    assert "it ranks intensities better than the classifier" in flat  # [0.6, 0.9] vs [0.1, 0.5]
+    # From the rho intervals ([0.6, 0.9] against [0.1, 0.5]) where the result has no same-texts
+    # figure; from the interval of the difference on the same texts where it has.
+    assert "m-fp32: 10.0 ratings/s" in flat and "rho +0.80 against the classifier's +0.30 " in flat
+    assert (
+        "m-int8: 10.0 ratings/s against the classifier's 200.0/s on cpu (20x slower)" in flat
+        and "on the same 19 texts (4 situations): rho +0.80 against the classifier's +0.35, "
+        "difference +0.45 [+0.20, +0.70]: it ranks intensities better than the classifier"
+        in flat
+    )
     assert from_json((root / "report.json").read_text()) == built.report
 
 

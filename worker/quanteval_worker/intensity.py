@@ -15,8 +15,14 @@ from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.api.runspec import IntensityItem, IntensityRun, RunSpec
 from quanteval.api.spec import CostSpec, GenerationSpec
 from quanteval.cost import per_thousand, run_dollars
-from quanteval.intensity import RATING_RULE, items_from_lines, rating_prompt, read_rating
+from quanteval.intensity import (
+    RATING_RULE,
+    items_from_lines,
+    rating_prompt,
+    read_rating,
+)
 from quanteval.prompts import Sample
+from quanteval.rank_agreement import same_text_agreement
 from quanteval.stats import MIN_PAIRS, Interval, mean_interval, spearman
 from quanteval.storage import open_storage
 from quanteval.textstats import percentile
@@ -188,6 +194,7 @@ def intensity_figures(
     golden = [r for r in parsed if r.gold is not None]
     errors = [abs((r.rating or 0.0) - (r.gold or 0.0)) for r in golden]
     latencies = [r.latency_ms or 0.0 for r in records]
+    same_texts, by_emotion = same_text_agreement(records)
     return IntensityFigures(
         texts=len(records),
         parse_failures=len(records) - len(parsed),
@@ -198,6 +205,8 @@ def intensity_figures(
         spearman_rho=rho[0] if rho else None,
         spearman_rho_ci95=rho[1] if rho else None,
         spearman_rho_unavailable=why,
+        same_texts=same_texts,
+        same_texts_by_emotion=by_emotion,
         mae_vs_gold=float(np.mean(errors)) if errors else None,
         mae_vs_gold_ci95=mean_interval(errors) if len(errors) >= 2 else None,
         seconds=seconds,
