@@ -83,7 +83,7 @@ def main() -> None:
     samples = expand_samples(
         run.prompts, run.emotions, spec.generation.samples_per_prompt, spec.generation.seed
     )
-    sequences = reference_sequences(tokenizer, samples, spec.generation.prompt_format)
+    sequences = reference_sequences(tokenizer, samples, spec.generation)
     device = detect_device()
     logprobs = {}
     for precision in [spec.baseline_precision, *spec.precisions]:

@@ -48,21 +48,25 @@ def content_hash(
     precision: Precision,
     engine: Engine = Engine.AUTO,
     replicate: int = 1,
+    legacy: bool = False,
 ) -> str:
     """A hash of everything that determines a run's result, so an unchanged run can be skipped.
 
     The model's short name and the batch size are left out: neither changes what is generated.
     The engine enters only when named (auto's runs keep the hashes they had before engines), the
-    replicate only after the first.
+    replicate only after the first; raw prompts' special tokens only on a raw run (schema 3),
+    whose input they change (`legacy`: the hash a run had before, schema 2 for every run).
     """
-    material = {
+    material: dict[str, object] = {
         "schema": 2,  # 2: raw prompts, no model generation defaults, EOS not counted
         "source": model.source,
         "revision": model.revision,
         "precision": precision.value,
         "emotions": list(spec.emotion_names),
         "prompts": list(spec.prompt_templates),
-        "generation": spec.generation.model_dump(mode="json", exclude={"batch_size", "preset"}),
+        "generation": spec.generation.model_dump(
+            mode="json", exclude={"batch_size", "preset", "add_special_tokens"}
+        ),
         "classifier": spec.classifier.model_dump(mode="json"),
     }
     if spec.tasks != ["generation"]:  # only then: the hashes of earlier evaluations hold
@@ -72,6 +76,9 @@ def content_hash(
         material["engine"] = engine.value
     if replicate > 1:
         material["replicate"] = replicate
+    if spec.generation.prompt_format == "raw" and not legacy:
+        material["schema"] = 3  # 3: raw prompts' special tokens as set (the paper preset: none)
+        material["addSpecialTokens"] = spec.generation.special_tokens
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -95,6 +102,12 @@ def expand(spec: QuantEvalSpec) -> list[Run]:
         for engine in spec.engines_of(model)
         for replicate in range(1, spec.replicates + 1)
     ]
+
+
+def legacy_hash(spec: QuantEvalSpec, run: Run) -> str:
+    """The hash `run` had before raw prompts' special tokens entered it (schema 2): a Job an
+    older operator started under it is this run, not a changed spec."""
+    return content_hash(spec, run.model, run.precision, run.engine, run.replicate, legacy=True)
 
 
 def replicate_seed(seed: int, replicate: int) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from quanteval.api.errors import InvalidSpecError
 from quanteval.api.spec import QuantEval, parse_manifest
 from quanteval.api.states import EventReason
-from quanteval.matrix import Run, expand
+from quanteval.matrix import Run, expand, legacy_hash
 from quanteval_operator.events import StoryEvent, story_events
 from quanteval_operator.jobs import (
     REPORT,
@@ -137,7 +137,11 @@ def _changed_after_start(observations: Observations, manifest: QuantEval) -> str
             "new QuantEval"
         )
     hashes = {run_id: job.content_hash for run_id, job in observations.jobs}
-    changed = [r.id for r in expand(spec) if hashes.get(r.id, "") not in ("", r.content_hash)]
+    changed = [
+        r.id
+        for r in expand(spec)  # a Job started before schema 3 (an operator upgrade) is the run
+        if hashes.get(r.id, "") not in ("", r.content_hash, legacy_hash(spec, r))
+    ]
     if changed:  # CEL keeps the spec immutable but cannot read the untyped spec.emotions
         return (
             "spec.emotions (or another field that decides results) changed after creation; "

@@ -99,6 +99,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # prompt as its tokenizer encodes it; no other cap on new tokens; one sample per prompt.
     "paper": {
         "promptFormat": "raw",
+        # transformers 4.28's TextGenerationPipeline tokenized with add_special_tokens=False (no
+        # BOS); it changed only with transformers PR #31747 (July 2024), after the study's runs.
+        "addSpecialTokens": False,
         "doSample": True,
         "temperature": 0.9,
         "topK": 10,
@@ -132,8 +135,13 @@ class GenerationSpec(_Model):
     """
     prompt_format: PromptFormat = "raw"
     """chat: the prompt goes through the model's chat template as a user message; raw: the bare
-    prompt, as the study's text-generation pipeline received it (with the tokenizer's own special
-    tokens). Default: the preset's (paper: raw, greedy: chat).
+    prompt, as the study's text-generation pipeline received it. Default: the preset's (paper:
+    raw, greedy: chat).
+    """
+    add_special_tokens: bool | None = None
+    """promptFormat raw only: whether the tokenizer adds its own special tokens (BOS for Llama
+    and Mistral). The paper preset: false, as the study's pipeline tokenized (transformers
+    4.28); otherwise true. A chat template holds its own: true with chat is refused.
     """
     max_new_tokens: Annotated[int | None, Field(ge=1, le=4096)] = None
     """At most this many new tokens per sample (end of sequence not counted); null: only maxLength
@@ -174,6 +182,9 @@ class GenerationSpec(_Model):
         for key, value in PRESETS[preset].items():
             if key not in data and to_snake(key) not in data:
                 merged[key] = value
+        chat = merged.get("promptFormat", merged.get("prompt_format")) == "chat"
+        if chat and "addSpecialTokens" not in data and "add_special_tokens" not in data:
+            merged.pop("addSpecialTokens", None)  # the preset's is for raw prompts only
         return merged
 
     @model_validator(mode="after")
@@ -182,7 +193,20 @@ class GenerationSpec(_Model):
             raise ValueError(
                 "maxNewTokens: set maxNewTokens or maxLength; generation needs a bound"
             )
+        if self.prompt_format == "chat" and self.add_special_tokens is not None:
+            raise ValueError(
+                "addSpecialTokens: applies to promptFormat raw; a chat template holds its own "
+                "special tokens (remove addSpecialTokens, or use promptFormat raw)"
+            )
         return self
+
+    @property
+    def special_tokens(self) -> bool:
+        """Whether the tokenizer adds its special tokens to a prompt: raw's setting (true where
+        unset), never on chat (the template holds them)."""
+        if self.prompt_format == "chat":
+            return False
+        return self.add_special_tokens is not False
 
 
 class VllmSpec(_Model):

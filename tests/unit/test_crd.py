@@ -337,7 +337,7 @@ def test_cross_field_rules() -> None:
 
 PRESET_GOVERNED = (
     "promptFormat", "temperature", "topK", "topP", "doSample", "samplesPerPrompt", "maxLength",
-    "maxNewTokens",
+    "maxNewTokens", "addSpecialTokens",
 )  # fmt: skip
 
 

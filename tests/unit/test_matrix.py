@@ -17,6 +17,7 @@ from quanteval.matrix import (
     content_hash,
     expand,
     expect_arg,
+    legacy_hash,
     run_output_uri,
     s3_evaluation_root,
 )
@@ -523,3 +524,18 @@ def test_replicates_count_against_the_run_limit_and_the_id_length(
     quickstart_dict["spec"]["replicates"] = 10
     with pytest.raises(InvalidSpecError, match=r"run id '.*-fp8-per-tensor-vllm-r10' is over 63"):
         _parse(quickstart_dict)
+
+
+def test_raw_prompts_special_tokens_enter_a_raw_runs_hash_and_the_old_hash_is_kept_apart(
+    quickstart_dict: Manifest,
+) -> None:
+    """A chat run keeps its hash (pinned above); a raw run's input changed with the paper
+    preset's addSpecialTokens: false, so its hash did, and the hash it had is its legacy hash."""
+    quickstart_dict["spec"]["generation"] = {"preset": "paper"}
+    spec = _parse(quickstart_dict).spec
+    run = expand(spec)[0]
+    assert run.content_hash != legacy_hash(spec, run)
+    quickstart_dict["spec"]["generation"] = {"preset": "paper", "addSpecialTokens": True}
+    with_bos = expand(_parse(quickstart_dict).spec)[0]
+    assert with_bos.content_hash != run.content_hash
+    assert legacy_hash(_parse(quickstart_dict).spec, with_bos) == legacy_hash(spec, run)

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from quanteval.api.result import RunMetrics
+from quanteval.api.spec import parse_manifest
 from quanteval.api.states import EventReason, RunState
 from quanteval.api.termination import run_message
+from quanteval.matrix import expand, legacy_hash
 from quanteval_operator.jobs import REPORT
 from quanteval_operator.plan import Observations, Plan, plan_pass
 from quanteval_operator.settings import Settings
@@ -191,6 +193,26 @@ def test_changed_emotions_make_it_invalid_once_and_stop_new_jobs(body: Manifest)
     assert [(e.reason, e.warning) for e in plan.events] == [(EventReason.INVALID_SPEC, True)]
     told = plan_pass(observe(body, jobs=jobs, previous=plan.merged), Settings())
     assert (told.status, told.events) == (None, [])  # the Warning once
+
+
+def test_a_job_an_older_operator_started_under_the_old_hash_is_the_run_not_a_changed_spec(
+    body: Manifest,
+) -> None:
+    """Raw prompts' special tokens entered a raw run's hash (schema 3) with an operator upgrade:
+    the running Jobs carry the hash from before, which is not the user changing the spec."""
+    body["spec"]["generation"] = {"preset": "paper"}  # raw prompts
+    first = carry_out(observe(body), Settings(), refuse=set())
+    spec = parse_manifest(body).spec
+    old = {r.id: legacy_hash(spec, r) for r in expand(spec)}
+    jobs = [(r, replace(running(r), content_hash=old[r])) for r in RUNS[:2]]
+    plan = plan_pass(observe(body, jobs=jobs, previous=first.merged), Settings())
+    assert next(c for c in plan.merged["conditions"] if c["type"] == "Valid")["status"] == "True"
+    assert not plan.events
+    changed = [(r, replace(running(r), content_hash="0123456789abcdef")) for r in RUNS[:2]]
+    refused = plan_pass(observe(body, jobs=changed, previous=first.merged), Settings())
+    assert refused.status is not None
+    valid = next(c for c in refused.status["conditions"] if c["type"] == "Valid")
+    assert valid["status"] == "False" and "were started with the old value" in valid["message"]
 
 
 def test_a_tenancy_refusal_names_the_field_and_the_setting(body: Manifest) -> None:

@@ -54,6 +54,22 @@ def test_generation_defaults_to_paper_preset_when_omitted(
     # The study's method: the bare prompt, and only max_length=100 bounds the new tokens.
     assert generation.prompt_format == "raw"
     assert generation.max_new_tokens is None
+    # ... tokenized as transformers 4.28's pipeline did: without the tokenizer's BOS.
+    assert generation.add_special_tokens is False and generation.special_tokens is False
+
+
+def test_special_tokens_are_a_raw_prompts_setting(
+    quickstart_dict: Manifest, write_manifest: WriteManifest
+) -> None:
+    # The quick start is chat: the template holds its special tokens, the preset sets none.
+    chat = load_manifest(write_manifest(quickstart_dict)).spec.generation
+    assert chat.add_special_tokens is None and chat.special_tokens is False
+    quickstart_dict["spec"]["generation"] = {"preset": "greedy", "promptFormat": "raw"}
+    greedy_raw = load_manifest(write_manifest(quickstart_dict)).spec.generation
+    assert greedy_raw.special_tokens is True  # raw outside the paper preset: as before
+    quickstart_dict["spec"]["generation"] = {"promptFormat": "chat", "addSpecialTokens": True}
+    with pytest.raises(InvalidSpecError, match=r"addSpecialTokens: applies to promptFormat raw"):
+        load_manifest(write_manifest(quickstart_dict))
 
 
 def test_greedy_preset_disables_sampling(

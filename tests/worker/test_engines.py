@@ -41,7 +41,7 @@ def _fingerprint(generations: list[Generation]) -> str:
 
 def _prefixes(tokenizer: Any) -> list[list[int]]:
     texts = [format_prompt(tokenizer, p.replace("<class>", "joy"), "chat") for p in PROMPTS]
-    encoded = encode_prompts(tokenizer, texts, "chat")["input_ids"]
+    encoded = encode_prompts(tokenizer, texts, GenerationSpec(preset="greedy"))["input_ids"]
     return [[int(t) for t in ids] for ids in encoded]
 
 

@@ -167,9 +167,31 @@ def test_generation_stops_at_max_length(tiny_llama_dir: Path) -> None:
     assert generation.new_tokens <= 5
 
 
-def test_the_paper_preset_runs_the_bare_prompt_up_to_max_length(tiny_llama_dir: Path) -> None:
-    """The study's pipeline: no chat template, tokenizer special tokens, max_length=100 in all."""
-    model, tokenizer = _load(tiny_llama_dir)
+def _with_bos(directory: Path, into: Path) -> Path:
+    """The model with a tokenizer that adds BOS where asked for special tokens, as Llama's and
+    Mistral's do (SmolLM2's adds none)."""
+    import shutil
+
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    shutil.copytree(directory, into)
+    tokenizer = AutoTokenizer.from_pretrained(into)
+    bos = tokenizer.bos_token
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)]
+    )
+    tokenizer.save_pretrained(into)
+    return into
+
+
+def test_the_paper_preset_runs_the_bare_prompt_up_to_max_length(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    """The study's pipeline: no chat template, no special tokens (transformers 4.28's
+    TextGenerationPipeline tokenized without them), max_length=100 in all."""
+    model, tokenizer = _load(_with_bos(tiny_llama_dir, tmp_path / "bos"))
+    assert tokenizer("joy")["input_ids"][0] == tokenizer.bos_token_id  # it adds BOS if asked
     spec = GenerationSpec(preset="paper")
     assert spec.prompt_format == "raw" and spec.max_new_tokens is None
     samples = expand_samples(
@@ -178,14 +200,24 @@ def test_the_paper_preset_runs_the_bare_prompt_up_to_max_length(tiny_llama_dir: 
         1,
         3,
     )
-    generations, _ = Generator(model, tokenizer, spec, "cpu").generate_all(samples, 2)
+    generator = Generator(model, tokenizer, spec, "cpu")
+    generations, _ = generator.generate_all(samples, 2)
+    bos = tokenizer.bos_token_id
+    assert bos is not None and all(ids[0] != bos for ids in generator.prompt_ids(samples))
+    assert generator.settings(2).special_tokens_added is False  # result.json generation
     for generation in generations:
-        assert generation.prompt_tokens == len(tokenizer(generation.sample.prompt)["input_ids"])
+        bare = tokenizer(generation.sample.prompt, add_special_tokens=False)["input_ids"]
+        assert generation.prompt_tokens == len(bare)
         # Random weights never choose to stop: each sample fills what maxLength leaves, which is
         # more than the 64 new tokens the preset used to cap at.
         assert generation.prompt_tokens + generation.new_tokens == 100
         assert generation.new_tokens > 64
     assert prompt_lengths(tokenizer, samples, spec) == [g.prompt_tokens for g in generations]
+    with_bos = Generator(
+        model, tokenizer, GenerationSpec(preset="paper", add_special_tokens=True), "cpu"
+    )
+    assert all(ids[0] == bos for ids in with_bos.prompt_ids(samples))
+    assert with_bos.settings(2).special_tokens_added is True
 
 
 def test_the_chat_format_goes_through_the_chat_template(tiny_llama_dir: Path) -> None:

@@ -57,7 +57,7 @@ def test_greedy_tokens_are_the_argmax_of_the_teacher_forced_logits(
     agree = total = 0
     for sample, generation in zip(samples, generations, strict=True):
         text = format_prompt(tokenizer, sample.prompt, "chat")
-        prompt = [int(t) for t in encode_prompts(tokenizer, [text], "chat")["input_ids"][0]]
+        prompt = [int(t) for t in encode_prompts(tokenizer, [text], spec)["input_ids"][0]]
         new = [int(t) for t in tokenizer(generation.text, add_special_tokens=False)["input_ids"]]
         (logits,) = gguf.sequence_logits([prompt + new])
         chosen = logits[len(prompt) - 1 : len(prompt) + len(new) - 1].argmax(dim=-1)

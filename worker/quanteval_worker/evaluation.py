@@ -194,9 +194,7 @@ def measure_fidelity(
     spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTracker, storage: Storage
 ) -> FidelitySummary:
     """Score the reference corpus and store what the report compares against the baseline."""
-    sequences = reference_sequences(
-        prepared.tokenizer, prepared.samples, spec.generation.prompt_format
-    )
+    sequences = reference_sequences(prepared.tokenizer, prepared.samples, spec.generation)
     log("scoring the reference corpus", sequences=len(sequences))
     with tracker.phase("fidelity", holds_bytes=engine.resident_bytes):
         distributions = score_reference(engine, sequences)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from quanteval.api.spec import GenerationSpec
 from quanteval.fidelity import (
     KEPT_MASS,
     TOKEN_BUDGET,
@@ -26,13 +27,13 @@ BATCH = 8  # sequences a forward pass: the logits of 8 x ~60 positions x the voc
 
 
 def reference_sequences(
-    tokenizer: Any, samples: Sequence[Sample], prompt_format: str
+    tokenizer: Any, samples: Sequence[Sample], generation: GenerationSpec
 ) -> list[tuple[list[int], int]]:
     """(token ids, where the sentence begins) for each distinct prompt of the run."""
     sequences = []
     for prompt, sentence in reference_pairs([s.prompt for s in samples]):
-        text = format_prompt(tokenizer, prompt, prompt_format)
-        head = list(encode_prompts(tokenizer, [text], prompt_format)["input_ids"][0])
+        text = format_prompt(tokenizer, prompt, generation.prompt_format)
+        head = list(encode_prompts(tokenizer, [text], generation)["input_ids"][0])
         # Encoded apart and joined, so no token spans the boundary and the split is exact.
         tail = tokenizer(" " + sentence.strip(), add_special_tokens=False)["input_ids"]
         sequences.append(([int(t) for t in head + list(tail)], len(head)))

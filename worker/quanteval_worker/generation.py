@@ -175,10 +175,11 @@ def format_prompt(tokenizer: Any, prompt: str, prompt_format: str) -> str:
     return prompt
 
 
-def encode_prompts(tokenizer: Any, texts: list[str], prompt_format: str, **kwargs: Any) -> Any:
+def encode_prompts(tokenizer: Any, texts: list[str], spec: GenerationSpec, **kwargs: Any) -> Any:
     """Token ids as the model receives them: a raw prompt with the tokenizer's own special tokens
-    (BOS for Llama), as the study's pipeline encoded it; a chat template already holds them."""
-    return tokenizer(texts, add_special_tokens=prompt_format == "raw", **kwargs)
+    (BOS for Llama) where generation.addSpecialTokens says so (the paper preset: none, as the
+    study's pipeline encoded it); a chat template already holds them."""
+    return tokenizer(texts, add_special_tokens=spec.special_tokens, **kwargs)
 
 
 def token_budget(prompt_tokens: int, spec: GenerationSpec) -> int:
@@ -209,7 +210,7 @@ def balanced_batch_size(count: int, cap: int) -> int:
 def prompt_lengths(tokenizer: Any, samples: Sequence[Sample], spec: GenerationSpec) -> list[int]:
     """Each sample's prompt length in tokens, as the model receives it."""
     texts = [format_prompt(tokenizer, s.prompt, spec.prompt_format) for s in samples]
-    return [len(ids) for ids in encode_prompts(tokenizer, texts, spec.prompt_format)["input_ids"]]
+    return [len(ids) for ids in encode_prompts(tokenizer, texts, spec)["input_ids"]]
 
 
 def check_prompt_lengths(
@@ -285,7 +286,7 @@ class Generator:
         spec = self.spec
         return GenerationSettings(
             prompt_format=spec.prompt_format,
-            special_tokens_added=spec.prompt_format == "raw",
+            special_tokens_added=spec.special_tokens,
             do_sample=spec.do_sample,
             temperature=spec.temperature if spec.do_sample else None,
             top_k=spec.top_k if spec.do_sample else None,
@@ -306,7 +307,8 @@ class Generator:
         fmt = self.spec.prompt_format
         texts = [format_prompt(self.tokenizer, s.prompt, fmt) for s in samples]
         return [
-            [int(t) for t in ids] for ids in encode_prompts(self.tokenizer, texts, fmt)["input_ids"]
+            [int(t) for t in ids]
+            for ids in encode_prompts(self.tokenizer, texts, self.spec)["input_ids"]
         ]
 
     def _input_device(self) -> torch.device:
@@ -317,7 +319,7 @@ class Generator:
 
         texts = [format_prompt(self.tokenizer, s.prompt, self.spec.prompt_format) for s in samples]
         encoded = encode_prompts(
-            self.tokenizer, texts, self.spec.prompt_format, return_tensors="pt", padding=True
+            self.tokenizer, texts, self.spec, return_tensors="pt", padding=True
         ).to(self._input_device())
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         budgets = [token_budget(int(n), self.spec) for n in prompt_lengths]

@@ -57,6 +57,7 @@ def rating_settings(spec: RunSpec, task: IntensityRun) -> GenerationSpec:
     return GenerationSpec(
         preset="greedy",
         prompt_format=spec.generation.prompt_format,
+        add_special_tokens=spec.generation.add_special_tokens,
         max_new_tokens=task.max_new_tokens,
         max_length=None,
         batch_size=spec.generation.batch_size,
