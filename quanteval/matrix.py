@@ -67,7 +67,11 @@ def content_hash(
         "generation": spec.generation.model_dump(
             mode="json", exclude={"batch_size", "preset", "add_special_tokens"}
         ),
-        "classifier": spec.classifier.model_dump(mode="json"),
+        # scoreText only where it is not the default: the hashes of before hold.
+        "classifier": spec.classifier.model_dump(
+            mode="json",
+            exclude={"score_text"} if spec.classifier.score_text == "continuation" else set(),
+        ),
     }
     if spec.tasks != ["generation"]:  # only then: the hashes of earlier evaluations hold
         material["tasks"] = list(spec.tasks)

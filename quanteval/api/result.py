@@ -226,6 +226,8 @@ class RunResult(_Model):
     # engine that ran, with its version and settings, is environment.engine.
     engine: Engine = Engine.AUTO
     replicate: int = 1  # spec.replicates: which of the run's repeats (1: the run itself)
+    # What the classifier read (classifier.scoreText): continuation, or promptAndContinuation.
+    scored_text: str = "continuation"
     # The entry this run's model is a quantization of, when it is compared with that one's run.
     baseline_model: str | None = None
     # Precision native: how the checkpoint was quantized before we got it.

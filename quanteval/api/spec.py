@@ -240,6 +240,11 @@ class ClassifierSpec(_Model):
     # Classifier label -> emotion name, for labels that are not spelled as the emotion.
     label_map: Annotated[dict[str, ShortString], Field(max_length=64)] = Field(default_factory=dict)
     """Classifier label -> emotion name, for labels not spelled as the emotion."""
+    score_text: Literal["continuation", "promptAndContinuation"] = "continuation"
+    """What the classifier reads of each generation: the continuation (default: the model's own
+    text), or the prompt followed by it, as the study's pipeline returned and classified it
+    (every prompt names its emotion, so that text credits the prompt for the model's answer).
+    """
     accept_missing_emotions: bool = False
     """Run even when the classifier can never predict some requested emotions (their F1 is 0, so
     macro-F1 is capped; the result and the report say at what). Default: such a run fails before

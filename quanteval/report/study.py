@@ -30,7 +30,10 @@ ROUGHLY_DOUBLE: Final = (1.5, 2.5)
 WITHIN_POINTS: Final = 10.0
 MEASURED: Final = "measured (the study names no quantity)"
 MEASURED_ONCE: Final = "measured once (spec.replicates: 2 or more for a verdict)"
-SCORED_TEXT: Final = "scored: the continuation (the study scored prompt + continuation)"
+SCORED_TEXT: Final = {
+    "continuation": "scored: the continuation (the study scored prompt + continuation)",
+    "promptAndContinuation": "scored: prompt + continuation, as the study did",
+}
 # Said once beside the lines (quanteval.report.tables.study_lines).
 MEMORY_NOTE: Final = (
     "The study does not say which memory its 76% is. LLM.int8's weights alone save 74.0%, "
@@ -123,8 +126,9 @@ def size_ranks(models: Sequence[str], parameters: dict[str, int]) -> dict[str, s
     return {m: "larger" if p > middle else "smaller" for m, p in sized.items() if p != middle}
 
 
-def quality_claim(run: RunReport, rank: str | None) -> StudyClaim:
-    """ΔF1 against the study's direction for the model's size rank."""
+def quality_claim(run: RunReport, rank: str | None, scored: str = "continuation") -> StudyClaim:
+    """ΔF1 against the study's direction for the model's size rank; `scored`: the text the
+    classifier read (result.json scoredText)."""
     t = run.vs_baseline.paired if run.vs_baseline else None
     ci = t.ci95 if t else None
     if rank == "larger":
@@ -136,7 +140,8 @@ def quality_claim(run: RunReport, rank: str | None) -> StudyClaim:
         low, high = -WITHIN_POINTS, WITHIN_POINTS
     delta = t.delta_f1_pp if t else None
     measured = (
-        f"ΔF1 {delta:+.1f} points {interval(ci, '.1f', True)}; {SCORED_TEXT}"
+        f"ΔF1 {delta:+.1f} points {interval(ci, '.1f', True)}; "
+        f"{SCORED_TEXT.get(scored, f'scored: {scored}')}"
         if delta is not None
         else "-"
     )
@@ -171,6 +176,10 @@ def study_claims(
         claims += [
             memory_claim(run, record, base),
             time_claim(run, by_id.get(base_id), tpots(run.run_id), tpots(base_id), _where(record)),
-            quality_claim(run, ranks.get(run.model)),
+            quality_claim(
+                run,
+                ranks.get(run.model),
+                record.result.scored_text if record and record.result else "continuation",
+            ),
         ]
     return tuple(claims)

@@ -539,3 +539,13 @@ def test_raw_prompts_special_tokens_enter_a_raw_runs_hash_and_the_old_hash_is_ke
     with_bos = expand(_parse(quickstart_dict).spec)[0]
     assert with_bos.content_hash != run.content_hash
     assert legacy_hash(_parse(quickstart_dict).spec, with_bos) == legacy_hash(spec, run)
+
+
+def test_score_text_enters_the_hash_only_when_it_is_not_the_default(
+    quickstart_dict: Manifest,
+) -> None:
+    default = expand(_parse(quickstart_dict).spec)[0].content_hash
+    quickstart_dict["spec"]["classifier"]["scoreText"] = "continuation"
+    assert expand(_parse(quickstart_dict).spec)[0].content_hash == default
+    quickstart_dict["spec"]["classifier"]["scoreText"] = "promptAndContinuation"
+    assert expand(_parse(quickstart_dict).spec)[0].content_hash != default

@@ -84,3 +84,29 @@ def test_the_builtin_classifier_recognises_plain_emotional_sentences() -> None:
         ],
     )
     assert [p.label for p in predictions] == ["anger", "joy", "fear"]
+
+
+def test_score_text_prompt_and_continuation_classifies_what_the_study_classified() -> None:
+    """The study's pipeline returned prompt + continuation and classified that; the prompt
+    names the emotion, so the same neutral continuation reads as the prompt's emotion."""
+    from quanteval.prompts import expand_samples
+    from quanteval_worker.evaluation import classify
+    from quanteval_worker.generation import BatchTiming, Generation
+
+    loaded = load_classifier(ClassifierSpec(builtin="minilm"), ["anger", "joy", "fear"])
+    samples = expand_samples(
+        ["Describe a situation where a person felt <class>:"], ["anger", "joy", "fear"], 1, 3
+    )
+    timing = BatchTiming(0, 0.0, 0.0)
+    generations = [
+        Generation(s, " The bus came at nine and we got on.", 9, 8, timing, 0.0, None, 0.0)
+        for s in samples
+    ]
+    alone, _ = classify(loaded, generations, ["anger", "joy", "fear"])
+    joined, _ = classify(loaded, generations, ["anger", "joy", "fear"], "promptAndContinuation")
+    assert len({p.label for p in alone}) == 1  # one text, one label
+    texts = [s.prompt + " The bus came at nine and we got on." for s in samples]
+    assert [p.probabilities for p in joined] == [
+        p.probabilities for p in predict(loaded.classifier, texts)
+    ]
+    assert [p.probabilities for p in joined] != [p.probabilities for p in alone]

@@ -268,11 +268,23 @@ def generation_records(
     return "\n".join(lines) + "\n"
 
 
+def scored_text(generation: Generation, score_text: str) -> str:
+    """What the classifier reads of a generation: its continuation, or the prompt followed by
+    it as the study's pipeline returned it (its generated_text: the prompt, then the decoded
+    continuation, joined as they are)."""
+    if score_text == "promptAndContinuation":
+        return generation.sample.prompt + generation.text
+    return generation.text
+
+
 def classify(
-    classifier: LoadedClassifier, generations: list[Generation], emotions: list[str]
+    classifier: LoadedClassifier,
+    generations: list[Generation],
+    emotions: list[str],
+    score_text: str = "continuation",
 ) -> tuple[list[Prediction], Scores]:
-    log("classifying", samples=len(generations))
-    predictions = predict(classifier.classifier, [g.text for g in generations])
+    log("classifying", samples=len(generations), text=score_text)
+    predictions = predict(classifier.classifier, [scored_text(g, score_text) for g in generations])
     intended = [g.sample.emotion for g in generations]
     intended_probability = [
         p.probabilities.get(e, 0.0) for p, e in zip(predictions, intended, strict=True)
@@ -370,6 +382,7 @@ def assemble(
         device=prepared.device.kind,
         engine=spec.engine,
         replicate=spec.replicate,
+        scored_text=spec.classifier.score_text,
         baseline_model=spec.model.baseline_model,
         checkpoint_quantization=prepared.checkpoint if spec.precision == Precision.NATIVE else None,
         batch_size=generated.settings.batch_size,
@@ -413,7 +426,9 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
         storage.write_text(RATINGS_FILE, ratings_lines(rated.records))
     engine.close()
     release_device_memory(prepared.device)
-    predictions, scores = classify(prepared.classifier, generated.generations, spec.emotions)
+    predictions, scores = classify(
+        prepared.classifier, generated.generations, spec.emotions, spec.classifier.score_text
+    )
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations, predictions))
     intensity = None
     if task is not None and rated is not None:
