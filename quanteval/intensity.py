@@ -62,6 +62,7 @@ def intensity_run(spec: IntensitySpec, emotions: Sequence[str]) -> IntensityRun:
         max_new_tokens=spec.max_new_tokens,
         items=items,
         texts_from=spec.texts_from,
+        method=spec.method,
     )
 
 
@@ -109,6 +110,7 @@ class ParseFailure(StrEnum):
     OUT_OF_N = "out of N"  # "8 out of 10"
     LIST_NUMBERING = "list numbering"  # "1. The text ..."
     OUT_OF_RANGE = "outside 0-100"
+    MOSTLY_NO_NUMBER = "mostly no number"  # intensity.method expected: over half the mass
 
 
 RATING_RULE: Final = (

@@ -75,7 +75,9 @@ def content_hash(
     }
     if spec.tasks != ["generation"]:  # only then: the hashes of earlier evaluations hold
         material["tasks"] = list(spec.tasks)
-        material["intensity"] = spec.intensity.model_dump(mode="json")
+        # method only where it is not greedy: the hashes of before hold.
+        method = {"method"} if spec.intensity.method == "greedy" else set()
+        material["intensity"] = spec.intensity.model_dump(mode="json", exclude=method)
     if engine != Engine.AUTO:
         material["engine"] = engine.value
     if replicate > 1:

@@ -93,6 +93,11 @@ class RatingRecord(_Record):
     gold: float | None = None  # a user's own 0-100 score
     rating: float | None  # read by quanteval.intensity.RATING_RULE; None: a parse failure
     parse_failure: str | None = None  # why there is no rating (quanteval.intensity.ParseFailure)
+    # intensity.method expected (quanteval.expected_rating): the rating is `expected`, where
+    # no more than half the mass is on no number; the greedy answer stays in `answer`.
+    expected: float | None = None
+    spread: float | None = None
+    non_numeric_mass: float | None = None
     answer: str  # the model's answer as it came
     prompt_tokens: int | None = None
     new_tokens: int | None = None

@@ -173,6 +173,11 @@ class IntensityFigures(_Model):
     latency_p50_ms: float
     latency_p95_ms: float
     rule: str  # how a rating is read from an answer
+    method: str = "greedy"  # intensity.method: greedy, or expected (quanteval.expected_rating)
+    # expected: the mean mass on no number, and the seconds the probability walk took (inside
+    # `seconds`), beside the greedy answers' own.
+    non_numeric_mass_mean: float | None = None
+    expected_seconds: float | None = None
     dollars_per_1k_ratings: float | None = None  # the phase's GPU/CPU time x price; None unpriced
     joules_per_1k_ratings: float | None = None  # the phase's energy (NVML or RAPL) per 1,000
     classifier: ClassifierReference | None = None

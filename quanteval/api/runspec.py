@@ -56,6 +56,7 @@ class IntensityRun(_Model):
     max_new_tokens: int
     items: list[IntensityItem]
     texts_from: str | None = None
+    method: Literal["greedy", "expected"] = "greedy"
 
     @model_validator(mode="after")
     def _texts_or_their_source(self) -> Self:

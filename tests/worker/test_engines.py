@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from quanteval.api.spec import GenerationSpec
+from quanteval.expected_rating import expected_rating, number_tree
 from quanteval.precisions import Precision
 from quanteval.prompts import expand_samples
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.engines import LLAMA_CPP, TRANSFORMERS, Engine, choose_engine, load_engine
+from quanteval_worker.engines.base import digit_tokens
 from quanteval_worker.fidelity import score_reference
 from quanteval_worker.generation import Generation, encode_prompts, format_prompt
 from quanteval_worker.loading import load_tokenizer
@@ -159,3 +161,26 @@ def test_llama_cpp_through_the_interface(llama_cpp_engine: tuple[Engine, Any]) -
     assert engine.loaded.quantization["engine"] == LLAMA_CPP
     generations = _check_interface(engine, tokenizer, 49152)
     assert _fingerprint(generations) == GENERATIONS_BEFORE[LLAMA_CPP], [g.text for g in generations]
+
+
+def test_the_number_walk_gives_each_prefixs_probabilities_as_one_pass_would(
+    transformers_engine: tuple[Engine, Any],
+) -> None:
+    """The expected rating's walk of the number tree from the prompt's cache (a batch per
+    depth) gives, at every prefix, what a full pass over prompt + prefix gives; and the rating
+    it makes is a mean on 0-100 with the rest of the mass on no number."""
+    engine, tokenizer = transformers_engine
+    tree = number_tree(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
+    digits = digit_tokens(tokenizer)
+    assert len(tree.paths) == 101 and all(tree.paths[n] for n in tree.paths)
+    prompt = _prefixes(tokenizer)[0]
+    walked = engine.number_steps(prompt, tree, digits)
+    one_pass = Engine.number_steps(engine, prompt, tree, digits)  # a pass per prefix
+    assert set(walked) == set(one_pass) == set(tree.prefixes)
+    for prefix in tree.prefixes:
+        assert walked[prefix].digit_mass == pytest.approx(one_pass[prefix].digit_mass, abs=1e-4)
+        for token, probability in one_pass[prefix].tokens.items():
+            assert walked[prefix].tokens[token] == pytest.approx(probability, abs=1e-4)
+    rating = expected_rating(tree, walked)
+    assert rating.value is not None and 0 <= rating.value <= 100
+    assert rating.spread is not None and 0 < rating.non_numeric_mass < 1

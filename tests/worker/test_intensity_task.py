@@ -31,6 +31,7 @@ def test_a_run_with_both_tasks_writes_its_ratings_and_their_figures(tmp_path: Pa
             prompts=["Write a text that expresses <class>"],
             tasks=["generation", "intensity"],
             generation={"preset": "greedy", "maxNewTokens": 8},
+            intensity={"method": "expected"},
         )
     )
     root = tmp_path / "out"
@@ -52,9 +53,14 @@ def test_a_run_with_both_tasks_writes_its_ratings_and_their_figures(tmp_path: Pa
     expected = builtin_items(EMOTIONS)
     assert [r.key for r in records] == [i.key for i in expected]  # every text, in order
     assert {r.emotion for r in records} == set(EMOTIONS)
-    for record in records:  # the rule: a rating on 0-100, or a parse failure kept raw, with why
+    for record in records:  # the expected rating, or a parse failure kept raw, with why
         assert record.rating is None or 0 <= record.rating <= 100
         assert (record.rating is None) == (record.parse_failure is not None)
+        assert record.non_numeric_mass is not None and 0 <= record.non_numeric_mass <= 1
+        if record.non_numeric_mass <= 0.5:
+            assert record.rating == record.expected and record.spread is not None
+        else:
+            assert record.parse_failure == "mostly no number"
         assert json.loads(lines[records.index(record)])["answer"] == record.answer
 
     result = RunResult.model_validate_json((directory / RESULT_FILE).read_text())
@@ -64,6 +70,8 @@ def test_a_run_with_both_tasks_writes_its_ratings_and_their_figures(tmp_path: Pa
     assert sum(figures.parse_failures_by_reason.values()) == figures.parse_failures
     assert figures.ratings_per_second > 0 and figures.latency_p95_ms >= figures.latency_p50_ms
     assert "never rescaled, never clamped" in figures.rule
+    assert figures.method == "expected" and figures.non_numeric_mass_mean is not None
+    assert figures.expected_seconds is not None and 0 < figures.expected_seconds < figures.seconds
     if figures.spearman_rho is not None:
         low, high = figures.spearman_rho_ci95 or (2.0, -2.0)
         assert -1 <= low <= figures.spearman_rho <= high <= 1

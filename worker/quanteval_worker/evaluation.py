@@ -434,7 +434,9 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     if task is not None and rated is not None:
         reference, records = classifier_reference(prepared.classifier, task, rated, spec.cost)
         storage.write_text(RATINGS_FILE, ratings_lines(records))
-        intensity = intensity_figures(records, rated.seconds, rated.dollars_per_1k, reference)
+        intensity = intensity_figures(
+            records, rated.seconds, rated.dollars_per_1k, reference, rated.expected_seconds
+        )
     result = assemble(spec, prepared, engine, generated, scores, tracker, started_at, fidelity)
     if intensity is not None and isinstance(result.energy, EnergyFigures):
         joules = result.energy.phases.get("intensity")

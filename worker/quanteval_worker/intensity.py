@@ -15,8 +15,11 @@ from quanteval.api.result import ClassifierReference, IntensityFigures
 from quanteval.api.runspec import IntensityItem, IntensityRun, RunSpec
 from quanteval.api.spec import CostSpec, GenerationSpec
 from quanteval.cost import per_thousand, run_dollars
+from quanteval.expected_rating import ExpectedRating, expected_rating, number_tree
 from quanteval.intensity import (
     RATING_RULE,
+    ParseFailure,
+    Rating,
     items_from_lines,
     rating_prompt,
     read_rating,
@@ -29,6 +32,7 @@ from quanteval.textstats import percentile
 from quanteval_worker.classifier import LoadedClassifier, predict
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.engines import Engine
+from quanteval_worker.engines.base import digit_tokens
 from quanteval_worker.events import emit, log
 from quanteval_worker.generation import Generation, requested_batch
 from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
@@ -69,6 +73,7 @@ class Rated:
     records: list[RatingRecord]  # in the task's order
     seconds: float  # the phase's wall time
     dollars_per_1k: float | None  # its GPU-seconds (GPUs x wall) and CPU-seconds, priced
+    expected_seconds: float | None = None  # method expected: the walk's part of `seconds`
 
 
 def rate(
@@ -101,11 +106,34 @@ def rate(
             lambda done, total: emit("progress", task="intensity", done=done, total=total),
             tracker.memory,
         )
+        expected, walked = (
+            expected_ratings(engine, tokenizer, generator.prompt_ids(samples))
+            if task.method == "expected"
+            else ([None] * len(samples), None)
+        )
     seconds = tracker.seconds["intensity"]
     gpu_seconds = len(device.gpu_names) * seconds
     dollars = run_dollars(gpu_seconds, cpu_seconds_used() - cpu_began, spec.cost)
-    records = [_record(item, answer) for item, answer in zip(task.items, answers, strict=True)]
-    return Rated(records, seconds, per_thousand(dollars, len(records)))
+    records = [
+        _record(item, answer, rating)
+        for item, answer, rating in zip(task.items, answers, expected, strict=True)
+    ]
+    return Rated(records, seconds, per_thousand(dollars, len(records)), walked)
+
+
+def expected_ratings(
+    engine: Engine, tokenizer: Any, prompts: list[list[int]]
+) -> tuple[list[ExpectedRating | None], float]:
+    """Each prompt's expected rating (quanteval.expected_rating) through the engine's walk of
+    the number tree, and the seconds the walk took."""
+    log("expected ratings: walking the number tree", texts=len(prompts))
+    began = time.perf_counter()
+    tree = number_tree(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
+    digits = digit_tokens(tokenizer)
+    ratings: list[ExpectedRating | None] = [
+        expected_rating(tree, engine.number_steps(prompt, tree, digits)) for prompt in prompts
+    ]
+    return ratings, time.perf_counter() - began
 
 
 def classifier_reference(
@@ -146,8 +174,17 @@ def classifier_reference(
     return reference, records
 
 
-def _record(item: IntensityItem, answer: Generation) -> RatingRecord:
+def _record(
+    item: IntensityItem, answer: Generation, expected: ExpectedRating | None = None
+) -> RatingRecord:
+    """The text's answer and its rating: read from the answer, or (method expected) the
+    expected rating, a parse failure where over half its mass is on no number."""
     rating = read_rating(answer.text)
+    if expected is not None:
+        mostly_none = expected.value is None or expected.non_numeric_mass > 0.5
+        rating = (
+            Rating(None, ParseFailure.MOSTLY_NO_NUMBER) if mostly_none else Rating(expected.value)
+        )
     return RatingRecord(
         key=item.key,
         emotion=item.emotion,
@@ -156,6 +193,9 @@ def _record(item: IntensityItem, answer: Generation) -> RatingRecord:
         gold=item.gold,
         rating=rating.value,
         parse_failure=rating.failure,
+        expected=expected.value if expected else None,
+        spread=expected.spread if expected else None,
+        non_numeric_mass=expected.non_numeric_mass if expected else None,
         answer=answer.text,
         prompt_tokens=answer.prompt_tokens,
         new_tokens=answer.new_tokens,
@@ -185,6 +225,7 @@ def intensity_figures(
     seconds: float,
     dollars_per_1k: float | None = None,
     classifier: ClassifierReference | None = None,
+    expected_seconds: float | None = None,
 ) -> IntensityFigures:
     """The run's own figures: parse failures, rank agreement with the intended levels (and the
     error against gold scores), speed and dollars, beside the classifier's."""
@@ -196,6 +237,7 @@ def intensity_figures(
     errors = [abs((r.rating or 0.0) - (r.gold or 0.0)) for r in golden]
     latencies = [r.latency_ms or 0.0 for r in records]
     same_texts, by_emotion = same_text_agreement(records)
+    masses = [r.non_numeric_mass for r in records if r.non_numeric_mass is not None]
     return IntensityFigures(
         texts=len(records),
         parse_failures=len(records) - len(parsed),
@@ -215,6 +257,9 @@ def intensity_figures(
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
         rule=RATING_RULE,
+        method="expected" if masses else "greedy",
+        non_numeric_mass_mean=float(np.mean(masses)) if masses else None,
+        expected_seconds=expected_seconds,
         dollars_per_1k_ratings=dollars_per_1k,
         classifier=classifier,
     )

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from quanteval.api.spec import GenerationSpec
+from quanteval.expected_rating import NumberTree, Step, Tokens
 from quanteval_worker.generation import Generator
 
 TRANSFORMERS = "transformers"
@@ -79,6 +80,32 @@ def mass_after(ordered: torch.Tensor) -> torch.Tensor:
     return torch.cat([tail[:, 1:], torch.full_like(tail[:, :1], float("-inf"))], -1)
 
 
+NUMBER_BATCH = 32  # prefixes of the number tree a pass, where an engine has no cached walk
+
+
+def step_of(
+    ids: torch.Tensor,
+    logprobs: torch.Tensor,
+    tree: NumberTree,
+    prefix: Tokens,
+    digits: torch.Tensor,
+) -> Step:
+    """One prefix's Step from its next-token log-probabilities (ids and values, any order; a
+    capped top-k misses what it left out)."""
+    probabilities = logprobs.double().exp()
+    wanted = torch.isin(ids, torch.tensor(sorted(tree.after[prefix]), dtype=ids.dtype))
+    tokens = dict(zip(ids[wanted].tolist(), probabilities[wanted].tolist(), strict=True))
+    digit_mass = float(probabilities[torch.isin(ids, digits.to(ids.device))].sum())
+    return Step(tokens, digit_mass)
+
+
+def digit_tokens(tokenizer: Any) -> torch.Tensor:
+    """The ids of the tokens whose text begins with a digit: after a number's tokens, one of
+    them would make it another number."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return torch.tensor([i for i, text in enumerate(texts) if text[:1].isdigit()], dtype=torch.long)
+
+
 class Engine(ABC):
     """A model loaded by one engine; `close` frees it."""
 
@@ -132,6 +159,21 @@ class Engine(ABC):
     @abstractmethod
     def close(self) -> None:
         """Drop the model, so its memory can be given back before scoring."""
+
+    def number_steps(
+        self, prompt: list[int], tree: NumberTree, digits: torch.Tensor
+    ) -> dict[Tokens, Step]:
+        """Each prefix of the number tree after `prompt`: the probabilities of the tokens on a
+        number's path after it, and the mass of tokens that begin with a digit (`digits`, their
+        ids). Here one pass per prefix through next_token_logprobs; an engine that can walk the
+        tree from the prompt's cache does so."""
+        steps: dict[Tokens, Step] = {}
+        for start in range(0, len(tree.prefixes), NUMBER_BATCH):
+            chunk = tree.prefixes[start : start + NUMBER_BATCH]
+            found = self.next_token_logprobs([prompt + list(p) for p in chunk], None)
+            for row, prefix in enumerate(chunk):
+                steps[prefix] = step_of(found.ids[row], found.logprobs[row], tree, prefix, digits)
+        return steps
 
     def next_token_logprobs(
         self, prefixes: Sequence[list[int]], top_k: int | None = None

@@ -1,14 +1,17 @@
 """transformers' AutoModelForCausalLM at a precision strategy's settings (the study's method)."""
 
+import copy
 import importlib.metadata
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from quanteval.api.spec import GenerationSpec
+from quanteval.expected_rating import NumberTree, Step, Tokens
 from quanteval_worker.device import DeviceInfo
-from quanteval_worker.engines.base import TRANSFORMERS, Engine, EngineInfo, Loaded
+from quanteval_worker.engines.base import TRANSFORMERS, Engine, EngineInfo, Loaded, step_of
 from quanteval_worker.generation import Generator
 from quanteval_worker.loading import load_causal_lm, quantization_settings
 from quanteval_worker.precisions import PrecisionStrategy
@@ -49,6 +52,41 @@ class TransformersEngine(Engine):
             output = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device))
         logits: torch.Tensor = output.logits
         return logits
+
+    def number_steps(
+        self, prompt: list[int], tree: NumberTree, digits: torch.Tensor
+    ) -> dict[Tokens, Step]:
+        """The number tree walked from the prompt's cache: the prompt once, then each depth as
+        one batch of one token a prefix, over its parents' rows of the cache before it."""
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            out = self.model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+        last: dict[Tokens, torch.Tensor] = {(): out.logits[0, -1]}
+        level, cache = [()], out.past_key_values  # the prefixes of the depth before, its cache
+        for depth in range(1, max(len(p) for p in tree.prefixes) + 1):
+            group = [p for p in tree.prefixes if len(p) == depth]
+            cache = copy.deepcopy(cache)
+            parents = [level.index(p[:-1]) for p in group]
+            cache.batch_select_indices(torch.tensor(parents, device=device))
+            with torch.no_grad():
+                logits = self.model(
+                    input_ids=torch.tensor([[p[-1]] for p in group], device=device),
+                    **{self._cache_argument: cache},
+                ).logits[:, -1]
+            last.update(zip(group, logits, strict=True))
+            level = group
+        vocabulary = torch.arange(out.logits.shape[-1])
+        return {
+            p: step_of(vocabulary, torch.log_softmax(last[p].double(), -1).cpu(), tree, p, digits)
+            for p in tree.prefixes
+        }
+
+    @property
+    def _cache_argument(self) -> str:
+        """How forward takes a cache: `cache` from transformers 5.24 (`past_key_values`, which
+        older versions take, is deprecated there)."""
+        parameters = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in parameters else "past_key_values"
 
     def sequence_logits(self, sequences: Sequence[list[int]]) -> list[torch.Tensor]:
         logits = self._forward(sequences)
