@@ -377,8 +377,8 @@ class IntensityText(_Model):
 
 
 class IntensitySpec(_Model):
-    """The intensity task: the model under test rates texts 0-100 (greedy, the first number in
-    its answer, clamped to 0-100; an answer without a number is a parse failure)."""
+    """The intensity task: the model under test rates texts 0-100 (its greedy answer read by
+    quanteval.intensity's rule, or its expected rating: `method`)."""
 
     template: Annotated[str, Field(max_length=2048)] = ""
     """Prompt template with {text} and {emotion}, in the spec's prompt format (default: the

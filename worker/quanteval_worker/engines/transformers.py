@@ -62,7 +62,8 @@ class TransformersEngine(Engine):
         with torch.no_grad():
             out = self.model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
         last: dict[Tokens, torch.Tensor] = {(): out.logits[0, -1]}
-        level, cache = [()], out.past_key_values  # the prefixes of the depth before, its cache
+        level: list[Tokens] = [()]  # the prefixes of the depth before, and their cache
+        cache = out.past_key_values
         for depth in range(1, max(len(p) for p in tree.prefixes) + 1):
             group = [p for p in tree.prefixes if len(p) == depth]
             cache = copy.deepcopy(cache)
