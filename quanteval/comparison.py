@@ -64,6 +64,22 @@ def time_comparable(why: Unlike | None) -> bool:
     return why != Unlike.DEVICE
 
 
+class LikeForLike:
+    """A pair's figures that compare like for like, from why the two runs are unlike (the
+    dataclass's own `unlike` field): shared by the comparison and the report's."""
+
+    unlike: Unlike | None
+
+    @property
+    def memory_comparable(self) -> bool:
+        return memory_comparable(self.unlike)
+
+    @property
+    def time_comparable(self) -> bool:
+        """Time and dollar ratios (memory_comparable: the memory %)."""
+        return time_comparable(self.unlike)
+
+
 def like_groups(terms: Mapping[str, Terms], *, time: bool = False) -> list[list[str]]:
     """Run ids (`terms`: by run id) in groups whose peak memory, or with `time` whose time and
     dollars, compare like for like (unlike): each run joins the first group it compares with
@@ -151,7 +167,7 @@ def outcome_of(result: RunResult, state: str = RunState.SUCCEEDED, reason: str =
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(LikeForLike):
     outcome: RunOutcome
     is_baseline: bool
     memory_saving_pct: float | None  # peak memory saved against the baseline, in %
@@ -164,15 +180,6 @@ class Comparison:
     # Why the two runs' figures are not like for like (None: they are): the figures it covers
     # are marked, and the pair kept out of the Pareto front and the claim check.
     unlike: Unlike | None = None
-
-    @property
-    def memory_comparable(self) -> bool:
-        return memory_comparable(self.unlike)
-
-    @property
-    def time_comparable(self) -> bool:
-        """Time and dollar ratios (memory_comparable: the memory %)."""
-        return time_comparable(self.unlike)
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:

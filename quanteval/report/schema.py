@@ -10,7 +10,7 @@ from typing import ClassVar, Final, Literal
 from pydantic import ConfigDict
 
 from quanteval.api.result import IntensityFigures
-from quanteval.comparison import Unlike, memory_comparable, time_comparable
+from quanteval.comparison import LikeForLike, Unlike
 from quanteval.engines import Engine
 from quanteval.fidelity import FidelityFigures
 from quanteval.precisions import Precision
@@ -83,7 +83,7 @@ class NoiseFloor:
 
 
 @dataclass(frozen=True)
-class BaselineComparison:
+class BaselineComparison(LikeForLike):
     """A run against the same model's baseline run (the baseline against itself too)."""
 
     __pydantic_config__: ClassVar[ConfigDict] = CAMEL_CASE
@@ -107,15 +107,6 @@ class BaselineComparison:
     # are): engine marks the memory %, device the memory %, time and dollar ratios (‡).
     unlike: Unlike | None = None
     noise_floor: NoiseFloor | None = None  # None: one sample a prompt and no replicate
-
-    @property
-    def memory_comparable(self) -> bool:
-        return memory_comparable(self.unlike)
-
-    @property
-    def time_comparable(self) -> bool:
-        """Time and dollar ratios (memory_comparable: the memory %)."""
-        return time_comparable(self.unlike)
 
 
 @dataclass(frozen=True)
