@@ -296,7 +296,7 @@ def _claim_runs(records: Sequence[RunRecord]) -> list[ClaimRun]:
 
 
 def noise_floors(
-    bases: dict[tuple[str, Engine], RunRecord], groups: dict[str, list[RunRecord]]
+    bases: dict[tuple[str, Engine], RunRecord], groups: Mapping[str, list[RunRecord]]
 ) -> dict[str, NoiseFloor]:
     """Each baseline run's A/A floor (quanteval.report.drift.noise_floor), by its run id."""
     floors = {}
@@ -368,7 +368,7 @@ def compute_report(
         pareto_front=tuple(front),
         pareto_front_dollars=dollar_front(reports, {c.run_id: c.terms for c in succeeded}),
         claim=claim,
-        study_claims=study_claims(reports, records, parameters),
+        study_claims=study_claims(reports, groups, parameters),
         samples=tuple(row for m in models for row in sample_rows(m, runs, sample_count)),
         ignored=tuple(ignored),
         engine_effects=tuple(
@@ -376,5 +376,5 @@ def compute_report(
             for reference, run in effects
             if (effect := engine_effect(reference, run, paired_effects.get(run.run_id), floors))
         ),
-        replicates=replicate_figures(order_runs(records)),
+        replicates=replicate_figures(groups),
     )

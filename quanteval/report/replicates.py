@@ -4,7 +4,7 @@ The first replicate is the run itself, compared with its baseline as any run is;
 (`<run>-r<i>`, other seeds) only say how much a figure moves from one run to the next.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from quanteval.api.result import RunMetrics
 from quanteval.api.states import RunState
@@ -14,15 +14,12 @@ from quanteval.stats import t_interval
 
 
 def replicate_groups(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
-    """Each run made more than once: its replicates' records by the run's id, first first."""
+    """Each run's replicates' records by the run's id, first first (a run made once: its own
+    record alone), in the records' order."""
     groups: dict[str, list[RunRecord]] = {}
     for record in records:
         groups.setdefault(record.repeats, []).append(record)
-    return {
-        run: sorted(group, key=lambda r: r.replicate)
-        for run, group in groups.items()
-        if len(group) > 1
-    }
+    return {run: sorted(group, key=lambda r: r.replicate) for run, group in groups.items()}
 
 
 def replicate_values(
@@ -43,8 +40,8 @@ def _spread(values: list[float]) -> Spread | None:
     return Spread(sum(values) / len(values), t_interval(values), tuple(values))
 
 
-def replicate_figures(records: Sequence[RunRecord]) -> tuple[ReplicateFigures, ...]:
-    """The spread of each run made more than once, in the records' order."""
+def replicate_figures(groups: Mapping[str, list[RunRecord]]) -> tuple[ReplicateFigures, ...]:
+    """The spread of each run made more than once (`groups`: replicate_groups), in its order."""
     return tuple(
         ReplicateFigures(
             run_id=run,
@@ -55,5 +52,6 @@ def replicate_figures(records: Sequence[RunRecord]) -> tuple[ReplicateFigures, .
             peak_memory_bytes=_spread(replicate_values(group, lambda m: m.peak_memory_bytes)),
             dollars=_spread(replicate_values(group, lambda m: m.dollars)),
         )
-        for run, group in replicate_groups(records).items()
+        for run, group in groups.items()
+        if len(group) > 1
     )

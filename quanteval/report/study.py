@@ -13,7 +13,7 @@ For each model with an int8 run compared with an fp32 run (the study's 8 and 32 
   checked against -10..+10 only.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import median
 from typing import Final
 
@@ -149,10 +149,13 @@ def quality_claim(run: RunReport, rank: str | None, scored: str = "continuation"
 
 
 def study_claims(
-    runs: Sequence[RunReport], records: Sequence[RunRecord], parameters: dict[str, int]
+    runs: Sequence[RunReport],
+    groups: Mapping[str, Sequence[RunRecord]],
+    parameters: dict[str, int],
 ) -> tuple[StudyClaim, ...]:
-    """One memory, one time and one quality check per model with int8 against fp32. `records`
-    holds every run's, repeats (spec.replicates) included; `parameters` each model's size."""
+    """One memory, one time and one quality check per model with int8 against fp32. `groups`:
+    each run's records, its repeats (spec.replicates) after it (replicates.replicate_groups);
+    `parameters` each model's size."""
     by_id = {r.run_id: r for r in runs}
     compared = [
         run
@@ -162,12 +165,10 @@ def study_claims(
         and run.baseline == Precision.FP32
     ]
     ranks = size_ranks(list(dict.fromkeys(r.model for r in compared)), parameters)
-    record_of = {r.run_id: r for r in records}
+    record_of = {run: group[0] for run, group in groups.items()}
 
     def tpots(run_id: str) -> list[float]:
-        return replicate_values(
-            [r for r in records if r.repeats == run_id], lambda m: m.tpot_p50_ms
-        )
+        return replicate_values(groups.get(run_id, ()), lambda m: m.tpot_p50_ms)
 
     claims = []
     for run in compared:

@@ -8,6 +8,7 @@ from quanteval.api.states import RunState
 from quanteval.precisions import Precision
 from quanteval.report.claim import CONTRADICTED, SUPPORTED, UNSETTLED
 from quanteval.report.data import RunRecord
+from quanteval.report.replicates import replicate_groups
 from quanteval.report.schema import BaselineComparison, PairedTest, RunReport
 from quanteval.report.study import (
     MEASURED_ONCE,
@@ -53,7 +54,7 @@ def _record(run_id: str, precision: Precision, tpot: float, replicate: int = 1) 
 def test_the_time_check_without_replicates_says_measured_once_with_the_batch_and_device() -> None:
     runs = [_run("m-fp32", FP32, tpot=10.0), _run("m-int8", INT8, tpot=19.3)]
     records = [_record("m-fp32", FP32, 10.0), _record("m-int8", INT8, 19.3)]
-    claims = study_claims(runs, records, {})
+    claims = study_claims(runs, replicate_groups(records), {})
     time = next(c for c in claims if "inference time" in c.claim)
     assert time.outcome == MEASURED_ONCE and time.ci95 is None
     assert time.measured == "measured once: 1.93x TPOT p50 at batch 4 on a CPU"
@@ -117,7 +118,7 @@ def test_the_76_percent_line_names_each_quantity_with_its_distance() -> None:
         run,
         result=run.result.model_copy(update=gpu | {"memory": {"generationNvmlPeakUsedBytes": 300}}),
     )
-    memory = study_claims(runs, [base, run], {})[0]
+    memory = study_claims(runs, replicate_groups([base, run]), {})[0]
     assert memory.measured == (
         "weights saving 74.9% (-1.1 points from 76); "
         "allocator peak (torch max allocated) saving 60.2% (-15.8 points from 76); "
