@@ -180,10 +180,11 @@ def _record(
     """The text's answer and its rating: read from the answer, or (method expected) the
     expected rating, a parse failure where over half its mass is on no number."""
     rating = read_rating(answer.text)
-    if expected is not None:
-        mostly_none = expected.value is None or expected.non_numeric_mass > 0.5
+    if expected is not None:  # no number at all: value None, all the mass on no number
         rating = (
-            Rating(None, ParseFailure.MOSTLY_NO_NUMBER) if mostly_none else Rating(expected.value)
+            Rating(None, ParseFailure.MOSTLY_NO_NUMBER)
+            if expected.non_numeric_mass > 0.5
+            else Rating(expected.value)
         )
     return RatingRecord(
         key=item.key,
