@@ -12,6 +12,7 @@ from quanteval.engines import DEFAULT_ENGINES, Engine, replicate_id
 from quanteval.engines import run_id as engine_run_id
 from quanteval.intensity import intensity_run
 from quanteval.precisions import Precision
+from quanteval.prompts import PAPER_PROMPTS_BEFORE_THE_SPACE, chat_message
 
 LOCAL_UID = "local"
 
@@ -63,7 +64,7 @@ def content_hash(
         "revision": model.revision,
         "precision": precision.value,
         "emotions": list(spec.emotion_names),
-        "prompts": list(spec.prompt_templates),
+        "prompts": _hashed_prompts(spec, legacy),
         "generation": spec.generation.model_dump(
             mode="json", exclude={"batch_size", "preset", "add_special_tokens"}
         ),
@@ -89,6 +90,17 @@ def content_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _hashed_prompts(spec: QuantEvalSpec, legacy: bool) -> list[str]:
+    """The prompts as the model receives them: a chat message without surrounding whitespace
+    (the paper set's prompt 4 lost its trailing space there, so chat runs keep their hashes);
+    `legacy`: the paper set as it was before that space."""
+    if legacy and spec.prompts is None:
+        return list(PAPER_PROMPTS_BEFORE_THE_SPACE)
+    if spec.generation.prompt_format == "chat":
+        return [chat_message(t) for t in spec.prompt_templates]
+    return list(spec.prompt_templates)
+
+
 def expand(spec: QuantEvalSpec) -> list[Run]:
     """One run per model, each of its precisions, each of its engines and each replicate, in
     the spec's order (a run's replicates together)."""
@@ -111,8 +123,9 @@ def expand(spec: QuantEvalSpec) -> list[Run]:
 
 
 def legacy_hash(spec: QuantEvalSpec, run: Run) -> str:
-    """The hash `run` had before raw prompts' special tokens entered it (schema 2): a Job an
-    older operator started under it is this run, not a changed spec."""
+    """The hash `run` had before raw prompts' special tokens entered it (schema 2) and the paper
+    set's prompt 4 had its trailing space: a Job an older operator started under it is this run,
+    not a changed spec."""
     return content_hash(spec, run.model, run.precision, run.engine, run.replicate, legacy=True)
 
 

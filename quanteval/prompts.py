@@ -5,12 +5,13 @@ from dataclasses import dataclass
 
 PLACEHOLDER = "<class>"
 
-# The ten seed prompts of arXiv 2501.19317, verbatim; <class> is replaced by the emotion name.
+# The ten seed prompts of arXiv 2501.19317 byte for byte (its data/seed_prompts.csv, prompt 4's
+# trailing space included); <class> is replaced by the emotion name.
 PAPER_PROMPTS: tuple[str, ...] = (
     "Describe a situation where a person felt <class>",
     "Write a text that expresses <class>",
     "Phrases that express <class>",
-    "What is a sentence example for <class>?",
+    "What is a sentence example for <class>? ",
     "Can you provide an example of a situation where someone experienced <class>?",
     "What is an example of a <class> sentence?",
     "<class> sentence",
@@ -21,6 +22,17 @@ PAPER_PROMPTS: tuple[str, ...] = (
 )
 
 BUILTIN_PROMPT_SETS: dict[str, tuple[str, ...]] = {"paper": PAPER_PROMPTS}
+
+# The paper set before prompt 4 had its trailing space: the content hash of a run from before
+# (matrix.legacy_hash) was computed over it.
+PAPER_PROMPTS_BEFORE_THE_SPACE: tuple[str, ...] = tuple(t.rstrip() for t in PAPER_PROMPTS)
+
+
+def chat_message(prompt: str) -> str:
+    """A prompt as a chat template's user message: without surrounding whitespace, which the
+    template frames (Llama-2's strips it itself; ChatML's would send prompt 4's trailing space
+    as a token of its own before the end of the turn)."""
+    return prompt.strip()
 
 
 @dataclass(frozen=True)

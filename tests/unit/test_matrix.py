@@ -22,6 +22,7 @@ from quanteval.matrix import (
     s3_evaluation_root,
 )
 from quanteval.precisions import Precision, default_baseline
+from quanteval.prompts import PAPER_PROMPTS
 
 from .conftest import Manifest
 
@@ -539,6 +540,25 @@ def test_raw_prompts_special_tokens_enter_a_raw_runs_hash_and_the_old_hash_is_ke
     with_bos = expand(_parse(quickstart_dict).spec)[0]
     assert with_bos.content_hash != run.content_hash
     assert legacy_hash(_parse(quickstart_dict).spec, with_bos) == legacy_hash(spec, run)
+    # The hash an older operator gave the paper preset's run, over the paper set as it was before
+    # prompt 4's trailing space: pinned.
+    assert legacy_hash(spec, run) == "471f0a58c951420d"
+
+
+def test_a_chat_runs_hash_is_over_its_prompts_as_the_template_receives_them(
+    quickstart_dict: Manifest,
+) -> None:
+    """Prompt 4's trailing space is framed away by a chat template (the quick start's pinned
+    hashes hold); sent raw, it is input, and so in the hash."""
+    paper = expand(_parse(quickstart_dict).spec)[0].content_hash
+    del quickstart_dict["spec"]["promptSet"]
+    quickstart_dict["spec"]["prompts"] = [p.rstrip() for p in PAPER_PROMPTS]
+    assert expand(_parse(quickstart_dict).spec)[0].content_hash == paper
+    quickstart_dict["spec"]["generation"] = {"preset": "paper"}
+    del quickstart_dict["spec"]["prompts"]
+    spaced = expand(_parse(quickstart_dict).spec)[0].content_hash
+    quickstart_dict["spec"]["prompts"] = [p.rstrip() for p in PAPER_PROMPTS]
+    assert expand(_parse(quickstart_dict).spec)[0].content_hash != spaced
 
 
 def test_score_text_enters_the_hash_only_when_it_is_not_the_default(

@@ -14,7 +14,7 @@ STUDY_PROMPTS = (
     "Describe a situation where a person felt <class>",
     "Write a text that expresses <class>",
     "Phrases that express <class>",
-    "What is a sentence example for <class>?",
+    "What is a sentence example for <class>? ",
     "Can you provide an example of a situation where someone experienced <class>?",
     "What is an example of a <class> sentence?",
     "<class> sentence",

@@ -8,7 +8,7 @@ import torch
 
 from quanteval.api.spec import GenerationSpec
 from quanteval.precisions import Precision
-from quanteval.prompts import expand_samples
+from quanteval.prompts import PAPER_PROMPTS, expand_samples
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.generation import (
     Generator,
@@ -231,6 +231,26 @@ def test_the_chat_format_goes_through_the_chat_template(tiny_llama_dir: Path) ->
         [{"role": "user", "content": "joy sentence"}], add_generation_prompt=True, tokenize=False
     )
     assert chat == len(tokenizer(templated, add_special_tokens=False)["input_ids"]) > raw
+
+
+def test_prompt_4s_trailing_space_is_sent_raw_and_framed_away_by_a_chat_template(
+    tiny_llama_dir: Path,
+) -> None:
+    """The study's prompt 4 ends with a space: the raw prompt sends it (as its pipeline did), a
+    chat message does not (the template frames the message; ChatML would send it as a token)."""
+    _, tokenizer = _load(tiny_llama_dir)
+    spaced, bare = (
+        expand_samples([template], ["joy"], 1, 3)
+        for template in (PAPER_PROMPTS[3], PAPER_PROMPTS[3].rstrip())
+    )
+    assert spaced[0].prompt == "What is a sentence example for joy? "
+    raw = GenerationSpec(preset="paper")
+    assert prompt_lengths(tokenizer, spaced, raw) == [
+        len(tokenizer(spaced[0].prompt, add_special_tokens=False)["input_ids"])
+    ]
+    assert prompt_lengths(tokenizer, spaced, raw) > prompt_lengths(tokenizer, bare, raw)
+    chat = GenerationSpec(prompt_format="chat")
+    assert prompt_lengths(tokenizer, spaced, chat) == prompt_lengths(tokenizer, bare, chat)
 
 
 def test_the_models_own_generation_config_never_changes_what_is_generated(

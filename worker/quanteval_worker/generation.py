@@ -21,7 +21,7 @@ import torch
 from quanteval.api.errors import CannotLoadError, InvalidSpecError, OutOfMemoryError
 from quanteval.api.result import GenerationSettings
 from quanteval.api.spec import GenerationSpec
-from quanteval.prompts import Sample
+from quanteval.prompts import Sample, chat_message
 from quanteval_worker.loading import is_out_of_memory
 from quanteval_worker.sampling import sample_tokens
 
@@ -166,10 +166,11 @@ def check_prompt_format(tokenizer: Any, spec: GenerationSpec, location: str) -> 
 
 
 def format_prompt(tokenizer: Any, prompt: str, prompt_format: str) -> str:
-    """chat: the prompt as a user message through the chat template; raw: the bare prompt."""
+    """chat: the prompt as a user message through the chat template (without surrounding
+    whitespace: `chat_message`); raw: the bare prompt, byte for byte."""
     if prompt_format == "chat":
         text: str = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+            [{"role": "user", "content": chat_message(prompt)}], add_generation_prompt=True, tokenize=False
         )
         return text
     return prompt
