@@ -1,12 +1,13 @@
-"""The intensity task's rank agreement: the model's ratings and the classifier's against the
-intended levels, on the same texts (kept apart from quanteval.intensity, which the operator
-imports: this needs scipy)."""
+"""The intensity task's ratings against the intended levels: the model's rank agreement and the
+classifier's on the same texts, and the calibration by level (kept apart from
+quanteval.intensity, which the operator imports: this needs scipy)."""
 
 from collections.abc import Sequence
+from statistics import fmean
 
 from quanteval.api.records import RatingRecord
-from quanteval.api.result import RankAgreement
-from quanteval.stats import rho_difference
+from quanteval.api.result import LevelRating, RankAgreement
+from quanteval.stats import mean_interval, rho_difference
 
 
 def situation_of(key: str) -> str:
@@ -40,3 +41,25 @@ def same_text_agreement(
 
     emotions = dict.fromkeys(r.emotion for r in both)
     return agreement(both), {e: agreement([r for r in both if r.emotion == e]) for e in emotions}
+
+
+def calibration(records: Sequence[RatingRecord]) -> tuple[LevelRating, ...]:
+    """The mean rating of each intended level's rated texts (the expected rating with method
+    expected), with its interval, and the classifier's mean on the same texts: a model that
+    tells the levels apart rises with them; one that answers 100 to all is flat."""
+    rated = [r for r in records if r.level is not None and r.rating is not None]
+    points = []
+    for level in sorted({r.level for r in rated if r.level is not None}):
+        rows = [r for r in rated if r.level == level]
+        ratings = [r.rating or 0.0 for r in rows]
+        scores = [r.classifier_rating for r in rows if r.classifier_rating is not None]
+        points.append(
+            LevelRating(
+                level=level,
+                texts=len(rows),
+                mean=fmean(ratings),
+                mean_ci95=mean_interval(ratings) if len(rows) >= 2 else None,
+                classifier_mean=fmean(scores) if len(scores) == len(rows) else None,
+            )
+        )
+    return tuple(points)

@@ -150,6 +150,17 @@ class RankAgreement(_Model):
     difference_ci95: tuple[float, float]
 
 
+class LevelRating(_Model):
+    """The ratings of one intended level's texts (a calibration point): the model's mean with its
+    95% bootstrap interval over the texts it rated, and the classifier's mean on those texts."""
+
+    level: int
+    texts: int
+    mean: float
+    mean_ci95: tuple[float, float] | None  # None for a single text
+    classifier_mean: float | None = None
+
+
 class IntensityFigures(_Model):
     """The intensity task's figures for the run alone (against the baseline: the report's)."""
 
@@ -163,6 +174,7 @@ class IntensityFigures(_Model):
     # resampling situations; overall and per emotion, or why not (a string).
     same_texts: RankAgreement | str | None = None
     same_texts_by_emotion: dict[str, RankAgreement | str] = {}
+    calibration: tuple[LevelRating, ...] = ()  # by intended level; empty without levels
     spearman_rho: float | None  # ratings against the intended level; None below 10 or constant
     spearman_rho_ci95: tuple[float, float] | None
     spearman_rho_unavailable: str | None = None  # why there is no rho

@@ -10,6 +10,7 @@ from quanteval.fmt import human_bytes, num
 from quanteval.report.plots import Plots
 from quanteval.report.schema import Report, SampleRow
 from quanteval.report.tables import (
+    CALIBRATION_INTRO,
     ENGINE_EFFECT_INTRO,
     FIDELITY_HEADERS,
     FIDELITY_INTRO,
@@ -20,6 +21,7 @@ from quanteval.report.tables import (
     TABLE_HEADERS,
     VERDICT_INTRO,
     best_line,
+    calibration_lines,
     claim_lines,
     dollar_front_text,
     engine_effect_lines,
@@ -73,6 +75,8 @@ PLOTS = (
     ("plot-time", "time", "Generation wall time per run, with tokens per second."),
     ("plot-ratings", "ratings", "Intensity ratings: each precision's rating of a text against "
      "the baseline's; marker area counts the texts at a point; grey: within 5 points."),
+    ("plot-calibration", "calibration", "Calibration: each run's mean rating of the texts of "
+     "an intended level (95% interval), and its classifier's on the same texts (dashed)."),
 )  # fmt: skip
 
 
@@ -118,8 +122,16 @@ def ratings_section(report: Report) -> str:
     return (
         f'<section id="intensity">\n<h2>Intensity ratings</h2>\n<p>{escape(RATINGS_INTRO)}</p>\n'
         f"{_table('intensity-table', RATINGS_HEADERS, rows)}\n<h3>The cost of nuance</h3>\n"
-        f"{_paragraphs(nuance_lines(report) or ['No classifier reference.'])}\n</section>"
+        f"{_paragraphs(nuance_lines(report) or ['No classifier reference.'])}\n"
+        f"{_calibration(report)}</section>"
     )
+
+
+def _calibration(report: Report) -> str:
+    lines = calibration_lines(report)
+    if not lines:
+        return ""
+    return f"<h3>Calibration</h3>\n<p>{escape(CALIBRATION_INTRO)}</p>\n{_paragraphs(lines)}\n"
 
 
 def _inline(text: str) -> str:

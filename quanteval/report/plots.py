@@ -34,6 +34,7 @@ class Plots:
     memory: bytes
     time: bytes
     ratings: bytes | None = None  # None unless a run did the intensity task against a baseline
+    calibration: bytes | None = None  # None unless a run rated texts with intended levels
 
 
 def _config_dir() -> None:
@@ -275,6 +276,51 @@ def ratings_scatter_png(runs: Sequence[RunReport]) -> bytes | None:
     return _png(figure)
 
 
+def calibration_png(runs: Sequence[RunReport]) -> bytes | None:
+    """Per model, each run's mean rating of an intended level's texts (95% interval) against
+    the level, and its classifier's mean on the same texts, dashed."""
+    rated = [
+        (r, r.intensity_task)
+        for r in runs
+        if r.intensity_task is not None and r.intensity_task.calibration
+    ]
+    models = list(dict.fromkeys(r.model for r, _ in rated))
+    if not models:
+        return None
+    levels = sorted({p.level for _, task in rated for p in task.calibration})
+    figure = _figure(WIDTH, 0.5 + 3.4 * len(models))
+    for index, model in enumerate(models):
+        ax = figure.add_subplot(len(models), 1, index + 1)
+        of_model = [(run, task) for run, task in rated if run.model == model]
+        for number, (run, task) in enumerate(of_model):
+            points = task.calibration
+            color = f"C{number % 10}"
+            errors = [
+                (p.mean - p.mean_ci95[0], p.mean_ci95[1] - p.mean) if p.mean_ci95 else (0.0, 0.0)
+                for p in points
+            ]
+            ax.errorbar(
+                [p.level for p in points], [p.mean for p in points],
+                yerr=[[low for low, _ in errors], [high for _, high in errors]], color=color,
+                marker=MARKERS.get(run.precision.value, "o"), capsize=3, label=run.run_id,
+            )  # fmt: skip
+            if all(p.classifier_mean is not None for p in points):
+                ax.plot(
+                    [p.level for p in points], [p.classifier_mean or 0.0 for p in points],
+                    color=color, linestyle="--", linewidth=1, alpha=0.7,
+                    label=f"classifier on {run.run_id}'s texts",
+                )  # fmt: skip
+        methods = " / ".join(sorted({task.method for _, task in of_model}))
+        ax.set_ylim(-3, 103)
+        ax.set_xticks(levels)
+        ax.set_xlabel("intended level of the text")
+        ax.set_ylabel(f"mean rating ({methods})")
+        ax.set_title(f"{model}: ratings by intended level (95% intervals)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    return _png(figure)
+
+
 def render_plots(report: Report) -> Plots:
     return Plots(
         f1_memory=f1_memory_png(report.runs, report.pareto_front),
@@ -283,4 +329,5 @@ def render_plots(report: Report) -> Plots:
         memory=memory_bars_png(report.runs),
         time=time_bars_png(report.runs),
         ratings=ratings_scatter_png(report.runs),
+        calibration=calibration_png(report.runs),
     )

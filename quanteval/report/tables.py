@@ -304,11 +304,22 @@ RATINGS_HEADERS = (
 )  # fmt: skip
 
 RATINGS_INTRO = (
-    "The intensity task: the model rated each text 0-100 (the first number of its answer, "
-    "clamped; no number is a parse failure, never a 0). rho: Spearman's rank correlation of the "
-    "ratings with the texts' intended levels. Against the baseline, paired by text (texts both "
-    "rated): the mean and p95 absolute rating change, the share that moved by more than 5 "
-    "points, the rank correlation with the baseline's ratings, and Wilcoxon's signed-rank test."
+    "The intensity task: the model rated each text 0-100 (its answer read by the parse rule: "
+    "no number, an echo of the scale, a range, a fraction or a number outside 0-100 is a parse "
+    "failure, never a 0; with intensity.method expected, the mean of its own probabilities "
+    "over 0-100, a parse failure where most of its mass is on no number). rho: Spearman's rank "
+    "correlation of the ratings with the texts' intended levels. Against the baseline, paired "
+    "by text (texts both rated): the mean and p95 absolute rating change, the share that moved "
+    "by more than 5 points, the rank correlation with the baseline's ratings, and Wilcoxon's "
+    "signed-rank test."
+)
+
+
+CALIBRATION_INTRO = (
+    "The mean rating of the texts of each intended level (1 mild to 5 extreme), with its 95% "
+    "bootstrap interval over the texts the model rated, and the classifier's mean (the "
+    "emotion's probability x 100) on the same texts: ratings that carry the levels rise with "
+    "them."
 )
 
 
@@ -390,6 +401,23 @@ def same_texts_text(t: IntensityFigures) -> str | None:
     )
 
 
+def calibration_lines(report: Report) -> list[str]:
+    """Each run's mean rating by intended level (the calibration plot's points), with the
+    classifier's on the same texts."""
+    lines = []
+    for run in report.runs:
+        t = run.intensity_task
+        if t is None or not t.calibration:
+            continue
+        points = "; ".join(
+            f"level {p.level}: {_with_interval(f'{p.mean:.1f}', p.mean_ci95, '.1f')}"
+            + (f" (classifier {p.classifier_mean:.1f})" if p.classifier_mean is not None else "")
+            for p in t.calibration
+        )
+        lines.append(f"- {run.run_id} ({t.method}): {points}")
+    return lines
+
+
 def nuance_lines(report: Report) -> list[str]:
     """The cost of nuance in plain words: each run's ratings against its classifier's."""
     lines = []
@@ -427,6 +455,7 @@ def ratings_lines(report: Report) -> list[str]:
     rows = ratings_rows(report)
     if not rows:
         return []
+    calibration = calibration_lines(report)
     return [
         "## Intensity ratings",
         "",
@@ -438,6 +467,7 @@ def ratings_lines(report: Report) -> list[str]:
         "",
         *(nuance_lines(report) or ["No classifier reference."]),
         "",
+        *(["### Calibration", "", CALIBRATION_INTRO, "", *calibration, ""] if calibration else []),
     ]
 
 

@@ -21,7 +21,7 @@ from quanteval.intensity import (
     rating_prompt,
     read_rating,
 )
-from quanteval.rank_agreement import same_text_agreement
+from quanteval.rank_agreement import calibration, same_text_agreement
 from quanteval.stats import spearman
 
 
@@ -186,3 +186,28 @@ def test_a_model_that_ranks_the_levels_and_a_classifier_that_does_not_differ_by_
         same_text_agreement(flat)[0]
         == "the model's ratings do not vary (100 throughout): no rank order"
     )
+
+
+def test_calibration_rises_with_the_levels_a_model_tells_apart_and_is_flat_otherwise() -> None:
+    """Simulated truth: a model rating 20 x level with noise lands near 20, 40, .. 100, each
+    interval holding its level's truth; the classifier's means are on the same texts (the
+    model's parse failures left out of both)."""
+    rng = np.random.default_rng(5)
+    records = [
+        _rated(s, level, 20.0 * level + rng.normal(0, 5), 10.0 * level)
+        for s in range(1, 31)
+        for level in range(1, 6)
+    ]
+    records[0] = _rated(1, 1, None, 99.0)  # a parse failure: in neither mean
+    points = calibration(records)
+    assert [p.level for p in points] == [1, 2, 3, 4, 5]
+    assert [p.texts for p in points] == [29, 30, 30, 30, 30]
+    for point in points:
+        assert point.mean_ci95 is not None
+        low, high = point.mean_ci95
+        assert low <= 20.0 * point.level <= high
+        assert point.classifier_mean == pytest.approx(10.0 * point.level)
+    flat = calibration([_rated(s, level, 100.0, 0.0) for s in range(1, 4) for level in (1, 5)])
+    assert [(p.mean, p.mean_ci95) for p in flat] == [(100.0, (100.0, 100.0))] * 2
+    user_text = RatingRecord(key="t1", emotion="joy", rating=50.0, answer="50")
+    assert calibration([user_text]) == ()  # a user's texts carry no level

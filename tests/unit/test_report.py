@@ -15,6 +15,7 @@ from quanteval.api.result import (
     CheckpointQuantization,
     ClassifierReference,
     IntensityFigures,
+    LevelRating,
     RankAgreement,
 )
 from quanteval.api.termination import ReportMessage
@@ -740,6 +741,13 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
             spearman_rho_ci95=(0.6, 0.9), mae_vs_gold=None, mae_vs_gold_ci95=None, seconds=2.0,
             ratings_per_second=10.0, latency_p50_ms=1.0, latency_p95_ms=2.0, rule="first number",
             dollars_per_1k_ratings=0.5, joules_per_1k_ratings=1234.0,
+            method="expected",
+            calibration=(
+                LevelRating(level=1, texts=4, mean=20.0 + shift, mean_ci95=(15.0 + shift, 25.0 + shift)),
+                LevelRating(
+                    level=5, texts=3, mean=90.0, mean_ci95=(85.0, 95.0), classifier_mean=40.0
+                ),
+            ),
             classifier=ClassifierReference(
                 classifier="builtin:minilm", device="cpu", texts=20, spearman_rho=0.3,
                 spearman_rho_ci95=(0.1, 0.5), seconds=0.1, ratings_per_second=200.0,
@@ -769,6 +777,10 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
     assert "| 1 (5.0%: the scale echoed 1) |" in markdown  # parse failures by reason
     html = (root / "report.html").read_text()
     assert 'id="intensity-table"' in html and 'id="plot-ratings"' in html
+    assert 'id="plot-calibration"' in html and "<h3>Calibration</h3>" in html
+    assert "- m-int8 (expected): level 1: 28.0 [23.0, 33.0]; level 5: 90.0 [85.0, 95.0] " in (
+        markdown
+    )
     verdicts = ReportMessage.parse(report_termination_message(built.report))
     assert verdicts is not None  # the status summary's drift, through the report Job
     assert verdicts.verdicts()["m-int8"]["ratingMeanAbsChange"] == 8.0

@@ -170,7 +170,9 @@ def format_prompt(tokenizer: Any, prompt: str, prompt_format: str) -> str:
     whitespace: `chat_message`); raw: the bare prompt, byte for byte."""
     if prompt_format == "chat":
         text: str = tokenizer.apply_chat_template(
-            [{"role": "user", "content": chat_message(prompt)}], add_generation_prompt=True, tokenize=False
+            [{"role": "user", "content": chat_message(prompt)}],
+            add_generation_prompt=True,
+            tokenize=False,
         )
         return text
     return prompt

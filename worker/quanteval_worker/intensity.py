@@ -25,7 +25,7 @@ from quanteval.intensity import (
     read_rating,
 )
 from quanteval.prompts import Sample
-from quanteval.rank_agreement import same_text_agreement
+from quanteval.rank_agreement import calibration, same_text_agreement
 from quanteval.stats import MIN_PAIRS, Interval, mean_interval, spearman
 from quanteval.storage import open_storage
 from quanteval.textstats import percentile
@@ -251,6 +251,7 @@ def intensity_figures(
         spearman_rho_unavailable=why,
         same_texts=same_texts,
         same_texts_by_emotion=by_emotion,
+        calibration=calibration(records),
         mae_vs_gold=float(np.mean(errors)) if errors else None,
         mae_vs_gold_ci95=mean_interval(errors) if len(errors) >= 2 else None,
         seconds=seconds,
