@@ -743,7 +743,9 @@ def test_the_intensity_task_has_its_section_with_the_drift_against_the_baseline(
             dollars_per_1k_ratings=0.5, joules_per_1k_ratings=1234.0,
             method="expected",
             calibration=(
-                LevelRating(level=1, texts=4, mean=20.0 + shift, mean_ci95=(15.0 + shift, 25.0 + shift)),
+                LevelRating(
+                    level=1, texts=4, mean=20.0 + shift, mean_ci95=(15.0 + shift, 25.0 + shift)
+                ),
                 LevelRating(
                     level=5, texts=3, mean=90.0, mean_ci95=(85.0, 95.0), classifier_mean=40.0
                 ),

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ import torch
 from quanteval.api.errors import CannotLoadError, OutOfMemoryError
 from quanteval.api.result import CheckpointQuantization
 from quanteval.api.spec import GenerationSpec
+from quanteval.expected_rating import NumberTree, Step, Tokens
 from quanteval.prompts import Sample
-from quanteval_worker.engines.base import LLAMA_CPP, Engine, EngineInfo, Loaded
+from quanteval_worker.engines.base import LLAMA_CPP, Engine, EngineInfo, Loaded, step_of
 from quanteval_worker.generation import (
     BatchTiming,
     Generation,
@@ -40,6 +42,7 @@ from quanteval_worker.sampling import sample_tokens
 
 _CONTEXT_GRANULE = 256  # tokens: contexts grow in steps of this, not one per batch
 _FLOATS = ctypes.POINTER(ctypes.c_float)
+MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: the sequences a llama.cpp context holds at most
 
 
 def llama_cpp_version() -> str:
@@ -146,6 +149,34 @@ class GgufModel:
         self.begin(len(prefixes), sum(len(tokens) for tokens in prefixes))
         return self.decode([(i, tokens, 0, False) for i, tokens in enumerate(prefixes)])
 
+    def tree_logits(
+        self, prompt: list[int], prefixes: Sequence[Tokens]
+    ) -> dict[Tokens, torch.Tensor]:
+        """The logits after `prompt` + each prefix (shortest first, the empty one first, each
+        one's parent before it), from the prompt's cache: a prefix is a sequence sharing its
+        parent's cells (llama_memory_seq_cp) and decoding its last token alone, a depth a
+        decode; a depth's parents are dropped once it is done, so at most two depths of
+        sequences live at once. Empty where that is more sequences than llama.cpp holds."""
+        depths = [[p for p in prefixes if len(p) == d] for d in range(max(map(len, prefixes)) + 1)]
+        width = max([1] + [len(a) + len(b) for a, b in pairwise(depths)])
+        if width > MAX_SEQUENCES:
+            return {}
+        self.begin(width, len(prompt) + len(prefixes))
+        logits: dict[Tokens, torch.Tensor] = {(): self.decode([(0, prompt, 0, False)])[0]}
+        sequence: dict[Tokens, int] = {(): 0}
+        free = list(range(width - 1, 0, -1))
+        for depth, group in enumerate(depths[1:], start=1):
+            for prefix in group:
+                sequence[prefix] = free.pop()
+                self._context.kv_cache_seq_cp(sequence[prefix[:-1]], sequence[prefix], -1, -1)
+            position = len(prompt) + depth - 1
+            rows = [(sequence[p], [p[-1]], position, False) for p in group]
+            logits.update(zip(group, self.decode(rows), strict=True))
+            for parent in depths[depth - 1]:
+                self._context.kv_cache_seq_rm(sequence[parent], -1, -1)
+                free.append(sequence[parent])
+        return logits
+
 
 class GgufGenerator(Generator):
     """Generator's batches and timings, with llama.cpp computing each step's logits."""
@@ -240,6 +271,20 @@ class LlamaCppEngine(Engine):
 
     def last_logits(self, prefixes: Sequence[list[int]]) -> torch.Tensor:
         return self._model().last_logits(prefixes)
+
+    def number_steps(
+        self, prompt: list[int], tree: NumberTree, digits: torch.Tensor
+    ) -> dict[Tokens, Step]:
+        """The number tree walked from the prompt's cache (GgufModel.tree_logits); a pass per
+        prefix where the tree is too wide for llama.cpp's sequences."""
+        logits = self._model().tree_logits(prompt, tree.prefixes)
+        if not logits:
+            return super().number_steps(prompt, tree, digits)
+        vocabulary = torch.arange(self._model().n_vocab)
+        return {
+            p: step_of(vocabulary, torch.log_softmax(logits[p].double(), -1), tree, p, digits)
+            for p in tree.prefixes
+        }
 
     def close(self) -> None:
         self.model = None
