@@ -76,7 +76,9 @@ def content_hash(
     }
     if spec.tasks != ["generation"]:  # only then: the hashes of earlier evaluations hold
         material["tasks"] = list(spec.tasks)
-        # method only where it is not greedy: the hashes of before hold.
+        # method only where it is not greedy (the default, expected, included: its ratings are
+        # others than the greedy default's of before, so the hash must change), so runs that
+        # kept greedy keep their hashes.
         method = {"method"} if spec.intensity.method == "greedy" else set()
         material["intensity"] = spec.intensity.model_dump(mode="json", exclude=method)
     if engine != Engine.AUTO:

@@ -386,12 +386,12 @@ class IntensitySpec(_Model):
     """
     max_new_tokens: Annotated[int, Field(ge=1, le=64)] = 5
     """Tokens the model may answer with."""
-    method: Literal["greedy", "expected"] = "greedy"
-    """greedy: the rating is read from the greedy answer (the rule in quanteval.intensity);
-    expected: the mean of 0-100 under the model's own probability of each number (its tokens,
-    then no digit), with its spread and the mass on no number (quanteval.expected_rating); the
-    greedy answer is kept beside it. A rating with more than half its mass on no number is a
-    parse failure."""
+    method: Literal["greedy", "expected"] = "expected"
+    """expected (the default): the mean of 0-100 under the model's own probability of each
+    number (its tokens, then no digit), with its spread and the mass on no number
+    (quanteval.expected_rating); the greedy answer is kept beside it, and a rating with more
+    than half its mass on no number is a parse failure; greedy: the rating is read from the
+    greedy answer alone (the rule in quanteval.intensity)."""
     texts: Annotated[list[IntensityText], Field(min_length=1, max_length=200)] | None = None
     """Texts to rate (default: the built-in corpus, for the evaluation's emotions)."""
     texts_from: Annotated[str, Field(min_length=1, max_length=1024)] | None = None

@@ -267,6 +267,7 @@ def test_an_evaluation_with_the_intensity_task_reports_its_figures_in_the_status
             [{"name": "smollm2", "source": str(smollm2_dir)}],
             precisions=["fp32", "int8"],
             tasks=["generation", "intensity"],
+            intensity={"method": "greedy"},  # the status's figures; the worker tests expected's
             parallelism=2,
         ),
     )

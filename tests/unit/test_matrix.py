@@ -569,3 +569,20 @@ def test_score_text_enters_the_hash_only_when_it_is_not_the_default(
     assert expand(_parse(quickstart_dict).spec)[0].content_hash == default
     quickstart_dict["spec"]["classifier"]["scoreText"] = "promptAndContinuation"
     assert expand(_parse(quickstart_dict).spec)[0].content_hash != default
+
+
+def test_the_expected_rating_is_the_default_and_an_evaluation_that_kept_greedy_keeps_its_hash(
+    quickstart_dict: Manifest,
+) -> None:
+    """The default method rates otherwise than the greedy default of before: its runs' hashes
+    change (their stored ratings are not this spec's); `method: greedy` keeps the old hash
+    (pinned: the quick start with the intensity task, before the default changed)."""
+    quickstart_dict["spec"]["tasks"] = ["generation", "intensity"]
+    spec = _parse(quickstart_dict).spec
+    assert spec.intensity.method == "expected"
+    default = expand(spec)[0].content_hash
+    quickstart_dict["spec"]["intensity"] = {"method": "greedy"}
+    greedy = expand(_parse(quickstart_dict).spec)[0].content_hash
+    assert greedy == "91a6620ee21ca3cb" != default
+    quickstart_dict["spec"]["intensity"] = {"method": "expected"}
+    assert expand(_parse(quickstart_dict).spec)[0].content_hash == default
