@@ -89,6 +89,9 @@ def select_runs(runs: list[Run], only: list[str] | None) -> list[Run]:
     return [r for r in runs if r.id in only]
 
 
+PROGRESS_UNITS = {"intensity": "ratings", "expected": "expected ratings"}
+
+
 def _run_worker(
     run: Run, spec_json: str, force: bool, progress: Progress | LineProgress, console: Console
 ) -> tuple[int, RunMessage]:
@@ -118,7 +121,7 @@ def _run_worker(
                 if event is None:
                     tail.append(line.rstrip())
                 elif event.event == "progress":
-                    what = "ratings" if event.task == "intensity" else "samples"
+                    what = PROGRESS_UNITS.get(event.task or "", "samples")
                     progress.update(task, completed=event.done, total=event.total, what=what)
                 elif event.level in ("warning", "error"):
                     console.print(f"[yellow]{run.id}: {event.message}[/yellow]")

@@ -18,7 +18,8 @@ class WorkerEvent(BaseModel):
     event: Literal["log", "progress"]
     level: Literal["info", "warning", "error"] | None = None  # a log line's
     message: str | None = None  # a log line's
-    task: Literal["generation", "intensity"] | None = None  # a progress event's
+    # a progress event's: intensity's greedy answers, then (method expected) its number walks
+    task: Literal["generation", "intensity", "expected"] | None = None
     done: int | None = None  # a progress event's: samples generated (texts rated) so far
     total: int | None = None  # a progress event's: samples (texts) the task has
 

@@ -130,9 +130,12 @@ def expected_ratings(
     began = time.perf_counter()
     tree = number_tree(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
     digits = digit_tokens(tokenizer)
-    ratings: list[ExpectedRating | None] = [
-        expected_rating(tree, engine.number_steps(prompt, tree, digits)) for prompt in prompts
-    ]
+    ratings: list[ExpectedRating | None] = []
+    every = max(1, len(prompts) // 20)  # progress each twentieth, not each text
+    for prompt in prompts:
+        ratings.append(expected_rating(tree, engine.number_steps(prompt, tree, digits)))
+        if len(ratings) % every == 0 or len(ratings) == len(prompts):
+            emit("progress", task="expected", done=len(ratings), total=len(prompts))
     return ratings, time.perf_counter() - began
 
 
