@@ -110,7 +110,8 @@ class MinioServer:
 
     @property
     def endpoint(self) -> str:
-        if self._proc is None:
+        """Its URL, while it runs or is halted (an outage keeps the address)."""
+        if self.workdir is None:
             raise RuntimeError("MinioServer is not running")
         return f"http://127.0.0.1:{self.port}"
 
@@ -148,8 +149,39 @@ class MinioServer:
 
     def _start_once(self, binary: Path) -> bool:
         """Start the process; True once ready, False if it exited early (e.g. port clash)."""
-        assert self.workdir is not None
         self.port, self.console_port = free_port(), free_port()
+        return self._launch(binary)
+
+    def halt(self) -> None:
+        """Stop the server process, keeping its port, data and credentials: an outage."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise RuntimeError("MinioServer is not running")
+        proc.terminate()
+        try:
+            proc.wait(timeout=self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port and data."""
+        if self._proc is not None or self.workdir is None:
+            raise RuntimeError("MinioServer is not halted")
+        binary = self.binary if self.binary is not None else ensure_minio()
+        if not self._launch(binary):
+            raise RuntimeError(f"MinIO did not start again; log tail:\n{self._log_tail()}")
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server and start it again on the same port and data `down_seconds` later,
+        as clients see an outage of the store."""
+        self.halt()
+        time.sleep(down_seconds)  # the outage's length is what is being tested, not a wait
+        self.resume()
+
+    def _launch(self, binary: Path) -> bool:
+        """Start the process on self.port; True once ready, False if it exited early."""
+        assert self.workdir is not None
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINIO_")}

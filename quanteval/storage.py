@@ -2,16 +2,26 @@
 
 Every write is whole-object: a local file is written to a temporary name and renamed, an S3 PUT
 is atomic. A run's `result.json` is written last and marks the run complete.
+
+An object store has outages of minutes. An S3 operation that fails because the store cannot be
+reached (no connection, a timeout, a 5xx, throttling) is tried again with backoff until the store
+has been down for the retry budget (`Patience`: QUANTEVAL_STORAGE_RETRY_SECONDS, default 10
+minutes), and only then fails (exit 6). A refusal (no such bucket, wrong credentials) fails at
+once.
 """
 
 import os
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from quanteval.api.errors import StorageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mypy_boto3_s3 import S3Client
 
 
@@ -84,8 +94,70 @@ class LocalStorage:
         return LocalStorage(self.root / key)
 
 
+T = TypeVar("T")
+RETRY_BUDGET_ENV: Final = "QUANTEVAL_STORAGE_RETRY_SECONDS"
+RETRY_BUDGET_SECONDS: Final = 600.0
+# Where a worker keeps what waits out an outage, and how much of its disk that may take.
+SPOOL_DIR_ENV: Final = "QUANTEVAL_SPOOL_DIR"
+SPOOL_LIMIT_ENV: Final = "QUANTEVAL_SPOOL_LIMIT_BYTES"
+# Error codes of a store that is there but cannot serve now: tried again, like a lost connection.
+UNAVAILABLE_CODES: Final = frozenset(
+    {"SlowDown", "ServiceUnavailable", "RequestTimeout", "Throttling", "ThrottlingException",
+     "InternalError", "XMinioServerNotInitialized"}
+)  # fmt: skip
+
+
+def retry_budget() -> float:
+    """The seconds a store may be down before an operation fails: the environment's, else 600."""
+    value = os.environ.get(RETRY_BUDGET_ENV, "")
+    try:
+        return float(value) if value else RETRY_BUDGET_SECONDS
+    except ValueError:
+        raise StorageError(f"{RETRY_BUDGET_ENV}={value!r} is not a number of seconds") from None
+
+
+@dataclass
+class Patience:
+    """One store's outage clock: it starts at the first failure that no success has followed and
+    ends with the next success; operations wait with backoff (1 s doubling to 30 s) until the
+    outage has lasted `budget` seconds. Shared by every prefix of the store (`child`)."""
+
+    budget: float = field(default_factory=retry_budget)
+    outage_began: float | None = None
+
+    def down_for(self) -> float:
+        return 0.0 if self.outage_began is None else time.monotonic() - self.outage_began
+
+    def failed(self) -> float:
+        """Record a failure; the seconds of the budget left."""
+        if self.outage_began is None:
+            self.outage_began = time.monotonic()
+        return self.budget - self.down_for()
+
+    def succeeded(self) -> None:
+        self.outage_began = None
+
+
+def is_unavailable(error: Exception) -> bool:
+    """The store could not be reached or could not serve (worth trying again), as opposed to a
+    refusal (no such bucket, wrong credentials, a missing key)."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    # ConnectionError: refused, unresolved, connect timeout; HTTPClientError: closed, read timeout
+    if isinstance(error, BotoConnectionError | HTTPClientError):
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = error.response.get("Error", {}).get("Code", "")
+        return status >= 500 or code in UNAVAILABLE_CODES
+    return False
+
+
 class S3Storage:
-    def __init__(self, uri: str, endpoint: str = "", region: str = "") -> None:
+    def __init__(
+        self, uri: str, endpoint: str = "", region: str = "", patience: Patience | None = None
+    ) -> None:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not bucket:
             raise StorageError(f"{uri}: an S3 URI needs a bucket (s3://bucket/prefix)")
@@ -94,6 +166,7 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3", "")
         self.region = region
+        self.patience = patience or Patience()
         self._client: S3Client | None = None
 
     @property
@@ -122,63 +195,105 @@ class S3Storage:
 
     def _fail(self, action: str, key: str, error: Exception) -> StorageError:
         where = f" at {self.endpoint}" if self.endpoint else ""
-        return StorageError(f"cannot {action} s3://{self.bucket}/{self._key(key)}{where}: {error}")
+        outage = self.patience.down_for()
+        after = (
+            f" (the store has been unreachable for {outage:.0f} s, over the retry budget of "
+            f"{self.patience.budget:.0f} s: {RETRY_BUDGET_ENV})"
+            if self.patience.outage_began is not None and is_unavailable(error)
+            else ""
+        )
+        return StorageError(
+            f"cannot {action} s3://{self.bucket}/{self._key(key)}{where}: {error}{after}"
+        )
+
+    def _patiently(self, action: str, key: str, operation: "Callable[[], T]") -> T:
+        """`operation`, tried again with backoff while the store is unavailable and the outage
+        has lasted less than the budget; any other error at once."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        delay = 1.0
+        while True:
+            try:
+                value = operation()
+            except (ClientError, BotoCoreError) as error:
+                left = self.patience.failed() if is_unavailable(error) else 0.0
+                if left <= 0:
+                    raise self._fail(action, key, error) from error
+                time.sleep(min(delay, left))
+                delay = min(2 * delay, 30.0)
+                continue
+            self.patience.succeeded()
+            return value
+
+    def try_write(self, key: str, data: bytes) -> bool:
+        """One PUT: False where the store is unavailable and the outage is within the budget
+        (the caller keeps the data for later), a StorageError past it or on a refusal."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except (ClientError, BotoCoreError) as error:
+            if is_unavailable(error) and self.patience.failed() > 0:
+                return False
+            raise self._fail("write", key, error) from error
+        self.patience.succeeded()
+        return True
 
     def read_text(self, key: str) -> str | None:
         data = self.read_bytes(key)
         return None if data is None else data.decode()
 
     def read_bytes(self, key: str) -> bytes | None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        def get() -> bytes | None:
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
             data: bytes = body.read()
             return data
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise self._fail("read", key, error) from error
-        except BotoCoreError as error:
-            raise self._fail("read", key, error) from error
+
+        return self._patiently("read", key, get)
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-        except (ClientError, BotoCoreError) as error:
-            raise self._fail("write", key, error) from error
+        self._patiently(
+            "write",
+            key,
+            lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data),
+        )
 
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode())
 
     def delete(self, key: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except (ClientError, BotoCoreError) as error:
-            raise self._fail("delete", key, error) from error
+        self._patiently(
+            "delete",
+            key,
+            lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)),
+        )
 
     def list_children(self, prefix: str) -> list[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         full = self._key(prefix).rstrip("/") + "/"
-        names: set[str] = set()
-        try:
+
+        def names() -> list[str]:
+            found: set[str] = set()
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
                 for common in page.get("CommonPrefixes", []):
-                    names.add(common["Prefix"][len(full) :].rstrip("/"))
+                    found.add(common["Prefix"][len(full) :].rstrip("/"))
                 for item in page.get("Contents", []):
-                    names.add(item["Key"][len(full) :])
-        except (ClientError, BotoCoreError) as error:
-            raise self._fail("list", prefix, error) from error
-        return sorted(names)
+                    found.add(item["Key"][len(full) :])
+            return sorted(found)
+
+        return self._patiently("list", prefix, names)
 
     def child(self, key: str) -> "S3Storage":
-        storage = S3Storage(f"{self.uri}/{key.strip('/')}", self.endpoint, self.region)
+        storage = S3Storage(
+            f"{self.uri}/{key.strip('/')}", self.endpoint, self.region, self.patience
+        )
         storage._client = self._client
         return storage
 

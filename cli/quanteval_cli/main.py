@@ -24,6 +24,7 @@ from quanteval.intensity import intensity_run
 from quanteval.matrix import Run, comparison_count, expand
 from quanteval.precisions import Precision
 from quanteval.sizing import DEFAULT_GPU_MEMORY_GIB, estimate_weights_bytes, run_gpus
+from quanteval.storage import RETRY_BUDGET_ENV
 from quanteval_cli import worker
 
 if TYPE_CHECKING:
@@ -310,6 +311,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if problems:
         raise InvalidSpecError(f"{args.file}: invalid QuantEval\n" + "\n".join(problems))
     out = args.out or f"{DEFAULT_OUT}/{manifest.metadata.name}"
+    s3 = manifest.spec.output.s3
+    if s3 is not None and s3.retry_budget_seconds is not None:  # this process and its workers
+        os.environ.setdefault(RETRY_BUDGET_ENV, str(s3.retry_budget_seconds))
     results = run_local(manifest, out, args.only, args.force, console)
     firsts = [r.outcome for r in results if not r.run.is_repeat]  # repeats: the report's
     rows = compare(firsts, manifest.spec.baseline_precision)

@@ -16,6 +16,7 @@ from quanteval.engines import Engine, computes_on_cpu
 from quanteval.matrix import Run, build_run_spec, expand, expect_arg, s3_evaluation_root
 from quanteval.precisions import Precision
 from quanteval.sizing import estimate_weights_bytes, run_gpus
+from quanteval.storage import RETRY_BUDGET_ENV, SPOOL_DIR_ENV, SPOOL_LIMIT_ENV
 from quanteval_operator.settings import Settings
 
 LABEL_EVAL = f"{API_GROUP}/eval"
@@ -130,6 +131,11 @@ def effective_manifest(manifest: QuantEval, settings: Settings) -> QuantEval:
         endpoint=(s3.endpoint if s3 else "") or settings.s3_endpoint,
         region=s3.region if s3 else "",
         secret_ref=secret,
+        retry_budget_seconds=(
+            s3.retry_budget_seconds
+            if s3 and s3.retry_budget_seconds is not None
+            else settings.storage_retry_seconds
+        ),
     )
     spec = manifest.spec.model_copy(update={"output": OutputSpec(s3=merged)})
     return with_default_cost(
@@ -186,6 +192,12 @@ def run_device(manifest: QuantEval, run: Run, settings: Settings) -> str:
 
 GIB = 2**30
 SCRATCH_GIB = 4  # /tmp, logs and the classifier beside the model cache
+# Of /tmp: what a run's finished work may take on disk while the store is down (worker.spool).
+SPOOL_GIB = 2
+SPOOL_ENV = [
+    {"name": SPOOL_DIR_ENV, "value": "/tmp/quanteval-spool"},
+    {"name": SPOOL_LIMIT_ENV, "value": str(SPOOL_GIB * 2**30)},
+]
 CHECKPOINT_BYTES_PER_PARAMETER = 2  # hub checkpoints are bf16/fp16 safetensors, as a rule
 
 
@@ -196,12 +208,12 @@ def ephemeral_storage(manifest: QuantEval, run: Run, settings: Settings) -> str:
     alone where the cache is a volume claim."""
     claim = manifest.spec.hugging_face.cache_volume_claim or settings.hf_cache_claim
     if claim:
-        return f"{SCRATCH_GIB}Gi"
+        return f"{SCRATCH_GIB + SPOOL_GIB}Gi"
     parameters = run.model.parameters
     if parameters is None:
         return settings.worker_ephemeral_storage
     checkpoint = parameters * CHECKPOINT_BYTES_PER_PARAMETER * 1.25
-    return f"{math.ceil(checkpoint / GIB) + SCRATCH_GIB}Gi"
+    return f"{math.ceil(checkpoint / GIB) + SCRATCH_GIB + SPOOL_GIB}Gi"
 
 
 def labels_for(manifest: QuantEval, run: Run | None) -> dict[str, str]:
@@ -225,10 +237,13 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def _credentials_env(manifest: QuantEval) -> list[dict[str, Any]]:
-    """S3 endpoint and credentials, and the hub token: Secrets as references, never values."""
+    """S3 endpoint, credentials and retry budget, and the hub token: Secrets as references,
+    never values."""
     s3 = manifest.spec.output.s3
     assert s3 is not None  # effective_manifest fills it
     env: list[dict[str, Any]] = []
+    if s3.retry_budget_seconds is not None:
+        env.append({"name": RETRY_BUDGET_ENV, "value": str(s3.retry_budget_seconds)})
     if s3.endpoint:
         env.append({"name": "AWS_ENDPOINT_URL_S3", "value": s3.endpoint})
     if s3.region:
@@ -403,7 +418,7 @@ def render_job(manifest: QuantEval, run: Run, settings: Settings) -> dict[str, A
     limits["ephemeral-storage"] = requests["ephemeral-storage"] = disk
     run_spec = build_run_spec(manifest, run, s3_evaluation_root(manifest))
     name, value = run_spec_env(run_spec)
-    env = [{"name": name, "value": value}, *_credentials_env(manifest)]
+    env = [{"name": name, "value": value}, *_credentials_env(manifest), *SPOOL_ENV]
     if gpus == 0:
         env.append(NO_GPU_ENV)
     command = settings.command_for(run.engine)

@@ -93,6 +93,8 @@ class Settings:
     worker_cpu: str = "2"
     # A worker's disk where its model cache is an emptyDir and the model's size is unknown.
     worker_ephemeral_storage: str = "50Gi"
+    # How long a run or the report waits out an unreachable store (spec.output.s3 overrides).
+    storage_retry_seconds: int = 600
     # /dev/shm of a tensor-parallel vLLM run (vLLM's docs run its image with --shm-size 10.24gb).
     worker_shm_size: str = "10Gi"
     # Tenancy: what a QuantEval may ask for (the chart's tenancy.* values).
@@ -147,6 +149,11 @@ class Settings:
             worker_ephemeral_storage=env.get("QUANTEVAL_WORKER_EPHEMERAL_STORAGE")
             or defaults.worker_ephemeral_storage,
             worker_shm_size=env.get("QUANTEVAL_WORKER_SHM_SIZE") or defaults.worker_shm_size,
+            storage_retry_seconds=int(
+                _seconds(
+                    env.get("QUANTEVAL_STORAGE_RETRY_SECONDS", ""), defaults.storage_retry_seconds
+                )
+            ),
             allow_worker_image=_flag(env.get("QUANTEVAL_ALLOW_WORKER_IMAGE", ""), True),
             allowed_worker_images=_names(env.get("QUANTEVAL_ALLOWED_WORKER_IMAGES", "")),
             allow_secret_refs=_flag(env.get("QUANTEVAL_ALLOW_SECRET_REFS", ""), True),

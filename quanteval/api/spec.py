@@ -289,6 +289,10 @@ class S3OutputSpec(_Model):
     """S3 region."""
     secret_ref: S3SecretRef | None = None
     """Secret with the credentials, passed to the workers as environment references only."""
+    retry_budget_seconds: Annotated[int, Field(ge=0, le=86400)] | None = None
+    """How long the store may be unreachable before a run (or the report) fails with exit 6:
+    operations wait with backoff meanwhile, and a worker's finished work waits on its disk.
+    Default: the operator's setting (600 unless its Helm chart sets another)."""
 
 
 class OutputSpec(_Model):

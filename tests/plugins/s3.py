@@ -27,3 +27,17 @@ def s3_bucket(s3_server: MinioServer) -> str:
     name = f"qe-test-{uuid.uuid4().hex[:16]}"
     s3_server.create_bucket(name)
     return name
+
+
+@pytest.fixture
+def own_s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[MinioServer]:
+    """A MinIO of the test's own, to take down and bring back (the session's must stay up), its
+    environment set for the test's S3 clients and the processes it starts."""
+    try:
+        binary = ensure_minio()
+    except MinioUnavailableError as exc:
+        pytest.skip(str(exc))
+    with MinioServer(binary) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        yield server

@@ -6,6 +6,7 @@ import random
 import re
 import string
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -412,7 +413,7 @@ def test_a_gguf_file_at_native_asks_for_no_gpu_it_would_not_use(
 
     assert set(jobs) == {"gguf-bf16", "gguf-native", "cpp-native-llamacpp"}
     for run_id in ("gguf-native", "cpp-native-llamacpp"):  # llama.cpp has no CUDA
-        assert _limits(jobs[run_id]) == {"cpu": "2", "ephemeral-storage": "5Gi"}
+        assert _limits(jobs[run_id]) == {"cpu": "2", "ephemeral-storage": "7Gi"}
         assert _env(jobs[run_id])["NVIDIA_VISIBLE_DEVICES"]["value"] == "void"
     assert _limits(jobs["gguf-bf16"])["nvidia.com/gpu"] == "1"  # transformers: a GPU run
     assert "NVIDIA_VISIBLE_DEVICES" not in _env(jobs["gguf-bf16"])
@@ -438,7 +439,7 @@ def test_custom_gpu_resource_name(quickstart_dict: Manifest) -> None:
     manifest = _manifest(_sized(quickstart_dict, 7e9, gpuResourceName="amd.com/gpu"))
     job = render_job(manifest, _run(manifest, Precision.BF16), SETTINGS)
 
-    assert _limits(job) == {"amd.com/gpu": "1", "cpu": "2", "ephemeral-storage": "21Gi"}
+    assert _limits(job) == {"amd.com/gpu": "1", "cpu": "2", "ephemeral-storage": "23Gi"}
 
 
 def test_operator_gpu_resource_name_applies_when_the_spec_leaves_it_out(
@@ -455,7 +456,7 @@ def test_memory_and_cpu(quickstart_dict: Manifest) -> None:
     resources = _container(_job(quickstart_dict))["resources"]
 
     assert resources["limits"]["memory"] == "32Gi"
-    assert resources["requests"] == {"memory": "32Gi", "cpu": "4", "ephemeral-storage": "5Gi"}
+    assert resources["requests"] == {"memory": "32Gi", "cpu": "4", "ephemeral-storage": "7Gi"}
     assert resources["limits"]["cpu"] == "4"  # request and limit: kube-score wants both
     quickstart_dict["spec"]["resources"] = {}
     defaults = _container(_job(quickstart_dict))["resources"]
@@ -942,3 +943,19 @@ def test_a_vllm_run_on_several_gpus_gets_shared_memory_for_tensor_parallelism(
     assert shm in several["spec"]["template"]["spec"]["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in _container(several)["volumeMounts"]
     assert all(v["name"] != "dshm" for v in one["spec"]["template"]["spec"]["volumes"])
+
+
+def test_runs_and_the_report_wait_out_an_unreachable_store_for_the_budget(
+    quickstart_dict: Manifest,
+) -> None:
+    """The operator's budget (Helm: worker.storageRetrySeconds) unless the evaluation sets its
+    own; a worker's finished work waits in a spool on /tmp, its size within the disk requested."""
+    job = _job(quickstart_dict, settings=replace(SETTINGS, storage_retry_seconds=900))
+    env = _env(job)
+    assert env["QUANTEVAL_STORAGE_RETRY_SECONDS"]["value"] == "900"
+    assert env["QUANTEVAL_SPOOL_DIR"]["value"].startswith("/tmp/")  # the tmp emptyDir
+    assert env["QUANTEVAL_SPOOL_LIMIT_BYTES"]["value"] == str(2 * 2**30)
+    quickstart_dict["spec"]["output"]["s3"]["retryBudgetSeconds"] = 60
+    report = render_report_job(_manifest(quickstart_dict), SETTINGS)
+    assert _env(report)["QUANTEVAL_STORAGE_RETRY_SECONDS"]["value"] == "60"
+    assert _env(_job(quickstart_dict))["QUANTEVAL_STORAGE_RETRY_SECONDS"]["value"] == "60"

@@ -2,7 +2,8 @@
 
 Input: a run spec (JSON) from `--spec FILE` or the QUANTEVAL_RUN_SPEC environment variable.
 Output: `generations.jsonl`, then `result.json` (the commit mark), and a compact termination
-message at QUANTEVAL_TERMINATION_LOG (default /dev/termination-log), on failure too.
+message at QUANTEVAL_TERMINATION_LOG (default /dev/termination-log), on failure too. While an S3
+store is down the work goes on and its writes wait on disk (quanteval_worker.spool).
 Exit codes: see quanteval.api.errors.
 """
 
@@ -30,6 +31,7 @@ from quanteval.api.states import Reason, RunState
 from quanteval.api.termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV, run_message
 from quanteval.storage import Storage, open_storage
 from quanteval_worker.events import log
+from quanteval_worker.spool import SpooledStorage, spooled
 
 
 def _quiet_libraries() -> None:
@@ -100,7 +102,7 @@ def run(spec_path: str | None, force: bool) -> int:
     try:
         spec = read_run_spec(spec_path)
         run_id = spec.run_id
-        storage = open_storage(spec.output_uri, spec.s3_endpoint, spec.s3_region)
+        storage = spooled(open_storage(spec.output_uri, spec.s3_endpoint, spec.s3_region))
         previous = existing_result(storage, spec, force)
         if previous is not None:
             log("result exists with the same content hash; skipping", uri=storage.uri)
@@ -120,6 +122,8 @@ def run(spec_path: str | None, force: bool) -> int:
 
         result = evaluate(spec, storage)
         storage.write_text(RESULT_FILE, result.to_json())  # last: marks the run complete
+        if isinstance(storage, SpooledStorage):  # what waited out an outage, result.json last
+            storage.flush()
     except QuantEvalError as error:
         return _fail(run_id, error)
     except Exception as error:
