@@ -228,6 +228,21 @@ class CheckpointQuantization(_Model):
         return ", ".join(parts)
 
 
+class Attempt(_Model):
+    """One attempt of a run (a pod, or one `quanteval run --local`): what it did and used, up
+    to its last finished generation batch for an attempt that was cut off (what it spent after
+    that batch is not known to the next one)."""
+
+    attempt: int  # 1 for the first
+    started_at: str
+    load_seconds: float
+    batches: list[int]  # the generation batches it finished (their indices)
+    generation_seconds: float  # its batches' own wall time
+    gpu_seconds: float
+    cpu_seconds: float
+    peak_memory_bytes: int | None  # its generation phase's; None where it was cut off
+
+
 class RunResult(_Model):
     schema_version: Literal["quanteval.io/result/v1"] = RESULT_SCHEMA
     evaluation: EvaluationRef
@@ -239,6 +254,9 @@ class RunResult(_Model):
     baseline: Precision
     content_hash: str
     device: str
+    # Where a run was resumed (quanteval_worker.checkpoints): every attempt, this one last; its
+    # GPU- and CPU-seconds and dollars are summed over them, its peak the largest. Empty: one.
+    attempts: list[Attempt] = []
     # The spec's engine for this run (auto in results written before engines were an axis); the
     # engine that ran, with its version and settings, is environment.engine.
     engine: Engine = Engine.AUTO

@@ -16,6 +16,7 @@ from quanteval.api.errors import InvalidSpecError
 from quanteval.api.layout import FIDELITY_FILE, GENERATIONS_FILE, RATINGS_FILE
 from quanteval.api.records import SampleRecord, sha256_hex
 from quanteval.api.result import (
+    Attempt,
     CheckpointQuantization,
     EnergyFigures,
     FidelitySummary,
@@ -32,6 +33,7 @@ from quanteval.precisions import Precision
 from quanteval.prompts import Sample, expand_samples
 from quanteval.storage import Storage
 from quanteval.textstats import distinct_n, percentile
+from quanteval_worker.checkpoints import Checkpoints
 from quanteval_worker.classifier import LoadedClassifier, Prediction, load_classifier, predict
 from quanteval_worker.device import DeviceInfo, detect_device
 from quanteval_worker.engines import (
@@ -48,6 +50,7 @@ from quanteval_worker.events import emit, log
 from quanteval_worker.fidelity import reference_sequences, score_reference
 from quanteval_worker.generation import (
     Generation,
+    ResumeFrom,
     check_prompt_format,
     check_prompt_lengths,
     prompt_lengths,
@@ -172,11 +175,19 @@ def load(spec: RunSpec, prepared: Prepared, tracker: PhaseTracker) -> Engine:
     return engine
 
 
-def generate(spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTracker) -> Generated:
+def generate(
+    spec: RunSpec,
+    prepared: Prepared,
+    engine: Engine,
+    tracker: PhaseTracker,
+    checkpoints: Checkpoints,
+    resume: ResumeFrom | None,
+) -> Generated:
     def on_batch(done: int, total: int) -> None:
         emit("progress", task="generation", done=done, total=total)
 
-    emit("progress", task="generation", done=0, total=len(prepared.samples))
+    if resume is None:
+        emit("progress", task="generation", done=0, total=len(prepared.samples))
     generator = engine.generator(prepared.tokenizer, spec.generation, prepared.device.kind)
     requested = spec.generation.batch_size
     with tracker.phase("generation", holds_bytes=engine.resident_bytes):
@@ -185,6 +196,8 @@ def generate(spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTr
             requested_batch(requested, len(prepared.samples)),
             on_batch,
             tracker.memory,
+            resume,
+            checkpoints.save,
         )
     # continuous: vLLM scheduled them all at once (validation allows it on vllm only)
     return Generated(generations, generator.settings(batch_size, requested == "continuous"))
@@ -409,6 +422,31 @@ def assemble(
     )
 
 
+def over_attempts(result: RunResult, attempts: list[Attempt], spec: RunSpec) -> RunResult:
+    """A resumed run's figures over its attempts: GPU- and CPU-seconds, dollars and generation
+    time summed (what the team paid, up to each cut-off attempt's last batch), the generation
+    peak the largest measured; each attempt's own in `attempts`."""
+    earlier = attempts[:-1]
+    metrics = result.metrics
+    gpu = (metrics.gpu_seconds or 0.0) + sum(a.gpu_seconds for a in earlier)
+    cpu = (metrics.cpu_seconds or 0.0) + sum(a.cpu_seconds for a in earlier)
+    dollars = run_dollars(gpu, cpu, spec.cost)
+    peaks = [metrics.peak_memory_bytes] + [a.peak_memory_bytes or 0 for a in earlier]
+    summed = metrics.model_copy(
+        update={
+            "gpu_seconds": gpu,
+            "cpu_seconds": cpu,
+            "dollars": dollars,
+            "dollars_per_1k_generations": per_thousand(dollars, metrics.samples),
+            "generation_seconds": metrics.generation_seconds
+            + sum(a.generation_seconds for a in earlier),
+            "peak_memory_bytes": max(peaks),
+            "generation_peak_memory_bytes": max(peaks),
+        }
+    )
+    return result.model_copy(update={"metrics": summed, "attempts": attempts})
+
+
 def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     """The run's phases in order; result.json is the caller's to write (the commit mark)."""
     started_at = datetime.now(UTC).isoformat()
@@ -416,8 +454,30 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     task = with_texts(spec.intensity, spec) if spec.intensity is not None else None
     prepared = prepare(spec)
     tracker = PhaseTracker(prepared.device, work_began, cpu_began)
+
+    def attempt_so_far(batches: list[int], seconds: float) -> Attempt:
+        return Attempt(
+            attempt=checkpoints.number,
+            started_at=started_at,
+            load_seconds=tracker.seconds.get("load", 0.0),
+            batches=list(batches),
+            generation_seconds=seconds,
+            gpu_seconds=tracker.gpu_seconds(),
+            cpu_seconds=tracker.cpu_seconds(),
+            peak_memory_bytes=tracker.peaks.get("generation"),
+        )
+
+    checkpoints = Checkpoints(storage, spec.content_hash, attempt_so_far)
+    resume = checkpoints.resume(prepared.samples)
+    if resume is not None:
+        log(
+            "resuming after the last complete batch of an earlier attempt",
+            attempt=checkpoints.number,
+            batches=resume.batches,
+            samples=len(resume.finished),
+        )
     engine = load(spec, prepared, tracker)
-    generated = generate(spec, prepared, engine, tracker)
+    generated = generate(spec, prepared, engine, tracker, checkpoints, resume)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
     fidelity = measure_fidelity(spec, prepared, engine, tracker, storage)
     rated = None
@@ -438,6 +498,9 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
             records, rated.seconds, rated.dollars_per_1k, reference, rated.expected_seconds
         )
     result = assemble(spec, prepared, engine, generated, scores, tracker, started_at, fidelity)
+    if checkpoints.earlier:
+        last = attempt_so_far(checkpoints.mine, checkpoints.seconds)
+        result = over_attempts(result, [*checkpoints.earlier, last], spec)
     if intensity is not None and isinstance(result.energy, EnergyFigures):
         joules = result.energy.phases.get("intensity")
         if joules is not None and intensity.texts:  # the phase's counter, start to end

@@ -12,7 +12,7 @@ model runs under a config built from the spec alone, and what it would have adde
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -259,6 +259,22 @@ def model_generation_defaults(model: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ResumeFrom:
+    """Where earlier attempts of a run stopped (quanteval_worker.checkpoints): the order their
+    batches took the samples in (keys), the batch size in force, their finished batches' count
+    and what those generated, by sample key."""
+
+    order: list[str]
+    size: int
+    batches: int
+    finished: Mapping[str, Generation]
+
+
+# A finished batch: its index, its generations, the batches' order (sample keys), the size in force.
+BatchDone = Callable[[int, list["Generation"], list[str], int], None]
+
+
 class Attempts(Protocol):
     """Told of each generation attempt begun and of each that failed (the MemoryMeter)."""
 
@@ -379,23 +395,38 @@ class Generator:
         batch_size: int | None,
         on_batch: Callable[[int, int], None] | None = None,
         attempts: Attempts | None = None,
+        resume: ResumeFrom | None = None,
+        on_done: BatchDone | None = None,
     ) -> tuple[list[Generation], int]:
         """Every sample, in batches of similar prompt length; halves the batch on out-of-memory.
 
         Returns the generations in the order of `samples` and the batch size that fitted.
         `attempts` hears of each batch begun and of each that failed, so a failed attempt's
-        memory peak is not counted.
+        memory peak is not counted. `resume`: what an earlier attempt finished, and its order
+        and batch size, which the remaining batches follow; `on_done` hears of each batch
+        finished (its index, generations, the order and the size in force).
         """
-        size = batch_size or balanced_batch_size(
-            len(samples), CUDA_AUTO_BATCH if self.device == "cuda" else CPU_AUTO_BATCH
-        )
-        size = max(1, min(size, len(samples)))
-        lengths = prompt_lengths(self.tokenizer, samples, self.spec)
-        order = sorted(range(len(samples)), key=lambda i: (-lengths[i], i))
-        results: dict[int, Generation] = {}
-        position = batches = 0
-        while position < len(order):
-            indices = order[position : position + size]
+        if resume is not None:
+            index_of = {s.key: i for i, s in enumerate(samples)}
+            order = [index_of[key] for key in resume.order]
+            size = resume.size
+        else:
+            size = batch_size or balanced_batch_size(
+                len(samples), CUDA_AUTO_BATCH if self.device == "cuda" else CPU_AUTO_BATCH
+            )
+            size = max(1, min(size, len(samples)))
+            lengths = prompt_lengths(self.tokenizer, samples, self.spec)
+            order = sorted(range(len(samples)), key=lambda i: (-lengths[i], i))
+        keys = [samples[i].key for i in order]
+        finished = resume.finished if resume is not None else {}
+        results = {i: finished[samples[i].key] for i in order if samples[i].key in finished}
+        remaining = [i for i in order if i not in results]
+        batches = resume.batches if resume is not None else 0
+        position = 0
+        if results and on_batch is not None:
+            on_batch(len(results), len(order))  # "20/70 samples" first: resumed
+        while position < len(remaining):
+            indices = remaining[position : position + size]
             if attempts is not None:
                 attempts.begin_attempt()
             try:
@@ -420,7 +451,9 @@ class Generator:
                 continue
             results.update(zip(indices, batch, strict=True))
             position += len(indices)
+            if on_done is not None:
+                on_done(batches, batch, keys, size)
             batches += 1
             if on_batch is not None:
-                on_batch(position, len(order))
+                on_batch(len(results), len(order))
         return [results[i] for i in range(len(samples))], size

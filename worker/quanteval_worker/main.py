@@ -97,7 +97,7 @@ def _fail(run_id: str, error: QuantEvalError) -> int:
     return error.exit_code
 
 
-def run(spec_path: str | None, force: bool) -> int:
+def run(spec_path: str | None, force: bool, keep_partial: bool = False) -> int:
     run_id = "unknown"
     try:
         spec = read_run_spec(spec_path)
@@ -118,12 +118,16 @@ def run(spec_path: str | None, force: bool) -> int:
             return ExitCode.OK
         # First: the report knows the run (model, precision, engine) by it, whatever follows.
         storage.write_text(RUN_SPEC_FILE, spec.to_json())
-        from quanteval_worker.evaluation import evaluate  # torch: only once the spec is valid
+        # torch: only once the spec is valid
+        from quanteval_worker.checkpoints import remove_partial
+        from quanteval_worker.evaluation import evaluate
 
         result = evaluate(spec, storage)
         storage.write_text(RESULT_FILE, result.to_json())  # last: marks the run complete
         if isinstance(storage, SpooledStorage):  # what waited out an outage, result.json last
             storage.flush()
+        if not keep_partial:
+            remove_partial(storage)
     except QuantEvalError as error:
         return _fail(run_id, error)
     except Exception as error:
@@ -153,9 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quanteval-worker", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", help="run spec JSON file (default: $QUANTEVAL_RUN_SPEC)")
     parser.add_argument("--force", action="store_true", help="replace an existing result")
+    parser.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="keep the finished batches under partial/ once result.json is written",
+    )
     args = parser.parse_args(argv)
     _quiet_libraries()
-    return run(args.spec, args.force)
+    return run(args.spec, args.force, args.keep_partial)
 
 
 if __name__ == "__main__":
