@@ -10,6 +10,7 @@ minutes), and only then fails (exit 6). A refusal (no such bucket, wrong credent
 once.
 """
 
+import logging
 import os
 import tempfile
 import time
@@ -95,6 +96,7 @@ class LocalStorage:
 
 
 T = TypeVar("T")
+_LOG = logging.getLogger(__name__)
 RETRY_BUDGET_ENV: Final = "QUANTEVAL_STORAGE_RETRY_SECONDS"
 RETRY_BUDGET_SECONDS: Final = 600.0
 # Where a worker keeps what waits out an outage, and how much of its disk that may take.
@@ -206,6 +208,19 @@ class S3Storage:
             f"cannot {action} s3://{self.bucket}/{self._key(key)}{where}: {error}{after}"
         )
 
+    def _unavailable(self, error: Exception) -> float:
+        """An unavailable store's failure recorded, said once an outage (whoever is waiting
+        should know why); the seconds of the budget left."""
+        if self.patience.outage_began is None:
+            _LOG.warning(
+                "the store at %s is unreachable (%s); trying again for up to %.0f s (%s)",
+                self.endpoint or f"s3://{self.bucket}",
+                error,
+                self.patience.budget,
+                RETRY_BUDGET_ENV,
+            )
+        return self.patience.failed()
+
     def _patiently(self, action: str, key: str, operation: "Callable[[], T]") -> T:
         """`operation`, tried again with backoff while the store is unavailable and the outage
         has lasted less than the budget; any other error at once."""
@@ -216,7 +231,7 @@ class S3Storage:
             try:
                 value = operation()
             except (ClientError, BotoCoreError) as error:
-                left = self.patience.failed() if is_unavailable(error) else 0.0
+                left = self._unavailable(error) if is_unavailable(error) else 0.0
                 if left <= 0:
                     raise self._fail(action, key, error) from error
                 time.sleep(min(delay, left))
@@ -233,7 +248,7 @@ class S3Storage:
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         except (ClientError, BotoCoreError) as error:
-            if is_unavailable(error) and self.patience.failed() > 0:
+            if is_unavailable(error) and self._unavailable(error) > 0:
                 return False
             raise self._fail("write", key, error) from error
         self.patience.succeeded()

@@ -47,6 +47,10 @@ def _succeeded_message(run_id: str, metrics: Mapping[str, Any]) -> str:
             + (f"{rho:+.2f}" if rho is not None else "none")
             + f", parse failures {100 * metrics['ratingParseFailureRate']:.1f}%"
         )
+    if metrics.get("resumedSamples"):
+        parts.append(
+            f"resumed after {metrics['resumedSamples']} samples an earlier attempt generated"
+        )
     return f"run {run_id} succeeded" + (f": {', '.join(parts)}" if parts else "")
 
 

@@ -37,6 +37,7 @@ STATUS_METRICS = {
     "ratingsPerSecond": 2,
     "dollarsPer1kRatings": 6,
     "kvCacheBudgetBytes": 0,
+    "resumedSamples": 0,  # where a pod went on from an earlier one's batches
 }
 MAX_REASON = 300
 

@@ -60,6 +60,8 @@ class RunMetrics(_Model):
     )
     # The KV cache the engine reserved up front (vLLM's budget), which every peak above holds.
     kv_cache_budget_bytes: int | None = None
+    # Samples an earlier attempt generated, resumed from partial/ (None: one attempt did all).
+    resumed_samples: int | None = None
 
 
 class EmotionScores(_Model):

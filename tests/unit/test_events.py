@@ -61,6 +61,18 @@ def test_a_run_that_rated_intensities_tells_its_rank_order_and_parse_failures() 
     assert _told(running, unranked)[0][1].endswith("rho vs level none, parse failures 0.0%")
 
 
+def test_a_resumed_run_says_it_went_on_from_an_earlier_attempts_batches() -> None:
+    running = _status({"id": "m-int8", "state": "Running", "attempts": 2})
+    done = _status(
+        {"id": "m-int8", "state": "Succeeded", "attempts": 2,
+         "metrics": {"f1Macro": 0.5, "resumedSamples": 40}}
+    )  # fmt: skip
+    assert _told(running, done)[0][1] == (
+        "run m-int8 succeeded: macro-F1 0.500, resumed after 40 samples an earlier attempt "
+        "generated"
+    )
+
+
 def test_a_failed_run_is_a_warning_with_its_reason() -> None:
     old = _status({"id": "m-fp32", "state": "Running", "attempts": 1})
     new = _status({"id": "m-fp32", "state": "Failed", "attempts": 1, "reason": "OOMKilled: raise"})

@@ -526,10 +526,13 @@ def test_cli_report_storage_failure(
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("QUANTEVAL_STORAGE_RETRY_SECONDS", "1")  # an outage past its budget
 
     assert main(["report", "s3://bucket/quanteval/default/e-1"]) == 6  # ExitCode.STORAGE
 
-    assert "cannot list" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot list" in err and "at http://127.0.0.1:9" in err
+    assert "over the retry budget of 1 s" in err
 
 
 def test_cli_report_of_expected_runs_that_left_nothing(

@@ -501,6 +501,9 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     if checkpoints.earlier:
         last = attempt_so_far(checkpoints.mine, checkpoints.seconds)
         result = over_attempts(result, [*checkpoints.earlier, last], spec)
+        resumed = len(resume.finished) if resume is not None else 0
+        metrics = result.metrics.model_copy(update={"resumed_samples": resumed})
+        result = result.model_copy(update={"metrics": metrics})
     if intensity is not None and isinstance(result.energy, EnergyFigures):
         joules = result.energy.phases.get("intensity")
         if joules is not None and intensity.texts:  # the phase's counter, start to end
