@@ -82,11 +82,13 @@ def test_an_unreachable_s3_endpoint_exits_6(tmp_path: Path, worker: Worker) -> N
         "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",  # the discard port: nothing listens
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "y",
+        "QUANTEVAL_STORAGE_RETRY_SECONDS": "1",  # past its budget at once
     }
     code, message, _ = worker(env)
     assert code == ExitCode.STORAGE
     assert message["reason"] == "StorageFailed"
     assert "127.0.0.1:9" in message["message"]
+    assert "over the retry budget of 1 s" in message["message"]
 
 
 def _smollm2_spec(out: Path, **spec: Any) -> str:
