@@ -229,6 +229,76 @@ def test_the_operator_killed_mid_run_resumes_without_duplicates(
     assert all(r["attempts"] == 1 for r in body["status"]["runs"])
 
 
+def _generations(storage: S3Storage) -> dict[str, str]:
+    lines = (storage.read_text("generations.jsonl") or "").splitlines()
+    return {record["key"]: record["text"] for record in map(json.loads, lines)}
+
+
+def test_a_worker_pod_deleted_while_it_generates_is_resumed_by_the_next_pod(
+    cluster: Cluster,
+    eval_namespace: str,
+    tiny_model: str,
+    s3_server: MinioServer,
+    operator: OperatorProcess,
+) -> None:
+    """The pod is deleted once a batch is under partial/; the Job's next pod goes on after the
+    last complete batch: every sample once, the texts of an uninterrupted run of the same spec
+    (another evaluation: the same content hash, so the same seeds), the resume in the status and
+    the RunSucceeded Event."""
+    spec = {
+        "precisions": ["fp32"],
+        "emotions": ["joy", "anger"],
+        "prompts": [f"Prompt {i} about <class>" for i in range(5)],
+        "generation": {"preset": "paper", "promptFormat": "chat", "maxNewTokens": 160,
+                       "samplesPerPrompt": 3, "batchSize": 2},
+        "backoffLimit": 2,
+        "parallelism": 1,
+    }  # fmt: skip
+    models = [{"name": "tiny", "source": tiny_model}]
+    for name in ("preempted", "whole"):
+        cluster.kubectl(
+            "apply", "-f", "-", namespace=eval_namespace, input=manifest(name, models, **spec)
+        )
+
+    def storage(name: str) -> S3Storage:
+        uid = get_eval(cluster, eval_namespace, name)["metadata"]["uid"]
+        root = f"s3://{BUCKET}/quanteval/{eval_namespace}/{name}-{uid}/runs/tiny-fp32"
+        found = S3Storage(root, s3_server.endpoint)
+        found._client = s3_server.client()
+        return found
+
+    preempted = storage("preempted")
+    wait_until(
+        lambda: preempted.read_text("partial/generation-plan.json"),
+        timeout=300, interval=0.1, what="the first batch under partial/",
+    )  # fmt: skip
+    pods = cluster.kubectl(
+        "get", "pods", "-o", "name", "-l",
+        "quanteval.io/eval=preempted,app.kubernetes.io/component=run",
+        namespace=eval_namespace,
+    ).stdout.split()  # fmt: skip
+    assert len(pods) == 1
+    cluster.kubectl("delete", pods[0], "--wait=false", namespace=eval_namespace)
+
+    body = wait_finished(cluster, eval_namespace, "preempted", timeout=600)
+    assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+    run = _runs(body)["tiny-fp32"]
+    assert run["attempts"] == 2
+    resumed = run["metrics"]["resumedSamples"]
+    assert 0 < resumed < 30
+    result = RunResult.model_validate_json(preempted.read_text("result.json") or "")
+    assert [a.attempt for a in result.attempts] == [1, 2]
+    wait_finished(cluster, eval_namespace, "whole", timeout=600)
+    texts = _generations(preempted)
+    assert len(texts) == 30 and texts == _generations(storage("whole"))
+    told = cluster.kubectl(
+        "get", "events", "-o", "jsonpath={.items[*].message}",
+        "--field-selector=involvedObject.kind=QuantEval,involvedObject.name=preempted",
+        namespace=eval_namespace,
+    ).stdout  # fmt: skip
+    assert f"resumed after {resumed} samples an earlier attempt generated" in told
+
+
 def test_deleting_an_evaluation_collects_its_jobs_and_pods(
     cluster: Cluster, eval_namespace: str, tiny_model: str
 ) -> None:
