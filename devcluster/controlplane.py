@@ -122,6 +122,8 @@ class Cluster:
         self.token = ""
         self._records: dict[str, dict[str, int]] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        # How each component was started (this process's only): what restart() starts again.
+        self._launches: dict[str, tuple[list[str], dict[str, str] | None, Path | None]] = {}
 
     # -- paths and state -----------------------------------------------------------------
 
@@ -395,6 +397,7 @@ class Cluster:
                 start_new_session=True,  # survives the starting process; a group to signal
             )
         self._procs[name] = proc
+        self._launches[name] = (cmd, env, cwd)
         self._records[name] = {"pid": proc.pid, "start": _proc_start_time(proc.pid) or 0}
         self._save()
         _log(f"started {name} (pid {proc.pid}; log {self.logs_dir / (name + '.log')})")
@@ -501,6 +504,19 @@ class Cluster:
             return self.get("/readyz", timeout=3.0)[0] == 200 and self._node_ready()
         except (OSError, ValueError):
             return False
+
+    def restart(self, name: str, down_seconds: float = 0.0) -> None:
+        """Stop one component (SIGTERM, then SIGKILL) and start it again as it was started,
+        `down_seconds` later: an outage of that component alone, as its clients see one. The
+        API server is ready again (/readyz) when this returns."""
+        if name not in self._launches:
+            raise RuntimeError(f"{name} was not started by this process: cannot restart it")
+        self._stop_one(name, self.stop_timeout_s)
+        time.sleep(down_seconds)  # the outage's length is what is tested, not a wait
+        cmd, env, cwd = self._launches[name]
+        self._spawn(name, cmd, env=env, cwd=cwd)
+        if name == "kube-apiserver":
+            self._wait("kube-apiserver /readyz", lambda: self.get("/readyz")[0] == 200)
 
     # -- stopping ------------------------------------------------------------------------
 

@@ -299,6 +299,42 @@ def test_a_worker_pod_deleted_while_it_generates_is_resumed_by_the_next_pod(
     assert f"resumed after {resumed} samples an earlier attempt generated" in told
 
 
+def _node_ready(cluster: Cluster) -> dict[str, Any]:
+    out = cluster.kubectl("get", "node", cluster.node_name, "-o", "json").stdout
+    conditions = json.loads(out)["status"]["conditions"]
+    ready: dict[str, Any] = next(c for c in conditions if c["type"] == "Ready")
+    return ready
+
+
+def test_the_api_server_restarted_mid_evaluation_is_weathered(
+    cluster: Cluster, eval_namespace: str, tiny_model: str, operator: OperatorProcess
+) -> None:
+    """15 s without an API server while a run generates (under the node-monitor grace period:
+    the node stays Ready): the operator and the node agent reconnect, no Job is made twice, the
+    evaluation finishes."""
+    cluster.kubectl(
+        "apply", "-f", "-", namespace=eval_namespace,
+        input=manifest(
+            "weathered", [{"name": "tiny", "source": tiny_model}], precisions=["fp32", "bf16"],
+            parallelism=1, generation={"preset": "greedy", "maxNewTokens": 64},
+        ),
+    )  # fmt: skip
+    wait_until(lambda: jobs(cluster, eval_namespace), timeout=60, what="the first Job")
+    before = _node_ready(cluster)
+    cluster.restart("kube-apiserver", down_seconds=15)
+
+    body = wait_finished(cluster, eval_namespace, "weathered", timeout=600)
+    assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
+    job_items = jobs(cluster, eval_namespace)
+    assert sorted(j["metadata"]["labels"]["quanteval.io/run"] for j in job_items) == [
+        "tiny-bf16", "tiny-fp32",
+    ]  # fmt: skip
+    assert all(r["attempts"] == 1 for r in body["status"]["runs"])
+    after = _node_ready(cluster)
+    assert after["status"] == "True"
+    assert after["lastTransitionTime"] == before["lastTransitionTime"]  # it stayed Ready
+
+
 def test_deleting_an_evaluation_collects_its_jobs_and_pods(
     cluster: Cluster, eval_namespace: str, tiny_model: str
 ) -> None:
