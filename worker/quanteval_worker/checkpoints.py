@@ -1,4 +1,5 @@
-"""A run's finished generation batches under `partial/`, written as each one finishes.
+"""A run's finished batches under `partial/`, written as each one finishes: the generation's,
+and the intensity task's answers and expected ratings.
 
 A later attempt of the same run (a retried or rescheduled pod, `quanteval run --local` again after
 Ctrl-C or a crash) loads them and goes on after the last one with the recorded plan (the order the
@@ -10,26 +11,34 @@ never resumed from: its files are removed. The files go once `result.json` is wr
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from quanteval.api.result import Attempt
+from quanteval.expected_rating import ExpectedRating
 from quanteval.prompts import Sample
 from quanteval.storage import Storage
 from quanteval_worker.events import log
 from quanteval_worker.generation import BatchTiming, Generation, ResumeFrom
 
 PARTIAL_DIR: Final = "partial"
-PLAN_FILE: Final = f"{PARTIAL_DIR}/generation-plan.json"
+PLAN_SUFFIX: Final = "-plan.json"
+GENERATION: Final = "generation"
+EXPECTED_FILE: Final = f"{PARTIAL_DIR}/expected.json"
 
 
-def batch_file(index: int) -> str:
-    return f"{PARTIAL_DIR}/generation-{index:05d}.json"
+def plan_file(task: str) -> str:
+    return f"{PARTIAL_DIR}/{task}{PLAN_SUFFIX}"
 
 
-class GenerationPlan(BaseModel):
+def batch_file(task: str, index: int) -> str:
+    return f"{PARTIAL_DIR}/{task}-{index:05d}.json"
+
+
+class BatchPlan(BaseModel):
     """What a later attempt follows: written after each finished batch, that batch's file
     first (a batch counts once its file is there)."""
 
@@ -39,7 +48,8 @@ class GenerationPlan(BaseModel):
     order: list[str]  # sample keys, in the order the batches take them
     size: int  # the batch size in force for the next batch (halved on out-of-memory)
     batches: list[list[str]]  # each finished batch's sample keys, in order
-    attempts: list[Attempt] = []  # every attempt so far, the latest as of its last batch
+    # The generation's only: every attempt so far, the latest as of its last batch.
+    attempts: list[Attempt] = []
 
 
 def _to_json(generation: Generation) -> dict[str, Any]:
@@ -58,12 +68,19 @@ AttemptSoFar = Callable[[list[int], float], Attempt]
 
 
 class Checkpoints:
-    """A run's `partial/` directory, for one content hash; `attempt` says what this attempt
-    has done so far, recorded with each batch."""
+    """One task's batches in a run's `partial/` directory, for one content hash; `attempt`
+    (the generation's) says what this attempt has done so far, recorded with each batch."""
 
-    def __init__(self, storage: Storage, content_hash: str, attempt: AttemptSoFar) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        content_hash: str,
+        task: str = GENERATION,
+        attempt: AttemptSoFar | None = None,
+    ) -> None:
         self.storage = storage
         self.content_hash = content_hash
+        self.task = task
         self.attempt = attempt
         self.batches: list[list[str]] = []
         self.earlier: list[Attempt] = []  # the attempts before this one
@@ -73,21 +90,21 @@ class Checkpoints:
     def resume(self, samples: Sequence[Sample]) -> ResumeFrom | None:
         """The earlier attempts' finished batches, where their plan is this run's and holds
         these samples; None (and their files removed) otherwise."""
-        text = self.storage.read_text(PLAN_FILE)
+        text = self.storage.read_text(plan_file(self.task))
         if text is None:
             return None
         try:
-            plan = GenerationPlan.model_validate_json(text)
+            plan = BatchPlan.model_validate_json(text)
         except ValidationError:
             plan = None
         keys = {s.key for s in samples}
         if plan is None or plan.content_hash != self.content_hash or set(plan.order) != keys:
-            log("partial results of another configuration: removed, not resumed from")
+            log(f"partial {self.task} of another configuration: removed, not resumed from")
             self.clear(len(plan.batches) if plan else 0)
             return None
         generations: dict[str, Generation] = {}
         for index, batch in enumerate(plan.batches):
-            data = self.storage.read_text(batch_file(index))
+            data = self.storage.read_text(batch_file(self.task, index))
             loaded = [_from_json(item) for item in json.loads(data or "[]")]
             if [g.sample.key for g in loaded] != batch:
                 plan = plan.model_copy(update={"batches": plan.batches[:index]})
@@ -103,18 +120,21 @@ class Checkpoints:
         self, index: int, batch: Sequence[Generation], order: Sequence[str], size: int
     ) -> None:
         """A finished batch, then the plan that counts it (generation.BatchDone)."""
-        self.storage.write_text(batch_file(index), json.dumps([_to_json(g) for g in batch]))
+        self.storage.write_text(
+            batch_file(self.task, index), json.dumps([_to_json(g) for g in batch])
+        )
         self.batches.append([g.sample.key for g in batch])
         self.mine.append(index)
         self.seconds += batch[0].batch.prefill_seconds + batch[0].batch.decode_seconds
-        plan = GenerationPlan(
+        attempts = [] if self.attempt is None else [self.attempt(self.mine, self.seconds)]
+        plan = BatchPlan(
             content_hash=self.content_hash,
             order=list(order),
             size=size,
             batches=self.batches,
-            attempts=[*self.earlier, self.attempt(self.mine, self.seconds)],
+            attempts=[*self.earlier, *attempts],
         )
-        self.storage.write_text(PLAN_FILE, plan.model_dump_json(by_alias=True))
+        self.storage.write_text(plan_file(self.task), plan.model_dump_json(by_alias=True))
 
     @property
     def number(self) -> int:
@@ -124,20 +144,36 @@ class Checkpoints:
     def clear(self, batches: int | None = None) -> None:
         """The partial files removed: the plan first, so no attempt resumes from half of them."""
         count = len(self.batches) if batches is None else batches
-        self.storage.delete(PLAN_FILE)
+        self.storage.delete(plan_file(self.task))
         for index in range(count):
-            self.storage.delete(batch_file(index))
+            self.storage.delete(batch_file(self.task, index))
 
 
 def remove_partial(storage: Storage) -> None:
-    """A finished run's partial files removed (its result.json written), the plan first."""
-    text = storage.read_text(PLAN_FILE)
-    if text is None:
-        return
-    try:
-        batches = len(GenerationPlan.model_validate_json(text).batches)
-    except ValidationError:
-        batches = 0
-    storage.delete(PLAN_FILE)
-    for index in range(batches):
-        storage.delete(batch_file(index))
+    """A finished run's partial files removed (its result.json written), the plans first."""
+    names = storage.list_children(PARTIAL_DIR)
+    for name in sorted(names, key=lambda n: not n.endswith(PLAN_SUFFIX)):
+        storage.delete(f"{PARTIAL_DIR}/{name}")
+
+
+@dataclass
+class ExpectedCheckpoints:
+    """The intensity task's expected ratings so far (the walk takes a text at a time): a later
+    attempt of the same content hash goes on after the last one saved."""
+
+    storage: Storage
+    content_hash: str
+
+    def resume(self, texts: int) -> list[ExpectedRating]:
+        text = self.storage.read_text(EXPECTED_FILE)
+        if text is None:
+            return []
+        saved = json.loads(text)
+        if saved.get("contentHash") != self.content_hash or saved.get("texts") != texts:
+            return []
+        return [ExpectedRating(*row) for row in saved["ratings"]]
+
+    def save(self, ratings: Sequence[ExpectedRating], texts: int) -> None:
+        rows = [[r.value, r.spread, r.non_numeric_mass] for r in ratings]
+        document = {"contentHash": self.content_hash, "texts": texts, "ratings": rows}
+        self.storage.write_text(EXPECTED_FILE, json.dumps(document))

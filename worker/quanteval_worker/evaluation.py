@@ -467,7 +467,7 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
             peak_memory_bytes=tracker.peaks.get("generation"),
         )
 
-    checkpoints = Checkpoints(storage, spec.content_hash, attempt_so_far)
+    checkpoints = Checkpoints(storage, spec.content_hash, attempt=attempt_so_far)
     resume = checkpoints.resume(prepared.samples)
     if resume is not None:
         log(
@@ -482,7 +482,7 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     fidelity = measure_fidelity(spec, prepared, engine, tracker, storage)
     rated = None
     if task is not None:
-        rated = rate(spec, task, engine, prepared.tokenizer, prepared.device, tracker)
+        rated = rate(spec, task, engine, prepared.tokenizer, prepared.device, tracker, storage)
         storage.write_text(RATINGS_FILE, ratings_lines(rated.records))
     engine.close()
     release_device_memory(prepared.device)

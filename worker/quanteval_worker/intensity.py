@@ -5,7 +5,7 @@ once for every task of the run."""
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -27,8 +27,9 @@ from quanteval.intensity import (
 from quanteval.prompts import Sample
 from quanteval.rank_agreement import calibration, same_text_agreement
 from quanteval.stats import MIN_PAIRS, Interval, mean_interval, spearman
-from quanteval.storage import open_storage
+from quanteval.storage import Storage, open_storage
 from quanteval.textstats import percentile
+from quanteval_worker.checkpoints import Checkpoints, ExpectedCheckpoints
 from quanteval_worker.classifier import LoadedClassifier, predict
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.engines import Engine
@@ -76,6 +77,9 @@ class Rated:
     expected_seconds: float | None = None  # method expected: the walk's part of `seconds`
 
 
+INTENSITY: Final = "intensity"  # its answers' batches under partial/
+
+
 def rate(
     spec: RunSpec,
     task: IntensityRun,
@@ -83,8 +87,11 @@ def rate(
     tokenizer: Any,
     device: DeviceInfo,
     tracker: PhaseTracker,
+    storage: Storage,
 ) -> Rated:
-    """Every text's answer and rating (phase `intensity`)."""
+    """Every text's answer and rating (phase `intensity`), each batch of answers and each
+    twentieth of the expected ratings kept under partial/ as it is done (a later attempt goes
+    on from there)."""
     samples = [
         Sample(
             prompt_id=i,
@@ -96,6 +103,8 @@ def rate(
         for i, item in enumerate(task.items)
     ]
     log("rating intensities", texts=len(samples))
+    checkpoints = Checkpoints(storage, spec.content_hash, INTENSITY)
+    resume = checkpoints.resume(samples)
     generator = engine.generator(tokenizer, rating_settings(spec, task), device.kind)
     requested = spec.generation.batch_size
     cpu_began = cpu_seconds_used()
@@ -105,12 +114,17 @@ def rate(
             requested_batch(requested, len(samples)),
             lambda done, total: emit("progress", task="intensity", done=done, total=total),
             tracker.memory,
+            resume,
+            checkpoints.save,
         )
-        expected, walked = (
-            expected_ratings(engine, tokenizer, generator.prompt_ids(samples))
-            if task.method == "expected"
-            else ([None] * len(samples), None)
-        )
+        expected: list[ExpectedRating | None] = [None] * len(samples)
+        walked = None
+        if task.method == "expected":
+            done = ExpectedCheckpoints(storage, spec.content_hash)
+            ratings, walked = expected_ratings(
+                engine, tokenizer, generator.prompt_ids(samples), done
+            )
+            expected = list(ratings)
     seconds = tracker.seconds["intensity"]
     gpu_seconds = len(device.gpu_names) * seconds
     dollars = run_dollars(gpu_seconds, cpu_seconds_used() - cpu_began, spec.cost)
@@ -122,19 +136,21 @@ def rate(
 
 
 def expected_ratings(
-    engine: Engine, tokenizer: Any, prompts: list[list[int]]
-) -> tuple[list[ExpectedRating | None], float]:
+    engine: Engine, tokenizer: Any, prompts: list[list[int]], saved: ExpectedCheckpoints
+) -> tuple[list[ExpectedRating], float]:
     """Each prompt's expected rating (quanteval.expected_rating) through the engine's walk of
-    the number tree, and the seconds the walk took."""
-    log("expected ratings: walking the number tree", texts=len(prompts))
+    the number tree, going on after those an earlier attempt saved (each twentieth saved, with
+    the progress), and the seconds this attempt's walk took."""
     began = time.perf_counter()
+    ratings = saved.resume(len(prompts))
+    log("expected ratings: walking the number tree", texts=len(prompts), resumed=len(ratings))
     tree = number_tree(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
     digits = digit_tokens(tokenizer)
-    ratings: list[ExpectedRating | None] = []
     every = max(1, len(prompts) // 20)  # progress each twentieth, not each text
-    for prompt in prompts:
+    for prompt in prompts[len(ratings) :]:
         ratings.append(expected_rating(tree, engine.number_steps(prompt, tree, digits)))
         if len(ratings) % every == 0 or len(ratings) == len(prompts):
+            saved.save(ratings, len(prompts))
             emit("progress", task="expected", done=len(ratings), total=len(prompts))
     return ratings, time.perf_counter() - began
 

@@ -1,0 +1,89 @@
+"""partial/: a run's finished batches and expected ratings, resumed only by the same content
+hash, and removed once the run is complete."""
+
+from pathlib import Path
+from typing import Any
+
+from quanteval.expected_rating import ExpectedRating
+from quanteval.precisions import Precision
+from quanteval.prompts import expand_samples
+from quanteval.storage import LocalStorage
+from quanteval_worker.checkpoints import (
+    Checkpoints,
+    ExpectedCheckpoints,
+    remove_partial,
+)
+from quanteval_worker.device import DeviceInfo
+from quanteval_worker.engines import TRANSFORMERS, load_engine
+from quanteval_worker.generation import BatchTiming, Generation
+from quanteval_worker.intensity import expected_ratings
+from quanteval_worker.loading import load_tokenizer
+from quanteval_worker.precisions import strategy_for
+from quanteval_worker.sources import resolve_source
+
+SAMPLES = expand_samples(["<class> sentence", "Write about <class>"], ["joy", "anger"], 1, 7)
+
+
+def _generation(index: int) -> Generation:
+    sample = SAMPLES[index]
+    timing = BatchTiming(index // 2, 0.1, 0.2)
+    return Generation(sample, f"text {index}", 3, 5, timing, 0.1, 0.05, 0.3)
+
+
+def test_finished_batches_resume_only_under_the_same_content_hash(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    first = Checkpoints(storage, "hash-a")
+    order = [s.key for s in SAMPLES]
+    first.save(0, [_generation(0), _generation(1)], order, 2)
+
+    resumed = Checkpoints(storage, "hash-a").resume(SAMPLES)
+    assert resumed is not None
+    assert (resumed.order, resumed.size, resumed.batches) == (order, 2, 1)
+    assert resumed.finished == {g.sample.key: g for g in (_generation(0), _generation(1))}
+
+    assert Checkpoints(storage, "hash-b").resume(SAMPLES) is None  # another spec's batches
+    assert storage.list_children("partial") == []  # are removed, never resumed from
+
+
+def test_remove_partial_leaves_nothing_of_any_task(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    order = [s.key for s in SAMPLES]
+    Checkpoints(storage, "h").save(0, [_generation(0), _generation(1)], order, 2)
+    Checkpoints(storage, "h", "intensity").save(0, [_generation(2)], order, 1)
+    ExpectedCheckpoints(storage, "h").save([ExpectedRating(50.0, 10.0, 0.2)], 4)
+    assert len(storage.list_children("partial")) == 5
+    remove_partial(storage)
+    assert storage.list_children("partial") == []
+
+
+class _Counting:
+    """An engine whose number walks are counted."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.walks = 0
+
+    def number_steps(self, *args: Any) -> Any:
+        self.walks += 1
+        return self.engine.number_steps(*args)
+
+
+def test_expected_ratings_go_on_after_those_an_earlier_attempt_saved(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    source = resolve_source(str(tiny_llama_dir))
+    engine = load_engine(
+        TRANSFORMERS, source, strategy_for(Precision.FP32), DeviceInfo("cpu"), None, None
+    )
+    tokenizer = load_tokenizer(source)
+    prompts = [tokenizer(f"Rate text {i}:")["input_ids"] for i in range(4)]
+    whole, _ = expected_ratings(engine, tokenizer, prompts, ExpectedCheckpoints(
+        LocalStorage(tmp_path / "whole"), "h"))  # fmt: skip
+
+    saved = ExpectedCheckpoints(LocalStorage(tmp_path / "cut"), "h")
+    saved.save(whole[:2], len(prompts))
+    counting = _Counting(engine)
+    resumed, _ = expected_ratings(counting, tokenizer, prompts, saved)  # type: ignore[arg-type]
+    assert counting.walks == 2  # only the texts not saved
+    assert resumed == whole  # the same ratings as the walk never cut off
+    assert ExpectedCheckpoints(LocalStorage(tmp_path / "cut"), "other").resume(4) == []
