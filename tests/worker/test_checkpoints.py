@@ -4,17 +4,22 @@ hash, and removed once the run is complete."""
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from quanteval.expected_rating import ExpectedRating
 from quanteval.precisions import Precision
 from quanteval.prompts import expand_samples
 from quanteval.storage import LocalStorage
+from quanteval_worker import fidelity
 from quanteval_worker.checkpoints import (
     Checkpoints,
     ExpectedCheckpoints,
+    FidelityCheckpoints,
     remove_partial,
 )
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.engines import TRANSFORMERS, load_engine
+from quanteval_worker.fidelity import score_reference
 from quanteval_worker.generation import BatchTiming, Generation
 from quanteval_worker.intensity import expected_ratings
 from quanteval_worker.loading import load_tokenizer
@@ -87,3 +92,29 @@ def test_expected_ratings_go_on_after_those_an_earlier_attempt_saved(
     assert counting.walks == 2  # only the texts not saved
     assert resumed == whole  # the same ratings as the walk never cut off
     assert ExpectedCheckpoints(LocalStorage(tmp_path / "cut"), "other").resume(4) == []
+
+
+def test_the_fidelity_pass_goes_on_after_the_batches_an_earlier_attempt_scored(
+    tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fidelity, "BATCH", 2)
+    source = resolve_source(str(tiny_llama_dir))
+    engine = load_engine(
+        TRANSFORMERS, source, strategy_for(Precision.FP32), DeviceInfo("cpu"), None, None
+    )
+    tokenizer = load_tokenizer(source)
+    sequences = [(tokenizer(f"Prompt {i}: a sentence of joy")["input_ids"], 3) for i in range(5)]
+    whole = LocalStorage(tmp_path / "whole")
+    expected = score_reference(engine, sequences, on_batch=FidelityCheckpoints(whole, "h").save)
+
+    cut = LocalStorage(tmp_path / "cut")
+    first = whole.read_bytes("partial/fidelity-00000.npz")
+    assert first is not None
+    cut.write_bytes("partial/fidelity-00000.npz", first)
+    cut.write_text("partial/fidelity-plan.json", '{"contentHash": "h", "batches": 1}')
+    done = FidelityCheckpoints(cut, "h").resume()
+    assert len(done) == 1 and FidelityCheckpoints(cut, "other").resume() == []
+    scored: list[int] = []
+    resumed = score_reference(engine, sequences, done, lambda index, _: scored.append(index))
+    assert scored == [1, 2]  # the two batches after the saved one, and only those
+    assert resumed.to_bytes() == expected.to_bytes()

@@ -22,11 +22,13 @@ from quanteval.expected_rating import ExpectedRating
 from quanteval.prompts import Sample
 from quanteval.storage import Storage
 from quanteval_worker.events import log
+from quanteval_worker.fidelity import ScoredBatch
 from quanteval_worker.generation import BatchTiming, Generation, ResumeFrom
 
 PARTIAL_DIR: Final = "partial"
 PLAN_SUFFIX: Final = "-plan.json"
 GENERATION: Final = "generation"
+FIDELITY: Final = "fidelity"
 EXPECTED_FILE: Final = f"{PARTIAL_DIR}/expected.json"
 
 
@@ -34,8 +36,8 @@ def plan_file(task: str) -> str:
     return f"{PARTIAL_DIR}/{task}{PLAN_SUFFIX}"
 
 
-def batch_file(task: str, index: int) -> str:
-    return f"{PARTIAL_DIR}/{task}-{index:05d}.json"
+def batch_file(task: str, index: int, suffix: str = ".json") -> str:
+    return f"{PARTIAL_DIR}/{task}-{index:05d}{suffix}"
 
 
 class BatchPlan(BaseModel):
@@ -177,3 +179,30 @@ class ExpectedCheckpoints:
         rows = [[r.value, r.spread, r.non_numeric_mass] for r in ratings]
         document = {"contentHash": self.content_hash, "texts": texts, "ratings": rows}
         self.storage.write_text(EXPECTED_FILE, json.dumps(document))
+
+
+@dataclass
+class FidelityCheckpoints:
+    """The fidelity pass's scored batches (partial/fidelity-*.npz): a later attempt of the same
+    content hash goes on after the last one."""
+
+    storage: Storage
+    content_hash: str
+
+    def resume(self) -> list[ScoredBatch]:
+        text = self.storage.read_text(plan_file(FIDELITY))
+        if text is None or json.loads(text).get("contentHash") != self.content_hash:
+            return []
+        batches = []
+        for index in range(int(json.loads(text).get("batches", 0))):
+            data = self.storage.read_bytes(batch_file(FIDELITY, index, ".npz"))
+            if data is None:
+                break
+            batches.append(ScoredBatch.from_bytes(data))
+        return batches
+
+    def save(self, index: int, batch: ScoredBatch) -> None:
+        """The batch, then the plan that counts it."""
+        self.storage.write_bytes(batch_file(FIDELITY, index, ".npz"), batch.to_bytes())
+        plan = {"contentHash": self.content_hash, "batches": index + 1}
+        self.storage.write_text(plan_file(FIDELITY), json.dumps(plan))

@@ -33,7 +33,7 @@ from quanteval.precisions import Precision
 from quanteval.prompts import Sample, expand_samples
 from quanteval.storage import Storage
 from quanteval.textstats import distinct_n, percentile
-from quanteval_worker.checkpoints import Checkpoints
+from quanteval_worker.checkpoints import Checkpoints, FidelityCheckpoints
 from quanteval_worker.classifier import LoadedClassifier, Prediction, load_classifier, predict
 from quanteval_worker.device import DeviceInfo, detect_device
 from quanteval_worker.engines import (
@@ -208,9 +208,11 @@ def measure_fidelity(
 ) -> FidelitySummary:
     """Score the reference corpus and store what the report compares against the baseline."""
     sequences = reference_sequences(prepared.tokenizer, prepared.samples, spec.generation)
-    log("scoring the reference corpus", sequences=len(sequences))
+    saved = FidelityCheckpoints(storage, spec.content_hash)
+    done = saved.resume()
+    log("scoring the reference corpus", sequences=len(sequences), resumedBatches=len(done))
     with tracker.phase("fidelity", holds_bytes=engine.resident_bytes):
-        distributions = score_reference(engine, sequences)
+        distributions = score_reference(engine, sequences, done, saved.save)
     data = distributions.to_bytes()
     storage.write_bytes(FIDELITY_FILE, data)
     kept = np.diff(distributions.offsets)
