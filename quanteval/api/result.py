@@ -243,6 +243,9 @@ class Attempt(_Model):
     gpu_seconds: float
     cpu_seconds: float
     peak_memory_bytes: int | None  # its generation phase's; None where it was cut off
+    # Samples it generated in a batch smaller than the plan it resumed (out of memory on
+    # another device): their batch's composition was not the uninterrupted run's.
+    rebatched_samples: list[str] = []
 
 
 class RunResult(_Model):

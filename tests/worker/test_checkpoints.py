@@ -1,14 +1,17 @@
 """partial/: a run's finished batches and expected ratings, resumed only by the same content
 hash, and removed once the run is complete."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from quanteval.api.spec import GenerationSpec
 from quanteval.expected_rating import ExpectedRating
 from quanteval.precisions import Precision
-from quanteval.prompts import expand_samples
+from quanteval.prompts import Sample, expand_samples
 from quanteval.storage import LocalStorage
 from quanteval_worker import fidelity
 from quanteval_worker.checkpoints import (
@@ -118,3 +121,45 @@ def test_the_fidelity_pass_goes_on_after_the_batches_an_earlier_attempt_scored(
     resumed = score_reference(engine, sequences, done, lambda index, _: scored.append(index))
     assert scored == [1, 2]  # the two batches after the saved one, and only those
     assert resumed.to_bytes() == expected.to_bytes()
+
+
+def test_a_resumed_batch_that_no_longer_fits_is_halved_and_its_samples_listed(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    """The earlier attempt ran batches of 2; this one's device fits 1 (out of memory): the rest
+    go one at a time, listed as rebatched, with the same texts (transformers is batch
+    invariant)."""
+    source = resolve_source(str(tiny_llama_dir))
+    engine = load_engine(
+        TRANSFORMERS, source, strategy_for(Precision.FP32), DeviceInfo("cpu"), None, None
+    )
+    generator = engine.generator(
+        load_tokenizer(source), GenerationSpec(preset="greedy", max_new_tokens=4), "cpu"
+    )
+    whole, _ = generator.generate_all(SAMPLES, 2)
+    storage = LocalStorage(tmp_path)
+    earlier = Checkpoints(storage, "h")
+
+    def cut_after_the_first(
+        index: int, batch: list[Generation], order: list[str], size: int
+    ) -> None:
+        earlier.save(index, batch, order, size)
+        raise KeyboardInterrupt  # the pod is gone
+
+    with pytest.raises(KeyboardInterrupt):
+        generator.generate_all(SAMPLES, 2, on_done=cut_after_the_first)
+    later = Checkpoints(storage, "h")
+    resume = later.resume(SAMPLES)
+    assert resume is not None and resume.size == 2 and len(resume.finished) == 2
+    fits = generator.generate_batch
+
+    def one_at_a_time(samples: Sequence[Sample], index: int = 0) -> list[Generation]:
+        if len(samples) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return fits(samples, index)
+
+    generator.generate_batch = one_at_a_time  # type: ignore[method-assign]
+    resumed, size = generator.generate_all(SAMPLES, 2, resume=resume, on_done=later.save)
+    assert size == 1
+    assert sorted(later.rebatched) == sorted(set(s.key for s in SAMPLES) - set(resume.finished))
+    assert [g.text for g in resumed] == [g.text for g in whole]

@@ -88,6 +88,8 @@ class Checkpoints:
         self.earlier: list[Attempt] = []  # the attempts before this one
         self.mine: list[int] = []  # the batches this attempt finished
         self.seconds = 0.0  # their own wall time
+        self.planned_size: int | None = None  # the batch size the resumed plan had
+        self.rebatched: list[str] = []  # samples this attempt put in smaller batches than that
 
     def resume(self, samples: Sequence[Sample]) -> ResumeFrom | None:
         """The earlier attempts' finished batches, where their plan is this run's and holds
@@ -116,6 +118,7 @@ class Checkpoints:
         self.earlier = list(plan.attempts)
         if not self.batches:
             return None
+        self.planned_size = plan.size
         return ResumeFrom(plan.order, plan.size, len(self.batches), generations)
 
     def save(
@@ -128,6 +131,8 @@ class Checkpoints:
         self.batches.append([g.sample.key for g in batch])
         self.mine.append(index)
         self.seconds += batch[0].batch.prefill_seconds + batch[0].batch.decode_seconds
+        if self.planned_size is not None and size < self.planned_size:
+            self.rebatched.extend(g.sample.key for g in batch)
         attempts = [] if self.attempt is None else [self.attempt(self.mine, self.seconds)]
         plan = BatchPlan(
             content_hash=self.content_hash,

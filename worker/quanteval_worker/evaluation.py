@@ -467,6 +467,7 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
             gpu_seconds=tracker.gpu_seconds(),
             cpu_seconds=tracker.cpu_seconds(),
             peak_memory_bytes=tracker.peaks.get("generation"),
+            rebatched_samples=list(checkpoints.rebatched),
         )
 
     checkpoints = Checkpoints(storage, spec.content_hash, attempt=attempt_so_far)
