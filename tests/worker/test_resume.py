@@ -101,6 +101,8 @@ def test_a_run_cut_off_while_generating_resumes_after_its_last_batch(
     assert _texts(out) == whole  # as if never cut off
     result = RunResult.model_validate_json((out / "runs/tiny-fp32/result.json").read_text())
     assert [a.attempt for a in result.attempts] == [1, 2]
+    assert result.metrics.resumed_samples == finished
+    assert f"resumed: {finished} of 20 samples" in (out / "report.md").read_text()
     first, second = result.attempts
     assert len(first.batches) == len(plan["batches"]) and first.peak_memory_bytes is None
     assert second.batches == list(range(len(first.batches), SAMPLES // 2))
