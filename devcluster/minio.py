@@ -154,15 +154,20 @@ class MinioServer:
 
     def halt(self) -> None:
         """Stop the server process, keeping its port, data and credentials: an outage."""
-        proc, self._proc = self._proc, None
-        if proc is None:
+        if self._proc is None:
             raise RuntimeError("MinioServer is not running")
-        proc.terminate()
-        try:
-            proc.wait(timeout=self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        self._end_process()
+
+    def _end_process(self) -> None:
+        """SIGTERM, then SIGKILL after the stop timeout."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def resume(self) -> None:
         """Start the halted server again on the same port and data."""
@@ -226,14 +231,7 @@ class MinioServer:
         )
 
     def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self._end_process()
         self._close_log()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
