@@ -93,7 +93,11 @@ PROGRESS_UNITS = {"intensity": "ratings", "expected": "expected ratings"}
 
 
 def _run_worker(
-    run: Run, spec_json: str, force: bool, progress: Progress | LineProgress, console: Console
+    run: Run,
+    spec_json: str,
+    flags: list[str],
+    progress: Progress | LineProgress,
+    console: Console,
 ) -> tuple[int, RunMessage]:
     """Run one worker process; follow its progress events; return its exit code and message."""
     with tempfile.TemporaryDirectory(prefix="quanteval-") as tmp:
@@ -108,8 +112,7 @@ def _run_worker(
                 run_id=run.id, state=RunState.FAILED, reason=error.reason, message=error.message
             )
             return error.exit_code, failed
-        if force:
-            command.append("--force")
+        command.extend(flags)
         task = progress.add_task(run.id, total=None, what="samples")
         tail: deque[str] = deque(maxlen=20)
         with subprocess.Popen(
@@ -142,6 +145,7 @@ def run_local(
     only: list[str] | None = None,
     force: bool = False,
     console: Console | None = None,
+    keep_partial: bool = False,
 ) -> list[LocalRunOutcome]:
     console = console or Console(stderr=True)
     runs = select_runs(expand(manifest.spec), only)
@@ -161,7 +165,8 @@ def run_local(
     with progress:
         for run in runs:
             spec_json = build_run_spec(manifest, run, storage.uri).to_json()
-            exit_code, message = _run_worker(run, spec_json, force, progress, console)
+            flags = ["--force"] * force + ["--keep-partial"] * keep_partial
+            exit_code, message = _run_worker(run, spec_json, flags, progress, console)
             outcome = RunOutcome(
                 run_id=run.id,
                 model=run.model.name,

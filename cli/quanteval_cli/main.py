@@ -314,7 +314,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     s3 = manifest.spec.output.s3
     if s3 is not None and s3.retry_budget_seconds is not None:  # this process and its workers
         os.environ.setdefault(RETRY_BUDGET_ENV, str(s3.retry_budget_seconds))
-    results = run_local(manifest, out, args.only, args.force, console)
+    results = run_local(manifest, out, args.only, args.force, console, args.keep_partial)
     firsts = [r.outcome for r in results if not r.run.is_repeat]  # repeats: the report's
     rows = compare(firsts, manifest.spec.baseline_precision)
     built = build_report(
@@ -459,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--force", action="store_true", help="replace results of another configuration"
+    )
+    run.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="keep each run's finished batches (runs/<id>/partial/) once it is complete",
     )
     for resource in ("gpu", "cpu"):
         run.add_argument(
