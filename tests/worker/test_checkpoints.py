@@ -90,8 +90,9 @@ def test_expected_ratings_go_on_after_those_an_earlier_attempt_saved(
 
     saved = ExpectedCheckpoints(LocalStorage(tmp_path / "cut"), "h")
     saved.save(whole[:2], len(prompts))
+    done = saved.resume(len(prompts))
     counting = _Counting(engine)
-    resumed, _ = expected_ratings(counting, tokenizer, prompts, saved)  # type: ignore[arg-type]
+    resumed, _ = expected_ratings(counting, tokenizer, prompts, saved, done)  # type: ignore[arg-type]
     assert counting.walks == 2  # only the texts not saved
     assert resumed == whole  # the same ratings as the walk never cut off
     assert ExpectedCheckpoints(LocalStorage(tmp_path / "cut"), "other").resume(4) == []

@@ -47,7 +47,7 @@ from quanteval_worker.engines import (
 )
 from quanteval_worker.environment import describe_environment
 from quanteval_worker.events import emit, log
-from quanteval_worker.fidelity import reference_sequences, score_reference
+from quanteval_worker.fidelity import ScoredBatch, reference_sequences, score_reference
 from quanteval_worker.generation import (
     Generation,
     ResumeFrom,
@@ -59,6 +59,7 @@ from quanteval_worker.generation import (
 from quanteval_worker.intensity import (
     classifier_reference,
     intensity_figures,
+    intensity_progress,
     rate,
     ratings_lines,
     with_texts,
@@ -204,12 +205,17 @@ def generate(
 
 
 def measure_fidelity(
-    spec: RunSpec, prepared: Prepared, engine: Engine, tracker: PhaseTracker, storage: Storage
+    spec: RunSpec,
+    prepared: Prepared,
+    engine: Engine,
+    tracker: PhaseTracker,
+    storage: Storage,
+    saved: FidelityCheckpoints,
+    done: list[ScoredBatch],
 ) -> FidelitySummary:
-    """Score the reference corpus and store what the report compares against the baseline."""
+    """Score the reference corpus, after the batches an earlier attempt scored (`done`), and
+    store what the report compares against the baseline."""
     sequences = reference_sequences(prepared.tokenizer, prepared.samples, spec.generation)
-    saved = FidelityCheckpoints(storage, spec.content_hash)
-    done = saved.resume()
     log("scoring the reference corpus", sequences=len(sequences), resumedBatches=len(done))
     with tracker.phase("fidelity", holds_bytes=engine.resident_bytes):
         distributions = score_reference(engine, sequences, done, saved.save)
@@ -470,8 +476,12 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
             rebatched_samples=list(checkpoints.rebatched),
         )
 
+    # What earlier attempts finished, read before the model loads.
     checkpoints = Checkpoints(storage, spec.content_hash, attempt=attempt_so_far)
     resume = checkpoints.resume(prepared.samples)
+    fidelity_saved = FidelityCheckpoints(storage, spec.content_hash)
+    fidelity_done = fidelity_saved.resume()
+    progress = intensity_progress(storage, spec, task) if task is not None else None
     if resume is not None:
         log(
             "resuming after the last complete batch of an earlier attempt",
@@ -482,10 +492,12 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     engine = load(spec, prepared, tracker)
     generated = generate(spec, prepared, engine, tracker, checkpoints, resume)
     storage.write_text(GENERATIONS_FILE, generation_records(generated.generations))
-    fidelity = measure_fidelity(spec, prepared, engine, tracker, storage)
+    fidelity = measure_fidelity(
+        spec, prepared, engine, tracker, storage, fidelity_saved, fidelity_done
+    )
     rated = None
-    if task is not None:
-        rated = rate(spec, task, engine, prepared.tokenizer, prepared.device, tracker, storage)
+    if task is not None and progress is not None:
+        rated = rate(spec, task, engine, prepared.tokenizer, prepared.device, tracker, progress)
         storage.write_text(RATINGS_FILE, ratings_lines(rated.records))
     engine.close()
     release_device_memory(prepared.device)

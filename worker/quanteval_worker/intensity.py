@@ -4,6 +4,7 @@ once for every task of the run."""
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,7 +36,7 @@ from quanteval_worker.device import DeviceInfo
 from quanteval_worker.engines import Engine
 from quanteval_worker.engines.base import digit_tokens
 from quanteval_worker.events import emit, log
-from quanteval_worker.generation import Generation, requested_batch
+from quanteval_worker.generation import Generation, ResumeFrom, requested_batch
 from quanteval_worker.trackers import PhaseTracker, cpu_seconds_used
 
 
@@ -80,19 +81,9 @@ class Rated:
 INTENSITY: Final = "intensity"  # its answers' batches under partial/
 
 
-def rate(
-    spec: RunSpec,
-    task: IntensityRun,
-    engine: Engine,
-    tokenizer: Any,
-    device: DeviceInfo,
-    tracker: PhaseTracker,
-    storage: Storage,
-) -> Rated:
-    """Every text's answer and rating (phase `intensity`), each batch of answers and each
-    twentieth of the expected ratings kept under partial/ as it is done (a later attempt goes
-    on from there)."""
-    samples = [
+def rating_samples(task: IntensityRun) -> list[Sample]:
+    """One greedy request a text: its rating prompt."""
+    return [
         Sample(
             prompt_id=i,
             emotion=item.emotion,
@@ -102,9 +93,40 @@ def rate(
         )
         for i, item in enumerate(task.items)
     ]
+
+
+@dataclass(frozen=True)
+class IntensityProgress:
+    """What earlier attempts finished of the task (read before the model loads, so an outage of
+    the store later holds nothing up), and where this attempt keeps its own."""
+
+    answers: Checkpoints
+    answered: ResumeFrom | None
+    expected: ExpectedCheckpoints
+    rated: list[ExpectedRating]
+
+
+def intensity_progress(storage: Storage, spec: RunSpec, task: IntensityRun) -> IntensityProgress:
+    answers = Checkpoints(storage, spec.content_hash, INTENSITY)
+    expected = ExpectedCheckpoints(storage, spec.content_hash)
+    rated = expected.resume(len(task.items)) if task.method == "expected" else []
+    return IntensityProgress(answers, answers.resume(rating_samples(task)), expected, rated)
+
+
+def rate(
+    spec: RunSpec,
+    task: IntensityRun,
+    engine: Engine,
+    tokenizer: Any,
+    device: DeviceInfo,
+    tracker: PhaseTracker,
+    progress: IntensityProgress,
+) -> Rated:
+    """Every text's answer and rating (phase `intensity`), each batch of answers and each
+    twentieth of the expected ratings kept under partial/ as it is done, after what earlier
+    attempts finished (`progress`)."""
+    samples = rating_samples(task)
     log("rating intensities", texts=len(samples))
-    checkpoints = Checkpoints(storage, spec.content_hash, INTENSITY)
-    resume = checkpoints.resume(samples)
     generator = engine.generator(tokenizer, rating_settings(spec, task), device.kind)
     requested = spec.generation.batch_size
     cpu_began = cpu_seconds_used()
@@ -114,15 +136,15 @@ def rate(
             requested_batch(requested, len(samples)),
             lambda done, total: emit("progress", task="intensity", done=done, total=total),
             tracker.memory,
-            resume,
-            checkpoints.save,
+            progress.answered,
+            progress.answers.save,
         )
         expected: list[ExpectedRating | None] = [None] * len(samples)
         walked = None
         if task.method == "expected":
-            done = ExpectedCheckpoints(storage, spec.content_hash)
+            prompts = generator.prompt_ids(samples)
             ratings, walked = expected_ratings(
-                engine, tokenizer, generator.prompt_ids(samples), done
+                engine, tokenizer, prompts, progress.expected, progress.rated
             )
             expected = list(ratings)
     seconds = tracker.seconds["intensity"]
@@ -136,13 +158,17 @@ def rate(
 
 
 def expected_ratings(
-    engine: Engine, tokenizer: Any, prompts: list[list[int]], saved: ExpectedCheckpoints
+    engine: Engine,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    saved: ExpectedCheckpoints,
+    done: Sequence[ExpectedRating] = (),
 ) -> tuple[list[ExpectedRating], float]:
     """Each prompt's expected rating (quanteval.expected_rating) through the engine's walk of
-    the number tree, going on after those an earlier attempt saved (each twentieth saved, with
-    the progress), and the seconds this attempt's walk took."""
+    the number tree, going on after those an earlier attempt saved (`done`; each twentieth saved,
+    with the progress), and the seconds this attempt's walk took."""
     began = time.perf_counter()
-    ratings = saved.resume(len(prompts))
+    ratings = list(done)
     log("expected ratings: walking the number tree", texts=len(prompts), resumed=len(ratings))
     tree = number_tree(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
     digits = digit_tokens(tokenizer)

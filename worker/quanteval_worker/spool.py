@@ -22,10 +22,11 @@ class SpooledStorage:
     """An S3 run directory whose writes never wait on an outage (reads do: they wait with
     backoff, as S3Storage's)."""
 
-    def __init__(self, inner: S3Storage, directory: Path, limit: int | None) -> None:
+    def __init__(self, inner: S3Storage, parent: Path | None, limit: int | None) -> None:
         self.inner = inner
         self.uri = inner.uri
-        self.directory = directory
+        self.parent = parent  # the spool is a directory of its own under it, made when needed
+        self.directory: Path | None = None
         self.limit = limit
         self.pending: list[tuple[str, Path, int]] = []  # key, its bytes on disk, their size
         self._written = 0  # files spooled, for their names
@@ -56,7 +57,9 @@ class SpooledStorage:
             except StorageError as error:
                 raise StorageError(f"{error.message}; not written: {self._keys()}") from error
             self._done()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
     def _drain(self) -> None:
         """What is spooled, written while the store takes it (one try each)."""
@@ -82,7 +85,10 @@ class SpooledStorage:
                 f"the Job requested for it ({SPOOL_LIMIT_ENV}); not written: "
                 f"{self._keys([key])}"
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.directory is None:
+            if self.parent is not None:
+                self.parent.mkdir(parents=True, exist_ok=True)
+            self.directory = Path(tempfile.mkdtemp(prefix="quanteval-spool-", dir=self.parent))
         path = self.directory / f"{self._written:06d}"
         path.write_bytes(data)
         self._written += 1
@@ -102,7 +108,12 @@ class SpooledStorage:
         for pending, path, _ in reversed(self.pending):  # the latest write of it, not yet up
             if pending == key:
                 return path.read_bytes()
-        return self.inner.read_bytes(key)
+        try:
+            return self.inner.read_bytes(key)
+        except StorageError as error:  # past the budget: say what waited in vain too
+            if not self.pending:
+                raise
+            raise StorageError(f"{error.message}; not written: {self._keys()}") from error
 
     def read_text(self, key: str) -> str | None:
         data = self.read_bytes(key)
@@ -127,9 +138,10 @@ def spooled(storage: Storage) -> Storage:
     is (a local disk has no outages to wait out)."""
     if not isinstance(storage, S3Storage):
         return storage
-    directory = os.environ.get(SPOOL_DIR_ENV) or tempfile.mkdtemp(prefix="quanteval-spool-")
+    parent = os.environ.get(SPOOL_DIR_ENV)  # a pod's /tmp; else the machine's temporary one
     limit = os.environ.get(SPOOL_LIMIT_ENV, "")
     try:
-        return SpooledStorage(storage, Path(directory), int(limit) if limit else None)
+        size = int(limit) if limit else None
     except ValueError:
         raise StorageError(f"{SPOOL_LIMIT_ENV}={limit!r} is not a number of bytes") from None
+    return SpooledStorage(storage, Path(parent) if parent else None, size)
