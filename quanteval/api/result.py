@@ -243,6 +243,7 @@ class Attempt(_Model):
     gpu_seconds: float
     cpu_seconds: float
     peak_memory_bytes: int | None  # its generation phase's; None where it was cut off
+    generation_joules: float | None = None  # its generation's energy (None: no counter)
     # Samples it generated in a batch smaller than the plan it resumed (out of memory on
     # another device): their batch's composition was not the uninterrupted run's.
     rebatched_samples: list[str] = []

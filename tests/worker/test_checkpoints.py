@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from quanteval.api.spec import GenerationSpec
+from quanteval.api.result import Attempt, EnergyFigures
+from quanteval.api.spec import CostSpec, GenerationSpec
 from quanteval.expected_rating import ExpectedRating
 from quanteval.precisions import Precision
 from quanteval.prompts import Sample, expand_samples
@@ -22,12 +23,14 @@ from quanteval_worker.checkpoints import (
 )
 from quanteval_worker.device import DeviceInfo
 from quanteval_worker.engines import LLAMA_CPP, TRANSFORMERS, load_engine
+from quanteval_worker.evaluation import over_attempts
 from quanteval_worker.fidelity import score_reference
 from quanteval_worker.generation import BatchTiming, Generation
 from quanteval_worker.intensity import expected_ratings
 from quanteval_worker.loading import fetch_source, load_tokenizer
 from quanteval_worker.precisions import strategy_for
 from quanteval_worker.sources import resolve_source, source_quantization
+from tests.builders import make_result
 
 SAMPLES = expand_samples(["<class> sentence", "Write about <class>"], ["joy", "anger"], 1, 7)
 
@@ -203,3 +206,36 @@ def test_a_resumed_generation_has_the_texts_of_an_uninterrupted_one(
     resumed, _ = generator.generate_all(SAMPLES, 2, resume=later.resume(SAMPLES))
     assert [g.text for g in resumed] == [g.text for g in whole]
     engine.close()
+
+
+def _attempt(number: int, joules: float | None, peak: int | None) -> Attempt:
+    return Attempt(
+        attempt=number, started_at="2026-12-07T00:00:00+00:00", load_seconds=2.0, batches=[0],
+        generation_seconds=3.0, gpu_seconds=4.0, cpu_seconds=2.0, peak_memory_bytes=peak,
+        generation_joules=joules,
+    )  # fmt: skip
+
+
+def test_a_resumed_runs_seconds_dollars_and_energy_are_summed_over_its_attempts() -> None:
+    """What the team paid: this attempt's figures plus each earlier one's (up to its last
+    batch); the peak the largest measured; energy only where every attempt had a counter."""
+    result = make_result("m", Precision.FP32, f1=0.5, weights=10, peak=100, seconds=5.0)
+    metrics = result.metrics.model_copy(update={"gpu_seconds": 10.0, "cpu_seconds": 5.0})
+    energy = EnergyFigures(source="rapl", phases={"generation": 30.0}, joules_per_token=0.3)
+    result = result.model_copy(update={"metrics": metrics, "energy": energy})
+    last = _attempt(2, 30.0, 100)
+    cost = CostSpec(gpu_hour_usd=3.6, cpu_hour_usd=0.36)
+
+    summed = over_attempts(result, [_attempt(1, 12.0, 150), last], cost)
+    assert [a.attempt for a in summed.attempts] == [1, 2]
+    m = summed.metrics
+    assert (m.gpu_seconds, m.cpu_seconds, m.generation_seconds) == (14.0, 7.0, 8.0)
+    assert m.dollars == pytest.approx(14 * 0.001 + 7 * 0.0001)
+    assert m.peak_memory_bytes == 150  # the earlier attempt's, larger
+    assert isinstance(summed.energy, EnergyFigures)
+    assert summed.energy.phases["generation"] == 42.0 and m.joules_per_token == 0.42
+
+    unmeasured = over_attempts(result, [_attempt(1, None, None), last], cost)
+    assert isinstance(unmeasured.energy, str) and "no total" in unmeasured.energy  # no part
+    assert unmeasured.metrics.joules_per_token is None  # passed off as the whole
+    assert unmeasured.metrics.peak_memory_bytes == 100

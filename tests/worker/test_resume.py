@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from quanteval.api.result import RunResult
+from quanteval.api.result import EnergyFigures, RunResult
 from tests.builders import make_manifest
 
 from .local_runs import run_locally
@@ -108,4 +108,8 @@ def test_a_run_cut_off_while_generating_resumes_after_its_last_batch(
     assert second.batches == list(range(len(first.batches), SAMPLES // 2))
     assert result.metrics.cpu_seconds is not None
     assert result.metrics.cpu_seconds > second.cpu_seconds  # summed over the attempts
+    if isinstance(result.energy, EnergyFigures):  # where the machine has a counter (RAPL here)
+        assert first.generation_joules is not None and second.generation_joules is not None
+        summed = first.generation_joules + second.generation_joules
+        assert result.energy.phases["generation"] == pytest.approx(summed)
     assert not partial.exists() or not any(partial.iterdir())  # removed with result.json

@@ -25,6 +25,7 @@ from quanteval.api.result import (
     RunResult,
 )
 from quanteval.api.runspec import RunSpec
+from quanteval.api.spec import CostSpec
 from quanteval.cost import per_thousand, run_dollars
 from quanteval.engines import Engine as EngineName
 from quanteval.engines import refusal
@@ -430,15 +431,16 @@ def assemble(
     )
 
 
-def over_attempts(result: RunResult, attempts: list[Attempt], spec: RunSpec) -> RunResult:
-    """A resumed run's figures over its attempts: GPU- and CPU-seconds, dollars and generation
-    time summed (what the team paid, up to each cut-off attempt's last batch), the generation
-    peak the largest measured; each attempt's own in `attempts`."""
+def over_attempts(result: RunResult, attempts: list[Attempt], cost: CostSpec) -> RunResult:
+    """A resumed run's figures over its attempts: GPU- and CPU-seconds, dollars, generation time
+    and energy summed (what the team paid, up to each cut-off attempt's last batch; energy only
+    where every attempt had a counter), the generation peak the largest measured; each attempt's
+    own in `attempts`."""
     earlier = attempts[:-1]
     metrics = result.metrics
     gpu = (metrics.gpu_seconds or 0.0) + sum(a.gpu_seconds for a in earlier)
     cpu = (metrics.cpu_seconds or 0.0) + sum(a.cpu_seconds for a in earlier)
-    dollars = run_dollars(gpu, cpu, spec.cost)
+    dollars = run_dollars(gpu, cpu, cost)
     peaks = [metrics.peak_memory_bytes] + [a.peak_memory_bytes or 0 for a in earlier]
     summed = metrics.model_copy(
         update={
@@ -452,7 +454,25 @@ def over_attempts(result: RunResult, attempts: list[Attempt], spec: RunSpec) -> 
             "generation_peak_memory_bytes": max(peaks),
         }
     )
-    return result.model_copy(update={"metrics": summed, "attempts": attempts})
+    energy = result.energy
+    earlier_joules = [a.generation_joules for a in earlier]
+    if isinstance(energy, EnergyFigures) and None in earlier_joules:
+        energy = (
+            "an earlier attempt's generation energy was not measured (no counter where it ran), "
+            "so the run has no total"
+        )
+        summed = summed.model_copy(update={"joules_per_token": None})
+    elif isinstance(energy, EnergyFigures):
+        joules = energy.phases.get("generation", 0.0) + sum(j or 0.0 for j in earlier_joules)
+        tokens = metrics.generated_tokens
+        energy = energy.model_copy(
+            update={
+                "phases": {**energy.phases, "generation": joules},
+                "joules_per_token": joules / tokens if tokens else None,
+            }
+        )
+        summed = summed.model_copy(update={"joules_per_token": energy.joules_per_token})
+    return result.model_copy(update={"metrics": summed, "attempts": attempts, "energy": energy})
 
 
 def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
@@ -473,6 +493,7 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
             gpu_seconds=tracker.gpu_seconds(),
             cpu_seconds=tracker.cpu_seconds(),
             peak_memory_bytes=tracker.peaks.get("generation"),
+            generation_joules=tracker.joules.get("generation", tracker.joules_so_far()),
             rebatched_samples=list(checkpoints.rebatched),
         )
 
@@ -515,7 +536,7 @@ def evaluate(spec: RunSpec, storage: Storage) -> RunResult:
     result = assemble(spec, prepared, engine, generated, scores, tracker, started_at, fidelity)
     if checkpoints.earlier:
         last = attempt_so_far(checkpoints.mine, checkpoints.seconds)
-        result = over_attempts(result, [*checkpoints.earlier, last], spec)
+        result = over_attempts(result, [*checkpoints.earlier, last], spec.cost)
         resumed = len(resume.finished) if resume is not None else 0
         metrics = result.metrics.model_copy(update={"resumed_samples": resumed})
         said = (

@@ -35,12 +35,14 @@ class PhaseTracker:
         self.joules: dict[str, float] = {}
         self._began = work_began
         self._cpu_began = cpu_began
+        self._energy_at_phase_start: float | None = None
 
     @contextmanager
     def phase(self, name: str, holds_bytes: int | None = None) -> Iterator[None]:
         """Measure the phase; `holds_bytes`: the model's resident bytes it holds (MemoryMeter)."""
         self.memory.begin()
         energy_before = read_or_none(self.energy)
+        self._energy_at_phase_start = energy_before
         started = time.perf_counter()
         yield
         self.seconds[name] = time.perf_counter() - started
@@ -48,6 +50,13 @@ class PhaseTracker:
         self.peaks[name] = self.memory.end(name, holds_bytes)
         if energy_before is not None and energy_after is not None:
             self.joules[name] = energy_after - energy_before
+
+    def joules_so_far(self) -> float | None:
+        """The running phase's energy so far (None without a counter): what a cut-off attempt
+        recorded at its last checkpoint."""
+        now = read_or_none(self.energy)
+        start = self._energy_at_phase_start
+        return None if now is None or start is None else now - start
 
     def gpu_seconds(self) -> float:
         """GPUs held x wall seconds of the run's work so far (0 on a CPU)."""
