@@ -156,6 +156,14 @@ def is_unavailable(error: Exception) -> bool:
     return False
 
 
+class _StillDown(Exception):
+    """The store is unavailable and the outage is within the budget: `left` seconds of it."""
+
+    def __init__(self, left: float) -> None:
+        super().__init__(left)
+        self.left = left
+
+
 class S3Storage:
     def __init__(
         self, uri: str, endpoint: str = "", region: str = "", patience: Patience | None = None
@@ -221,37 +229,42 @@ class S3Storage:
             )
         return self.patience.failed()
 
+    def _once(self, action: str, key: str, operation: "Callable[[], T]") -> T:
+        """`operation` once: its value; _StillDown where the store is unavailable and the
+        outage is within the budget; a StorageError past it or on any other error."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            value = operation()
+        except (ClientError, BotoCoreError) as error:
+            left = self._unavailable(error) if is_unavailable(error) else 0.0
+            if left <= 0:
+                raise self._fail(action, key, error) from error
+            raise _StillDown(left) from error
+        self.patience.succeeded()
+        return value
+
     def _patiently(self, action: str, key: str, operation: "Callable[[], T]") -> T:
         """`operation`, tried again with backoff while the store is unavailable and the outage
         has lasted less than the budget; any other error at once."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         delay = 1.0
         while True:
             try:
-                value = operation()
-            except (ClientError, BotoCoreError) as error:
-                left = self._unavailable(error) if is_unavailable(error) else 0.0
-                if left <= 0:
-                    raise self._fail(action, key, error) from error
-                time.sleep(min(delay, left))
+                return self._once(action, key, operation)
+            except _StillDown as down:
+                time.sleep(min(delay, down.left))
                 delay = min(2 * delay, 30.0)
-                continue
-            self.patience.succeeded()
-            return value
+
+    def _put(self, key: str, data: bytes) -> "Callable[[], object]":
+        return lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def try_write(self, key: str, data: bytes) -> bool:
         """One PUT: False where the store is unavailable and the outage is within the budget
         (the caller keeps the data for later), a StorageError past it or on a refusal."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-        except (ClientError, BotoCoreError) as error:
-            if is_unavailable(error) and self._unavailable(error) > 0:
-                return False
-            raise self._fail("write", key, error) from error
-        self.patience.succeeded()
+            self._once("write", key, self._put(key, data))
+        except _StillDown:
+            return False
         return True
 
     def read_text(self, key: str) -> str | None:
@@ -274,11 +287,7 @@ class S3Storage:
         return self._patiently("read", key, get)
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        self._patiently(
-            "write",
-            key,
-            lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data),
-        )
+        self._patiently("write", key, self._put(key, data))
 
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode())
