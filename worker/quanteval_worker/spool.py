@@ -41,7 +41,7 @@ class SpooledStorage:
             if not self.pending and self.inner.try_write(key, data):
                 return
         except StorageError as error:  # past the budget, or refused
-            raise StorageError(f"{error.message}; not written: {self._keys([key])}") from error
+            raise self._unwritten(error, [key]) from error
         self._spool(key, data)
 
     def write_text(self, key: str, text: str) -> None:
@@ -55,7 +55,7 @@ class SpooledStorage:
             try:
                 self.inner.write_bytes(key, path.read_bytes())
             except StorageError as error:
-                raise StorageError(f"{error.message}; not written: {self._keys()}") from error
+                raise self._unwritten(error) from error
             self._done()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -104,6 +104,10 @@ class SpooledStorage:
     def _keys(self, more: list[str] | None = None) -> str:
         return ", ".join(dict.fromkeys([key for key, _, _ in self.pending] + (more or [])))
 
+    def _unwritten(self, error: StorageError, more: list[str] | None = None) -> StorageError:
+        """`error`, naming what waited in the spool (and `more`) and so was never written."""
+        return StorageError(f"{error.message}; not written: {self._keys(more)}")
+
     def read_bytes(self, key: str) -> bytes | None:
         for pending, path, _ in reversed(self.pending):  # the latest write of it, not yet up
             if pending == key:
@@ -113,7 +117,7 @@ class SpooledStorage:
         except StorageError as error:  # past the budget: say what waited in vain too
             if not self.pending:
                 raise
-            raise StorageError(f"{error.message}; not written: {self._keys()}") from error
+            raise self._unwritten(error) from error
 
     def read_text(self, key: str) -> str | None:
         data = self.read_bytes(key)
