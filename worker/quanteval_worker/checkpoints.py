@@ -104,7 +104,7 @@ class Checkpoints:
         keys = {s.key for s in samples}
         if plan is None or plan.content_hash != self.content_hash or set(plan.order) != keys:
             log(f"partial {self.task} of another configuration: removed, not resumed from")
-            self.clear(len(plan.batches) if plan else 0)
+            remove_partial(self.storage, self.task)
             return None
         generations: dict[str, Generation] = {}
         for index, batch in enumerate(plan.batches):
@@ -148,17 +148,13 @@ class Checkpoints:
         """This attempt's number: 1 for the first."""
         return len(self.earlier) + 1
 
-    def clear(self, batches: int | None = None) -> None:
-        """The partial files removed: the plan first, so no attempt resumes from half of them."""
-        count = len(self.batches) if batches is None else batches
-        self.storage.delete(plan_file(self.task))
-        for index in range(count):
-            self.storage.delete(batch_file(self.task, index))
 
-
-def remove_partial(storage: Storage) -> None:
-    """A finished run's partial files removed (its result.json written), the plans first."""
+def remove_partial(storage: Storage, task: str | None = None) -> None:
+    """Partial files removed, the plans first (no attempt resumes from half of them): a
+    finished run's (its result.json written), or one task's."""
     names = storage.list_children(PARTIAL_DIR)
+    if task is not None:
+        names = [n for n in names if n.startswith(f"{task}-")]
     for name in sorted(names, key=lambda n: not n.endswith(PLAN_SUFFIX)):
         storage.delete(f"{PARTIAL_DIR}/{name}")
 
@@ -196,10 +192,11 @@ class FidelityCheckpoints:
 
     def resume(self) -> list[ScoredBatch]:
         text = self.storage.read_text(plan_file(FIDELITY))
-        if text is None or json.loads(text).get("contentHash") != self.content_hash:
+        plan = json.loads(text) if text is not None else {}
+        if plan.get("contentHash") != self.content_hash:
             return []
         batches = []
-        for index in range(int(json.loads(text).get("batches", 0))):
+        for index in range(int(plan.get("batches", 0))):
             data = self.storage.read_bytes(batch_file(FIDELITY, index, ".npz"))
             if data is None:
                 break
