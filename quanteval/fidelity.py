@@ -4,8 +4,10 @@ Every run of a model scores the same reference corpus by teacher forcing (the ev
 prompts, each followed by one of the sentences below, in the run's prompt format) and stores, per
 position, the most likely tokens until they hold `KEPT_MASS` of the probability, their
 log-probabilities, and the log-probability of the corpus's own next token. A run keeps at most
-`TOKEN_BUDGET` tokens over all positions, whatever the spec's size: positions that need few keep
-all they need, the rest share what is left evenly (`tokens_per_position`). Runs execute apart,
+`TOKEN_BUDGET` tokens over all positions, whatever the spec's size: each batch of the corpus its
+share by positions (`batch_budget`: a batch is cut as it is scored, so what a run checkpoints is
+no larger than what it stores), and within a batch the positions that need few keep all they
+need, the rest share what is left evenly (`tokens_per_position`). Runs execute apart,
 so the comparison works from what each stored alone. With C the tokens both kept,
 
     KL(P || Q) >= sum over x in C of p(x) log(p(x) / q(x)) + p(R) log(p(R) / q(R))
@@ -186,6 +188,30 @@ def from_kept_tokens(
             np.float32
         ),
         rest_logmass=rest,
+    )
+
+
+def batch_budget(positions: int, total: int, budget: int = TOKEN_BUDGET) -> int:
+    """A batch's share of the budget, by its scored positions of the corpus's `total` (at
+    least one token a position): the shares sum to at most `budget`."""
+    return max(positions, budget * positions // max(total, 1))
+
+
+def joined(parts: Sequence[TokenDistributions]) -> TokenDistributions:
+    """The corpus's distributions from its batches', in order; a rest mass only where every
+    batch has one."""
+    first = parts[0]
+    rests = [p.rest_logmass for p in parts]
+    kept = np.concatenate([np.diff(p.offsets) for p in parts])
+    return TokenDistributions(
+        vocab_size=first.vocab_size,
+        sequence=np.concatenate([p.sequence for p in parts]),
+        target=np.concatenate([p.target for p in parts]),
+        target_logprob=np.concatenate([p.target_logprob for p in parts]),
+        offsets=np.concatenate([[0], np.cumsum(kept)]).astype(np.int64),
+        ids=np.concatenate([p.ids for p in parts]),
+        logprobs=np.concatenate([p.logprobs for p in parts]),
+        rest_logmass=None if any(r is None for r in rests) else np.concatenate(rests),  # type: ignore[arg-type]
     )
 
 

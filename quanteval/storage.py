@@ -80,10 +80,18 @@ class LocalStorage:
         self.write_bytes(key, text.encode())
 
     def delete(self, key: str) -> None:
+        """The file, and the folders it leaves empty below the root (S3 keeps no folders: a
+        finished run's partial/ goes with its last file)."""
+        path = self.root / key
         try:
-            (self.root / key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            for folder in path.parents:
+                inside = folder != self.root and folder.is_relative_to(self.root)
+                if not inside or not folder.is_dir() or any(folder.iterdir()):
+                    break
+                folder.rmdir()
         except OSError as error:
-            raise StorageError(f"cannot delete {self.root / key}: {error.strerror}") from error
+            raise StorageError(f"cannot delete {path}: {error.strerror}") from error
 
     def list_children(self, prefix: str) -> list[str]:
         directory = self.root / prefix

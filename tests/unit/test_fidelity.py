@@ -9,8 +9,10 @@ import pytest
 from quanteval.fidelity import (
     KEPT_MASS,
     TokenDistributions,
+    batch_budget,
     compare_fidelity,
     from_kept_tokens,
+    joined,
     position_kl,
     reference_pairs,
     tokens_per_position,
@@ -197,6 +199,36 @@ def test_a_run_keeps_at_most_its_budget_and_the_flattest_positions_give_way() ->
     assert capped.ids.dtype == np.uint16  # a vocabulary under 65,536 ids: two bytes a token
     again = TokenDistributions.from_bytes(capped.to_bytes())
     assert compare_fidelity(capped, again).mean_kl == 0
+
+
+def test_each_batch_keeps_its_share_of_the_budget_and_the_batches_join_into_the_run() -> None:
+    """The worker cuts each batch as it scores it (a checkpoint no larger than its part of the
+    file): the shares sum to the budget at most, a batch of flat positions gives way inside its
+    share, and the joined batches are the run (its bound against itself 0)."""
+    logits, targets, sequence = _corpus(9)
+    logits[:20] *= 0.05  # the first batch's positions nearly uniform
+    p = _log_softmax(logits)
+    budget = 40_000
+    shares = [batch_budget(100, 400, budget) for _ in range(4)]
+    assert shares == [10_000] * 4 and batch_budget(1, 10**9, budget) == 1  # a token at least
+    parts = [
+        _stored(p[at : at + 100], targets[at : at + 100], sequence[at : at + 100], share)
+        for at, share in zip(range(0, 400, 100), shares, strict=True)
+    ]
+    kept = [int(np.diff(part.offsets).sum()) for part in parts]
+    assert (
+        kept[0]
+        <= shares[0]
+        < int(np.diff(_stored(p[:100], targets[:100], sequence[:100]).offsets).sum())
+    )
+    run = joined(parts)
+    assert run.positions == 400 and int(np.diff(run.offsets).sum()) == sum(kept) <= budget
+    assert np.array_equal(run.sequence, sequence) and run.rest_logmass is not None
+    assert compare_fidelity(run, TokenDistributions.from_bytes(run.to_bytes())).mean_kl == 0
+    assert (
+        joined([parts[0], _stored(p[100:], targets[100:], sequence[100:], rest=False)]).rest_logmass
+        is None
+    )
 
 
 def test_a_capped_top_k_that_ran_short_compares_as_if_its_padding_were_not_there() -> None:

@@ -61,14 +61,17 @@ def test_list_children_hides_dot_files(tmp_path: Path) -> None:
     assert storage.list_children("runs") == ["a"]
 
 
-def test_delete(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
+def test_delete_takes_the_folders_it_empties_as_s3_keeps_none(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "out")
     storage.write_text("runs/a/result.json", "{}")
+    storage.write_text("runs/b/result.json", "{}")
 
     storage.delete("runs/a/result.json")
 
     assert storage.read_text("runs/a/result.json") is None
-    assert storage.list_children("runs/a") == []
+    assert storage.list_children("runs") == ["b"]  # runs/a went with its last file
+    storage.delete("runs/b/result.json")
+    assert list((tmp_path / "out").iterdir()) == []  # the root stays
     storage.delete("runs/a/result.json")  # deleting what is gone is fine
     storage.delete("never/was.json")
 

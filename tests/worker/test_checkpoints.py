@@ -11,6 +11,7 @@ import torch
 from quanteval.api.result import Attempt, EnergyFigures
 from quanteval.api.spec import CostSpec, GenerationSpec
 from quanteval.expected_rating import ExpectedRating
+from quanteval.fidelity import TokenDistributions, joined
 from quanteval.precisions import Precision
 from quanteval.prompts import Sample, expand_samples
 from quanteval.storage import LocalStorage
@@ -134,6 +135,12 @@ def test_the_fidelity_pass_goes_on_after_the_batches_an_earlier_attempt_scored(
     sequences = [(tokenizer(f"Prompt {i}: a sentence of joy")["input_ids"], 3) for i in range(5)]
     whole = LocalStorage(tmp_path / "whole")
     expected = score_reference(engine, sequences, on_batch=FidelityCheckpoints(whole, "h").save)
+    # Each checkpoint is its part of the stored file, cut as the file keeps it, never more (the
+    # tiny Llama's flat distributions would otherwise keep most of the vocabulary a position).
+    parts = [whole.read_bytes(f"partial/fidelity-{i:05d}.npz") or b"" for i in range(3)]
+    assert (
+        joined([TokenDistributions.from_bytes(p) for p in parts]).to_bytes() == expected.to_bytes()
+    )
 
     cut = LocalStorage(tmp_path / "cut")
     first = whole.read_bytes("partial/fidelity-00000.npz")

@@ -19,10 +19,10 @@ from pydantic.alias_generators import to_camel
 
 from quanteval.api.result import Attempt
 from quanteval.expected_rating import ExpectedRating
+from quanteval.fidelity import TokenDistributions
 from quanteval.prompts import Sample
 from quanteval.storage import Storage
 from quanteval_worker.events import log
-from quanteval_worker.fidelity import ScoredBatch
 from quanteval_worker.generation import BatchTiming, Generation, ResumeFrom
 
 PARTIAL_DIR: Final = "partial"
@@ -184,13 +184,13 @@ class ExpectedCheckpoints:
 
 @dataclass
 class FidelityCheckpoints:
-    """The fidelity pass's scored batches (partial/fidelity-*.npz): a later attempt of the same
-    content hash goes on after the last one."""
+    """The fidelity pass's scored batches (partial/fidelity-*.npz, each cut as the stored file
+    keeps it): a later attempt of the same content hash goes on after the last one."""
 
     storage: Storage
     content_hash: str
 
-    def resume(self) -> list[ScoredBatch]:
+    def resume(self) -> list[TokenDistributions]:
         text = self.storage.read_text(plan_file(FIDELITY))
         plan = json.loads(text) if text is not None else {}
         if plan.get("contentHash") != self.content_hash:
@@ -200,10 +200,13 @@ class FidelityCheckpoints:
             data = self.storage.read_bytes(batch_file(FIDELITY, index, ".npz"))
             if data is None:
                 break
-            batches.append(ScoredBatch.from_bytes(data))
+            try:
+                batches.append(TokenDistributions.from_bytes(data))
+            except KeyError:  # an earlier worker's layout: scored again
+                break
         return batches
 
-    def save(self, index: int, batch: ScoredBatch) -> None:
+    def save(self, index: int, batch: TokenDistributions) -> None:
         """The batch, then the plan that counts it."""
         self.storage.write_bytes(batch_file(FIDELITY, index, ".npz"), batch.to_bytes())
         plan = {"contentHash": self.content_hash, "batches": index + 1}

@@ -29,7 +29,7 @@ from quanteval.api.spec import CostSpec
 from quanteval.cost import per_thousand, run_dollars
 from quanteval.engines import Engine as EngineName
 from quanteval.engines import refusal
-from quanteval.fidelity import KEPT_MASS
+from quanteval.fidelity import KEPT_MASS, TokenDistributions
 from quanteval.precisions import Precision
 from quanteval.prompts import Sample, expand_samples
 from quanteval.storage import Storage
@@ -48,7 +48,7 @@ from quanteval_worker.engines import (
 )
 from quanteval_worker.environment import describe_environment
 from quanteval_worker.events import emit, log
-from quanteval_worker.fidelity import ScoredBatch, reference_sequences, score_reference
+from quanteval_worker.fidelity import reference_sequences, score_reference
 from quanteval_worker.generation import (
     Generation,
     ResumeFrom,
@@ -212,7 +212,7 @@ def measure_fidelity(
     tracker: PhaseTracker,
     storage: Storage,
     saved: FidelityCheckpoints,
-    done: list[ScoredBatch],
+    done: list[TokenDistributions],
 ) -> FidelitySummary:
     """Score the reference corpus, after the batches an earlier attempt scored (`done`), and
     store what the report compares against the baseline."""

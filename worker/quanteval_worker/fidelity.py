@@ -5,9 +5,7 @@ reference sentence; only the sentence's tokens are scored, so every precision of
 exactly the same token sequences.
 """
 
-import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +16,9 @@ from quanteval.fidelity import (
     KEPT_MASS,
     TOKEN_BUDGET,
     TokenDistributions,
+    batch_budget,
     from_kept_tokens,
+    joined,
     reference_pairs,
 )
 from quanteval.prompts import Sample
@@ -42,47 +42,12 @@ def reference_sequences(
     return sequences
 
 
-@dataclass(frozen=True)
-class ScoredBatch:
-    """One batch of the corpus scored: per position, its kept tokens and their log-probabilities
-    (and the log of the mass outside them, where the engine gives it); per sequence, its scored
-    tokens, their log-probabilities and the sequence's index. A checkpoint's unit."""
-
-    vocab: int
-    ids: list[NDArray[Any]]
-    logprobs: list[NDArray[Any]]
-    rests: list[NDArray[Any]]
-    targets: list[NDArray[Any]]
-    target_lp: list[NDArray[Any]]
-    which: list[NDArray[Any]]
-
-    def to_bytes(self) -> bytes:
-        parts: dict[str, NDArray[Any]] = {"vocab": np.asarray(self.vocab)}
-        for name in ("ids", "logprobs", "rests", "targets", "target_lp", "which"):
-            arrays: list[NDArray[Any]] = getattr(self, name)
-            parts[f"{name}_lengths"] = np.asarray([len(a) for a in arrays], dtype=np.int64)
-            parts[name] = np.concatenate(arrays) if arrays else np.zeros(0)
-        buffer = io.BytesIO()
-        np.savez(buffer, **parts)  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "ScoredBatch":
-        with np.load(io.BytesIO(data)) as parts:
-
-            def split(name: str) -> list[NDArray[Any]]:
-                lengths = parts[f"{name}_lengths"]
-                return list(np.split(parts[name], np.cumsum(lengths)[:-1])) if len(lengths) else []
-
-            return cls(
-                int(parts["vocab"]), split("ids"), split("logprobs"), split("rests"),
-                split("targets"), split("target_lp"), split("which"),
-            )  # fmt: skip
-
-
-def score_batch(engine: Engine, batch: Sequence[tuple[list[int], int]], start: int) -> ScoredBatch:
+def score_batch(
+    engine: Engine, batch: Sequence[tuple[list[int], int]], start: int, budget: int
+) -> TokenDistributions:
     """The sequences `start`.. of the corpus, from the engine's teacher-forced
-    log-probabilities."""
+    log-probabilities, each position cut as the stored file keeps it, within the batch's
+    `budget` of tokens: a checkpoint's unit, no larger than its part of the file."""
     ids: list[NDArray[Any]] = []
     logprobs: list[NDArray[Any]] = []
     rests: list[NDArray[Any]] = []
@@ -95,7 +60,7 @@ def score_batch(engine: Engine, batch: Sequence[tuple[list[int], int]], start: i
         needs = (positions.logprobs.exp().cumsum(dim=-1) < KEPT_MASS).sum(dim=-1) + 1
         # A capped top-k (vLLM) may list fewer tokens than asked: its -inf padding is none.
         needs = needs.minimum(positions.logprobs.isfinite().sum(dim=-1).clamp(min=1))
-        kept = min(int(needs.max()), TOKEN_BUDGET, positions.ids.shape[-1])
+        kept = min(int(needs.max()), budget, positions.ids.shape[-1])
         cut = list(enumerate(needs.clamp(max=kept).tolist()))
         top_ids = positions.ids[:, :kept].cpu().numpy()
         top_lp = positions.logprobs[:, :kept].cpu().numpy()
@@ -107,36 +72,31 @@ def score_batch(engine: Engine, batch: Sequence[tuple[list[int], int]], start: i
         targets.append(np.asarray(tokens[begins:], dtype=np.int64))
         target_lp.append(positions.target.cpu().numpy())
         which.append(np.full(len(tokens) - begins, start + row, dtype=np.int32))
-    return ScoredBatch(vocab, ids, logprobs, rests, targets, target_lp, which)
+    return from_kept_tokens(
+        vocab, np.concatenate(which), np.concatenate(targets), np.concatenate(target_lp),
+        ids, logprobs, budget, rest_logmass=rests if len(rests) == len(ids) else None,
+    )  # fmt: skip
 
 
 def score_reference(
     engine: Engine,
     sequences: Sequence[tuple[list[int], int]],
-    done: Sequence[ScoredBatch] = (),
-    on_batch: Callable[[int, ScoredBatch], None] | None = None,
+    done: Sequence[TokenDistributions] = (),
+    on_batch: Callable[[int, TokenDistributions], None] | None = None,
 ) -> TokenDistributions:
     """Each scored position's most likely tokens and the corpus token's log-probability, from
     the engine's teacher-forced log-probabilities; with the log of the mass outside them where
     the engine summed it over the whole vocabulary (every position's, or none stored).
     `done`: the first batches, scored by an earlier attempt; `on_batch` hears of each batch
     this one scores (its index, for partial/)."""
+    scored = [len(tokens) - begins for tokens, begins in sequences]
     batches = list(done)
     for index, start in enumerate(range(0, len(sequences), BATCH)):
         if index < len(batches):
             continue
-        batch = score_batch(engine, sequences[start : start + BATCH], start)
+        budget = batch_budget(sum(scored[start : start + BATCH]), sum(scored))
+        batch = score_batch(engine, sequences[start : start + BATCH], start, budget)
         batches.append(batch)
         if on_batch is not None:
             on_batch(index, batch)
-    ids = [a for b in batches for a in b.ids]
-    rests = [a for b in batches for a in b.rests]
-    return from_kept_tokens(
-        batches[0].vocab if batches else 0,
-        np.concatenate([a for b in batches for a in b.which]),
-        np.concatenate([a for b in batches for a in b.targets]),
-        np.concatenate([a for b in batches for a in b.target_lp]),
-        ids,
-        [a for b in batches for a in b.logprobs],
-        rest_logmass=rests if len(rests) == len(ids) else None,
-    )
+    return joined(batches)
