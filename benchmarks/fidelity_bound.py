@@ -19,15 +19,17 @@ from quanteval.api.spec import load_manifest
 from quanteval.fidelity import (
     KEPT_MASS,
     TokenDistributions,
+    batch_budget,
     compare_fidelity,
     from_kept_tokens,
+    joined,
 )
 from quanteval.matrix import build_run_spec, expand
 from quanteval.precisions import Precision
 from quanteval.prompts import expand_samples
 from quanteval_worker.device import detect_device
 from quanteval_worker.engines.base import mass_after
-from quanteval_worker.fidelity import reference_sequences
+from quanteval_worker.fidelity import BATCH, reference_sequences
 from quanteval_worker.loading import fetch_source, load_causal_lm, load_tokenizer
 from quanteval_worker.precisions import strategy_for
 from quanteval_worker.sources import resolve_source
@@ -47,22 +49,33 @@ def full_logprobs(model: Any, sequences: list[tuple[list[int], int]]) -> torch.T
 def stored(
     logprobs: torch.Tensor, sequences: list[tuple[list[int], int]], budget: int
 ) -> TokenDistributions:
-    sequence = np.concatenate(
-        [np.full(len(t) - b, i, dtype=np.int32) for i, (t, b) in enumerate(sequences)]
-    )
-    target = np.concatenate([np.array(t[b:], dtype=np.int32) for t, b in sequences])
-    target_lp = logprobs.gather(1, torch.tensor(target, dtype=torch.long)[:, None])[:, 0]
+    """What the worker stores at `budget`: each batch of BATCH sequences cut within its share
+    (batch_budget), the batches joined."""
+    counts = [len(t) - b for t, b in sequences]
     values, ids = logprobs.sort(dim=-1, descending=True)
-    return from_kept_tokens(
-        int(logprobs.shape[1]),
-        sequence,
-        target,
-        target_lp.float().numpy(),
-        list(ids.numpy()),
-        list(values.float().numpy()),
-        budget,
-        rest_logmass=list(mass_after(values).numpy()),
-    )
+    rests = mass_after(values)
+    parts, row = [], 0
+    for start in range(0, len(sequences), BATCH):
+        batch = sequences[start : start + BATCH]
+        rows = slice(row, row + sum(counts[start : start + BATCH]))
+        row = rows.stop
+        target = np.concatenate([np.array(t[b:], dtype=np.int32) for t, b in batch])
+        target_lp = logprobs[rows].gather(1, torch.tensor(target, dtype=torch.long)[:, None])
+        parts.append(
+            from_kept_tokens(
+                int(logprobs.shape[1]),
+                np.concatenate(
+                    [np.full(len(t) - b, start + i, np.int32) for i, (t, b) in enumerate(batch)]
+                ),
+                target,
+                target_lp[:, 0].float().numpy(),
+                list(ids[rows].numpy()),
+                list(values[rows].float().numpy()),
+                batch_budget(rows.stop - rows.start, sum(counts), budget),
+                rest_logmass=list(rests[rows].numpy()),
+            )
+        )
+    return joined(parts)
 
 
 def exact_kl(base: torch.Tensor, run: torch.Tensor) -> float:
