@@ -507,12 +507,16 @@ class Cluster:
 
     def restart(self, name: str, down_seconds: float = 0.0) -> None:
         """Stop one component (SIGTERM, then SIGKILL) and start it again as it was started,
-        `down_seconds` later: an outage of that component alone, as its clients see one. The
-        API server is ready again (/readyz) when this returns."""
+        `down_seconds` after the SIGTERM: an outage of that component alone, as its clients see
+        one (the API server stops serving at once, then drains for up to stop_timeout_s; that
+        drain is part of the outage, not added to it). The API server is ready again (/readyz)
+        when this returns."""
         if name not in self._launches:
             raise RuntimeError(f"{name} was not started by this process: cannot restart it")
+        stopped = time.monotonic()
         self._stop_one(name, self.stop_timeout_s)
-        time.sleep(down_seconds)  # the outage's length is what is tested, not a wait
+        # the outage's length is what is tested, not a wait
+        time.sleep(max(0.0, down_seconds - (time.monotonic() - stopped)))
         cmd, env, cwd = self._launches[name]
         self._spawn(name, cmd, env=env, cwd=cwd)
         if name == "kube-apiserver":
