@@ -1,6 +1,7 @@
 """A run cut off while it generates resumes after its last complete batch: `quanteval run --local`
-killed with its worker (SIGKILL, or Ctrl-C's SIGINT) and run again goes on from `partial/` and
-ends with the texts of an uninterrupted run, its attempts recorded."""
+killed with its worker (SIGKILL), run again and stopped with Ctrl-C (SIGINT), and run a third time
+goes on from `partial/` each time and ends with the texts of an uninterrupted run, its attempts
+recorded."""
 
 import json
 import os
@@ -45,9 +46,9 @@ def _texts(out: Path) -> dict[str, str]:
     return {record["key"]: record["text"] for record in map(json.loads, lines)}
 
 
-def _cut_off(manifest: Path, out: Path, how: signal.Signals) -> int:
-    """`quanteval run --local` and its worker stopped by `how` once some batches, not all, are
-    done; the samples done by then."""
+def _cut_off(manifest: Path, out: Path, how: signal.Signals, past: int = 0) -> tuple[int, int]:
+    """`quanteval run --local` and its worker stopped by `how` once more than `past` samples,
+    not all, are done: the first progress it printed, and the samples done when it was cut."""
     command = [sys.executable, "-m", "quanteval_cli.main", "run", str(manifest), "--local"]
     with subprocess.Popen(
         [*command, "--out", str(out)],
@@ -57,16 +58,28 @@ def _cut_off(manifest: Path, out: Path, how: signal.Signals) -> int:
         start_new_session=True,  # a group of its own: the signal reaches the worker too
     ) as process:
         assert process.stderr is not None
+        first: int | None = None
         for line in process.stderr:
             found = PROGRESS.search(line)
-            if found and 0 < int(found.group(1)) < SAMPLES:
+            if found is None:
+                continue
+            done = int(found.group(1))
+            first = done if first is None else first
+            if past < done < SAMPLES:
                 os.killpg(process.pid, how)
                 break
         else:
             pytest.fail("the run ended before it could be cut off")
         process.wait(timeout=120)
         assert process.returncode != 0
-        return int(found.group(1))
+        assert first is not None
+        return first, done
+
+
+def _finished(out: Path) -> tuple[int, int]:
+    """The batches and samples partial/ holds."""
+    plan = json.loads((out / "runs/tiny-fp32/partial/generation-plan.json").read_text())
+    return len(plan["batches"]), sum(len(batch) for batch in plan["batches"])
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +88,24 @@ def whole(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     return _texts(run_locally(_manifest(tiny_llama_dir), tmp_path_factory.mktemp("whole")).out)
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "sigint"])
-def test_a_run_cut_off_while_generating_resumes_after_its_last_batch(
-    tiny_llama_dir: Path, tmp_path: Path, how: signal.Signals, whole: dict[str, str]
+def test_a_run_cut_off_twice_while_generating_resumes_after_its_last_batch_each_time(
+    tiny_llama_dir: Path, tmp_path: Path, whole: dict[str, str]
 ) -> None:
+    """Killed with its worker (SIGKILL, a crash), then the run that resumed stopped with
+    Ctrl-C's SIGINT: each run again goes on after the last complete batch, and the third ends
+    with the texts of the run never cut off, its three attempts recorded."""
     document = _manifest(tiny_llama_dir)
     manifest = tmp_path / "eval.yaml"
     manifest.write_text(yaml.safe_dump(document))
     out = tmp_path / "cut"
 
-    done = _cut_off(manifest, out, how)
-    partial = out / "runs" / "tiny-fp32" / "partial"
-    plan = json.loads((partial / "generation-plan.json").read_text())
-    finished = sum(len(batch) for batch in plan["batches"])
-    assert done <= finished < SAMPLES  # every batch it reported, and not all of them
+    began, done = _cut_off(manifest, out, signal.SIGKILL)
+    batches, finished = _finished(out)
+    assert began == 0 and done <= finished < SAMPLES  # every batch it reported, not all
+    resumed_at, done = _cut_off(manifest, out, signal.SIGINT, past=finished)
+    assert resumed_at == finished  # "N/20 samples" first: resumed, not begun again
+    batches_then, finished_then = _finished(out)
+    assert finished < done <= finished_then < SAMPLES
 
     again = subprocess.run(
         [sys.executable, "-m", "quanteval_cli.main", "run", str(manifest), "--local",
@@ -97,19 +114,21 @@ def test_a_run_cut_off_while_generating_resumes_after_its_last_batch(
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     progress = [int(m.group(1)) for m in PROGRESS.finditer(again.stderr)]
-    assert progress[0] == finished  # "N/20 samples" first: resumed, not begun again
+    assert progress[0] == finished_then
     assert _texts(out) == whole  # as if never cut off
     result = RunResult.model_validate_json((out / "runs/tiny-fp32/result.json").read_text())
-    assert [a.attempt for a in result.attempts] == [1, 2]
-    assert result.metrics.resumed_samples == finished
-    assert f"resumed: {finished} of 20 samples" in (out / "report.md").read_text()
-    first, second = result.attempts
-    assert len(first.batches) == len(plan["batches"]) and first.peak_memory_bytes is None
-    assert second.batches == list(range(len(first.batches), SAMPLES // 2))
+    assert [a.attempt for a in result.attempts] == [1, 2, 3]
+    assert result.metrics.resumed_samples == finished_then
+    assert f"resumed: {finished_then} of 20 samples" in (out / "report.md").read_text()
+    first, second, third = result.attempts
+    assert len(first.batches) == batches and first.peak_memory_bytes is None
+    assert second.batches == list(range(batches, batches_then))
+    assert second.peak_memory_bytes is None
+    assert third.batches == list(range(batches_then, SAMPLES // 2))
     assert result.metrics.cpu_seconds is not None
-    assert result.metrics.cpu_seconds > second.cpu_seconds  # summed over the attempts
+    assert result.metrics.cpu_seconds > third.cpu_seconds  # summed over the attempts
     if isinstance(result.energy, EnergyFigures):  # where the machine has a counter (RAPL here)
-        assert first.generation_joules is not None and second.generation_joules is not None
-        summed = first.generation_joules + second.generation_joules
-        assert result.energy.phases["generation"] == pytest.approx(summed)
-    assert not partial.exists() or not any(partial.iterdir())  # removed with result.json
+        joules = [a.generation_joules for a in result.attempts]
+        assert None not in joules
+        assert result.energy.phases["generation"] == pytest.approx(sum(j or 0 for j in joules))
+    assert not (out / "runs/tiny-fp32/partial").exists()  # removed with result.json
