@@ -46,6 +46,13 @@ def _texts(out: Path) -> dict[str, str]:
     return {record["key"]: record["text"] for record in map(json.loads, lines)}
 
 
+def _ctrl_c_heard() -> None:
+    """SIGINT as a terminal sends it, heard: a suite started in the background (`cmd &`) runs
+    with SIGINT ignored, which its children inherit, and Python then installs no
+    KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cut_off(manifest: Path, out: Path, how: signal.Signals, past: int = 0) -> tuple[int, int]:
     """`quanteval run --local` and its worker stopped by `how` once more than `past` samples,
     not all, are done: the first progress it printed, and the samples done when it was cut."""
@@ -56,6 +63,7 @@ def _cut_off(manifest: Path, out: Path, how: signal.Signals, past: int = 0) -> t
         stdout=subprocess.DEVNULL,
         text=True,
         start_new_session=True,  # a group of its own: the signal reaches the worker too
+        preexec_fn=_ctrl_c_heard,
     ) as process:
         assert process.stderr is not None
         first: int | None = None
