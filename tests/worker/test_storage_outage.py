@@ -8,11 +8,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from devcluster.minio import MinioServer
+from devcluster.minio import MinioServer, ensure_minio
 from quanteval.api.errors import ExitCode
 from quanteval.api.layout import GENERATIONS_FILE, RESULT_FILE, RUN_SPEC_FILE
 from quanteval.api.records import SampleRecord
@@ -48,16 +50,20 @@ def _run_spec(model: Path) -> RunSpec:
 def _run_through_an_outage(
     spec: RunSpec, server: MinioServer, tmp_path: Path, down_seconds: float | None, budget: float
 ) -> tuple[int, list[WorkerEvent], float]:
-    """The worker run with the store halted as generation begins and resumed `down_seconds`
-    later (None: once the worker has exited): its exit code, its events, and how long after the
-    halt it exited."""
+    """The worker run on `server` with the store halted as generation begins and resumed
+    `down_seconds` later (None: once the worker has exited): its exit code, its events, and how
+    long after the halt it exited."""
     spec_file = tmp_path / "runspec.json"
     spec_file.write_text(spec.to_json())
-    env = os.environ | {
-        TERMINATION_LOG_ENV: str(tmp_path / "termination"),
-        RETRY_BUDGET_ENV: str(budget),
-        SPOOL_DIR_ENV: str(tmp_path / "spool"),
-    }
+    env = (
+        os.environ
+        | server.env()
+        | {
+            TERMINATION_LOG_ENV: str(tmp_path / "termination"),
+            RETRY_BUDGET_ENV: str(budget),
+            SPOOL_DIR_ENV: str(tmp_path / "spool"),
+        }
+    )
     command = [sys.executable, "-m", "quanteval_worker.main", "--spec", str(spec_file)]
     events: list[WorkerEvent] = []
     timer: threading.Timer | None = None
@@ -84,13 +90,40 @@ def _run_through_an_outage(
     return process.returncode, events, exited
 
 
+@pytest.fixture
+def other_s3_server(own_s3_server: MinioServer) -> Iterator[MinioServer]:
+    """A second MinIO of the test's own, to be down on a schedule of its own (the first's keys,
+    which the test's environment holds)."""
+    with MinioServer(ensure_minio(), secret_key=own_s3_server.secret_key) as server:
+        yield server
+
+
 @pytest.mark.slow
-def test_a_run_waits_out_a_60_s_outage_and_succeeds_having_generated_once(
-    tiny_llama_dir: Path, own_s3_server: MinioServer, tmp_path: Path
+def test_a_store_down_60_s_is_waited_out_and_one_down_past_the_budget_ends_in_exit_6(
+    tiny_llama_dir: Path,
+    own_s3_server: MinioServer,
+    other_s3_server: MinioServer,
+    tmp_path: Path,
 ) -> None:
-    own_s3_server.create_bucket(BUCKET)
+    """Two runs at once, each on a store of its own that goes down as it begins to generate:
+    one back after 60 s within a 600 s budget (the run succeeds, having generated once), one
+    down past a 3 s budget (exit 6 naming the endpoint and what was not written; what it had
+    written stays as it was, and there is no result.json). At once, not one after the other:
+    the second's few seconds pass inside the first's minute."""
+    stores = {"within": own_s3_server, "past": other_s3_server}
+    for server in stores.values():
+        server.create_bucket(BUCKET)
     spec = _run_spec(tiny_llama_dir)
-    code, events, exited = _run_through_an_outage(spec, own_s3_server, tmp_path, 60, 600)
+    (tmp_path / "within").mkdir()
+    (tmp_path / "past").mkdir()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        within = pool.submit(
+            _run_through_an_outage, spec, own_s3_server, tmp_path / "within", 60, 600
+        )
+        past = pool.submit(
+            _run_through_an_outage, spec, other_s3_server, tmp_path / "past", None, 3
+        )
+        (code, events, exited), (past_code, _, _) = within.result(), past.result()
 
     assert code == ExitCode.OK, [e.message for e in events if e.level == "error"]
     assert exited >= 60  # result.json went up only once the store was back
@@ -107,22 +140,13 @@ def test_a_run_waits_out_a_60_s_outage_and_succeeds_having_generated_once(
         f"p{p}-{e}-s0" for e in EMOTIONS for p in range(1, len(PROMPTS) + 1)
     )
     assert all(r.predicted is not None for r in records)  # the scored file, not the first
-    assert not any((tmp_path / "spool").iterdir())  # the spool emptied and removed
+    assert not any((tmp_path / "within" / "spool").iterdir())  # the spool emptied and removed
 
-
-@pytest.mark.slow
-def test_past_the_retry_budget_a_run_exits_6_naming_the_endpoint_and_loses_nothing(
-    tiny_llama_dir: Path, own_s3_server: MinioServer, tmp_path: Path
-) -> None:
-    own_s3_server.create_bucket(BUCKET)
-    spec = _run_spec(tiny_llama_dir)
-    code, _, _ = _run_through_an_outage(spec, own_s3_server, tmp_path, None, 3)
-
-    assert code == ExitCode.STORAGE
-    message = RunMessage.parse((tmp_path / "termination").read_text())
+    assert past_code == ExitCode.STORAGE
+    message = RunMessage.parse((tmp_path / "past" / "termination").read_text())
     assert message is not None and message.message is not None
-    assert own_s3_server.endpoint in message.message
+    assert other_s3_server.endpoint in message.message
     assert "retry budget" in message.message and "not written:" in message.message
-    storage = S3Storage(spec.output_uri, own_s3_server.endpoint, patience=Patience(10))
-    assert RunSpec.model_validate_json(storage.read_text(RUN_SPEC_FILE) or "") == spec
-    assert storage.read_text(RESULT_FILE) is None  # never a commit mark over missing files
+    kept = S3Storage(spec.output_uri, other_s3_server.endpoint, patience=Patience(10))
+    assert RunSpec.model_validate_json(kept.read_text(RUN_SPEC_FILE) or "") == spec
+    assert kept.read_text(RESULT_FILE) is None  # never a commit mark over missing files
