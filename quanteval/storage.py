@@ -7,7 +7,9 @@ An object store has outages of minutes. An S3 operation that fails because the s
 reached (no connection, a timeout, a 5xx, throttling) is tried again with backoff until the store
 has been down for the retry budget (`Patience`: QUANTEVAL_STORAGE_RETRY_SECONDS, default 10
 minutes), and only then fails (exit 6). A refusal (no such bucket, wrong credentials) fails at
-once.
+once. Each try is one request (the SDK's own retries are off): the backoff here is the whole
+schedule, and a worker's write that cannot wait (`S3Storage.try_write`) costs one request, not
+the SDK's four.
 """
 
 import logging
@@ -112,8 +114,9 @@ SPOOL_DIR_ENV: Final = "QUANTEVAL_SPOOL_DIR"
 SPOOL_LIMIT_ENV: Final = "QUANTEVAL_SPOOL_LIMIT_BYTES"
 # Error codes of a store that is there but cannot serve now: tried again, like a lost connection.
 UNAVAILABLE_CODES: Final = frozenset(
-    {"SlowDown", "ServiceUnavailable", "RequestTimeout", "Throttling", "ThrottlingException",
-     "InternalError", "XMinioServerNotInitialized"}
+    {"SlowDown", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
+     "PriorRequestNotComplete", "Throttling", "ThrottlingException", "TooManyRequestsException",
+     "RequestLimitExceeded", "InternalError", "XMinioServerNotInitialized"}
 )  # fmt: skip
 
 
@@ -160,7 +163,7 @@ def is_unavailable(error: Exception) -> bool:
     if isinstance(error, ClientError):
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         code = error.response.get("Error", {}).get("Code", "")
-        return status >= 500 or code in UNAVAILABLE_CODES
+        return status >= 500 or status == 429 or code in UNAVAILABLE_CODES
     return False
 
 
@@ -196,7 +199,7 @@ class S3Storage:
             config = Config(
                 connect_timeout=5,
                 read_timeout=60,
-                retries={"max_attempts": 4, "mode": "standard"},
+                retries={"max_attempts": 1, "mode": "standard"},  # the retries are ours
                 s3={"addressing_style": "path"},
             )
             # A session of its own: boto3's default session caches the first credentials it saw.

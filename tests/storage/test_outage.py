@@ -77,13 +77,23 @@ def test_a_refusal_is_not_an_outage_and_fails_at_once(store: MinioServer) -> Non
 def test_the_workers_writes_wait_on_disk_in_order_and_go_up_when_the_store_returns(
     store: MinioServer, tmp_path: Path
 ) -> None:
-    spool = SpooledStorage(_storage(store, budget=60), tmp_path / "spool", limit=None)
+    inner = _storage(store, budget=60)
+    spool = SpooledStorage(inner, tmp_path / "spool", limit=None)
     spool.write_text("run.json", "spec")
+    tries: list[str] = []
+    one_try = inner.try_write
+
+    def counted(key: str, data: bytes) -> bool:
+        tries.append(key)
+        return one_try(key, data)
+
+    inner.try_write = counted  # type: ignore[method-assign]
     store.halt()
     spool.write_text("generations.jsonl", "first\n")  # returns: the work goes on
     spool.write_text("fidelity.npz", "npz")
     spool.write_text("generations.jsonl", "scored\n")
     spool.write_text("result.json", "{}")
+    assert tries == ["generations.jsonl"]  # the store asked once, not at every write
     assert [key for key, _, _ in spool.pending] == [
         "generations.jsonl", "fidelity.npz", "generations.jsonl", "result.json",
     ]  # fmt: skip

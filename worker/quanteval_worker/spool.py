@@ -2,7 +2,9 @@
 
 A write the store cannot take (quanteval.storage.is_unavailable) is kept, in order, in a spool
 directory on the pod's disk (an emptyDir counted in the Job's ephemeral-storage request), and goes
-up before the next write or at `flush`, which waits for the store until its retry budget is spent.
+up before a later write or at `flush`, which waits for the store until its retry budget is spent.
+While the store is down a write tries it at most once a backoff interval (1 s doubling to 30 s),
+so a worker's writes cost it one request now and then, never a wait.
 The order holds: `result.json`, the run's commit mark, is written after everything before it. A
 spool that would outgrow its share of the disk fails at once (exit 6), naming the size.
 """
@@ -10,6 +12,7 @@ spool that would outgrow its share of the disk fails at once (exit 6), naming th
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from quanteval.api.errors import StorageError
@@ -30,6 +33,8 @@ class SpooledStorage:
         self.limit = limit
         self.pending: list[tuple[str, Path, int]] = []  # key, its bytes on disk, their size
         self._written = 0  # files spooled, for their names
+        self._try_at = 0.0  # while the store is down: when a write may try it again
+        self._backoff = 1.0
 
     @property
     def spooled_bytes(self) -> int:
@@ -37,9 +42,10 @@ class SpooledStorage:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         try:
-            self._drain()
-            if not self.pending and self.inner.try_write(key, data):
-                return
+            if time.monotonic() >= self._try_at:
+                self._drain()
+                if not self.pending and self._tried(self.inner.try_write(key, data)):
+                    return
         except StorageError as error:  # past the budget, or refused
             raise self._unwritten(error, [key]) from error
         self._spool(key, data)
@@ -65,11 +71,20 @@ class SpooledStorage:
         """What is spooled, written while the store takes it (one try each)."""
         while self.pending:
             key, path, _ = self.pending[0]
-            if not self.inner.try_write(key, path.read_bytes()):
+            if not self._tried(self.inner.try_write(key, path.read_bytes())):
                 return
             self._done()
             if not self.pending:
                 log("the store is back: what waited on disk is written", uri=self.uri)
+
+    def _tried(self, written: bool) -> bool:
+        """`written`, the next try put off by the backoff where it was not."""
+        if written:
+            self._try_at, self._backoff = 0.0, 1.0
+        else:
+            self._try_at = time.monotonic() + self._backoff
+            self._backoff = min(2 * self._backoff, 30.0)
+        return written
 
     def _done(self) -> None:
         _, path, _ = self.pending.pop(0)
