@@ -45,7 +45,7 @@ def test_the_kit_restarts_minio_on_its_port_with_its_data(store: MinioServer) ->
 def test_an_operation_waits_out_an_outage_within_the_budget(store: MinioServer) -> None:
     storage = _storage(store, budget=60)
     store.halt()
-    timer = _back_after(store, 3)
+    timer = _back_after(store, 2)  # tried at 0, 1 and 3 s (the backoff): up at the third
     storage.write_text("result.json", "{}")  # waits for the store, then writes
     timer.join()
     assert storage.read_text("result.json") == "{}"
