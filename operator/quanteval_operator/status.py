@@ -141,6 +141,10 @@ def run_status(
         parsed = RunMessage.parse(done.termination_message) if done else None
         if parsed is not None and parsed.metrics is not None:
             entry["metrics"] = status_metrics(parsed.metrics)
+            # A pod evicted or preempted is not in the Job's counts; the worker counted it.
+            made = parsed.metrics.get("attemptCount")
+            if isinstance(made, int) and made > entry["attempts"]:
+                entry["attempts"] = made
         return entry
     if job.failed_condition:
         failed = [p for p in pods if p.phase == PodPhase.FAILED]

@@ -62,6 +62,9 @@ class RunMetrics(_Model):
     kv_cache_budget_bytes: int | None = None
     # Samples an earlier attempt generated, resumed from partial/ (None: one attempt did all).
     resumed_samples: int | None = None
+    # The attempts that made the run, where more than one: the status counts them too, as a Job
+    # does not count a pod evicted or preempted (DisruptionTarget: its podFailurePolicy ignores it).
+    attempt_count: int | None = None
 
 
 class EmotionScores(_Model):

@@ -241,7 +241,7 @@ def _node_ready(cluster: Cluster) -> dict[str, Any]:
     return ready
 
 
-def test_a_deleted_worker_pod_is_resumed_by_the_next_pod_through_an_api_server_restart(
+def test_an_evicted_worker_pod_is_resumed_by_the_next_pod_through_an_api_server_restart(
     cluster: Cluster,
     eval_namespace: str,
     tiny_model: str,
@@ -249,7 +249,8 @@ def test_a_deleted_worker_pod_is_resumed_by_the_next_pod_through_an_api_server_r
     operator: OperatorProcess,
 ) -> None:
     """Two disruptions of one evaluation, each its own row of docs/operating.md's table.
-    The pod is deleted once a batch is under partial/; the Job's next pod goes on after the
+    The pod is evicted (the Eviction API deletes it, marked DisruptionTarget, as a node drain or
+    a preemption does) once a batch is under partial/; the Job's next pod goes on after the
     last complete batch: every sample once, the texts of an uninterrupted run of the same spec
     (another evaluation: the same content hash, so the same seeds), the resume in the status and
     the RunSucceeded Event. Right after the deletion the API server is down 15 s (under the
@@ -289,7 +290,13 @@ def test_a_deleted_worker_pod_is_resumed_by_the_next_pod_through_an_api_server_r
         namespace=eval_namespace,
     ).stdout.split()  # fmt: skip
     assert len(pods) == 1
-    cluster.kubectl("delete", pods[0], "--wait=false", namespace=eval_namespace)
+    name = pods[0].removeprefix("pod/")
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": eval_namespace}}  # fmt: skip
+    cluster.kubectl(
+        "create", "--raw", f"/api/v1/namespaces/{eval_namespace}/pods/{name}/eviction",
+        "-f", "-", input=json.dumps(eviction),
+    )  # fmt: skip
     ready = _node_ready(cluster)
     assert whole.read_text("result.json") is None  # the other run is mid-generation
     cluster.restart("kube-apiserver", down_seconds=15)
@@ -297,7 +304,7 @@ def test_a_deleted_worker_pod_is_resumed_by_the_next_pod_through_an_api_server_r
     body = wait_finished(cluster, eval_namespace, "preempted", timeout=600)
     assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
     run = _runs(body)["tiny-fp32"]
-    assert run["attempts"] == 2
+    assert run["attempts"] == 2  # the worker's count: the Job ignored the evicted pod
     resumed = run["metrics"]["resumedSamples"]
     assert 0 < resumed < 30
     result = RunResult.model_validate_json(preempted.read_text("result.json") or "")
@@ -313,10 +320,10 @@ def test_a_deleted_worker_pod_is_resumed_by_the_next_pod_through_an_api_server_r
         namespace=eval_namespace,
     ).stdout  # fmt: skip
     assert f"resumed after {resumed} samples an earlier attempt generated" in told
-    made = sorted(
-        j["metadata"]["labels"]["quanteval.io/eval"] for j in jobs(cluster, eval_namespace)
-    )
-    assert made == ["preempted", "whole"]  # a Job a run, none made twice
+    made = {j["metadata"]["labels"]["quanteval.io/eval"]: j for j in jobs(cluster, eval_namespace)}
+    assert sorted(made) == ["preempted", "whole"]  # a Job a run, none made twice
+    # The eviction (DisruptionTarget) did not count against backoffLimit: the podFailurePolicy.
+    assert made["preempted"]["status"].get("failed", 0) == 0
     after = _node_ready(cluster)
     assert after["status"] == "True"
     assert after["lastTransitionTime"] == ready["lastTransitionTime"]  # it stayed Ready

@@ -302,6 +302,22 @@ def test_the_intensity_tasks_figures_reach_the_status_metrics(quickstart_dict: M
     assert entry["metrics"]["dollarsPer1kRatings"] == 0.004521
 
 
+def test_a_run_resumed_after_an_eviction_counts_the_attempt_its_job_does_not(
+    quickstart_dict: Manifest,
+) -> None:
+    """The Job ignores an evicted pod (DisruptionTarget): succeeded 1, failed 0. The worker
+    counted two attempts, and the status says so."""
+    run = _runs(quickstart_dict)[0]
+    metrics = _metrics().model_copy(update={"resumed_samples": 4, "attempt_count": 2})
+    message = run_message(run.id, RunState.SUCCEEDED, metrics).to_text()
+    pod = _pod(pod_body("p", T1, "Succeeded", state=terminated(0, message)))
+
+    entry = run_status(run, _complete_job(run), [pod], suspended=False)
+
+    assert entry["attempts"] == 2 and entry["metrics"]["resumedSamples"] == 4
+    assert "attemptCount" not in entry["metrics"]  # said once, as attempts
+
+
 def test_complete_job_without_a_message_has_no_metrics(quickstart_dict: Manifest) -> None:
     run = _runs(quickstart_dict)[0]
     pod = _pod(pod_body("p", T1, "Succeeded", state=terminated(0)))

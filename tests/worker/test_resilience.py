@@ -308,6 +308,7 @@ def test_a_run_cut_off_twice_while_generating_resumes_after_its_last_batch_each_
     result = RunResult.model_validate_json((cut.out / "runs/tiny-fp32/result.json").read_text())
     assert [a.attempt for a in result.attempts] == [1, 2, 3]
     assert result.metrics.resumed_samples == finished_then
+    assert result.metrics.attempt_count == 3
     assert f"resumed: {finished_then} of 20 samples" in (cut.out / "report.md").read_text()
     first, second, third = result.attempts
     assert len(first.batches) == batches and first.peak_memory_bytes is None
