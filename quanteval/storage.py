@@ -151,6 +151,18 @@ class Patience:
         self.outage_began = None
 
 
+@dataclass
+class Backoff:
+    """The waits between tries of a store that is down: 1 s, doubling to 30 s."""
+
+    delay: float = 1.0
+
+    def next(self) -> float:
+        """The wait now; the one after it doubled."""
+        wait, self.delay = self.delay, min(2 * self.delay, 30.0)
+        return wait
+
+
 def is_unavailable(error: Exception) -> bool:
     """The store could not be reached or could not serve (worth trying again), as opposed to a
     refusal (no such bucket, wrong credentials, a missing key)."""
@@ -258,13 +270,12 @@ class S3Storage:
     def _patiently(self, action: str, key: str, operation: "Callable[[], T]") -> T:
         """`operation`, tried again with backoff while the store is unavailable and the outage
         has lasted less than the budget; any other error at once."""
-        delay = 1.0
+        backoff = Backoff()
         while True:
             try:
                 return self._once(action, key, operation)
             except _StillDown as down:
-                time.sleep(min(delay, down.left))
-                delay = min(2 * delay, 30.0)
+                time.sleep(min(backoff.next(), down.left))
 
     def _put(self, key: str, data: bytes) -> "Callable[[], object]":
         return lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)

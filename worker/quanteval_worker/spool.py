@@ -17,7 +17,7 @@ from pathlib import Path
 
 from quanteval.api.errors import StorageError
 from quanteval.fmt import human_bytes
-from quanteval.storage import SPOOL_DIR_ENV, SPOOL_LIMIT_ENV, S3Storage, Storage
+from quanteval.storage import SPOOL_DIR_ENV, SPOOL_LIMIT_ENV, Backoff, S3Storage, Storage
 from quanteval_worker.events import log
 
 
@@ -34,7 +34,7 @@ class SpooledStorage:
         self.pending: list[tuple[str, Path, int]] = []  # key, its bytes on disk, their size
         self._written = 0  # files spooled, for their names
         self._try_at = 0.0  # while the store is down: when a write may try it again
-        self._backoff = 1.0
+        self._backoff = Backoff()
 
     @property
     def spooled_bytes(self) -> int:
@@ -80,10 +80,9 @@ class SpooledStorage:
     def _tried(self, written: bool) -> bool:
         """`written`, the next try put off by the backoff where it was not."""
         if written:
-            self._try_at, self._backoff = 0.0, 1.0
+            self._try_at, self._backoff = 0.0, Backoff()
         else:
-            self._try_at = time.monotonic() + self._backoff
-            self._backoff = min(2 * self._backoff, 30.0)
+            self._try_at = time.monotonic() + self._backoff.next()
         return written
 
     def _done(self) -> None:
