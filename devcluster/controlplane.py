@@ -45,8 +45,8 @@ _STATE_FILE = "cluster.json"
 _AUDIT_LOG = "audit.log"
 _AUDIT_POLICY = "audit-policy.yaml"
 _STATE_ENTRIES = (
-    "pki", "etcd", "logs", "pods", "kubectl-cache", "kubeconfig", _AUDIT_LOG, _AUDIT_POLICY,
-    _STATE_FILE,
+    "pki", "etcd", "logs", "pods", "nodes", "kubectl-cache", "kubeconfig", _AUDIT_LOG,
+    _AUDIT_POLICY, _STATE_FILE,
 )  # fmt: skip
 # Every request at level Metadata (who, what, when, the response code; no bodies), once per stage
 # but RequestReceived: one ResponseComplete event per request (plus ResponseStarted for watches).
@@ -353,6 +353,16 @@ class Cluster:
                 "--profiling=false",
             ],
         )
+        self._spawn_node_agent("node-agent", self.node_name, self.state_dir)
+        self._wait(
+            "the default ServiceAccount",
+            lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+        )
+        self._wait(f"node {self.node_name} Ready and schedulable", self._node_ready)
+
+    def _spawn_node_agent(
+        self, component: str, node_name: str, state: Path, taints: str = ""
+    ) -> None:
         venv_bin = str(Path(sys.executable).parent)
         agent_env = dict(os.environ)
         agent_env["PATH"] = os.pathsep.join([venv_bin, agent_env.get("PATH", os.defpath)])
@@ -360,23 +370,57 @@ class Cluster:
             agent_env["VIRTUAL_ENV"] = sys.prefix
         agent_env["PYTHONUNBUFFERED"] = "1"
         self._spawn(
-            "node-agent",
+            component,
             [
                 sys.executable,
                 "-m",
                 "devcluster.node",
                 f"--kubeconfig={self.kubeconfig}",
-                f"--state={self.state_dir}",
-                f"--node-name={self.node_name}",
+                f"--state={state}",
+                f"--node-name={node_name}",
+                f"--register-with-taints={taints}",
             ],
             env=agent_env,
             cwd=_REPO_ROOT,
         )
-        self._wait(
-            "the default ServiceAccount",
-            lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
-        )
-        self._wait(f"node {self.node_name} Ready and schedulable", self._node_ready)
+
+    # -- more nodes ----------------------------------------------------------------------
+
+    def node_state_dir(self, node_name: str) -> Path:
+        """An added node's agent state: its pods are under ``pods/`` there."""
+        return self.state_dir / "nodes" / node_name
+
+    def add_node(self, node_name: str, taints: str = "") -> None:
+        """Start another node agent, registering ``node_name`` (with ``taints``, as the kubelet's
+        ``--register-with-taints``: ``key=value:Effect,...``), and return once it is Ready."""
+        component = f"node-agent-{node_name}"
+        if component in self._records:
+            raise RuntimeError(f"node {node_name} was already added")
+        self._spawn_node_agent(component, node_name, self.node_state_dir(node_name), taints)
+
+        def ready() -> bool:
+            status, node = self.get(f"/api/v1/nodes/{node_name}")
+            conditions = node.get("status", {}).get("conditions", []) if status == 200 else []
+            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+        self._wait(f"node {node_name} Ready", ready)
+
+    def lose_node(self, node_name: str) -> None:
+        """The added node ``node_name`` vanishes as a machine does: its agent and every pod process
+        it started are SIGKILLed, nothing reports anything. Its Node stays in the API, as it does
+        until its cloud provider (or the test, in its place) deletes it."""
+        component = f"node-agent-{node_name}"
+        if component not in self._records:
+            raise RuntimeError(f"node {node_name} was not added by add_node")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._records[component]["pid"], signal.SIGKILL)
+        proc = self._procs.pop(component, None)
+        if proc is not None:
+            proc.wait()
+        self._kill_pod_processes(self.node_state_dir(node_name) / "pods")
+        del self._records[component]
+        self._launches.pop(component, None)
+        self._save()
 
     def _spawn(
         self,
@@ -527,11 +571,12 @@ class Cluster:
     def stop(self) -> None:
         """Stop every component (SIGTERM to its process group, SIGKILL after a timeout) and
         any pod process left behind. Logs and pods' directories stay for inspection."""
-        for name in reversed(_ORDER):
-            if name in self._records:
-                timeout = self.stop_timeout_s + (10.0 if name == "node-agent" else 0.0)
-                self._stop_one(name, timeout)
-        self._kill_pod_processes()
+        for name in reversed(list(self._records)):  # the nodes added last first, etcd last
+            timeout = self.stop_timeout_s + (10.0 if name.startswith("node-agent") else 0.0)
+            self._stop_one(name, timeout)
+        self._kill_pod_processes(self.pods_dir)
+        for added in sorted(self.state_dir.glob("nodes/*/pods")):
+            self._kill_pod_processes(added)
         self._records.clear()
         self._procs.clear()
         with contextlib.suppress(FileNotFoundError):
@@ -558,11 +603,12 @@ class Cluster:
             _log(f"{name} (pid {pid}) ignored SIGTERM for {timeout:.0f}s; killing it")
         self._procs.pop(name, None)
 
-    def _kill_pod_processes(self) -> None:
-        """SIGKILL pods' process groups the agent left behind (only ones it started)."""
-        if not self.pods_dir.is_dir():
+    @staticmethod
+    def _kill_pod_processes(pods_dir: Path) -> None:
+        """SIGKILL pods' process groups an agent left behind (only ones it started)."""
+        if not pods_dir.is_dir():
             return
-        for pod_dir in self.pods_dir.iterdir():
+        for pod_dir in pods_dir.iterdir():
             try:
                 pid = int((pod_dir / "pid").read_text())
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

@@ -23,6 +23,7 @@ images (the image is ignored), ``kubectl logs``/``exec``, mounting volumes at th
 Run by :class:`devcluster.controlplane.Cluster`; by hand::
 
     python -m devcluster.node --kubeconfig K --state DIR [--node-name qe-node-1]
+        [--register-with-taints key=value:Effect,...]
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ log = logging.getLogger("node-agent")
 
 
 class NodeAgent:
-    def __init__(self, kubeconfig: str, state_dir: Path, node_name: str) -> None:
+    def __init__(
+        self, kubeconfig: str, state_dir: Path, node_name: str, taints: list[JSON] | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.node_name = node_name
+        self.taints = taints or []  # the Node's at registration, as the kubelet's flag of the name
         self.pods_dir = state_dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.api = Api(kubeconfig)
@@ -146,7 +150,7 @@ class NodeAgent:
                             NODE_LABEL: "true",
                         },
                     },
-                    "spec": {},
+                    "spec": {"taints": self.taints} if self.taints else {},
                     "status": self._node_status(version),
                 }
                 try:
@@ -569,16 +573,29 @@ def _become_subreaper() -> None:
         log.warning("cannot become a child subreaper: %s", exc)
 
 
+def parse_taints(text: str) -> list[JSON]:
+    """``key=value:Effect,key:Effect``, as the kubelet's ``--register-with-taints``."""
+    taints: list[JSON] = []
+    for item in filter(None, text.split(",")):
+        key_value, sep, effect = item.partition(":")
+        if not sep or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise argparse.ArgumentTypeError(f"taint {item!r}: want key[=value]:Effect")
+        key, _, value = key_value.partition("=")
+        taints.append({"key": key, "effect": effect} | ({"value": value} if value else {}))
+    return taints
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devcluster.node", description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--state", required=True, type=Path, help="pods go to STATE/pods/")
     parser.add_argument("--node-name", default=DEFAULT_NODE_NAME)
+    parser.add_argument("--register-with-taints", type=parse_taints, default=[])
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    agent = NodeAgent(args.kubeconfig, args.state, args.node_name)
+    agent = NodeAgent(args.kubeconfig, args.state, args.node_name, args.register_with_taints)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -9,8 +10,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from devcluster.controlplane import Cluster
 from devcluster.kubernetes import KUBERNETES_VERSION
+from devcluster.node import parse_taints
 from devcluster.waiting import wait_until
 
 JSON = dict[str, Any]
@@ -307,3 +311,13 @@ def test_rbac_forbids_a_service_account_without_permissions(
     assert f"system:serviceaccount:{namespace}:nobody" in listing.stderr
     admin = cluster.kubectl("auth", "can-i", "list", "pods", namespace=namespace)
     assert admin.stdout.strip() == "yes"
+
+
+def test_node_taints_are_read_as_the_kubelets_register_with_taints_flag() -> None:
+    assert parse_taints("a.io/x=y:NoSchedule,b:NoExecute") == [
+        {"key": "a.io/x", "value": "y", "effect": "NoSchedule"},
+        {"key": "b", "effect": "NoExecute"},
+    ]
+    assert parse_taints("") == []
+    with pytest.raises(argparse.ArgumentTypeError, match="want key"):
+        parse_taints("a=b:Sometimes")
