@@ -36,6 +36,7 @@ from tests.operator.harness import (
 LOST_NODE = "qe-node-2"
 LOST_TAINT = "quanteval.io/test-lost-node"  # only the evaluation "lost" tolerates that node
 EVALUATIONS = ("lost", "preempted", "whole", "restart")
+RESTART_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 @dataclass
@@ -53,14 +54,17 @@ class Disrupted:
     def body(self, name: str) -> dict[str, Any]:
         return get_eval(self.cluster, self.namespace, name)
 
-    def storage(self, name: str) -> S3Storage:
+    def evaluation_storage(self, name: str) -> S3Storage:
         uid = self.body(name)["metadata"]["uid"]
         found = S3Storage(
-            f"s3://{BUCKET}/quanteval/{self.namespace}/{name}-{uid}/runs/tiny-fp32",
-            self.s3.endpoint,
+            f"s3://{BUCKET}/quanteval/{self.namespace}/{name}-{uid}", self.s3.endpoint
         )
         found._client = self.s3.client()
         return found
+
+    def storage(self, name: str) -> S3Storage:
+        """The prefix of the evaluation's run tiny-fp32."""
+        return self.evaluation_storage(name).child("runs/tiny-fp32")
 
     def jobs_of(self, name: str) -> list[dict[str, Any]]:
         return [
@@ -180,7 +184,7 @@ def disrupted(
         cluster.restart("kube-apiserver", down_seconds=15)
 
         apply("restart", models=models, **spec | {
-            "precisions": ["fp32", "bf16", "fp16", "int8"], "parallelism": 2,
+            "precisions": list(RESTART_PRECISIONS), "parallelism": 2,
             "prompts": prompts[:2], "generation": generation | {"samplesPerPrompt": 2},
         })  # fmt: skip
         wait_until(
@@ -271,5 +275,45 @@ def test_the_operator_killed_mid_run_resumes_without_duplicates(disrupted: Disru
     made = disrupted.jobs_of("restart")
     assert len(made) == 4
     assert len({j["metadata"]["labels"]["quanteval.io/run"] for j in made}) == 4
-    assert max_concurrent(made) <= 2
     assert all(r["attempts"] == 1 for r in body["status"]["runs"])
+
+
+def test_an_evaluation_runs_to_success_within_its_parallelism(disrupted: Disrupted) -> None:
+    """The status, the Jobs, the results and the report of "restart" (four runs, two at a time),
+    whole although its operator was killed and replaced while it ran."""
+    body = disrupted.body("restart")
+    assert condition(body, "Succeeded")["reason"] == "AllRunsSucceeded"
+    assert condition(body, "Valid")["status"] == "True"
+    # No finalizer: deleting a QuantEval never waits for the operator.
+    assert not body["metadata"].get("finalizers")
+    assert condition(body, "Progressing")["status"] == "False"
+    status = body["status"]
+    assert status["progress"] == "4/4"
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert {"startTime", "completionTime"} <= set(status)
+    runs = _runs(body)
+    assert set(runs) == {f"tiny-{p}" for p in RESTART_PRECISIONS}
+    for run in runs.values():
+        assert run["state"] == "Succeeded"
+        assert 0 <= run["metrics"]["f1Macro"] <= 1 and run["metrics"]["weightsBytes"] > 0
+    assert status["summary"]["baseline"] == "fp32"
+    assert status["summary"]["bestRun"] in runs
+
+    made = disrupted.jobs_of("restart")
+    assert max_concurrent(made) <= 2
+    for job in made:
+        owner = job["metadata"]["ownerReferences"][0]
+        assert owner["kind"] == "QuantEval" and owner["uid"] == body["metadata"]["uid"]
+
+    storage = disrupted.evaluation_storage("restart")
+    assert storage.list_children("runs") == sorted(runs)
+    result = RunResult.model_validate_json(
+        storage.child("runs/tiny-int8").read_text("result.json") or ""
+    )
+    assert round(result.metrics.f1_macro, 4) == runs["tiny-int8"]["metrics"]["f1Macro"]
+    assert result.environment["cpuThreads"] == 1  # the pod's CPU limit, through the downward API
+
+    assert status["summary"]["reportUri"] == f"{storage.uri}/report.html"
+    assert condition(body, "ReportReady")["status"] == "True"
+    assert len(jobs(disrupted.cluster, disrupted.namespace, "report")) == len(EVALUATIONS)
+    assert "<img" in (storage.read_text("report.html") or "")

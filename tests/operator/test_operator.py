@@ -10,7 +10,6 @@ from devcluster.controlplane import Cluster
 from devcluster.minio import MinioServer
 from devcluster.waiting import wait_until
 from quanteval.api.layout import RATINGS_FILE
-from quanteval.api.result import RunResult
 from quanteval.storage import S3Storage
 from tests.builders import long_prompts
 from tests.operator.harness import (
@@ -21,7 +20,6 @@ from tests.operator.harness import (
     get_eval,
     jobs,
     manifest,
-    max_concurrent,
     wait_finished,
 )
 
@@ -41,101 +39,6 @@ def _quota(cluster: Cluster, namespace: str, name: str, hard: dict[str, str]) ->
 
 def _runs(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in body["status"]["runs"]}
-
-
-def test_an_evaluation_runs_to_success_within_its_parallelism(
-    cluster: Cluster,
-    eval_namespace: str,
-    tiny_model: str,
-    s3_server: MinioServer,
-    operator: OperatorProcess,
-) -> None:
-    cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        namespace=eval_namespace,
-        input=manifest(
-            "tiny",
-            [{"name": "tiny", "source": tiny_model}],
-            precisions=["fp32", "bf16", "int8"],
-            parallelism=2,
-        ),
-    )
-    body = wait_finished(cluster, eval_namespace, "tiny", timeout=600)
-    assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
-    assert condition(body, "Succeeded")["reason"] == "AllRunsSucceeded"
-    assert condition(body, "Valid")["status"] == "True"
-    # No finalizer: deleting a QuantEval never waits for the operator.
-    assert not body["metadata"].get("finalizers")
-    assert condition(body, "Progressing")["status"] == "False"
-    status = body["status"]
-    assert status["progress"] == "3/3"
-    assert status["observedGeneration"] == body["metadata"]["generation"]
-    assert {"startTime", "completionTime"} <= set(status)
-    runs = _runs(body)
-    assert set(runs) == {"tiny-fp32", "tiny-bf16", "tiny-int8"}
-    for run in runs.values():
-        assert run["state"] == "Succeeded" and run["attempts"] == 1
-        assert 0 <= run["metrics"]["f1Macro"] <= 1 and run["metrics"]["weightsBytes"] > 0
-    assert status["summary"]["baseline"] == "fp32"
-    assert status["summary"]["bestRun"] in runs
-
-    job_items = jobs(cluster, eval_namespace)
-    assert len(job_items) == 3
-    assert max_concurrent(job_items) <= 2
-    for job in job_items:
-        owner = job["metadata"]["ownerReferences"][0]
-        assert owner["kind"] == "QuantEval" and owner["uid"] == body["metadata"]["uid"]
-
-    uid = body["metadata"]["uid"]
-    root = f"s3://{BUCKET}/quanteval/{eval_namespace}/tiny-{uid}"
-    storage = S3Storage(root, s3_server.endpoint)
-    storage._client = s3_server.client()
-    assert storage.list_children("runs") == ["tiny-bf16", "tiny-fp32", "tiny-int8"]
-    result = RunResult.model_validate_json(
-        storage.child("runs/tiny-int8").read_text("result.json") or ""
-    )
-    assert round(result.metrics.f1_macro, 4) == runs["tiny-int8"]["metrics"]["f1Macro"]
-    assert result.environment["cpuThreads"] == 1  # the pod's CPU limit, through the downward API
-
-    assert status["summary"]["reportUri"] == f"{root}/report.html"
-    assert condition(body, "ReportReady")["status"] == "True"
-    assert len(jobs(cluster, eval_namespace, "report")) == 1
-    assert "<img" in (storage.read_text("report.html") or "")
-    assert storage.read_text("report.json")
-
-    table = cluster.kubectl("get", "quantevals", namespace=eval_namespace).stdout
-    header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "STATUS", "PROGRESS", "BEST", "AGE"]
-    assert row.split()[:4] == ["tiny", "AllRunsSucceeded", "3/3", status["summary"]["bestRun"]]
-    short = cluster.kubectl("get", "qe", "tiny", "-o", "name", namespace=eval_namespace).stdout
-    assert short.strip() == "quanteval.quanteval.io/tiny"
-    assert {"RunStarted", "RunSucceeded"} <= set(event_counts(cluster, eval_namespace, "tiny"))
-
-    # Then pod GC or a node scaled down, and the Jobs removed (a TTL, a hand), the report's too:
-    # the finished evaluation keeps its status.
-    cluster.kubectl("delete", "pods", "--all", "--wait=true", namespace=eval_namespace)
-    cluster.kubectl(
-        "delete", "jobs", "--all", "--cascade=foreground", "--wait=true", namespace=eval_namespace
-    )
-    # A change the spec allows asks for a pass; its observedGeneration says the pass was made.
-    cluster.kubectl(
-        "patch", "qe", "tiny", "--type=merge", "-p", '{"spec": {"parallelism": 3}}',
-        namespace=eval_namespace,
-    )  # fmt: skip
-    generation = body["metadata"]["generation"] + 1
-
-    def passed() -> dict[str, Any] | None:
-        again = get_eval(cluster, eval_namespace, "tiny")
-        return again if again["status"]["observedGeneration"] == generation else None
-
-    after = wait_until(passed, timeout=60, what="the pass after the deletions", interval=0.5)
-    assert after["status"]["runs"] == status["runs"]
-    assert after["status"]["summary"] == status["summary"]
-    assert condition(after, "Succeeded")["status"] == "True"
-    assert condition(after, "ReportReady")["status"] == "True"
-    assert jobs(cluster, eval_namespace) == [] and jobs(cluster, eval_namespace, "report") == []
 
 
 def test_a_failing_run_fails_with_its_reason_while_the_others_complete(
