@@ -187,16 +187,14 @@ def disrupted(
             "precisions": list(RESTART_PRECISIONS), "parallelism": 2,
             "prompts": prompts[:2], "generation": generation | {"samplesPerPrompt": 2},
         })  # fmt: skip
-        wait_until(
-            lambda: len(outcome.jobs_of("restart")) >= 2, timeout=60, what="two Jobs of restart"
-        )
 
         def restart_jobs() -> list[dict[str, Any]]:
             return outcome.jobs_of("restart")
 
+        wait_until(lambda: len(restart_jobs()) >= 2, timeout=60, what="two Jobs of restart")
         operator.kill()
         try:
-            outcome.restart_jobs_at_kill = len(outcome.jobs_of("restart"))
+            outcome.restart_jobs_at_kill = len(restart_jobs())
             wait_until(
                 lambda: all(j.get("status", {}).get("succeeded") for j in restart_jobs()),
                 timeout=300, what="the first Jobs of restart to finish while the operator is down",
@@ -207,7 +205,7 @@ def disrupted(
             wait_finished(cluster, namespace, evaluation, timeout=600)
         yield outcome
     finally:
-        if not node_lost:  # failed before
+        if not node_lost:  # the fixture failed before it lost the node: lose it now
             cluster.lose_node(LOST_NODE)
         cluster.kubectl("delete", "node", LOST_NODE, "--ignore-not-found", check=False)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
@@ -280,7 +278,7 @@ def test_the_operator_killed_mid_run_resumes_without_duplicates(disrupted: Disru
 
 def test_an_evaluation_runs_to_success_within_its_parallelism(disrupted: Disrupted) -> None:
     """The status, the Jobs, the results and the report of "restart" (four runs, two at a time),
-    whole although its operator was killed and replaced while it ran."""
+    complete although its operator was killed and replaced while it ran."""
     body = disrupted.body("restart")
     assert condition(body, "Succeeded")["reason"] == "AllRunsSucceeded"
     assert condition(body, "Valid")["status"] == "True"
