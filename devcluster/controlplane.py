@@ -397,13 +397,7 @@ class Cluster:
         if component in self._records:
             raise RuntimeError(f"node {node_name} was already added")
         self._spawn_node_agent(component, node_name, self.node_state_dir(node_name), taints)
-
-        def ready() -> bool:
-            status, node = self.get(f"/api/v1/nodes/{node_name}")
-            conditions = node.get("status", {}).get("conditions", []) if status == 200 else []
-            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-        self._wait(f"node {node_name} Ready", ready)
+        self._wait(f"node {node_name} Ready", lambda: self._ready_node(node_name) is not None)
 
     def lose_node(self, node_name: str) -> None:
         """The added node ``node_name`` vanishes as a machine does: its agent and every pod process
@@ -528,17 +522,22 @@ class Cluster:
         except ValueError:
             return status, text
 
-    def _node_ready(self) -> bool:
-        status, node = self.get(f"/api/v1/nodes/{self.node_name}")
+    def _ready_node(self, node_name: str) -> dict[str, Any] | None:
+        """The Node, if its Ready condition is True."""
+        status, node = self.get(f"/api/v1/nodes/{node_name}")
         if status != 200:
+            return None
+        conditions = node.get("status", {}).get("conditions", [])
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        return dict(node) if ready else None
+
+    def _node_ready(self) -> bool:
+        """The cluster's own node is Ready and takes pods (no taint but PreferNoSchedule)."""
+        node = self._ready_node(self.node_name)
+        if node is None:
             return False
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in node.get("status", {}).get("conditions", [])
-        )
         taints = node.get("spec", {}).get("taints", [])
-        taints = [t for t in taints if t.get("effect") != "PreferNoSchedule"]
-        return ready and not taints
+        return not [t for t in taints if t.get("effect") != "PreferNoSchedule"]
 
     def healthy(self) -> bool:
         """Every recorded component is running, /readyz answers ok and the node is Ready."""

@@ -172,6 +172,11 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
+def runs_by_id(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A QuantEval's status.runs by run id."""
+    return {r["id"]: r for r in body["status"]["runs"]}
+
+
 def event_counts(cluster: Cluster, namespace: str, name: str) -> dict[str, int]:
     """How many Events of each reason the QuantEval `name` has."""
     items = json.loads(

@@ -9,7 +9,6 @@ more, the outage 15 s) instead of adding up; each test reads its own scenario's 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +28,11 @@ from tests.operator.harness import (
     jobs,
     manifest,
     max_concurrent,
+    runs_by_id,
     s3_secret,
     wait_finished,
 )
+from tests.plugins.cluster import fresh_namespace
 
 LOST_NODE = "qe-node-2"
 LOST_TAINT = "quanteval.io/test-lost-node"  # only the evaluation "lost" tolerates that node
@@ -85,10 +86,6 @@ class Disrupted:
         ).stdout  # fmt: skip
 
 
-def _runs(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in body["status"]["runs"]}
-
-
 def _node_ready(cluster: Cluster) -> dict[str, Any]:
     out = cluster.kubectl("get", "node", cluster.node_name, "-o", "json").stdout
     conditions = json.loads(out)["status"]["conditions"]
@@ -122,12 +119,7 @@ def disrupted(
     spec, runs uninterrupted. Then the API server is down 15 s while "whole" generates. Then
     "restart" (four runs, two at a time) starts, the operator is killed once its first two Jobs
     exist and started again once they finished. Every evaluation is waited to its end."""
-    namespace = f"qe-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl("create", "namespace", namespace)
-    wait_until(
-        lambda: cluster.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default")[0] == 200,
-        timeout=60, what=f"the default ServiceAccount in {namespace}",
-    )  # fmt: skip
+    namespace = fresh_namespace(cluster)
     cluster.kubectl("apply", "-f", "-", input=s3_secret(s3_server, namespace))
     outcome = Disrupted(cluster, namespace, s3_server)
     prompts = [f"Prompt {i} about <class>" for i in range(5)]
@@ -218,7 +210,7 @@ def test_a_run_on_a_lost_node_resumes_on_another_node_after_its_last_batch(
     assert disrupted.cut_off_mid_generation["lost"]
     body = disrupted.body("lost")
     assert condition(body, "Succeeded")["status"] == "True", body["status"]
-    run = _runs(body)["tiny-fp32"]
+    run = runs_by_id(body)["tiny-fp32"]
     assert run["attempts"] == 2  # the worker's count: the Job ignored the lost pod
     assert 0 < run["metrics"]["resumedSamples"] < 12
     assert len(disrupted.generations("lost")) == 12  # every sample once
@@ -235,7 +227,7 @@ def test_an_evicted_worker_pod_is_resumed_by_the_next_pod_with_the_texts_of_an_u
 ) -> None:
     body = disrupted.body("preempted")
     assert condition(body, "Succeeded")["status"] == "True", body["status"]
-    run = _runs(body)["tiny-fp32"]
+    run = runs_by_id(body)["tiny-fp32"]
     assert run["attempts"] == 2  # the worker's count: the Job ignored the evicted pod
     resumed = run["metrics"]["resumedSamples"]
     assert 0 < resumed < 30
@@ -289,7 +281,7 @@ def test_an_evaluation_runs_to_success_within_its_parallelism(disrupted: Disrupt
     assert status["progress"] == "4/4"
     assert status["observedGeneration"] == body["metadata"]["generation"]
     assert {"startTime", "completionTime"} <= set(status)
-    runs = _runs(body)
+    runs = runs_by_id(body)
     assert set(runs) == {f"tiny-{p}" for p in RESTART_PRECISIONS}
     for run in runs.values():
         assert run["state"] == "Succeeded"

@@ -37,6 +37,7 @@ from tests.operator.harness import (
     event_counts,
     get_eval,
     jobs,
+    runs_by_id,
     s3_secret,
     wait_finished,
 )
@@ -457,7 +458,7 @@ def test_the_charts_operator_runs_the_shipped_quickstart(
     body = wait_finished(cluster, watched, "quickstart", timeout=900)
     assert condition(body, "Succeeded")["status"] == "True", logs[-1].read_text()[-4000:]
     status = body["status"]
-    runs = {r["id"]: r for r in status["runs"]}
+    runs = runs_by_id(body)
     assert set(runs) == {f"smollm2-135m-{p}" for p in ("fp32", "bf16", "int8", "nf4", "native")}
     assert all(r["attempts"] == 1 for r in runs.values()), {
         i: (r["attempts"], r.get("reason")) for i, r in runs.items()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from devcluster.controlplane import Cluster
 from devcluster.minio import MinioServer
@@ -20,6 +19,7 @@ from tests.operator.harness import (
     get_eval,
     jobs,
     manifest,
+    runs_by_id,
     wait_finished,
 )
 
@@ -37,10 +37,6 @@ def _quota(cluster: Cluster, namespace: str, name: str, hard: dict[str, str]) ->
     )  # fmt: skip
 
 
-def _runs(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in body["status"]["runs"]}
-
-
 def test_a_failing_run_fails_with_its_reason_while_the_others_complete(
     cluster: Cluster, eval_namespace: str, tiny_model: str, s3_server: MinioServer
 ) -> None:
@@ -56,7 +52,7 @@ def test_a_failing_run_fails_with_its_reason_while_the_others_complete(
         input=manifest("mixed", models, backoffLimit=3),
     )
     body = wait_finished(cluster, eval_namespace, "mixed", timeout=600)
-    runs = _runs(body)
+    runs = runs_by_id(body)
     assert runs["tiny-fp32"]["state"] == "Succeeded"
     failed = runs["missing-fp32"]
     assert failed["state"] == "Failed"
@@ -140,7 +136,7 @@ def test_an_evaluation_with_the_intensity_task_reports_its_figures_in_the_status
     )
     body = wait_finished(cluster, eval_namespace, "nuance", timeout=900)
     assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
-    runs = _runs(body)
+    runs = runs_by_id(body)
     for run in runs.values():
         metrics = run["metrics"]
         assert 0 <= metrics["ratingParseFailureRate"] <= 1 and metrics["ratingsPerSecond"] > 0
@@ -302,7 +298,7 @@ def test_an_evaluation_on_two_engines_runs_each_run_in_its_engines_environment(
     body = wait_finished(cluster, eval_namespace, "engines", timeout=900)
     assert condition(body, "Succeeded")["status"] == "True", operator.logs()[-4000:]
 
-    runs = _runs(body)
+    runs = runs_by_id(body)
     assert set(runs) == {"smollm2-bf16", "smollm2-bf16-vllm", "smollm2-rtn-w8a8-int8-vllm"}
     # The KV cache vLLM allocated of its 1 GiB budget (whole blocks), from its own config.
     assert 0.99 * 2**30 < runs["smollm2-bf16-vllm"]["metrics"]["kvCacheBudgetBytes"] <= 2**30

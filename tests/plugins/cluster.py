@@ -37,9 +37,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield running
 
 
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace (with its default ServiceAccount), deleted after the test."""
+def fresh_namespace(cluster: Cluster) -> str:
+    """A new namespace, once its default ServiceAccount exists (pods need it)."""
     name = f"qe-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
     wait_until(
@@ -47,5 +46,12 @@ def namespace(cluster: Cluster) -> Iterator[str]:
         timeout=60,
         what=f"the default ServiceAccount in {name}",
     )
+    return name
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount), deleted after the test."""
+    name = fresh_namespace(cluster)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
